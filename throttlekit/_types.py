@@ -1,0 +1,49 @@
+"""The answers: :class:`Decision` (the five wire fields) and :class:`Forecast` (three)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Decision", "Forecast"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One admission decision. A denial is a normal result (``allowed=False``), never an exception.
+
+    ``limit``: the effective ceiling (burst for GCRA, capacity for a token bucket, the window quota
+    otherwise). ``remaining``: whole units left before the next denial. ``reset_at``: epoch ms when fully
+    replenished. ``retry_after_ms``: wait before retrying, 0 when allowed.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int
+    retry_after_ms: int
+
+    def to_dict(self) -> dict[str, int | bool]:
+        """The wire/vector shape (camelCase keys, as the golden vectors spell them)."""
+        return {
+            "allowed": self.allowed,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "resetAt": self.reset_at,
+            "retryAfterMs": self.retry_after_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """How many requests of a given cost fit now, and when capacity returns (epoch ms)."""
+
+    spendable_now: int
+    next_replenish_at: int
+    full_at: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "spendableNow": self.spendable_now,
+            "nextReplenishAt": self.next_replenish_at,
+            "fullAt": self.full_at,
+        }

@@ -1,0 +1,192 @@
+"""Limiters: route a key and a cost to the strategy's Lua transform on a store, and wrap the reply.
+
+Nothing here computes a decision; the transform does. A limiter reads its clock once per call (once
+per batch for ``check_many``); without a clock it sends the ``SERVER_TIME`` sentinel and the store's
+clock decides (Redis ``TIME``: no skew across a fleet; the memory store's injected clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._clock import SERVER_TIME, Clock
+from ._errors import ConfigError
+from ._types import Decision, Forecast
+from .stores import MemoryStore, from_url, join_prefix
+from .strategies import Strategy, validate_cost
+
+__all__ = ["AsyncLimiter", "Limiter"]
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise ConfigError(f"key must be a string, got {type(key).__name__} {key!r}")
+    return key
+
+
+def _decision(r: Sequence[Any]) -> Decision:
+    return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
+
+
+class _Base:
+    def __init__(self, strategy: Strategy, store: Any, prefix: str, clock: Clock | None) -> None:
+        if not isinstance(strategy, Strategy):
+            raise ConfigError(f"strategy must be a throttlekit strategy (Gcra, TokenBucket, ...), got {strategy!r}")
+        if not isinstance(prefix, str):
+            raise ConfigError(f"prefix must be a string, got {prefix!r}")
+        self._owned = store is None or isinstance(store, str)
+        if store is None:
+            store = MemoryStore(clock=clock)
+        elif isinstance(store, str):
+            store = from_url(store)
+        self.strategy = strategy
+        self.store = store
+        self.prefix = prefix
+        self.clock = clock
+        self._kp = join_prefix(getattr(store, "prefix", ""), prefix)
+        self._params = tuple(strategy.params)
+
+    def _now(self) -> float:
+        return SERVER_TIME if self.clock is None else self.clock.now_ms()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.strategy!r}, store={self.store!r}, prefix={self.prefix!r})"
+
+
+class Limiter(_Base):
+    """A rate limiter over a synchronous store.
+
+    ``Limiter(Gcra(10, "1s", burst=5))`` runs on a private memory store; pass ``store=`` a
+    :class:`~throttlekit.MemoryStore`, :class:`~throttlekit.RedisStore` or a URL (``"redis://..."``).
+    ``prefix`` namespaces keys (``"<store prefix>:<prefix>:<key>"``). ``clock`` (an object with
+    ``now_ms()``) overrides the store's clock.
+    """
+
+    def __init__(
+        self, strategy: Strategy, *, store: Any = None, prefix: str = "", clock: Clock | None = None
+    ) -> None:
+        super().__init__(strategy, store, prefix, clock)
+        self._check = strategy.check_transform
+        self._peek = strategy.peek_transform
+        self._forecast = strategy.forecast_transform
+        self._fast: Any = None
+        if isinstance(self.store, MemoryStore):
+            self._fast = self.store.runner(self._check)
+            self._lock = self.store.lock
+            self._store_clock = self.store.clock
+
+    def check(self, key: str, cost: float = 1) -> Decision:
+        """Consume ``cost`` (> 0) units for ``key``. A denial is a Decision with ``allowed=False``.
+
+        Raises :class:`ConfigError` for a bad key or cost, :class:`StoreError` when the store fails.
+        """
+        if cost.__class__ is not int or cost <= 0 or cost > 9007199254740991:
+            validate_cost(cost)
+        if key.__class__ is not str:
+            _key(key)
+        fast = self._fast
+        if fast is not None:
+            t = self._store_clock.now_ms()
+            now = t if self.clock is None else self.clock.now_ms()
+            with self._lock:
+                r = fast(t, self._kp + key, now, *self._params, cost)
+            return Decision(r[1] == 1, r[2], r[3], r[4], r[5])
+        return _decision(self.store.eval(self._check, (self._kp + key,), self._now(), (*self._params, cost)))
+
+    def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
+        """Decide every key at one instant (one clock read, one store round trip); input order kept."""
+        validate_cost(cost)
+        full = [(self._kp + _key(k),) for k in keys]
+        if not full:
+            return []
+        replies = self.store.eval_many(self._check, full, self._now(), (*self._params, cost))
+        return [_decision(r) for r in replies]
+
+    def peek(self, key: str) -> Decision:
+        """What a cost-1 request would see now, without consuming anything."""
+        return _decision(self.store.eval(self._peek, (self._kp + _key(key),), self._now(), self._params))
+
+    def forecast(self, key: str, cost: float = 1) -> Forecast:
+        """How many ``cost`` requests fit now and when capacity returns; consumes nothing."""
+        validate_cost(cost)
+        r = self.store.eval(self._forecast, (self._kp + _key(key),), self._now(), (*self._params, cost))
+        return Forecast(r[0], r[1], r[2])
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s state."""
+        self.store.delete(self._kp + _key(key))
+
+    def close(self) -> None:
+        """Close the store if this limiter created it (idempotent)."""
+        if self._owned:
+            self.store.close()
+
+    def __enter__(self) -> Limiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncLimiter(_Base):
+    """The asyncio twin of :class:`Limiter`, over an async store (``AsyncRedisStore``) or the memory store."""
+
+    def __init__(
+        self, strategy: Strategy, *, store: Any = None, prefix: str = "", clock: Clock | None = None
+    ) -> None:
+        if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            from .stores import AsyncRedisStore
+
+            store = AsyncRedisStore(url=store)
+            super().__init__(strategy, store, prefix, clock)
+            self._owned = True
+        else:
+            super().__init__(strategy, store, prefix, clock)
+
+    async def check(self, key: str, cost: float = 1) -> Decision:
+        """See :meth:`Limiter.check`."""
+        validate_cost(cost)
+        r = await self.store.aeval(
+            self.strategy.check_transform, (self._kp + _key(key),), self._now(), (*self._params, cost)
+        )
+        return _decision(r)
+
+    async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
+        """See :meth:`Limiter.check_many`."""
+        validate_cost(cost)
+        full = [(self._kp + _key(k),) for k in keys]
+        if not full:
+            return []
+        replies = await self.store.aeval_many(
+            self.strategy.check_transform, full, self._now(), (*self._params, cost)
+        )
+        return [_decision(r) for r in replies]
+
+    async def peek(self, key: str) -> Decision:
+        """See :meth:`Limiter.peek`."""
+        r = await self.store.aeval(self.strategy.peek_transform, (self._kp + _key(key),), self._now(), self._params)
+        return _decision(r)
+
+    async def forecast(self, key: str, cost: float = 1) -> Forecast:
+        """See :meth:`Limiter.forecast`."""
+        validate_cost(cost)
+        r = await self.store.aeval(
+            self.strategy.forecast_transform, (self._kp + _key(key),), self._now(), (*self._params, cost)
+        )
+        return Forecast(r[0], r[1], r[2])
+
+    async def reset(self, key: str) -> None:
+        """See :meth:`Limiter.reset`."""
+        await self.store.adelete(self._kp + _key(key))
+
+    async def aclose(self) -> None:
+        """Close the store if this limiter created it (idempotent)."""
+        if self._owned:
+            await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncLimiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,223 @@
+"""Cost meters and shapers: the token budget (``debit``), the lease spender, the leaky-bucket shaper.
+
+Each is a thin router over one or two Lua transforms; the decisions are computed in Lua.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ._clock import SERVER_TIME, Clock
+from ._errors import ConfigError, ThrottleKitError
+from ._types import Decision
+from .stores import MemoryStore, from_url, join_prefix
+from .strategies import parse_duration, validate_cost
+
+__all__ = ["LeakyBucket", "LeaseSpender", "Reservation", "TokenBudget"]
+
+
+def _store(store: Any, clock: Clock | None) -> tuple[Any, bool]:
+    if store is None:
+        return MemoryStore(clock=clock), True
+    if isinstance(store, str):
+        return from_url(store), True
+    return store, False
+
+
+def _whole_positive(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
+    if not float(v).is_integer():
+        raise ConfigError(f"{name} must be an integer, got {v!r}")
+    return int(v)
+
+
+class TokenBudget:
+    """A per-window budget on post-hoc costs (e.g. LLM output tokens), debited as they stream.
+
+    A debit is admitted iff budget remained before it; the crossing debit counts in full (overshoot at
+    most ``tokens - 1``); later debits in the window are refused with a retry to the window end.
+    ``budget`` is floored to whole tokens and must be >= 1 (upstream's in-process meter accepted a
+    budget in (0, 1) and then refused everything; we reject it). On a shared store (Redis) every
+    process debits one budget per key.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        window: float | str,
+        *,
+        store: Any = None,
+        prefix: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
+            raise ConfigError(f"tokenBudget.budget must be a finite number >= 1, got {budget!r}")
+        if budget < 1:
+            raise ConfigError(f"tokenBudget.budget must be a finite number >= 1, got {budget!r}")
+        self.budget = math.floor(budget)
+        self.window_ms = parse_duration(window, "tokenBudget.windowMs")
+        self.store, self._owned = _store(store, clock)
+        self.clock = clock
+        self._kp = join_prefix(getattr(self.store, "prefix", ""), prefix)
+
+    def _now(self) -> float:
+        return SERVER_TIME if self.clock is None else self.clock.now_ms()
+
+    def debit(self, key: str, tokens: int = 1) -> Decision:
+        """Debit ``tokens`` (a positive integer) from ``key``'s window budget."""
+        n = _whole_positive("tokenBudget.tokens", tokens)
+        r = self.store.eval("token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n))
+        return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
+
+    def remaining(self, key: str) -> int:
+        """Tokens left in ``key``'s current window."""
+        r = self.store.eval("token_budget_remaining", (self._kp + key,), self._now(), (self.window_ms, self.budget))
+        return int(r[0])
+
+    def reset(self, key: str) -> None:
+        self.store.delete(self._kp + key)
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()
+
+
+_lease_ids = itertools.count(1)
+_shared_store: MemoryStore | None = None
+
+
+def _lease_store() -> MemoryStore:
+    global _shared_store
+    if _shared_store is None:
+        _shared_store = MemoryStore()
+    return _shared_store
+
+
+class LeaseSpender:
+    """Spend a server-granted chunk of a global budget locally; never invents a denial.
+
+    ``apply_lease(capacity, expires_at)`` adds credits (the grant's expiry replaces the previous one).
+    ``spend(now_ms, cost)`` returns a synthesized allow or ``None`` ("refresh needed"). With
+    ``window_coupled`` (default) credits left when the grant's window has ended are discarded.
+    Lease state lives in a memory store (a shared one by default); ``close()`` frees it.
+    """
+
+    def __init__(
+        self, limit: int, ttl_ms: int = 0, *, window_coupled: bool = True, store: Any = None, prefix: str = ""
+    ) -> None:
+        self.limit = limit
+        self.ttl_ms = ttl_ms
+        self.window_coupled = window_coupled
+        self.store = store or _lease_store()
+        self.key = f"{join_prefix(getattr(self.store, 'prefix', ''), prefix)}lease:{next(_lease_ids)}"
+
+    def apply_lease(self, capacity: float, expires_at: int | None = None) -> None:
+        """Add a grant of ``capacity`` units whose window ends at ``expires_at`` (epoch ms, or None)."""
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, float)) or capacity < 0:
+            raise ConfigError(f"lease capacity must be a number >= 0, got {capacity!r}")
+        exp = -1 if expires_at is None else expires_at
+        self.store.eval("lease_grant", (self.key,), 0, (capacity, exp))
+
+    def _spend(self, now_ms: int, cost: float, discard: bool) -> Decision | None:
+        validate_cost(cost)
+        r = self.store.eval(
+            "lease_spend",
+            (self.key,),
+            now_ms,
+            (cost, self.limit, self.ttl_ms, 1 if self.window_coupled else 0, 1 if discard else 0),
+        )
+        if r[0] == 1:
+            return None
+        return Decision(r[1] == 1, r[2], r[3], r[4], r[5])
+
+    def spend(self, now_ms: int, cost: float = 1) -> Decision | None:
+        """Spend locally: an allow, or ``None`` when the lease cannot cover ``cost`` (refresh needed)."""
+        return self._spend(now_ms, cost, True)
+
+    def spend_or_refresh(
+        self,
+        now_ms: int,
+        cost: float,
+        reserve: Callable[[float], Decision | tuple[float, int | None]],
+        max_rounds: int = 1024,
+    ) -> Decision:
+        """Spend, asking ``reserve(cost)`` for grants on shortfall. ``reserve`` returns a denial
+        :class:`Decision` (returned verbatim) or a grant ``(capacity, expires_at)``."""
+        discard = True
+        for _ in range(max_rounds):
+            d = self._spend(now_ms, cost, discard)
+            discard = False
+            if d is not None:
+                return d
+            grant = reserve(cost)
+            if isinstance(grant, Decision):
+                return grant
+            capacity, expires_at = grant
+            if capacity <= 0:
+                raise ThrottleKitError("zero-capacity grant without a denial")
+            self.apply_lease(capacity, expires_at)
+        raise ThrottleKitError(f"spend_or_refresh exceeded {max_rounds} rounds")
+
+    def reset(self) -> None:
+        self.store.delete(self.key)
+
+    close = reset
+
+
+class Reservation(tuple[bool, int]):
+    """``(accepted, delay_ms)`` from :meth:`LeakyBucket.reserve`."""
+
+    __slots__ = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self[0]
+
+    @property
+    def delay_ms(self) -> int:
+        return self[1]
+
+
+class LeakyBucket:
+    """A shaper: schedules work at ``rate_per_sec`` instead of denying it, and rejects only when the
+    wait would exceed ``max_queue_ms``. ``reserve`` returns (accepted, delay_ms)."""
+
+    def __init__(
+        self,
+        rate_per_sec: float,
+        max_queue_ms: float,
+        *,
+        store: Any = None,
+        prefix: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        if isinstance(rate_per_sec, bool) or not isinstance(rate_per_sec, (int, float)) or not (
+            math.isfinite(rate_per_sec) and rate_per_sec > 0 and math.isfinite(1000 / rate_per_sec)
+        ):
+            raise ConfigError(f"leakyBucket.ratePerSec must be a positive finite number, got {rate_per_sec!r}")
+        if isinstance(max_queue_ms, bool) or not isinstance(max_queue_ms, (int, float)) or not (
+            math.isfinite(max_queue_ms) and max_queue_ms >= 0
+        ):
+            raise ConfigError(f"leakyBucket.maxQueueMs must be a finite number >= 0, got {max_queue_ms!r}")
+        self.rate_per_sec = rate_per_sec
+        self.max_queue_ms = max_queue_ms
+        self.store, self._owned = _store(store, clock)
+        self.clock = clock
+        self._kp = join_prefix(getattr(self.store, "prefix", ""), prefix)
+
+    def reserve(self, key: str, cost: float = 1) -> Reservation:
+        """Book ``cost`` units: accepted with the wait before proceeding, or rejected with the excess."""
+        validate_cost(cost)
+        now = SERVER_TIME if self.clock is None else self.clock.now_ms()
+        r = self.store.eval(
+            "leaky_bucket_reserve", (self._kp + key,), now, (self.rate_per_sec, self.max_queue_ms, cost)
+        )
+        return Reservation((r[0] == 1, r[1]))
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()

@@ -1,0 +1,104 @@
+"""The embedded memory store: the Lua transforms under lupa, state in a bounded Lua keyspace."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._clock import SERVER_TIME, Clock, SystemClock
+from .._loader import load_manifest
+from .._lupa import LuaEngine
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """In-process store running the same Lua bytes as Redis, through lupa (Lua 5.1).
+
+    ``clock`` measures TTLs and answers the ``SERVER_TIME`` sentinel (default: the system clock).
+    ``runtime`` is ``"luajit"`` (default where available) or ``"lua51"`` (PUC Lua 5.1, as Redis).
+    ``max_keys`` bounds the keyspace (default 1,000,000): at the bound a new key reclaims expired keys
+    first, then evicts the oldest. Thread-safe (one lock around the runtime; lupa calls are cheap, so
+    the lock is held for microseconds). Per process: two processes never share it.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        max_keys: int = 1_000_000,
+        prefix: str = "",
+        runtime: str | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.prefix = prefix
+        self.engine = LuaEngine(list(load_manifest().values()), max_keys=max_keys, runtime=runtime)
+        self.lock = self.engine.lock
+        self._closed = False
+
+    def runner(self, name: str) -> Any:
+        """Fast path for limiters: the raw runner ``(clock_ms, *keys, now_ms, *args) -> (is_array, *items)``."""
+        return self.engine.runner(name)
+
+    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        t = self.clock.now_ms()
+        run = self.engine.runner(name)
+        with self.lock:
+            out = run(t, *keys, t if now_ms == SERVER_TIME else now_ms, *args)
+        return out[1:] if out[0] else (out[1],)
+
+    def eval_many(
+        self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        t = self.clock.now_ms()
+        now = t if now_ms == SERVER_TIME else now_ms
+        run = self.engine.runner(name)
+        with self.lock:
+            outs = [run(t, *ks, now, *args) for ks in keys]
+        return [o[1:] if o[0] else (o[1],) for o in outs]
+
+    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        return self.eval(name, keys, now_ms, args)
+
+    async def aeval_many(
+        self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        return self.eval_many(name, keys, now_ms, args)
+
+    def delete(self, key: str) -> None:
+        self.engine.delete(self.clock.now_ms(), key)
+
+    async def adelete(self, key: str) -> None:
+        self.delete(key)
+
+    def dump(self, key: str) -> tuple[str, Any, int | None] | None:
+        """Raw state of one key (kind, value, deadline) for debugging and tests."""
+        return self.engine.dump(self.clock.now_ms(), key)
+
+    def key_count(self) -> int:
+        return self.engine.key_count()
+
+    def sweep(self) -> int:
+        """Drop expired keys now; returns the live key count."""
+        return self.engine.sweep(self.clock.now_ms())
+
+    def flush(self) -> None:
+        self.engine.flush()
+
+    def close(self) -> None:
+        """Idempotent; the keyspace is dropped."""
+        if not self._closed:
+            self._closed = True
+            self.engine.flush()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(max_keys={self.engine.max_keys}, runtime={self.engine.runtime!r}, clock={self.clock!r})"

@@ -1,0 +1,210 @@
+"""Replay golden-vector suites against a store: the conformance runner behind ``tk lua verify``.
+
+Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
+
+* ``rateLimit``: ``{strategy: {kind, options}, key, ops: [{now, cost, expect}]}``; an op may carry
+  ``"op": "peek"`` (expect a decision) or ``"op": "forecast"`` (expect ``spendableNow``,
+  ``nextReplenishAt``, ``fullAt``); the default op is a check.
+* ``tokenBudget``: ``{options: {budget, windowMs}, ops: [{now, tokens, expect}]}``.
+* ``lease``: ``{limit, ttlMs, windowCoupled, events: [{op: grant|spend, ...}]}``.
+* ``leakyBucket``: ``{options: {ratePerSec, maxQueueMs}, ops: [{now, cost, expect: {accepted, delayMs}}]}``.
+
+One limiter per suite on one key with a manual clock set to each op's ``now``; state carries across ops.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ._clock import ManualClock
+from ._errors import ConfigError
+from .limiter import Limiter
+from .meters import LeakyBucket, LeaseSpender, TokenBudget
+from .strategies import strategy_from_options
+
+__all__ = ["Mismatch", "SuiteResult", "bundled_vector_files", "load_suites", "run_suite", "run_suites"]
+
+StoreFactory = Callable[[ManualClock], Any]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first field of an op whose value differs from the vector."""
+
+    suite: str
+    op_index: int
+    field: str
+    expected: Any
+    got: Any
+
+    def __str__(self) -> str:
+        return f"{self.suite} op #{self.op_index}: {self.field} expected {self.expected!r}, got {self.got!r}"
+
+
+@dataclass
+class SuiteResult:
+    """Outcome of one suite: how many ops ran and the mismatches (empty when it passed)."""
+
+    name: str
+    primitive: str
+    source: str
+    ops: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.name,
+            "primitive": self.primitive,
+            "source": self.source,
+            "ops": self.ops,
+            "passed": self.passed,
+            "error": self.error,
+            "mismatches": [m.__dict__ for m in self.mismatches],
+        }
+
+
+def bundled_vector_files() -> list[Path]:
+    """The vector files shipped with the package (``throttlekit/_vectors``) or in the repository."""
+    bundled = resources.files("throttlekit").joinpath("_vectors")
+    root = Path(str(bundled)) if bundled.is_dir() else Path(__file__).resolve().parent.parent / "vectors"
+    files = sorted(root.glob("*.json"))
+    if not files:
+        raise ConfigError(f"no vector files found in {root}")
+    return files
+
+
+def load_suites(paths: Iterable[Path | str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(file name, suite)`` for every suite of every file."""
+    for p in paths:
+        path = Path(p)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read vector file {path}: {exc}") from exc
+        suites = doc.get("suites") if isinstance(doc, dict) else None
+        if not isinstance(suites, list):
+            raise ConfigError(f"{path}: expected an object with a 'suites' list")
+        for suite in suites:
+            yield path.name, suite
+
+
+def _first_diff(expect: dict[str, Any], got: dict[str, Any], path: str = "") -> tuple[str, Any, Any] | None:
+    for name, want in expect.items():
+        have = got.get(name)
+        if isinstance(want, dict) and isinstance(have, dict):
+            inner = _first_diff(want, have, f"{path}{name}.")
+            if inner:
+                return inner
+        elif have != want or type(have) is not type(want):
+            return f"{path}{name}", want, have
+    return None
+
+
+def _compare(result: SuiteResult, index: int, expect: dict[str, Any], got: dict[str, Any]) -> None:
+    diff = _first_diff(expect, got)
+    if diff is not None:
+        result.mismatches.append(Mismatch(result.name, index, *diff))
+
+
+def _unique_prefix() -> str:
+    return f"tkv-{uuid.uuid4().hex[:12]}"
+
+
+def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = "") -> SuiteResult:
+    """Replay one suite on a fresh store built by ``store_factory(clock)``."""
+    primitive = suite.get("primitive", "rateLimit")
+    result = SuiteResult(str(suite.get("name", "?")), primitive, source)
+    clock = ManualClock(0)
+    store = store_factory(clock)
+    prefix = _unique_prefix()
+    try:
+        if primitive == "rateLimit":
+            _run_rate(suite, store, clock, prefix, result)
+        elif primitive == "tokenBudget":
+            _run_budget(suite, store, clock, prefix, result)
+        elif primitive == "lease":
+            _run_lease(suite, store, result)
+        elif primitive == "leakyBucket":
+            _run_leaky(suite, store, clock, prefix, result)
+        else:
+            result.error = f"unknown primitive {primitive!r}"
+    except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        store.close()
+    return result
+
+
+def _run_rate(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    spec = suite["strategy"]
+    limiter = Limiter(strategy_from_options(spec["kind"], spec.get("options", {})), store=store, prefix=prefix,
+                      clock=clock)
+    key = suite.get("key", "k")
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        kind = op.get("op", "check")
+        got: dict[str, Any]
+        if kind == "check":
+            got = limiter.check(key, op.get("cost", 1)).to_dict()
+        elif kind == "peek":
+            got = limiter.peek(key).to_dict()
+        elif kind == "forecast":
+            got = limiter.forecast(key, op.get("cost", 1)).to_dict()
+        else:
+            raise ConfigError(f"op #{i}: unknown op {kind!r}; expected check, peek or forecast")
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+
+
+def _run_budget(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    o = suite["options"]
+    meter = TokenBudget(o["budget"], o["windowMs"], store=store, prefix=prefix, clock=clock)
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        if op.get("op") == "remaining":
+            got: dict[str, Any] = {"remaining": meter.remaining("k")}
+        else:
+            got = meter.debit("k", op.get("tokens", 1)).to_dict()
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+
+
+def _run_lease(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
+    spender = LeaseSpender(suite["limit"], suite.get("ttlMs", 0), window_coupled=suite.get("windowCoupled", True),
+                           store=store, prefix=_unique_prefix())
+    for i, ev in enumerate(suite["events"]):
+        if ev["op"] == "grant":
+            spender.apply_lease(ev["capacity"], ev.get("expiresAt"))
+            continue
+        d = spender.spend(ev["now"], ev.get("cost", 1))
+        r.ops += 1
+        got: dict[str, Any] = {"needsRefresh": d is None}
+        if d is not None:
+            got["decision"] = d.to_dict()
+        _compare(r, i, ev["expect"], got)
+
+
+def _run_leaky(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    o = suite["options"]
+    shaper = LeakyBucket(o["ratePerSec"], o["maxQueueMs"], store=store, prefix=prefix, clock=clock)
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        res = shaper.reserve("k", op.get("cost", 1))
+        r.ops += 1
+        _compare(r, i, op["expect"], {"accepted": res.accepted, "delayMs": res.delay_ms})
+
+
+def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:
+    """Replay every suite of every file; one result per suite, in file order."""
+    return [run_suite(s, store_factory, src) for src, s in load_suites(paths)]
