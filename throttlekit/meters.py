@@ -218,6 +218,9 @@ class LeakyBucket:
         )
         return Reservation((r[0] == 1, r[1]))
 
+    def reset(self, key: str) -> None:
+        self.store.delete(self._kp + key)
+
     def close(self) -> None:
         if self._owned:
             self.store.close()

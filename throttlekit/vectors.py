@@ -165,6 +165,7 @@ def _run_rate(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str
             raise ConfigError(f"op #{i}: unknown op {kind!r}; expected check, peek or forecast")
         r.ops += 1
         _compare(r, i, op["expect"], got)
+    limiter.reset(key)
 
 
 def _run_budget(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
@@ -178,6 +179,7 @@ def _run_budget(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: s
             got = meter.debit("k", op.get("tokens", 1)).to_dict()
         r.ops += 1
         _compare(r, i, op["expect"], got)
+    meter.reset("k")
 
 
 def _run_lease(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
@@ -193,6 +195,7 @@ def _run_lease(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
         if d is not None:
             got["decision"] = d.to_dict()
         _compare(r, i, ev["expect"], got)
+    spender.reset()
 
 
 def _run_leaky(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
@@ -203,6 +206,7 @@ def _run_leaky(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: st
         res = shaper.reserve("k", op.get("cost", 1))
         r.ops += 1
         _compare(r, i, op["expect"], {"accepted": res.accepted, "delayMs": res.delay_ms})
+    shaper.reset("k")
 
 
 def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:

@@ -1,0 +1,111 @@
+"""``tk lua list`` and ``tk lua verify``: inspect the transforms and prove conformance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._clock import ManualClock
+from .._loader import load_manifest
+from ..vectors import SuiteResult, bundled_vector_files, run_suites
+
+__all__ = ["VERIFY_STORES", "lua"]
+
+
+def _memory(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
+    from ..stores import MemoryStore
+
+    return lambda clock: MemoryStore(clock=clock, runtime=opts.get("runtime"))
+
+
+def _redis(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
+    import redis
+
+    from ..stores import RedisStore
+
+    client = redis.Redis.from_url(opts["redis_url"])
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(f"cannot reach Redis at {opts['redis_url']}: {exc}") from exc
+    return lambda clock: RedisStore(client)
+
+
+#: ``--store`` choices: name -> builder(options) -> store factory(clock). One entry per store.
+VERIFY_STORES: dict[str, Callable[[dict[str, Any]], Callable[[ManualClock], Any]]] = {
+    "memory": _memory,
+    "redis": _redis,
+}
+
+
+@click.group()
+def lua() -> None:
+    """Inspect the Lua transforms and verify them against golden vectors."""
+
+
+@lua.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(as_json: bool) -> None:
+    """Print every transform: its keys, ARGV, reply fields and SHA1."""
+    rows = list(load_manifest().values())
+    if as_json:
+        click.echo(json.dumps([
+            {"name": t.name, "file": t.file, "keys": t.keys, "argv": t.argv, "reply": t.reply,
+             "read_only": t.read_only, "state_version": t.state_version, "sha1": t.sha}
+            for t in rows
+        ], indent=2))
+        return
+    for t in rows:
+        ro = " (read-only)" if t.read_only else ""
+        click.echo(f"{t.name}{ro}  sha1 {t.sha}")
+        click.echo(f"    KEYS  {', '.join(t.keys)}")
+        click.echo(f"    ARGV  {', '.join(t.argv)}")
+        click.echo(f"    reply {', '.join(t.reply)}")
+
+
+def _table(results: list[SuiteResult]) -> None:
+    by_source: dict[str, list[SuiteResult]] = {}
+    for r in results:
+        by_source.setdefault(f"{r.source} / {r.primitive}", []).append(r)
+    for title, rows in by_source.items():
+        click.echo(f"\n{title}")
+        width = max(len(r.name) for r in rows)
+        click.echo(f"  {'suite'.ljust(width)}  ops  result")
+        for r in rows:
+            status = "ok" if r.passed else "FAIL"
+            click.echo(f"  {r.name.ljust(width)}  {r.ops:>3}  {status}")
+
+
+@lua.command("verify")
+@click.option("--vectors", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Vector file(s) to replay (default: the bundled golden and project suites).")
+@click.option("--store", type=click.Choice(sorted(VERIFY_STORES)), default="memory", show_default=True,
+              help="Where the transforms run.")
+@click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True, envvar="THROTTLEKIT_REDIS_URL",
+              help="Redis for --store redis.")
+@click.option("--runtime", type=click.Choice(["luajit", "lua51"]), default=None,
+              help="Lua runtime for --store memory (default: luajit where available).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
+def verify(files: tuple[Path, ...], store: str, redis_url: str, runtime: str | None, as_json: bool) -> None:
+    """Replay every vector suite; exit 0 only if every op matches every field."""
+    paths = list(files) if files else bundled_vector_files()
+    factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime})
+    results = run_suites(paths, factory)
+    failed = [r for r in results if not r.passed]
+    ops = sum(r.ops for r in results)
+    if as_json:
+        click.echo(json.dumps({"store": store, "suites": len(results), "ops": ops, "passed": not failed,
+                               "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _table(results)
+        click.echo(f"\n{len(results) - len(failed)}/{len(results)} suites, {ops} ops on store {store}")
+    if failed:
+        first = failed[0]
+        why = str(first.mismatches[0]) if first.mismatches else f"{first.name}: {first.error}"
+        click.echo(f"first mismatch: {why}", err=True)
+        sys.exit(1)
