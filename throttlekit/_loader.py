@@ -39,6 +39,7 @@ class Transform:
     reply: tuple[str, ...]
     read_only: bool
     state_version: int
+    state: str
     source: str
     sha: str
     includes: tuple[str, ...]
@@ -109,14 +110,17 @@ def load_manifest(root: Path | None = None) -> dict[str, Transform]:
             file = str(entry["file"])
             read_only = bool(entry["read_only"])
             state_version = int(entry["state_version"])
+            state = str(entry["state"])
         except (KeyError, TypeError) as exc:
             raise LoaderError(f"{where}: missing or malformed field {exc}") from exc
-        unknown = set(entry) - {"file", "keys", "argv", "reply", "read_only", "state_version"}
+        unknown = set(entry) - {"file", "keys", "argv", "reply", "read_only", "state_version", "state"}
         if unknown:
             raise LoaderError(f"{where}: unknown field(s) {sorted(unknown)}")
         if not argv or argv[0] != _NOW_ARG:
             raise LoaderError(f"{where}: ARGV[1] must be {_NOW_ARG!r}, got {argv[:1]}")
         source, includes = expand(base, file)
         sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-        out[name] = Transform(name, file, keys, argv, reply, read_only, state_version, source, sha, includes)
+        out[name] = Transform(
+            name, file, keys, argv, reply, read_only, state_version, state, source, sha, includes
+        )
     return out

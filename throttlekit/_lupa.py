@@ -434,6 +434,27 @@ admin.dump = function(t, k)
   return kind, out, expires[k]
 end
 admin.del = function(t, k) S.now = t; return C.DEL(k) end
+-- load(t, k, kind, value, deadline): install one key (snapshot transport for non-Redis stores)
+admin.load = function(t, k, kind, value, deadline)
+  S.now = t
+  C.DEL(k)
+  if kind == 'string' then
+    create(k, value, 'string')
+  elseif kind == 'hash' then
+    local h = {}
+    for f, v in pairs(value) do h[f] = v end
+    create(k, h, 'hash')
+  elseif kind == 'zset' then
+    local z = {members = {}, order = {}}
+    for _, pair in ipairs(value) do z.members[pair[1]] = pair[2] end
+    for m, _ in pairs(z.members) do z.order[#z.order + 1] = m end
+    tsort(z.order, function(a, b) return zless(z, a, b) end)
+    create(k, z, 'zset')
+  else
+    error('unknown kind ' .. tostring(kind))
+  end
+  expires[k] = deadline
+end
 return admin
 """
 
@@ -528,6 +549,17 @@ class LuaEngine:
         """DEL one key; 1 if it existed."""
         with self.lock:
             return int(self._admin["del"](clock_ms, key))
+
+    def load(self, clock_ms: int, key: str, kind: str, value: Any, deadline: int | None) -> None:
+        """Install one key: ``kind`` "string" (value str), "hash" (dict str->str) or "zset"
+        (list of (member, score)); ``deadline`` is the absolute expiry in ms (None = persistent).
+        The transport half of the snapshot stores (Postgres, DynamoDB): load, run, dump."""
+        if kind == "hash":
+            value = self._rt.table_from(dict(value))
+        elif kind == "zset":
+            value = self._rt.table_from([self._rt.table_from([m, float(sc)]) for m, sc in value])
+        with self.lock:
+            self._admin.load(clock_ms, key, kind, value, deadline)
 
     def dump(self, clock_ms: int, key: str) -> tuple[str, Any, int | None] | None:
         """(kind, value, deadline_ms) of a live key, for tests and debugging; None when absent."""
