@@ -21,8 +21,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lupa
-
 try:
     from lupa import luajit21 as _luajit
 except ImportError:  # pragma: no cover - wheels without LuaJIT
@@ -32,7 +30,7 @@ from lupa import lua51 as _lua51
 from ._errors import ConfigError, ScriptError
 from ._loader import Transform
 
-__all__ = ["ALLOWED_COMMANDS", "RUNTIMES", "LuaEngine"]
+__all__ = ["ALLOWED_COMMANDS", "RUNTIMES", "LuaEngine", "unpack_reply"]
 
 #: Lua 5.1-semantics runtimes: LuaJIT 2.1 (default where the lupa wheel ships it; about 3x faster) and
 #: PUC Lua 5.1 (the interpreter Redis embeds). The vector suites run on both.
@@ -461,11 +459,18 @@ return admin
 
 def _to_py(value: Any) -> Any:
     """Convert a nested reply (a Lua table left by the flat conversion) to Python lists."""
-    if lupa.lua_type(value) == "table":
+    if type(value).__name__ == "_LuaTable":  # same class name in every lupa runtime module
         return [_to_py(v) for v in value.values()]
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return value
+
+
+def unpack_reply(out: Any) -> list[Any]:
+    """A runner's flat result as a Redis-style reply list (an empty array comes back as a bare True)."""
+    if out is True:
+        return []
+    return [_to_py(v) for v in out[1:]] if out[0] else [_to_py(out[1])]
 
 
 class LuaEngine:
@@ -528,7 +533,7 @@ class LuaEngine:
         """Run a transform once and return its reply as a list (Redis conversion applied)."""
         with self.lock:
             out = self.runner(name)(clock_ms, *keys, *args)
-        return [_to_py(v) for v in out[1:]] if out[0] else [_to_py(out[1])]
+        return unpack_reply(out)
 
     def key_count(self) -> int:
         """Keys currently held (expired ones not yet swept included)."""

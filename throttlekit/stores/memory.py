@@ -7,7 +7,7 @@ from typing import Any
 
 from .._clock import SERVER_TIME, Clock, SystemClock
 from .._loader import load_manifest
-from .._lupa import LuaEngine
+from .._lupa import LuaEngine, unpack_reply
 
 __all__ = ["MemoryStore"]
 
@@ -45,7 +45,7 @@ class MemoryStore:
         run = self.engine.runner(name)
         with self.lock:
             out = run(t, *keys, t if now_ms == SERVER_TIME else now_ms, *args)
-        return out[1:] if out[0] else (out[1],)
+        return unpack_reply(out)
 
     def eval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
@@ -55,7 +55,7 @@ class MemoryStore:
         run = self.engine.runner(name)
         with self.lock:
             outs = [run(t, *ks, now, *args) for ks in keys]
-        return [o[1:] if o[0] else (o[1],) for o in outs]
+        return [unpack_reply(o) for o in outs]
 
     async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         return self.eval(name, keys, now_ms, args)

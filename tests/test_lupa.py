@@ -1,0 +1,173 @@
+"""The lupa executor behaves like Redis for what the transforms use, and nothing more."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import throttlekit as tk
+from throttlekit._errors import ConfigError, ScriptError
+from throttlekit._loader import Transform, load_manifest, lua_root
+from throttlekit._lupa import ALLOWED_COMMANDS, RUNTIMES, LuaEngine
+
+RUNTIME_IDS = sorted(RUNTIMES)
+
+
+def script(source: str, nkeys: int = 1, nargs: int = 1, name: str = "t") -> Transform:
+    return Transform(name, f"{name}.lua", ("k",) * nkeys, ("now_ms",) * nargs, (), False, 1, "tat", source, "0" * 40, ())
+
+
+def engine(runtime: str, *sources: str, max_keys: int = 1000) -> LuaEngine:
+    return LuaEngine([script(s, name=f"s{i}") for i, s in enumerate(sources)], max_keys=max_keys, runtime=runtime)
+
+
+@pytest.fixture(params=RUNTIME_IDS)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_scripts_use_only_the_allowlisted_commands() -> None:
+    used: set[str] = set()
+    for path in Path(lua_root()).rglob("*.lua"):
+        text = path.read_text()
+        # every redis.* use is call/pcall with a literal command name
+        for m in re.finditer(r"redis\.(\w+)", text):
+            assert m.group(1) in ("call", "pcall"), f"{path.name}: redis.{m.group(1)}"
+        calls = re.findall(r"(?:redis\.p?call|rcall)\(\s*'([A-Za-z]+)'", text)
+        bare = re.findall(r"(?:redis\.p?call|rcall)\(\s*[^'\s]", text)
+        assert not bare, f"{path.name}: command names must be string literals"
+        used.update(c.upper() for c in calls)
+    assert used, "no commands found: the scan is broken"
+    assert used <= ALLOWED_COMMANDS, sorted(used - ALLOWED_COMMANDS)
+
+
+def test_every_transform_compiles_on_every_runtime(runtime: str) -> None:
+    e = LuaEngine(list(load_manifest().values()), runtime=runtime)
+    for name in load_manifest():
+        assert callable(e.runner(name))
+
+
+def test_reply_conversion_follows_redis(runtime: str) -> None:
+    e = engine(
+        runtime,
+        "return {1.9, -1.9, 'x', true, 2}",
+        "return {1, false, 3}",
+        "return 7.5",
+        "return {1, {2.5, 'y'}}",
+        "return redis.status_reply('PONG')",
+    )
+    assert e.call("s0", 0, ["k"], [0]) == [1, -1, "x", 1, 2]
+    assert e.call("s1", 0, ["k"], [0]) == [1]  # cut at the first nil (false)
+    assert e.call("s2", 0, ["k"], [0]) == [7]
+    assert e.call("s3", 0, ["k"], [0]) == [1, [2, "y"]]
+    assert e.call("s4", 0, ["k"], [0]) == ["PONG"]
+
+
+def test_error_reply_and_command_errors_raise_script_error(runtime: str) -> None:
+    e = engine(
+        runtime,
+        "return redis.error_reply('boom')",
+        "return redis.call('FLUSHALL')",
+        "redis.call('SET', KEYS[1], 'x') return redis.call('HGET', KEYS[1], 'f')",
+        "local r = redis.pcall('SET', KEYS[1], 'v', 'PX', 0) return r['err']",
+    )
+    with pytest.raises(ScriptError, match="boom"):
+        e.call("s0", 0, ["k"], [0])
+    with pytest.raises(ScriptError, match="unknown command 'FLUSHALL'"):
+        e.call("s1", 0, ["k"], [0])
+    with pytest.raises(ScriptError, match="WRONGTYPE"):
+        e.call("s2", 0, ["k"], [0])
+    assert e.call("s3", 0, ["j"], [0]) == ["ERR invalid expire time in 'set' command"]
+
+
+def test_globals_cannot_be_created_or_read(runtime: str) -> None:
+    e = engine(runtime, "x = 1 return 1", "return undefined_thing", "return os.time()")
+    with pytest.raises(ScriptError, match="create global variable 'x'"):
+        e.call("s0", 0, ["k"], [0])
+    with pytest.raises(ScriptError, match="nonexistent global variable 'undefined_thing'"):
+        e.call("s1", 0, ["k"], [0])
+    with pytest.raises(ScriptError, match="nonexistent global variable 'os'"):
+        e.call("s2", 0, ["k"], [0])
+
+
+def test_ttl_is_measured_on_the_injected_clock(runtime: str) -> None:
+    e = engine(
+        runtime,
+        "return redis.call('SET', KEYS[1], ARGV[1], 'PX', 100)",
+        "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}",
+        "return redis.call('PEXPIRE', KEYS[1], ARGV[1])",
+    )
+    e.call("s0", 1000, ["k"], ["v"])
+    assert e.call("s1", 1050, ["k"], [0]) == ["v", 50]
+    assert e.call("s1", 1100, ["k"], [0]) == ["v", 0]  # alive until the clock passes the deadline (Redis)
+    assert e.call("s1", 1101, ["k"], [0]) == []  # GET -> false cuts the array: the key is gone
+    e.call("s0", 2000, ["k"], ["v"])
+    assert e.call("s2", 2000, ["k"], [0]) == [1]  # PEXPIRE 0 deletes
+    assert e.dump(2000, "k") is None
+    assert e.call("s2", 2000, ["missing"], [5]) == [0]
+
+
+def test_time_answers_from_the_injected_clock(runtime: str) -> None:
+    e = engine(runtime, "local t = redis.call('TIME') return {tonumber(t[1]), tonumber(t[2])}")
+    assert e.call("s0", 1_700_000_000_123, ["k"], [0]) == [1_700_000_000, 123_000]
+
+
+def test_server_time_sentinel_reads_the_store_clock() -> None:
+    clock = tk.ManualClock(5_000)
+    limiter = tk.Limiter(tk.FixedWindow(2, 1000), store=tk.MemoryStore(clock=clock))
+    assert limiter.check("a").reset_at == 6_000
+    clock.set(6_500)
+    assert limiter.check("a").reset_at == 7_000
+
+
+def test_key_flood_is_bounded_and_evicts_expired_first(runtime: str) -> None:
+    e = engine(runtime, "return redis.call('SET', KEYS[1], 'v', 'PX', ARGV[1])", max_keys=64)
+    # 8 short-lived keys, then live ones up to the bound
+    for i in range(8):
+        e.call("s0", 0, [f"short{i}"], [10])
+    for i in range(56):
+        e.call("s0", 0, [f"live{i}"], [1_000_000])
+    assert e.key_count() == 64
+    # after the short ones expired, 8 more keys reclaim them instead of evicting live keys
+    for i in range(8):
+        e.call("s0", 100, [f"new{i}"], [1_000_000])
+    assert e.key_count() == 64
+    assert all(e.dump(100, f"live{i}") is not None for i in range(56))
+    # a flood of live keys evicts the oldest first and never exceeds the bound
+    for i in range(1000):
+        e.call("s0", 100, [f"flood{i}"], [1_000_000])
+    assert e.key_count() == 64
+    assert e.dump(100, "live0") is None
+    assert e.dump(100, "flood999") is not None
+
+
+def test_max_keys_is_validated() -> None:
+    with pytest.raises(ConfigError, match="max_keys must be an integer >= 1, got 0"):
+        tk.MemoryStore(max_keys=0)
+    with pytest.raises(ConfigError, match="runtime must be one of"):
+        tk.MemoryStore(runtime="lua54")
+
+
+def test_sorted_set_commands(runtime: str) -> None:
+    e = engine(
+        runtime,
+        "redis.call('ZADD', KEYS[1], 5, 'b', 1, 'a', 5, 'a2') return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')",
+        "return {redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]), redis.call('ZCARD', KEYS[1])}",
+    )
+    assert e.call("s0", 0, ["z"], [0]) == ["a", "1", "a2", "5", "b", "5"]
+    assert e.call("s1", 0, ["z"], [1]) == [1, 2]
+    assert e.call("s1", 0, ["z"], [5]) == [2, 0]
+    assert e.dump(0, "z") is None  # an emptied set is deleted, as in Redis
+
+
+def test_hash_commands(runtime: str) -> None:
+    e = engine(
+        runtime,
+        "redis.call('HSET', KEYS[1], 'a', 1.5, 'b', 'x') return redis.call('HMGET', KEYS[1], 'a', 'zz', 'b')",
+        "return redis.call('HGETALL', KEYS[1])",
+    )
+    assert e.call("s0", 0, ["h"], [0]) == ["1.5"]  # HMGET's false for 'zz' cuts the reply like Redis
+    flat = e.call("s1", 0, ["h"], [0])
+    assert dict(zip(flat[::2], flat[1::2])) == {"a": "1.5", "b": "x"}
