@@ -177,7 +177,8 @@ class TokenBucket(Strategy):
         capacity = _positive("tokenBucket.capacity", self.capacity)
         refill = _positive("tokenBucket.refillPerSec", self.refill_per_sec)
         per_ms = refill / 1000
-        _finite("tokenBucket", "refillPerSec/1000 or the refill time", per_ms, capacity / per_ms)
+        _finite("tokenBucket", "refillPerSec/1000", per_ms)
+        _finite("tokenBucket", "the refill time capacity/refillPerMs", capacity / per_ms)
         object.__setattr__(self, "capacity", capacity)
         object.__setattr__(self, "refill_per_sec", refill)
 
@@ -195,7 +196,8 @@ class TokenBucket(Strategy):
 
 def _window(name: str, window: Number | str) -> Number:
     ms = parse_duration(window, f"{name}.windowMs")
-    _finite(name, "the window arithmetic", _FAR_NOW / ms, math.floor(_FAR_NOW / ms) * ms + ms)
+    _finite(name, "the window arithmetic", _FAR_NOW / ms)
+    _finite(name, "the window arithmetic", math.floor(_FAR_NOW / ms) * ms + ms)
     return ms
 
 

@@ -1,0 +1,49 @@
+"""A cached virtual environment holding the PyPI client ``throttlekit-py`` 0.5.x (which imports as
+``throttlekit`` too, so it can only run in its own interpreter)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+VENV = Path(os.environ.get("THROTTLEKIT_PY_VENV", Path(__file__).resolve().parent.parent / ".pytest_cache" / "tk-py-venv"))
+SPEC = "throttlekit-py==0.5.*"
+
+
+def tkpy_python() -> Path:
+    """The venv's interpreter, creating the venv on first use (about 10 s, then cached)."""
+    python = VENV / "bin" / "python"
+    marker = VENV / ".installed"
+    if marker.exists() and python.exists():
+        return python
+    try:
+        venv.create(VENV, with_pip=True, clear=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", SPEC, "redis", "grpcio", "protobuf"],
+                       check=True, capture_output=True, timeout=300)
+    except (subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        msg = f"cannot install {SPEC} into {VENV}: {exc} {detail.decode(errors='replace')[-500:]}"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    marker.write_text(SPEC)
+    return python
+
+
+def run_tkpy(code: str, *args: str, timeout: float = 60) -> str:
+    """Run ``code`` under throttlekit-py's interpreter; return its stdout (fails the test on error)."""
+    proc = subprocess.run([str(tkpy_python()), "-c", code, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": ""}, cwd="/")
+    if proc.returncode != 0:
+        pytest.fail(f"throttlekit-py subprocess failed:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+__all__ = ["run_tkpy", "sys", "tkpy_python"]

@@ -1,0 +1,258 @@
+"""The service core: named policies bound to one store, the fail mode, and the outage log.
+
+Transport-agnostic: the gRPC door (``_door.py``) only validates input, calls these methods and maps
+errors to status codes. Every decision comes from the engine (a Lua transform); the one exception is
+the decision synthesized for a store outage under ``fail`` (spec 4.4): ``allowed = fail == "open"``,
+``limit`` = the strategy's limit, ``remaining`` = the limit when allowed else 0, ``reset_at`` = 0,
+``retry_after_ms`` = 0.
+
+The memory store is called synchronously on the event-loop thread (lupa is fast from one thread and
+slow across threads); a Redis store goes through :class:`CoalescingRedisStore`, so concurrent requests
+share one pipeline per loop tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .._clock import Clock
+from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError
+from .._types import Decision, Forecast
+from ..config import Policy, PolicyConfig, RatePolicy, load_config
+from ..limiter import AsyncLimiter, Limiter
+from ..stores import AsyncRedisStore, MemoryStore, RedisStore
+from ._batch import CoalescingRedisStore
+
+__all__ = [
+    "FailMode",
+    "OutageLog",
+    "RateLimiterService",
+    "UnknownPolicyError",
+    "create_rate_limiter_service_from_config",
+]
+
+log = logging.getLogger("throttlekit.server")
+
+FailMode = Literal["open", "closed"]
+
+
+class UnknownPolicyError(ThrottleKitError, LookupError):
+    """No policy of that name is configured (gRPC ``NOT_FOUND``)."""
+
+    code = "not_found"
+
+    def __init__(self, name: str, configured: Sequence[str]) -> None:
+        listed = ", ".join(f'"{n}"' for n in configured) or "(none)"
+        super().__init__(f'unknown policy "{name}"; configured policies: {listed}')
+        self.policy = name
+
+
+class OutageLog:
+    """Logs a store outage once when it starts, a reminder at most every ``remind_s``, and once on recovery.
+
+    ``failed`` and ``recovered`` are called on every decision; both are O(1) and cheap when nothing changes.
+    """
+
+    def __init__(self, fail: FailMode, *, remind_s: float = 60.0, logger: logging.Logger = log) -> None:
+        self.fail = fail
+        self.remind_s = remind_s
+        self.log = logger
+        self.down = False
+        self.synthesized = 0
+        self._since = 0.0
+        self._reminded = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        self.synthesized += 1
+        now = time.monotonic()
+        if not self.down:
+            self.down, self._since, self._reminded = True, now, now
+            self.log.warning("store outage: %s; failing %s (synthesized decisions) until it recovers",
+                             exc, self.fail)
+        elif now - self._reminded >= self.remind_s:
+            self._reminded = now
+            self.log.warning("store still down after %.0f s: %d decisions synthesized (fail %s); last error: %s",
+                             now - self._since, self.synthesized, self.fail, exc)
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            self.log.warning("store recovered after %.1f s; %d decisions were synthesized (fail %s)",
+                             time.monotonic() - self._since, self.synthesized, self.fail)
+            self.synthesized = 0
+
+
+class _RateRuntime:
+    """One rate policy bound to the service's store: check, check_many, peek, forecast."""
+
+    def __init__(self, policy: RatePolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+        self.policy = policy
+        self.outage = outage
+        self.limit = int(policy.strategy.limit_value)
+        self.sync = isinstance(store, MemoryStore)
+        self._limiter: Any = (Limiter if self.sync else AsyncLimiter)(
+            policy.strategy, store=store, prefix=policy.prefix, clock=clock
+        )
+        allowed = outage.fail == "open"
+        self._failed = Decision(allowed, self.limit, self.limit if allowed else 0, 0, 0)
+
+    def _synthesize(self, exc: StoreError) -> Decision:
+        self.outage.failed(exc)
+        return self._failed
+
+    async def check(self, key: str, cost: int) -> Decision:
+        try:
+            d: Decision = self._limiter.check(key, cost) if self.sync else await self._limiter.check(key, cost)
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return d
+
+    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+        try:
+            lim = self._limiter
+            ds: list[Decision] = lim.check_many(keys, cost) if self.sync else await lim.check_many(keys, cost)
+        except StoreError as exc:
+            return [self._synthesize(exc)] * len(keys)
+        if self.outage.down:
+            self.outage.recovered()
+        return ds
+
+    async def peek(self, key: str) -> Decision:
+        try:
+            d: Decision = self._limiter.peek(key) if self.sync else await self._limiter.peek(key)
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return d
+
+    async def forecast(self, key: str, cost: int) -> Forecast:
+        """A store outage propagates (:class:`StoreError`): there is no honest forecast to synthesize."""
+        f: Forecast = (self._limiter.forecast(key, cost) if self.sync
+                       else await self._limiter.forecast(key, cost))
+        return f
+
+
+#: Policy class -> runtime class. Adding a policy kind adds one entry here (and its config module).
+RUNTIMES: dict[type[Policy], type[Any]] = {RatePolicy: _RateRuntime}
+
+
+def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
+    """(store for the runtimes, display name, owned) from None, a URL or a store object."""
+    if store is None or store == "memory" or (isinstance(store, str) and store.startswith("memory://")):
+        if isinstance(store, str) and store.startswith("memory://"):
+            from ..stores import from_url
+
+            mem = from_url(store, clock=clock) if clock is not None else from_url(store)
+        else:
+            mem = MemoryStore(clock=clock)
+        return mem, "memory", True
+    if isinstance(store, str):
+        if store.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"unsupported store {store!r}: expected memory:// or a redis:// URL")
+        return CoalescingRedisStore(redis_store(store)), "redis", True
+    if isinstance(store, MemoryStore):
+        return store, "memory", False
+    if isinstance(store, AsyncRedisStore):
+        return CoalescingRedisStore(store), "redis", False
+    if isinstance(store, CoalescingRedisStore):
+        return store, "redis", False
+    if isinstance(store, RedisStore):
+        raise ConfigError("the server needs an AsyncRedisStore (or a redis:// URL), not the synchronous RedisStore")
+    raise ConfigError(f"unsupported store {store!r}: expected a MemoryStore, an AsyncRedisStore or a URL")
+
+
+def redis_store(url: str, prefix: str = "") -> AsyncRedisStore:
+    """An :class:`AsyncRedisStore` tuned to fail fast: a decision must never hang on a dead Redis.
+
+    Connect timeout 0.5 s, command timeout 1 s, one immediate retry (which reconnects a pooled
+    connection that Redis closed, e.g. after a restart).
+    """
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from ..stores import STORES
+
+    parts = STORES["redis"]  # validates the scheme the same way from_url does
+    del parts
+    return AsyncRedisStore(url=url, prefix=prefix, socket_connect_timeout=0.5, socket_timeout=1.0,
+                           retry=Retry(NoBackoff(), 1))
+
+
+class RateLimiterService:
+    """Policies by name over one store, with a fail mode. Build it with
+    :func:`create_rate_limiter_service_from_config` or from a loaded :class:`PolicyConfig`.
+
+    ``store``: None or ``"memory://"`` (in-process), a ``redis://`` URL, a :class:`MemoryStore` or an
+    :class:`AsyncRedisStore`. ``fail``: ``"open"`` admits, ``"closed"`` denies while the store is down.
+    ``clock`` fixes ``now`` (tests use a :class:`~throttlekit.ManualClock`); by default the store's clock
+    decides (Redis ``TIME``: no skew across a fleet).
+    """
+
+    def __init__(self, config: PolicyConfig, *, store: Any = None, fail: FailMode = "open",
+                 clock: Clock | None = None) -> None:
+        if fail not in ("open", "closed"):
+            raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
+        self.config = config
+        self.fail: FailMode = fail
+        self.clock = clock
+        self.store, self.store_name, self._owns_store = _open_store(store, clock)
+        self.outage = OutageLog(fail)
+        self.policies: dict[str, Any] = {}
+        for name, policy in config.policies.items():
+            runtime = RUNTIMES.get(type(policy))
+            if runtime is None:
+                raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
+            self.policies[name] = runtime(policy, self.store, clock, self.outage)
+        self.names = tuple(self.policies)
+        self._closed = False
+
+    def policy(self, name: str) -> Any:
+        """The runtime of ``name``; raises :class:`UnknownPolicyError`."""
+        rt = self.policies.get(name)
+        if rt is None:
+            raise UnknownPolicyError(name, self.names)
+        return rt
+
+    @staticmethod
+    def unsupported(name: str, op: str) -> NotSupportedError:
+        return NotSupportedError(f'policy "{name}" does not support {op}')
+
+    async def check(self, policy: str, key: str, cost: int = 1) -> Decision:
+        return await self.policy(policy).check(key, cost)  # type: ignore[no-any-return]
+
+    async def check_many(self, policy: str, keys: Sequence[str], cost: int = 1) -> list[Decision]:
+        return await self.policy(policy).check_many(keys, cost)  # type: ignore[no-any-return]
+
+    async def peek(self, policy: str, key: str) -> Decision:
+        return await self.policy(policy).peek(key)  # type: ignore[no-any-return]
+
+    async def forecast(self, policy: str, key: str, cost: int = 1) -> Forecast:
+        return await self.policy(policy).forecast(key, cost)  # type: ignore[no-any-return]
+
+    def describe(self) -> list[str]:
+        return self.config.describe()
+
+    async def aclose(self) -> None:
+        """Close the store if the service opened it (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_store:
+            await self.store.aclose()
+
+
+def create_rate_limiter_service_from_config(
+    text: str, *, store: Any = None, fail: FailMode = "open", clock: Clock | None = None,
+    source: str = "<config>",
+) -> RateLimiterService:
+    """Embedding API: a :class:`RateLimiterService` from policy-file text (YAML or JSON).
+
+    Raises :class:`~throttlekit.config.PolicyConfigError` listing every problem of the text.
+    """
+    return RateLimiterService(load_config(text, source=source), store=store, fail=fail, clock=clock)

@@ -1,0 +1,261 @@
+"""The snapshot executor: the same Lua, run under lupa against state a non-Redis store transports.
+
+A snapshot store (Postgres, DynamoDB) implements a tiny transport, :class:`StateStore`: ``begin(keys)``
+reads the JSON state of every key a transform touches (all of them are in KEYS) under the store's own
+guard (a Postgres advisory lock, a DynamoDB version), and the returned :class:`StateTxn` either
+``commit(changes)`` atomically (``False`` when a compare-and-set lost a race) or ``close()`` without
+writing. :class:`SnapshotStore` turns any StateStore into a ``ScriptStore``: per decision it loads the
+keys into a private :class:`~throttlekit._lupa.LuaEngine`, runs the transform, dumps the keys and writes
+back only what changed; a lost race retries (bounded, then :class:`ConcurrentUpdateError`). Read-only
+transforms never write. No algorithm lives here: codecs translate layouts, the Lua decides.
+
+Expiry: a record carries its absolute deadline (epoch ms on the store's clock, ``None`` = persistent);
+it is live while ``now <= deadline`` (as in Redis and the memory store). Stores skip expired records on
+read (lazy expiry) and sweep them periodically.
+
+Threading: the engine is guarded by one lock held only while Lua runs (microseconds), never during
+I/O. The async path runs Lua on the event-loop thread (see ARCHITECTURE.md on lupa and threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .._clock import SERVER_TIME, Clock, SystemClock
+from .._errors import ConcurrentUpdateError, ScriptError
+from .._loader import Transform, load_manifest
+from .._lupa import LuaEngine
+from ._codecs import CodecError, decode, encode
+
+__all__ = [
+    "AsyncStateStore",
+    "AsyncStateTxn",
+    "Change",
+    "Record",
+    "SnapshotExecutor",
+    "SnapshotStore",
+    "StateStore",
+    "StateTxn",
+]
+
+#: ``expires_at`` of a persistent record in stores whose column is NOT NULL (max BIGINT).
+NEVER = 9_223_372_036_854_775_807
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored key as read: its JSON ``state``, absolute ``expires_at_ms`` (None = never), ``version``."""
+
+    state: str
+    expires_at_ms: int | None
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """A write: ``state`` None deletes the key; ``read`` is what ``begin`` saw (None: absent)."""
+
+    key: str
+    state: str | None
+    expires_at_ms: int | None
+    read: Record | None
+
+
+class StateTxn(Protocol):
+    """One attempt at one decision, opened by :meth:`StateStore.begin`. Used by one thread."""
+
+    #: live records in the order of ``keys`` (None: missing or expired; a missing key is never an error)
+    records: Sequence[Record | None]
+
+    def commit(self, changes: Sequence[Change]) -> bool:
+        """Write ``changes`` atomically and end the attempt; False if another writer won (then retry).
+        An empty ``changes`` just ends the attempt (releasing any lock). Raises ``StoreError``."""
+        ...
+
+    def close(self) -> None:
+        """End the attempt without writing (after an error). Idempotent, never raises."""
+        ...
+
+
+class StateStore(Protocol):
+    """Transport of JSON state. Implementations must be thread-safe; expiry is theirs (lazy + sweep)."""
+
+    def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> StateTxn:
+        """Read ``keys`` live at ``now_ms``; with ``write`` under the guard that makes ``commit`` atomic."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (absent: no-op)."""
+        ...
+
+
+class AsyncStateTxn(Protocol):
+    records: Sequence[Record | None]
+
+    async def commit(self, changes: Sequence[Change]) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncStateStore(Protocol):
+    async def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> AsyncStateTxn: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class SnapshotExecutor:
+    """Runs one transform against a snapshot: load the records, run the Lua, diff, encode the changes."""
+
+    def __init__(self, runtime: str | None = None) -> None:
+        self.transforms = load_manifest()
+        self.engine = LuaEngine(list(self.transforms.values()), max_keys=1024, runtime=runtime)
+        self._lock = threading.Lock()
+        self._slots_arg: dict[str, int | None] = {
+            n: (t.argv.index("buckets") - 1 if "buckets" in t.argv else None) for n, t in self.transforms.items()
+        }
+
+    def transform(self, name: str) -> Transform:
+        try:
+            return self.transforms[name]
+        except KeyError:
+            raise ScriptError(name, "", f"unknown transform {name!r}") from None
+
+    def run(
+        self, t: Transform, keys: Sequence[str], records: Sequence[Record | None], clock_ms: int, now_ms: float,
+        args: Sequence[Any],
+    ) -> tuple[list[Any], list[Change]]:
+        """Reply items and the changed keys (empty for read-only transforms and untouched state)."""
+        idx = self._slots_arg[t.name]
+        slots = int(args[idx]) if idx is not None else 0
+        engine = self.engine
+        loaded: list[tuple[str, Any, int | None] | None] = []
+        try:
+            layouts = [None if r is None else decode(t.state, r.state, slots) for r in records]
+        except CodecError as exc:
+            raise ScriptError(t.name, t.sha, f"stored state does not decode as {t.state!r}: {exc}") from None
+        with self._lock:
+            engine.flush()
+            for key, r, lay in zip(keys, records, layouts):
+                if r is None or lay is None:
+                    loaded.append(None)
+                    continue
+                engine.load(clock_ms, key, lay[0], lay[1], r.expires_at_ms)
+                loaded.append((lay[0], lay[1], r.expires_at_ms))
+            with engine.lock:
+                out = engine.runner(t.name)(clock_ms, *keys, now_ms, *args)
+            after = [engine.dump(clock_ms, k) for k in keys] if not t.read_only else []
+            engine.flush()
+        reply = list(out[1:]) if out[0] else [out[1]]
+        changes: list[Change] = []
+        for key, r, before, now in zip(keys, records, loaded, after):
+            if now is not None:
+                now = (now[0], now[1], None if now[2] is None else int(now[2]))
+            if _same(now, before):
+                continue
+            if now is None:
+                changes.append(Change(key, None, None, r))
+                continue
+            try:
+                blob = encode(t.state, (now[0], now[1]), slots)
+            except CodecError as exc:
+                raise ScriptError(t.name, t.sha, f"state does not encode as {t.state!r}: {exc}") from None
+            changes.append(Change(key, blob, now[2], r))
+        return reply, changes
+
+
+def _same(a: tuple[str, Any, int | None] | None, b: tuple[str, Any, int | None] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a[0] == "zset" and b[0] == "zset":
+        return a[2] == b[2] and sorted(a[1]) == sorted((m, float(s)) for m, s in b[1])
+    return a == b
+
+
+def _backoff_s(attempt: int) -> float:
+    """Full-jitter backoff before retry ``attempt`` (1-based): up to 1, 2, 4 ... 32 ms."""
+    return random.random() * min(32, 2 ** (attempt - 1)) / 1000.0
+
+
+class SnapshotStore:
+    """A ``ScriptStore`` (and ``AsyncScriptStore``) over a :class:`StateStore` transport.
+
+    Subclasses set ``_transport`` (sync) and/or implement ``_atransport()`` (async) and call
+    ``super().__init__``. ``max_retries`` bounds compare-and-set retries per decision (the attempt count is
+    ``max_retries + 1``); stores that lock (Postgres) never lose a race, so never retry.
+    """
+
+    prefix: str
+    _transport: StateStore
+
+    def __init__(self, *, clock: Clock | None, prefix: str, max_retries: int, runtime: str | None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.prefix = prefix
+        self.max_retries = max_retries
+        self._exec = SnapshotExecutor(runtime)
+
+    async def _atransport(self) -> AsyncStateStore:
+        raise NotImplementedError
+
+    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        """Run ``name`` atomically on ``keys``. Raises ``StoreError`` (incl. ``ConcurrentUpdateError``)."""
+        t = self._exec.transform(name)
+        transport = self._transport
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(_backoff_s(attempt))
+            clock_ms = int(self.clock.now_ms())
+            now = clock_ms if now_ms == SERVER_TIME else now_ms
+            txn = transport.begin(keys, clock_ms, not t.read_only)
+            try:
+                reply, changes = self._exec.run(t, keys, txn.records, clock_ms, now, args)
+                if txn.commit(changes):
+                    return reply
+            finally:
+                txn.close()
+        raise ConcurrentUpdateError(keys[0] if keys else "", self.max_retries + 1)
+
+    def eval_many(
+        self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        """One decision per key set, in input order (each its own transaction, at one ``now_ms``)."""
+        now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
+        return [self.eval(name, ks, now, args) for ks in keys]
+
+    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        """The asyncio twin of :meth:`eval` (Lua runs on the loop thread, between the two I/O steps)."""
+        t = self._exec.transform(name)
+        transport = await self._atransport()
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(_backoff_s(attempt))
+            clock_ms = int(self.clock.now_ms())
+            now = clock_ms if now_ms == SERVER_TIME else now_ms
+            txn = await transport.begin(keys, clock_ms, not t.read_only)
+            try:
+                reply, changes = self._exec.run(t, keys, txn.records, clock_ms, now, args)
+                if await txn.commit(changes):
+                    return reply
+            finally:
+                await txn.close()
+        raise ConcurrentUpdateError(keys[0] if keys else "", self.max_retries + 1)
+
+    async def aeval_many(
+        self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
+    ) -> list[Sequence[Any]]:
+        """See :meth:`eval_many`; the key sets run concurrently (each its own transaction)."""
+        now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
+        calls: list[Awaitable[Sequence[Any]]] = [self.aeval(name, ks, now, args) for ks in keys]
+        return list(await asyncio.gather(*calls))
+
+    def delete(self, key: str) -> None:
+        self._transport.delete(key)
+
+    async def adelete(self, key: str) -> None:
+        await (await self._atransport()).delete(key)
+
