@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .._clock import ManualClock
+from .._errors import ThrottleKitError
 from .._loader import load_manifest
 from ..vectors import SuiteResult, bundled_vector_files, run_suites
 
@@ -93,9 +94,12 @@ def _table(results: list[SuiteResult]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
 def verify(files: tuple[Path, ...], store: str, redis_url: str, runtime: str | None, as_json: bool) -> None:
     """Replay every vector suite; exit 0 only if every op matches every field."""
-    paths = list(files) if files else bundled_vector_files()
-    factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime})
-    results = run_suites(paths, factory)
+    try:
+        paths = list(files) if files else bundled_vector_files()
+        factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime})
+        results = run_suites(paths, factory)
+    except ThrottleKitError as exc:
+        raise click.ClickException(str(exc)) from exc
     failed = [r for r in results if not r.passed]
     ops = sum(r.ops for r in results)
     if as_json:
