@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = [n for n, text in files.items() if not (OUT / n).is_file() or (OUT / n).read_text() != text]
         if stale:
-            print(f"stale generated stubs: {', '.join(stale)}; run python scripts/gen_proto.py", file=sys.stderr)
+            print(
+                f"stale generated stubs: {', '.join(stale)}; run python scripts/gen_proto.py", file=sys.stderr
+            )
             return 1
         print("generated stubs are up to date")
         return 0

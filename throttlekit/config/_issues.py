@@ -88,8 +88,12 @@ class Issues:
     def unknown_key(self, path: str, key: Any, valid: Iterable[str], *, where: str) -> None:
         """Report an unknown key, suggesting the nearest valid one."""
         valid = sorted(set(valid))
-        self.add(f"{path}.{key}" if path else str(key), f"unknown key in {where}", allowed=", ".join(valid),
-                 hint=did_you_mean(str(key), valid))
+        self.add(
+            f"{path}.{key}" if path else str(key),
+            f"unknown key in {where}",
+            allowed=", ".join(valid),
+            hint=did_you_mean(str(key), valid),
+        )
 
     def raise_if_any(self) -> None:
         if self.items:

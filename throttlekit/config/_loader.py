@@ -43,8 +43,12 @@ def load_config(text: str, source: str = "<config>") -> PolicyConfig:
     doc = parse_text(text, issues)
     issues.raise_if_any()
     if not isinstance(doc, Mapping):
-        issues.add("(top level)", "expected a mapping with a `limiters` map", _kind_of(doc),
-                   "keys " + ", ".join(_TOP))
+        issues.add(
+            "(top level)",
+            "expected a mapping with a `limiters` map",
+            _kind_of(doc),
+            "keys " + ", ".join(_TOP),
+        )
         issues.raise_if_any()
     assert isinstance(doc, Mapping)
     for key in doc:
@@ -86,20 +90,32 @@ def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[st
         issues.add("limiters", "required: a map of policy name to policy")
         return {}
     if not isinstance(value, Mapping) or not value:
-        issues.add("limiters", "must be a non-empty map of policy name to policy", value,
-                   "a map such as {api: {strategy: gcra, limit: 100, period: 1m}}")
+        issues.add(
+            "limiters",
+            "must be a non-empty map of policy name to policy",
+            value,
+            "a map such as {api: {strategy: gcra, limit: 100, period: 1m}}",
+        )
         return {}
     policies: dict[str, Policy] = {}
     blocks = block_kinds()
     for name, spec in value.items():
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_POLICY_NAME:
-            issues.add(f"limiters.{name}", "policy names must be non-empty strings", name,
-                       f"1 to {MAX_POLICY_NAME} characters")
+            issues.add(
+                f"limiters.{name}",
+                "policy names must be non-empty strings",
+                name,
+                f"1 to {MAX_POLICY_NAME} characters",
+            )
             continue
         ctx = PolicyContext(issues, name, default_prefix)
         if not isinstance(spec, Mapping):
-            ctx.error("", "expected a mapping of policy fields", spec,
-                      "a map such as {strategy: gcra, limit: 100, period: 1m}")
+            ctx.error(
+                "",
+                "expected a mapping of policy fields",
+                spec,
+                "a map such as {strategy: gcra, limit: 100, period: 1m}",
+            )
             continue
         policy = _policy(ctx, spec, blocks)
         if policy is not None:
@@ -111,11 +127,13 @@ def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any])
     declared = [k for k in spec if k in blocks]
     pending = [k for k in spec if k in PENDING_BLOCKS]
     for key in pending:
-        ctx.error(str(key), "is an upstream policy kind this server does not serve yet",
-                  allowed="a plain rate policy" + "".join(f", {b}" for b in blocks))
+        ctx.error(
+            str(key),
+            "is an upstream policy kind this server does not serve yet",
+            allowed="a plain rate policy" + "".join(f", {b}" for b in blocks),
+        )
     if len(declared) > 1:
-        ctx.error("", "a policy may declare at most one kind block", ", ".join(declared),
-                  ", ".join(blocks))
+        ctx.error("", "a policy may declare at most one kind block", ", ".join(declared), ", ".join(blocks))
         return None
     kind = blocks[declared[0]] if declared else plain_kind()
     block = {kind.block} if kind.block else set()
@@ -123,8 +141,12 @@ def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any])
     accepted = set(kind.accepted_keys(spec)) | block
     for key in spec:
         if key not in every:
-            ctx.error(str(key), f"unknown key in policy {ctx.name!r}", allowed=", ".join(sorted(accepted)),
-                      hint=did_you_mean(str(key), accepted) or did_you_mean(str(key), kind.keys))
+            ctx.error(
+                str(key),
+                f"unknown key in policy {ctx.name!r}",
+                allowed=", ".join(sorted(accepted)),
+                hint=did_you_mean(str(key), accepted) or did_you_mean(str(key), kind.keys),
+            )
     if pending:
         return None
     return kind.build(ctx, spec)

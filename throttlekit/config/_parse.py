@@ -26,11 +26,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     loader.flatten_mapping(node)
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, (str, int, float, bool)) and key in seen:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark,
+                "while constructing a mapping",
+                node.start_mark,
+                f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                key_node.start_mark,
             )
         if isinstance(key, (str, int, float, bool)):
             seen[key] = key_node.start_mark.line
@@ -64,7 +66,7 @@ def parse_text(text: str, issues: Issues) -> Any:
             issues.add("(top level)", f"JSON parse error: {exc}")
         return None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}" if mark is not None else "(top level)"

@@ -56,7 +56,9 @@ class CoalescingRedisStore:
         except KeyError:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
-    def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> asyncio.Future[Any]:
+    def aeval(
+        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
         """Queue one script call; the returned future resolves to its reply (awaitable)."""
         loop = self._loop
         if loop is None:
@@ -78,7 +80,7 @@ class CoalescingRedisStore:
         pending, self._pending = self._pending, []
         assert self._loop is not None
         for i in range(0, len(pending), self.max_batch):
-            task = self._loop.create_task(self._send(pending[i:i + self.max_batch]))
+            task = self._loop.create_task(self._send(pending[i : i + self.max_batch]))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
@@ -86,7 +88,7 @@ class CoalescingRedisStore:
         pipe = self.client.pipeline(transaction=False)
         for t, keys, now, args, _ in calls:
             pipe.execute_command("EVALSHA", t.sha, len(keys), *keys, now, *args)
-        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        return await pipe.execute(raise_on_error=False)
 
     async def _send(self, calls: list[_Call]) -> None:
         self.pipelines += 1

@@ -70,18 +70,28 @@ class OutageLog:
         now = time.monotonic()
         if not self.down:
             self.down, self._since, self._reminded = True, now, now
-            self.log.warning("store outage: %s; failing %s (synthesized decisions) until it recovers",
-                             exc, self.fail)
+            self.log.warning(
+                "store outage: %s; failing %s (synthesized decisions) until it recovers", exc, self.fail
+            )
         elif now - self._reminded >= self.remind_s:
             self._reminded = now
-            self.log.warning("store still down after %.0f s: %d decisions synthesized (fail %s); last error: %s",
-                             now - self._since, self.synthesized, self.fail, exc)
+            self.log.warning(
+                "store still down after %.0f s: %d decisions synthesized (fail %s); last error: %s",
+                now - self._since,
+                self.synthesized,
+                self.fail,
+                exc,
+            )
 
     def recovered(self) -> None:
         if self.down:
             self.down = False
-            self.log.warning("store recovered after %.1f s; %d decisions were synthesized (fail %s)",
-                             time.monotonic() - self._since, self.synthesized, self.fail)
+            self.log.warning(
+                "store recovered after %.1f s; %d decisions were synthesized (fail %s)",
+                time.monotonic() - self._since,
+                self.synthesized,
+                self.fail,
+            )
             self.synthesized = 0
 
 
@@ -105,7 +115,9 @@ class _RateRuntime:
 
     async def check(self, key: str, cost: int) -> Decision:
         try:
-            d: Decision = self._limiter.check(key, cost) if self.sync else await self._limiter.check(key, cost)
+            d: Decision = (
+                self._limiter.check(key, cost) if self.sync else await self._limiter.check(key, cost)
+            )
         except StoreError as exc:
             return self._synthesize(exc)
         if self.outage.down:
@@ -133,8 +145,9 @@ class _RateRuntime:
 
     async def forecast(self, key: str, cost: int) -> Forecast:
         """A store outage propagates (:class:`StoreError`): there is no honest forecast to synthesize."""
-        f: Forecast = (self._limiter.forecast(key, cost) if self.sync
-                       else await self._limiter.forecast(key, cost))
+        f: Forecast = (
+            self._limiter.forecast(key, cost) if self.sync else await self._limiter.forecast(key, cost)
+        )
         return f
 
 
@@ -163,7 +176,9 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
     if isinstance(store, CoalescingRedisStore):
         return store, "redis", False
     if isinstance(store, RedisStore):
-        raise ConfigError("the server needs an AsyncRedisStore (or a redis:// URL), not the synchronous RedisStore")
+        raise ConfigError(
+            "the server needs an AsyncRedisStore (or a redis:// URL), not the synchronous RedisStore"
+        )
     raise ConfigError(f"unsupported store {store!r}: expected a MemoryStore, an AsyncRedisStore or a URL")
 
 
@@ -176,12 +191,9 @@ def redis_store(url: str, prefix: str = "") -> AsyncRedisStore:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    from ..stores import STORES
-
-    parts = STORES["redis"]  # validates the scheme the same way from_url does
-    del parts
-    return AsyncRedisStore(url=url, prefix=prefix, socket_connect_timeout=0.5, socket_timeout=1.0,
-                           retry=Retry(NoBackoff(), 1))
+    return AsyncRedisStore(
+        url=url, prefix=prefix, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1)
+    )
 
 
 class RateLimiterService:
@@ -194,8 +206,9 @@ class RateLimiterService:
     decides (Redis ``TIME``: no skew across a fleet).
     """
 
-    def __init__(self, config: PolicyConfig, *, store: Any = None, fail: FailMode = "open",
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: PolicyConfig, *, store: Any = None, fail: FailMode = "open", clock: Clock | None = None
+    ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
         self.config = config
@@ -248,7 +261,11 @@ class RateLimiterService:
 
 
 def create_rate_limiter_service_from_config(
-    text: str, *, store: Any = None, fail: FailMode = "open", clock: Clock | None = None,
+    text: str,
+    *,
+    store: Any = None,
+    fail: FailMode = "open",
+    clock: Clock | None = None,
     source: str = "<config>",
 ) -> RateLimiterService:
     """Embedding API: a :class:`RateLimiterService` from policy-file text (YAML or JSON).

@@ -27,7 +27,9 @@ class PolicyContext:
         self.path = f"limiters.{name}"
         self.default_prefix = default_prefix
 
-    def error(self, field: str, message: str, value: Any = MISSING, allowed: str = "", hint: str = "") -> None:
+    def error(
+        self, field: str, message: str, value: Any = MISSING, allowed: str = "", hint: str = ""
+    ) -> None:
         self.issues.add(f"{self.path}.{field}" if field else self.path, message, value, allowed, hint)
 
     def prefix(self, spec: Mapping[str, Any]) -> str:
@@ -62,8 +64,17 @@ KINDS: tuple[PolicyKind, ...] = (plain.KIND,)
 #: Upstream kind blocks not served yet: a policy declaring one gets a clear "not yet" error instead of
 #: "unknown key". A block moves out of this list when its module joins :data:`KINDS`.
 PENDING_BLOCKS: tuple[str, ...] = tuple(
-    b for b in ("tokenBudget", "fleetBudget", "federated", "fairEscrow", "federatedFairEscrow", "concurrency",
-                "distributedConcurrency", "twoTier")
+    b
+    for b in (
+        "tokenBudget",
+        "fleetBudget",
+        "federated",
+        "fairEscrow",
+        "federatedFairEscrow",
+        "concurrency",
+        "distributedConcurrency",
+        "twoTier",
+    )
     if b not in {k.block for k in KINDS}
 )
 

@@ -20,8 +20,15 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def number(ctx: PolicyContext, spec: Any, field: str, *, minimum: float, exclusive: bool = False,
-           maximum: float = MAX_COST) -> Any:
+def number(
+    ctx: PolicyContext,
+    spec: Any,
+    field: str,
+    *,
+    minimum: float,
+    exclusive: bool = False,
+    maximum: float = MAX_COST,
+) -> Any:
     """A finite number within ``(minimum | [minimum) .. maximum]``."""
     v = spec.get(field, MISSING)
     if v is MISSING:
@@ -29,8 +36,12 @@ def number(ctx: PolicyContext, spec: Any, field: str, *, minimum: float, exclusi
     low_ok = _is_number(v) and (v > minimum if exclusive else v >= minimum)
     if not low_ok or v > maximum:
         bound = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
-        ctx.error(field, "is out of range" if _is_number(v) else "must be a number", v,
-                  f"a number {bound} and <= {maximum:.0f}")
+        ctx.error(
+            field,
+            "is out of range" if _is_number(v) else "must be a number",
+            v,
+            f"a number {bound} and <= {maximum:.0f}",
+        )
         return MISSING
     return v
 
@@ -70,8 +81,12 @@ def milliseconds(ctx: PolicyContext, spec: Any, field: str) -> Any:
     if v is MISSING:
         return v
     if isinstance(v, str):
-        ctx.error(field, f'is a number of milliseconds; write durations with units as "period: {v}"', v,
-                  "a number of ms >= 1")
+        ctx.error(
+            field,
+            f'is a number of milliseconds; write durations with units as "period: {v}"',
+            v,
+            "a number of ms >= 1",
+        )
         return MISSING
     if not _is_number(v) or v < 1:
         ctx.error(field, "must be a number of milliseconds", v, "a number of ms >= 1")

@@ -38,8 +38,11 @@ STRATEGIES: dict[str, _Shape] = {
     "fixedWindow": _Shape(("limit",), (), ("period", "windowMs")),
     "slidingWindow": _Shape(("limit",), ("buckets",), ("period", "windowMs")),
     "slidingWindowLog": _Shape(("limit",), (), ("period", "windowMs")),
-    "quota": _Shape(("limit", "resetCadence"), ("anchor", "offsetMinutes", "weekStartsOn", "buckets"),
-                    ("period", "periodMs")),
+    "quota": _Shape(
+        ("limit", "resetCadence"),
+        ("anchor", "offsetMinutes", "weekStartsOn", "buckets"),
+        ("period", "periodMs"),
+    ),
 }
 _COMMON = ("strategy", "prefix")
 _ALL_FIELDS = frozenset(
@@ -69,9 +72,9 @@ def _field_of(message: str) -> str:
 
 
 class _Plain:
-    name = "rate"
-    block = None
-    keys = _ALL_FIELDS
+    name: str = "rate"
+    block: str | None = None
+    keys: frozenset[str] = _ALL_FIELDS
 
     def accepted_keys(self, spec: Mapping[str, Any]) -> frozenset[str]:
         shape = STRATEGIES.get(spec.get("strategy"))  # type: ignore[arg-type]
@@ -83,8 +86,11 @@ class _Plain:
         before = len(ctx.issues.items)
         kind = spec.get("strategy", MISSING)
         if kind is MISSING:
-            ctx.error("strategy", "required for a rate policy (or declare a kind block)",
-                      allowed=", ".join(STRATEGIES))
+            ctx.error(
+                "strategy",
+                "required for a rate policy (or declare a kind block)",
+                allowed=", ".join(STRATEGIES),
+            )
             return None
         if f.choice(ctx, spec, "strategy", tuple(STRATEGIES)) is MISSING:
             return None
@@ -100,14 +106,23 @@ class _Plain:
         cadence = spec.get("resetCadence")
         needs_window = bool(shape.windows) and (kind != "quota" or cadence in ("fixed", "rolling"))
         if len(windows) > 1:
-            ctx.error(windows[1], f"conflicts with {windows[0]}: give the window once",
-                      spec[windows[1]], " or ".join(shape.windows))
+            ctx.error(
+                windows[1],
+                f"conflicts with {windows[0]}: give the window once",
+                spec[windows[1]],
+                " or ".join(shape.windows),
+            )
         elif needs_window and not windows:
-            ctx.error("period", f"required for strategy {kind}" + (f" with resetCadence {cadence}" if
-                      kind == "quota" else ""), allowed=" or ".join(shape.windows))
+            ctx.error(
+                "period",
+                f"required for strategy {kind}"
+                + (f" with resetCadence {cadence}" if kind == "quota" else ""),
+                allowed=" or ".join(shape.windows),
+            )
         elif kind == "quota" and windows and not needs_window:
-            ctx.error(windows[0], f"only applies to resetCadence fixed or rolling, not {cadence}",
-                      spec[windows[0]])
+            ctx.error(
+                windows[0], f"only applies to resetCadence fixed or rolling, not {cadence}", spec[windows[0]]
+            )
         if kind == "quota" and "buckets" in spec and cadence != "rolling":
             ctx.error("buckets", f"only applies to resetCadence rolling, not {cadence}", spec["buckets"])
         if kind == "quota" and "anchor" in spec and cadence != "fixed":

@@ -1,0 +1,199 @@
+"""Run a :class:`RateLimiterService` as a grpc.aio server: health, reflection, TLS, graceful shutdown.
+
+``await start(service, host, port)`` serves on the running event loop and returns an
+:class:`AsyncServerHandle`; ``serve(service, host, port)`` runs the same in a background thread with
+its own loop and returns a :class:`ServerHandle` whose ``close()`` drains and stops it (for sync code
+and tests). Port 0 picks a free port (``handle.port``).
+
+Health (``grpc.health.v1.Health``) reports SERVING for ``""`` and each served service, NOT_FOUND for
+any other name, and NOT_SERVING for all of them from the moment shutdown starts, while in-flight
+calls drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from .._errors import ConfigError
+from .._proto import throttlekit_pb2 as pb
+from .._proto import throttlekit_pb2_grpc as pb_grpc
+from ._door import RateLimiterDoor
+from ._service import RateLimiterService
+
+__all__ = ["AsyncServerHandle", "ServerHandle", "serve", "server_credentials", "start"]
+
+RATE_LIMITER = pb.DESCRIPTOR.services_by_name["RateLimiter"].full_name
+#: Default seconds a shutdown waits for in-flight calls.
+GRACE_S = 5.0
+_OPTIONS = (
+    ("grpc.so_reuseport", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+
+
+def server_credentials(
+    cert: str | Path, key: str | Path, ca: str | Path | None = None
+) -> grpc.ServerCredentials:
+    """TLS credentials from PEM files; with ``ca``, clients must present a certificate signed by it (mTLS)."""
+
+    def read(label: str, path: str | Path) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"--tls-{label}: cannot read {path}: {exc}") from exc
+
+    pair = (read("key", key), read("cert", cert))
+    root = read("ca", ca) if ca is not None else None
+    return grpc.ssl_server_credentials([pair], root_certificates=root, require_client_auth=root is not None)
+
+
+class AsyncServerHandle:
+    """A running server on the current event loop. ``await aclose()`` drains and stops it."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        service: RateLimiterService,
+        health: HealthServicer,
+        host: str,
+        port: int,
+        secure: bool,
+    ) -> None:
+        self.server = server
+        self.service = service
+        self.health = health
+        self.host = host
+        self.port = port
+        self.secure = secure
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as a client would dial it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def aclose(self, grace: float = GRACE_S) -> None:
+        """Report NOT_SERVING, stop accepting, let in-flight calls finish (up to ``grace`` s), close the
+        service's store. Idempotent; concurrent calls wait for the same shutdown."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shutdown(grace))
+        await asyncio.shield(self._closing)
+
+    async def _shutdown(self, grace: float) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.service.aclose()
+
+    async def wait_closed(self) -> None:
+        """Return when the server has stopped."""
+        await self.server.wait_for_termination()
+
+
+async def start(
+    service: RateLimiterService,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    credentials: grpc.ServerCredentials | None = None,
+) -> AsyncServerHandle:
+    """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop."""
+    server = grpc.aio.server(options=_OPTIONS)
+    pb_grpc.add_RateLimiterServicer_to_server(RateLimiterDoor(service), server)  # type: ignore[no-untyped-call]
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = (
+        RATE_LIMITER,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = (
+            server.add_secure_port(target, credentials)
+            if credentials is not None
+            else server.add_insecure_port(target)
+        )
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind {target}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"cannot bind {target} (address in use or not available)")
+    await server.start()
+    for name in ("", RATE_LIMITER):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return AsyncServerHandle(server, service, health, host, bound, credentials is not None)
+
+
+class ServerHandle:
+    """A server running on its own thread and event loop. ``close()`` drains and stops it."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, thread: threading.Thread, inner: AsyncServerHandle
+    ) -> None:
+        self._loop = loop
+        self._thread = thread
+        self.inner = inner
+        self.port = inner.port
+        self.host = inner.host
+        self.address = inner.address
+        self.service = inner.service
+
+    def close(self, grace: float = GRACE_S) -> None:
+        """Drain and stop (idempotent)."""
+        if not self._thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.inner.aclose(grace), self._loop)
+        try:
+            fut.result(timeout=grace + 10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def serve(
+    service: RateLimiterService,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    credentials: grpc.ServerCredentials | None = None,
+) -> ServerHandle:
+    """Embedding API: serve ``service`` from a background thread; returns once the port is bound."""
+    loop = asyncio.new_event_loop()
+    ready: dict[str, Any] = {}
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            ready["handle"] = loop.run_until_complete(start(service, host, port, credentials))
+        except BaseException as exc:
+            ready["error"] = exc
+            started.set()
+            loop.close()
+            return
+        started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"throttlekit-server:{port}", daemon=True)
+    thread.start()
+    started.wait()
+    if "error" in ready:
+        raise ready["error"]
+    return ServerHandle(loop, thread, ready["handle"])
