@@ -12,6 +12,8 @@ from pathlib import Path
 from throttlekit._loader import load_manifest
 
 root = Path(__file__).resolve().parent.parent
-lock = {t.name: {"sha1": t.sha, "state_version": t.state_version} for t in load_manifest(root / "lua").values()}
+lock = {
+    t.name: {"sha1": t.sha, "state_version": t.state_version} for t in load_manifest(root / "lua").values()
+}
 (root / "lua" / "manifest.lock").write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
 print(f"wrote lua/manifest.lock ({len(lock)} transforms)")

@@ -55,6 +55,8 @@ def test_verify_reports_a_broken_file(tmp_path: Path) -> None:
 
 
 def test_verify_names_an_unreachable_redis() -> None:
-    res = CliRunner().invoke(main, ["lua", "verify", "--store", "redis", "--redis-url", "redis://127.0.0.1:1/0"])
+    res = CliRunner().invoke(
+        main, ["lua", "verify", "--store", "redis", "--redis-url", "redis://127.0.0.1:1/0"]
+    )
     assert res.exit_code == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in res.output

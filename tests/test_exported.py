@@ -8,7 +8,12 @@ import throttlekit
 
 
 def test_all_matches_the_public_names() -> None:
-    public = {n for n in dir(throttlekit) if not n.startswith("_")
-              and not isinstance(getattr(throttlekit, n), types.ModuleType) and n != "annotations"}
+    public = {
+        n
+        for n in dir(throttlekit)
+        if not n.startswith("_")
+        and not isinstance(getattr(throttlekit, n), types.ModuleType)
+        and n != "annotations"
+    }
     assert set(throttlekit.__all__) == public
     assert len(set(throttlekit.__all__)) == len(throttlekit.__all__)

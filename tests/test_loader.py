@@ -31,12 +31,17 @@ def test_each_helper_is_pasted_once_depth_first() -> None:
 
 
 def test_cycle_is_an_error_naming_the_stack() -> None:
-    with pytest.raises(LoaderError, match=r"include cycle at lib/c2.lua:1: circular.lua -> lib/c1.lua -> lib/c2.lua -> lib/c1.lua"):
+    with pytest.raises(
+        LoaderError,
+        match=r"include cycle at lib/c2.lua:1: circular.lua -> lib/c1.lua -> lib/c2.lua -> lib/c1.lua",
+    ):
         expand(FIXTURES, "circular.lua")
 
 
 def test_missing_include_names_the_stack() -> None:
-    with pytest.raises(LoaderError, match=r"missing Lua file 'lib/nope.lua' \(include stack: missing.lua -> lib/nope.lua\)"):
+    with pytest.raises(
+        LoaderError, match=r"missing Lua file 'lib/nope.lua' \(include stack: missing.lua -> lib/nope.lua\)"
+    ):
         expand(FIXTURES, "missing.lua")
 
 
@@ -66,7 +71,11 @@ def test_every_transform_has_a_contract_header() -> None:
         for i in range(1, len(t.keys) + 1):
             assert f"KEYS[{i}]" in header, (t.name, i)
         for i, name in enumerate(t.argv, start=1):
-            assert re.search(rf"ARGV\[{i}(\.\.\d+)?\]|ARGV\[1\.\.{i}\]|ARGV\[1\.\.\d+\]", header), (t.name, i, name)
+            assert re.search(rf"ARGV\[{i}(\.\.\d+)?\]|ARGV\[1\.\.{i}\]|ARGV\[1\.\.\d+\]", header), (
+                t.name,
+                i,
+                name,
+            )
 
 
 def test_sha_is_sha1_of_the_expanded_text() -> None:

@@ -16,11 +16,15 @@ RUNTIME_IDS = sorted(RUNTIMES)
 
 
 def script(source: str, nkeys: int = 1, nargs: int = 1, name: str = "t") -> Transform:
-    return Transform(name, f"{name}.lua", ("k",) * nkeys, ("now_ms",) * nargs, (), False, 1, "tat", source, "0" * 40, ())
+    return Transform(
+        name, f"{name}.lua", ("k",) * nkeys, ("now_ms",) * nargs, (), False, 1, "tat", source, "0" * 40, ()
+    )
 
 
 def engine(runtime: str, *sources: str, max_keys: int = 1000) -> LuaEngine:
-    return LuaEngine([script(s, name=f"s{i}") for i, s in enumerate(sources)], max_keys=max_keys, runtime=runtime)
+    return LuaEngine(
+        [script(s, name=f"s{i}") for i, s in enumerate(sources)], max_keys=max_keys, runtime=runtime
+    )
 
 
 @pytest.fixture(params=RUNTIME_IDS)

@@ -12,20 +12,29 @@ from hypothesis import strategies as st
 import throttlekit as tk
 from tests.conftest import redis_client
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # (dt ms >= 0, cost) steps on a monotonic manual clock
 steps = st.lists(st.tuples(st.integers(0, 400), st.integers(1, 4)), min_size=1, max_size=60)
 frac_steps = st.lists(
-    st.tuples(st.integers(0, 400), st.one_of(st.integers(1, 4), st.floats(0.25, 3.5).map(lambda x: round(x * 4) / 4))),
-    min_size=1, max_size=40,
+    st.tuples(
+        st.integers(0, 400),
+        st.one_of(st.integers(1, 4), st.floats(0.25, 3.5).map(lambda x: round(x * 4) / 4)),
+    ),
+    min_size=1,
+    max_size=40,
 )
 
 
-def run(strategy: tk.Strategy, ops: list[tuple[int, float]], store: Any = None, start: int = 1_700_000_000_000
-        ) -> list[tuple[int, float, tk.Decision]]:
+def run(
+    strategy: tk.Strategy, ops: list[tuple[int, float]], store: Any = None, start: int = 1_700_000_000_000
+) -> list[tuple[int, float, tk.Decision]]:
     clock = tk.ManualClock(start)
-    limiter = tk.Limiter(strategy, store=store if store is not None else tk.MemoryStore(clock=clock), clock=clock)
+    limiter = tk.Limiter(
+        strategy, store=store if store is not None else tk.MemoryStore(clock=clock), clock=clock
+    )
     out = []
     for dt, cost in ops:
         clock.advance(dt)
@@ -36,8 +45,9 @@ def run(strategy: tk.Strategy, ops: list[tuple[int, float]], store: Any = None, 
 
 @SETTINGS
 @given(steps, st.integers(1, 20), st.integers(100, 5000), st.integers(1, 20))
-def test_gcra_never_admits_more_than_burst_plus_rate(ops: list[tuple[int, int]], limit: int, period: int,
-                                                     burst: int) -> None:
+def test_gcra_never_admits_more_than_burst_plus_rate(
+    ops: list[tuple[int, int]], limit: int, period: int, burst: int
+) -> None:
     trace = run(tk.Gcra(limit, period, burst=burst), ops)
     t0 = trace[0][0]
     admitted = 0.0
@@ -49,8 +59,9 @@ def test_gcra_never_admits_more_than_burst_plus_rate(ops: list[tuple[int, int]],
 
 @SETTINGS
 @given(steps, st.integers(1, 20), st.integers(1, 20))
-def test_token_bucket_never_admits_more_than_capacity_plus_refill(ops: list[tuple[int, int]], cap: int,
-                                                                  rate: int) -> None:
+def test_token_bucket_never_admits_more_than_capacity_plus_refill(
+    ops: list[tuple[int, int]], cap: int, rate: int
+) -> None:
     trace = run(tk.TokenBucket(cap, rate), ops)
     t0 = trace[0][0]
     admitted = 0
@@ -61,7 +72,9 @@ def test_token_bucket_never_admits_more_than_capacity_plus_refill(ops: list[tupl
 
 @SETTINGS
 @given(steps, st.integers(1, 10), st.integers(50, 2000))
-def test_fixed_window_admits_at_most_limit_per_window(ops: list[tuple[int, int]], limit: int, window: int) -> None:
+def test_fixed_window_admits_at_most_limit_per_window(
+    ops: list[tuple[int, int]], limit: int, window: int
+) -> None:
     per_window: dict[int, int] = {}
     for now, cost, d in run(tk.FixedWindow(limit, window), ops):
         if d.allowed:
@@ -71,19 +84,27 @@ def test_fixed_window_admits_at_most_limit_per_window(ops: list[tuple[int, int]]
 
 @SETTINGS
 @given(steps, st.integers(1, 10), st.integers(50, 2000))
-def test_sliding_log_admits_at_most_limit_in_any_trailing_window(ops: list[tuple[int, int]], limit: int,
-                                                                 window: int) -> None:
+def test_sliding_log_admits_at_most_limit_in_any_trailing_window(
+    ops: list[tuple[int, int]], limit: int, window: int
+) -> None:
     admitted = [(now, cost) for now, cost, d in run(tk.SlidingWindowLog(limit, window), ops) if d.allowed]
     for now, _ in admitted:
         assert sum(c for t, c in admitted if now - window < t <= now) <= limit
+
+
+def _live(dump: Any, horizon: int) -> Any:
+    return None if dump is None else [e for e in dump[1] if e[1] > horizon]
 
 
 @SETTINGS
 @given(steps, st.sampled_from(["gcra", "tb", "fw", "sw", "swl", "quota"]))
 def test_a_denial_never_changes_state(ops: list[tuple[int, int]], which: str) -> None:
     strategy = {
-        "gcra": tk.Gcra(3, 1000, burst=2), "tb": tk.TokenBucket(3, 2), "fw": tk.FixedWindow(3, 500),
-        "sw": tk.SlidingWindow(3, 500, buckets=5), "swl": tk.SlidingWindowLog(3, 500),
+        "gcra": tk.Gcra(3, 1000, burst=2),
+        "tb": tk.TokenBucket(3, 2),
+        "fw": tk.FixedWindow(3, 500),
+        "sw": tk.SlidingWindow(3, 500, buckets=5),
+        "swl": tk.SlidingWindowLog(3, 500),
         "quota": tk.Quota(3, "fixed", period=700, anchor=100),
     }[which]
     clock = tk.ManualClock(1_000_000)
@@ -99,8 +120,7 @@ def test_a_denial_never_changes_state(ops: list[tuple[int, int]], which: str) ->
             if which == "swl" and before is not None:
                 # the log prunes entries that aged out; the live entries must be untouched
                 horizon = clock.now_ms() - 500
-                live = lambda s: None if s is None else [e for e in s[1] if e[1] > horizon]  # noqa: E731
-                assert live(before) == live(after)
+                assert _live(before, horizon) == _live(after, horizon)
             else:
                 assert before == after
             assert limiter.peek("k") == before_peek
@@ -114,13 +134,21 @@ def _agree(strategy: tk.Strategy, ops: list[tuple[int, float]]) -> None:
 
 
 STRATEGIES = st.one_of(
-    st.builds(lambda l, p, b: tk.Gcra(l, p, burst=b), st.integers(1, 30), st.integers(10, 3000), st.integers(1, 10)),
+    st.builds(
+        lambda lim, p, b: tk.Gcra(lim, p, burst=b),
+        st.integers(1, 30),
+        st.integers(10, 3000),
+        st.integers(1, 10),
+    ),
     st.builds(tk.TokenBucket, st.integers(1, 10), st.sampled_from([0.5, 1, 3, 7, 250])),
     st.builds(tk.FixedWindow, st.integers(1, 10), st.integers(10, 3000)),
     st.builds(tk.SlidingWindow, st.integers(1, 10), st.integers(10, 3000), st.integers(1, 12)),
     st.builds(tk.SlidingWindowLog, st.integers(1, 8), st.integers(10, 3000)),
-    st.builds(lambda l, c: tk.Quota(l, c), st.integers(1, 10),
-              st.sampled_from(["calendar-day", "calendar-week", "calendar-month"])),
+    st.builds(
+        lambda lim, c: tk.Quota(lim, c),
+        st.integers(1, 10),
+        st.sampled_from(["calendar-day", "calendar-week", "calendar-month"]),
+    ),
 )
 
 

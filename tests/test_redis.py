@@ -42,8 +42,9 @@ def test_server_clock_is_the_default(redis_store: tk.RedisStore) -> None:
     assert d.reset_at == (server_ms // hour + 1) * hour or d.reset_at == (before // hour + 1) * hour
 
 
-def test_check_many_is_one_round_trip(redis_store: tk.RedisStore, clock: tk.ManualClock,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_many_is_one_round_trip(
+    redis_store: tk.RedisStore, clock: tk.ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     limiter = tk.Limiter(tk.Gcra(100, "1s"), store=redis_store, clock=clock)
     limiter.check("warm")  # loads the script
     calls: list[int] = []
@@ -61,7 +62,7 @@ def test_check_many_is_one_round_trip(redis_store: tk.RedisStore, clock: tk.Manu
 def test_script_error_is_typed(redis_store: tk.RedisStore) -> None:
     redis_store.client.set(f"{redis_store.prefix}:wrong", "x")
     limiter = tk.Limiter(tk.TokenBucket(5, 1), store=redis_store)
-    with pytest.raises(tk.ScriptError, match="token_bucket.*WRONGTYPE"):
+    with pytest.raises(tk.ScriptError, match=r"token_bucket.*WRONGTYPE"):
         limiter.check("wrong")
 
 
@@ -116,7 +117,9 @@ INTEROP = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "py_params", "strategy"), INTEROP, ids=[k for k, _, _ in INTEROP])
-def test_one_limit_shared_with_throttlekit_py(kind: str, py_params: dict[str, int], strategy: tk.Strategy) -> None:
+def test_one_limit_shared_with_throttlekit_py(
+    kind: str, py_params: dict[str, int], strategy: tk.Strategy
+) -> None:
     """Alternate throttlekit-py's RedisBackend (its vendored upstream Lua) and ours on one Redis key:
     each sees the other's consumption, and together they answer exactly like one limiter."""
     from tests.tkpy import run_tkpy
@@ -126,8 +129,23 @@ def test_one_limit_shared_with_throttlekit_py(kind: str, py_params: dict[str, in
         pytest.skip("needs a real Redis server shared by two processes")
     prefix = f"tkt-{uuid.uuid4().hex[:10]}"
     base = 1_700_000_000_000
-    ops = [(base + t, c) for t, c in [(0, 3), (0, 1), (100, 2), (150, 1), (200, 4), (400, 1), (900, 2), (1000, 1),
-                                      (1000, 3), (1500, 2), (2100, 1), (2100, 5)]]
+    ops = [
+        (base + t, c)
+        for t, c in [
+            (0, 3),
+            (0, 1),
+            (100, 2),
+            (150, 1),
+            (200, 4),
+            (400, 1),
+            (900, 2),
+            (1000, 1),
+            (1000, 3),
+            (1500, 2),
+            (2100, 1),
+            (2100, 5),
+        ]
+    ]
     # reference: one limiter of ours on its own key
     clock = tk.ManualClock(0)
     ref_store = tk.RedisStore(client, prefix=f"{prefix}-ref")
@@ -141,7 +159,9 @@ def test_one_limit_shared_with_throttlekit_py(kind: str, py_params: dict[str, in
     ours = tk.Limiter(strategy, store=tk.RedisStore(client, prefix=prefix), clock=clock)
     got: list[list[Any]] = []
     for i in range(0, len(ops), 2):
-        theirs = json.loads(run_tkpy(TKPY, REDIS_URL, prefix, kind, json.dumps(py_params), json.dumps([ops[i]])))
+        theirs = json.loads(
+            run_tkpy(TKPY, REDIS_URL, prefix, kind, json.dumps(py_params), json.dumps([ops[i]]))
+        )
         got.extend(theirs)
         clock.set(ops[i + 1][0])
         d = ours.check("shared", ops[i + 1][1])

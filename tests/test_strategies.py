@@ -12,8 +12,17 @@ from throttlekit.strategies import parse_duration, strategy_from_options
 
 @pytest.mark.parametrize(
     ("value", "ms"),
-    [(250, 250), (1.5, 1.5), ("500ms", 500), ("30s", 30_000), ("1m", 60_000), ("1h", 3_600_000), ("1d", 86_400_000),
-     (" 2.5s ", 2_500), ("10", 10)],
+    [
+        (250, 250),
+        (1.5, 1.5),
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("1m", 60_000),
+        ("1h", 3_600_000),
+        ("1d", 86_400_000),
+        (" 2.5s ", 2_500),
+        ("10", 10),
+    ],
 )
 def test_durations(value: Any, ms: float) -> None:
     assert parse_duration(value) == ms
@@ -40,17 +49,29 @@ BAD = [
     (lambda: tk.TokenBucket(10, 5e-324), "tokenBucket: refillPerSec/1000 would be 0.0"),
     (lambda: tk.FixedWindow(5, 0), "fixedWindow.windowMs must be a positive finite duration, got 0"),
     (lambda: tk.FixedWindow(5, 1e-320), "fixedWindow: the window arithmetic would be inf"),
-    (lambda: tk.SlidingWindow(5, 1000, buckets=0), r"slidingWindow.buckets must be an integer in 1..100000, got 0"),
-    (lambda: tk.SlidingWindow(5, 1000, buckets=100_001), r"slidingWindow.buckets must be an integer in 1..100000"),
+    (
+        lambda: tk.SlidingWindow(5, 1000, buckets=0),
+        r"slidingWindow.buckets must be an integer in 1..100000, got 0",
+    ),
+    (
+        lambda: tk.SlidingWindow(5, 1000, buckets=100_001),
+        r"slidingWindow.buckets must be an integer in 1..100000",
+    ),
     (lambda: tk.SlidingWindow(5, 1000, buckets=2.5), "slidingWindow.buckets must be an integer, got 2.5"),
-    (lambda: tk.SlidingWindowLog(True, 1000), "slidingWindowLog.limit must be a positive finite number, got True"),
+    (
+        lambda: tk.SlidingWindowLog(True, 1000),
+        "slidingWindowLog.limit must be a positive finite number, got True",
+    ),
     (lambda: tk.Quota(5, "monthly"), "quota.resetCadence must be one of calendar-month, calendar-week"),  # type: ignore[arg-type]
     (lambda: tk.Quota(5, "fixed"), "quota.periodMs: required for resetCadence 'fixed'"),
     (lambda: tk.Quota(5, "calendar-day", period=1000), "quota.periodMs: only valid with resetCadence"),
     (lambda: tk.Quota(5, "calendar-day", offset_minutes=900), "quota.offsetMinutes must be within ±840"),
     (lambda: tk.Quota(5, "calendar-week", week_starts_on=7), r"quota.weekStartsOn must be 0..6"),
     (lambda: tk.Quota(5, "calendar-day", anchor=5), "quota.anchor: only valid with resetCadence 'fixed'"),
-    (lambda: strategy_from_options("gcra", {"limit": 1, "periodMs": 1000, "brust": 2}), r"gcra: unknown option\(s\) \['brust'\]"),
+    (
+        lambda: strategy_from_options("gcra", {"limit": 1, "periodMs": 1000, "brust": 2}),
+        r"gcra: unknown option\(s\) \['brust'\]",
+    ),
     (lambda: strategy_from_options("leaky", {}), "unknown strategy 'leaky'"),
 ]
 
@@ -69,7 +90,14 @@ def test_config_error_is_a_value_error() -> None:
 def test_defaults_and_params() -> None:
     g = tk.Gcra(10, "1s")
     assert g.burst == 10 and g.period_ms == 1000 and g.params == (1000, 10, 10)
-    assert tk.Quota(3, "calendar-week", offset_minutes=-300, week_starts_on=0).params == (3, 2, 0, 0, -18_000_000, 0)
+    assert tk.Quota(3, "calendar-week", offset_minutes=-300, week_starts_on=0).params == (
+        3,
+        2,
+        0,
+        0,
+        -18_000_000,
+        0,
+    )
     rolling = tk.Quota(3, "rolling", period="1h", buckets=6)
     assert rolling.check_transform == "sliding_window" and rolling.params == (3_600_000, 3, 6)
     assert tk.SlidingWindow(5, "1m").describe() == "slidingWindow 5 per 60000 ms in 10 buckets"

@@ -17,9 +17,21 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_wheel_contains_the_lua_sources(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(REPO)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("throttlekit_server-*.whl"))
@@ -35,10 +47,18 @@ def test_wheel_contains_the_lua_sources(tmp_path: Path) -> None:
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(target)
-    code = ("import json; from throttlekit._loader import load_manifest, lua_root; "
-            "print(json.dumps([str(lua_root()), {n: t.sha for n, t in load_manifest().items()}]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=60)
+    code = (
+        "import json; from throttlekit._loader import load_manifest, lua_root; "
+        "print(json.dumps([str(lua_root()), {n: t.sha for n, t in load_manifest().items()}]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     import json
 

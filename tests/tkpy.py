@@ -13,7 +13,11 @@ import pytest
 
 from tests.conftest import IN_CI
 
-VENV = Path(os.environ.get("THROTTLEKIT_PY_VENV", Path(__file__).resolve().parent.parent / ".pytest_cache" / "tk-py-venv"))
+VENV = Path(
+    os.environ.get(
+        "THROTTLEKIT_PY_VENV", Path(__file__).resolve().parent.parent / ".pytest_cache" / "tk-py-venv"
+    )
+)
 SPEC = "throttlekit-py==0.5.*"
 
 
@@ -25,8 +29,12 @@ def tkpy_python() -> Path:
         return python
     try:
         venv.create(VENV, with_pip=True, clear=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", SPEC, "redis", "grpcio", "protobuf"],
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", SPEC, "redis", "grpcio", "protobuf"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         msg = f"cannot install {SPEC} into {VENV}: {exc} {detail.decode(errors='replace')[-500:]}"
@@ -39,8 +47,14 @@ def tkpy_python() -> Path:
 
 def run_tkpy(code: str, *args: str, timeout: float = 60) -> str:
     """Run ``code`` under throttlekit-py's interpreter; return its stdout (fails the test on error)."""
-    proc = subprocess.run([str(tkpy_python()), "-c", code, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": ""}, cwd="/")
+    proc = subprocess.run(
+        [str(tkpy_python()), "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd="/",
+    )
     if proc.returncode != 0:
         pytest.fail(f"throttlekit-py subprocess failed:\n{proc.stderr[-2000:]}")
     return proc.stdout

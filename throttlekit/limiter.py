@@ -32,7 +32,9 @@ def _decision(r: Sequence[Any]) -> Decision:
 class _Base:
     def __init__(self, strategy: Strategy, store: Any, prefix: str, clock: Clock | None) -> None:
         if not isinstance(strategy, Strategy):
-            raise ConfigError(f"strategy must be a throttlekit strategy (Gcra, TokenBucket, ...), got {strategy!r}")
+            raise ConfigError(
+                f"strategy must be a throttlekit strategy (Gcra, TokenBucket, ...), got {strategy!r}"
+            )
         if not isinstance(prefix, str):
             raise ConfigError(f"prefix must be a string, got {prefix!r}")
         self._owned = store is None or isinstance(store, str)
@@ -165,7 +167,9 @@ class AsyncLimiter(_Base):
 
     async def peek(self, key: str) -> Decision:
         """See :meth:`Limiter.peek`."""
-        r = await self.store.aeval(self.strategy.peek_transform, (self._kp + _key(key),), self._now(), self._params)
+        r = await self.store.aeval(
+            self.strategy.peek_transform, (self._kp + _key(key),), self._now(), self._params
+        )
         return _decision(r)
 
     async def forecast(self, key: str, cost: float = 1) -> Forecast:

@@ -70,12 +70,16 @@ class TokenBudget:
     def debit(self, key: str, tokens: int = 1) -> Decision:
         """Debit ``tokens`` (a positive integer) from ``key``'s window budget."""
         n = _whole_positive("tokenBudget.tokens", tokens)
-        r = self.store.eval("token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n))
+        r = self.store.eval(
+            "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
+        )
         return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
 
     def remaining(self, key: str) -> int:
         """Tokens left in ``key``'s current window."""
-        r = self.store.eval("token_budget_remaining", (self._kp + key,), self._now(), (self.window_ms, self.budget))
+        r = self.store.eval(
+            "token_budget_remaining", (self._kp + key,), self._now(), (self.window_ms, self.budget)
+        )
         return int(r[0])
 
     def reset(self, key: str) -> None:
@@ -195,12 +199,18 @@ class LeakyBucket:
         prefix: str = "",
         clock: Clock | None = None,
     ) -> None:
-        if isinstance(rate_per_sec, bool) or not isinstance(rate_per_sec, (int, float)) or not (
-            math.isfinite(rate_per_sec) and rate_per_sec > 0 and math.isfinite(1000 / rate_per_sec)
+        if (
+            isinstance(rate_per_sec, bool)
+            or not isinstance(rate_per_sec, (int, float))
+            or not (math.isfinite(rate_per_sec) and rate_per_sec > 0 and math.isfinite(1000 / rate_per_sec))
         ):
-            raise ConfigError(f"leakyBucket.ratePerSec must be a positive finite number, got {rate_per_sec!r}")
-        if isinstance(max_queue_ms, bool) or not isinstance(max_queue_ms, (int, float)) or not (
-            math.isfinite(max_queue_ms) and max_queue_ms >= 0
+            raise ConfigError(
+                f"leakyBucket.ratePerSec must be a positive finite number, got {rate_per_sec!r}"
+            )
+        if (
+            isinstance(max_queue_ms, bool)
+            or not isinstance(max_queue_ms, (int, float))
+            or not (math.isfinite(max_queue_ms) and max_queue_ms >= 0)
         ):
             raise ConfigError(f"leakyBucket.maxQueueMs must be a finite number >= 0, got {max_queue_ms!r}")
         self.rate_per_sec = rate_per_sec

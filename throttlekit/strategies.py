@@ -42,7 +42,9 @@ Number = int | float
 def parse_duration(value: Any, name: str = "period") -> float:
     """A duration in ms from a number (ms) or ``"<number><ms|s|m|h|d>"``; must be positive and finite."""
     if isinstance(value, bool):
-        raise ConfigError(f'{name}: expected a duration such as "30s", "1m", "1h" or a number of ms, got {value!r}')
+        raise ConfigError(
+            f'{name}: expected a duration such as "30s", "1m", "1h" or a number of ms, got {value!r}'
+        )
     if isinstance(value, (int, float)):
         ms = float(value)
     elif isinstance(value, str):
@@ -335,7 +337,9 @@ class Quota(Strategy):
             raise ConfigError("quota.anchor: only valid with resetCadence 'fixed'")
         if isinstance(self.offset_minutes, (int, float)) and abs(self.offset_minutes) > 840:
             raise ConfigError(f"quota.offsetMinutes must be within ±840 (±14h), got {self.offset_minutes!r}")
-        object.__setattr__(self, "offset_minutes", _integer("quota.offsetMinutes", self.offset_minutes, -840, 840))
+        object.__setattr__(
+            self, "offset_minutes", _integer("quota.offsetMinutes", self.offset_minutes, -840, 840)
+        )
         if isinstance(self.week_starts_on, (int, float)) and not 0 <= self.week_starts_on <= 6:
             raise ConfigError(f"quota.weekStartsOn must be 0..6 (0=Sun … 6=Sat), got {self.week_starts_on!r}")
         object.__setattr__(self, "week_starts_on", _integer("quota.weekStartsOn", self.week_starts_on, 0, 6))

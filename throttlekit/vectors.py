@@ -148,8 +148,9 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
 
 def _run_rate(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
     spec = suite["strategy"]
-    limiter = Limiter(strategy_from_options(spec["kind"], spec.get("options", {})), store=store, prefix=prefix,
-                      clock=clock)
+    limiter = Limiter(
+        strategy_from_options(spec["kind"], spec.get("options", {})), store=store, prefix=prefix, clock=clock
+    )
     key = suite.get("key", "k")
     for i, op in enumerate(suite["ops"]):
         clock.set(op["now"])
@@ -183,8 +184,13 @@ def _run_budget(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: s
 
 
 def _run_lease(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
-    spender = LeaseSpender(suite["limit"], suite.get("ttlMs", 0), window_coupled=suite.get("windowCoupled", True),
-                           store=store, prefix=_unique_prefix())
+    spender = LeaseSpender(
+        suite["limit"],
+        suite.get("ttlMs", 0),
+        window_coupled=suite.get("windowCoupled", True),
+        store=store,
+        prefix=_unique_prefix(),
+    )
     for i, ev in enumerate(suite["events"]):
         if ev["op"] == "grant":
             spender.apply_lease(ev["capacity"], ev.get("expiresAt"))

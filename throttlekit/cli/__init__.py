@@ -42,14 +42,19 @@ class _DefaultServe(click.Group):
     """``throttlekit-server --config x.yaml`` means ``throttlekit-server serve --config x.yaml``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "serve" in self.commands and (not args or (args[0] not in self.commands and args[0] not in
-                                                      ("-h", "--help", "--version"))):
+        if "serve" in self.commands and (
+            not args or (args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"))
+        ):
             args = ["serve", *args]
         return super().parse_args(ctx, args)
 
 
 def server_main(*args: Any, **kwargs: Any) -> Any:
     """Entry point of ``throttlekit-server``: the ``tk`` group with ``serve`` as the default command."""
-    group = _DefaultServe(name="throttlekit-server", commands=main.commands, help=main.help,
-                          context_settings=main.context_settings)
+    group = _DefaultServe(
+        name="throttlekit-server",
+        commands=main.commands,
+        help=main.help,
+        context_settings=main.context_settings,
+    )
     return group.main(*args, **kwargs)

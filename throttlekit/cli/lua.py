@@ -55,11 +55,24 @@ def list_cmd(as_json: bool) -> None:
     """Print every transform: its keys, ARGV, reply fields and SHA1."""
     rows = list(load_manifest().values())
     if as_json:
-        click.echo(json.dumps([
-            {"name": t.name, "file": t.file, "keys": t.keys, "argv": t.argv, "reply": t.reply,
-             "read_only": t.read_only, "state_version": t.state_version, "sha1": t.sha}
-            for t in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "file": t.file,
+                        "keys": t.keys,
+                        "argv": t.argv,
+                        "reply": t.reply,
+                        "read_only": t.read_only,
+                        "state_version": t.state_version,
+                        "sha1": t.sha,
+                    }
+                    for t in rows
+                ],
+                indent=2,
+            )
+        )
         return
     for t in rows:
         ro = " (read-only)" if t.read_only else ""
@@ -83,14 +96,33 @@ def _table(results: list[SuiteResult]) -> None:
 
 
 @lua.command("verify")
-@click.option("--vectors", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Vector file(s) to replay (default: the bundled golden and project suites).")
-@click.option("--store", type=click.Choice(sorted(VERIFY_STORES)), default="memory", show_default=True,
-              help="Where the transforms run.")
-@click.option("--redis-url", default="redis://127.0.0.1:6379/0", show_default=True, envvar="THROTTLEKIT_REDIS_URL",
-              help="Redis for --store redis.")
-@click.option("--runtime", type=click.Choice(["luajit", "lua51"]), default=None,
-              help="Lua runtime for --store memory (default: luajit where available).")
+@click.option(
+    "--vectors",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Vector file(s) to replay (default: the bundled golden and project suites).",
+)
+@click.option(
+    "--store",
+    type=click.Choice(sorted(VERIFY_STORES)),
+    default="memory",
+    show_default=True,
+    help="Where the transforms run.",
+)
+@click.option(
+    "--redis-url",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    envvar="THROTTLEKIT_REDIS_URL",
+    help="Redis for --store redis.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["luajit", "lua51"]),
+    default=None,
+    help="Lua runtime for --store memory (default: luajit where available).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
 def verify(files: tuple[Path, ...], store: str, redis_url: str, runtime: str | None, as_json: bool) -> None:
     """Replay every vector suite; exit 0 only if every op matches every field."""
@@ -103,8 +135,18 @@ def verify(files: tuple[Path, ...], store: str, redis_url: str, runtime: str | N
     failed = [r for r in results if not r.passed]
     ops = sum(r.ops for r in results)
     if as_json:
-        click.echo(json.dumps({"store": store, "suites": len(results), "ops": ops, "passed": not failed,
-                               "results": [r.to_dict() for r in results]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "store": store,
+                    "suites": len(results),
+                    "ops": ops,
+                    "passed": not failed,
+                    "results": [r.to_dict() for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         _table(results)
         click.echo(f"\n{len(results) - len(failed)}/{len(results)} suites, {ops} ops on store {store}")

@@ -44,12 +44,16 @@ def _memory(url: str, **kwargs: Any) -> MemoryStore:
     _, q = _query(url)
     unknown = set(q) - {"max_keys", "prefix", "runtime"}
     if unknown:
-        raise ConfigError(f"store URL {url!r}: unknown parameter(s) {sorted(unknown)}; allowed: max_keys, prefix, runtime")
+        raise ConfigError(
+            f"store URL {url!r}: unknown parameter(s) {sorted(unknown)}; allowed: max_keys, prefix, runtime"
+        )
     if "max_keys" in q:
         try:
             kwargs["max_keys"] = int(q["max_keys"])
         except ValueError:
-            raise ConfigError(f"store URL {url!r}: max_keys must be an integer, got {q['max_keys']!r}") from None
+            raise ConfigError(
+                f"store URL {url!r}: max_keys must be an integer, got {q['max_keys']!r}"
+            ) from None
     if "runtime" in q:
         kwargs["runtime"] = q["runtime"]
     return MemoryStore(prefix=q.get("prefix", ""), **kwargs)

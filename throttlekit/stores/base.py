@@ -49,7 +49,9 @@ class AsyncScriptStore(Protocol):
 
     prefix: str
 
-    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]: ...
+    async def aeval(
+        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> Sequence[Any]: ...
 
     async def aeval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]

@@ -57,7 +57,9 @@ class MemoryStore:
             outs = [run(t, *ks, now, *args) for ks in keys]
         return [unpack_reply(o) for o in outs]
 
-    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+    async def aeval(
+        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> Sequence[Any]:
         return self.eval(name, keys, now_ms, args)
 
     async def aeval_many(

@@ -51,12 +51,13 @@ class RedisStore:
         else:
             self._owned = False
         self.client = client
+        self._client: Any = client  # redis-py's command methods are untyped
         self.prefix = prefix
         self._scripts = _Scripts()
         self._closed = False
 
     def _call(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Any:
-        return self.client.execute_command("EVALSHA", t.sha, len(keys), *keys, now_ms, *args)
+        return self._client.execute_command("EVALSHA", t.sha, len(keys), *keys, now_ms, *args)
 
     def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         t = self._scripts.get(name)
@@ -95,10 +96,10 @@ class RedisStore:
     def _pipeline(
         self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe: Any = self.client.pipeline(transaction=False)
         for ks in keys:
             pipe.execute_command("EVALSHA", t.sha, len(ks), *ks, now_ms, *args)
-        return pipe.execute(raise_on_error=False)
+        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
     def delete(self, key: str) -> None:
         try:
@@ -135,13 +136,16 @@ class AsyncRedisStore:
         else:
             self._owned = False
         self.client = client
+        self._client: Any = client
         self.prefix = prefix
         self._scripts = _Scripts()
         self._closed = False
 
-    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+    async def aeval(
+        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> Sequence[Any]:
         t = self._scripts.get(name)
-        client = self.client
+        client = self._client
         try:
             try:
                 return await client.execute_command(  # type: ignore[no-any-return]
@@ -181,7 +185,7 @@ class AsyncRedisStore:
     async def _pipeline(
         self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
+        pipe: Any = self.client.pipeline(transaction=False)
         for ks in keys:
             pipe.execute_command("EVALSHA", t.sha, len(ks), *ks, now_ms, *args)
         return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
