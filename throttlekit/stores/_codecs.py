@@ -52,7 +52,7 @@ def _txt(x: Any) -> str:
     """A JSON number as Lua ``'%.17g'`` text (the upstream Redis encoding)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise CodecError(f"expected a number, got {x!r}")
-    return "%.17g" % x
+    return format(x, ".17g")
 
 
 def _f(s: Any) -> int | float:
@@ -117,14 +117,14 @@ def _ring_enc(layout: Layout, s: int) -> Any:
         raise CodecError(f"expected a hash key, got {kind}")
     slots: dict[int, tuple[int | float, int | float]] = {}
     for field, v in value.items():
-        tick, sep, count = str(v).partition(":")
+        tick_txt, sep, count_txt = str(v).partition(":")
         if not sep:
             raise CodecError(f"ring slot {field!r}: expected '<tick>:<count>', got {v!r}")
         try:
             slot = int(field)
         except ValueError:
             raise CodecError(f"ring slot {field!r} is not an integer") from None
-        slots[slot] = (_f(tick), _f(count))
+        slots[slot] = (_f(tick_txt), _f(count_txt))
     size = max([s + 1, *(k + 1 for k in slots)])
     ticks: list[int | float] = [-1] * size
     counts: list[int | float] = [0] * size
@@ -166,7 +166,7 @@ def _lua_concat(x: Any) -> str:
     """A number as Lua 5.1 ``..`` renders it (``'%.14g'``), the prefix the Lua gives its members."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise CodecError(f"expected a number, got {x!r}")
-    return "%.14g" % x
+    return format(x, ".14g")
 
 
 class Codec:

@@ -70,8 +70,10 @@ class Change:
 class StateTxn(Protocol):
     """One attempt at one decision, opened by :meth:`StateStore.begin`. Used by one thread."""
 
-    #: live records in the order of ``keys`` (None: missing or expired; a missing key is never an error)
-    records: Sequence[Record | None]
+    @property
+    def records(self) -> Sequence[Record | None]:
+        """Live records in the order of ``keys`` (None: missing or expired; never an error)."""
+        ...
 
     def commit(self, changes: Sequence[Change]) -> bool:
         """Write ``changes`` atomically and end the attempt; False if another writer won (then retry).
@@ -96,7 +98,10 @@ class StateStore(Protocol):
 
 
 class AsyncStateTxn(Protocol):
-    records: Sequence[Record | None]
+    """The asyncio twin of :class:`StateTxn`."""
+
+    @property
+    def records(self) -> Sequence[Record | None]: ...
 
     async def commit(self, changes: Sequence[Change]) -> bool: ...
 
@@ -104,6 +109,8 @@ class AsyncStateTxn(Protocol):
 
 
 class AsyncStateStore(Protocol):
+    """The asyncio twin of :class:`StateStore`."""
+
     async def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> AsyncStateTxn: ...
 
     async def delete(self, key: str) -> None: ...
@@ -179,7 +186,7 @@ def _same(a: tuple[str, Any, int | None] | None, b: tuple[str, Any, int | None] 
 
 def _backoff_s(attempt: int) -> float:
     """Full-jitter backoff before retry ``attempt`` (1-based): up to 1, 2, 4 ... 32 ms."""
-    return random.random() * min(32, 2 ** (attempt - 1)) / 1000.0
+    return random.random() * float(min(32, 1 << (attempt - 1))) / 1000.0
 
 
 class SnapshotStore:

@@ -1,0 +1,140 @@
+"""Minimal connection pools for the Postgres store: lazy, bounded, fail-fast.
+
+Why not psycopg_pool: while the server is down its pool keeps reconnecting in background threads and
+``getconn`` waits for its full timeout, so every decision during an outage would take that long. Here a
+caller that needs a connection opens it itself (``connect_timeout`` bounds that; a refused connection
+fails in microseconds), idle connections are reused LIFO, and a broken one is simply dropped. No
+threads: the sync pool is a condition variable, the async one a semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._errors import StoreError
+
+__all__ = ["AsyncPool", "Pool"]
+
+
+def _finish(conn: Any) -> None:
+    """Close a psycopg connection (sync or async) without awaiting: libpq closes the socket."""
+    try:
+        conn.pgconn.finish()
+    except Exception:  # pragma: no cover - already gone
+        pass
+
+
+class Pool:
+    """At most ``size`` connections; ``acquire`` waits up to ``timeout_s`` when all are busy."""
+
+    def __init__(self, connect: Callable[[], Any], size: int, timeout_s: float) -> None:
+        self._connect = connect
+        self.size = size
+        self.timeout_s = timeout_s
+        self._idle: list[Any] = []
+        self._open = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def acquire(self) -> tuple[Any, bool]:
+        """(connection, fresh). Raises ``StoreError`` when the pool stays exhausted or connecting fails."""
+        deadline = time.monotonic() + self.timeout_s
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise StoreError("postgres store is closed")
+                if self._idle:
+                    return self._idle.pop(), False
+                if self._open < self.size:
+                    self._open += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s")
+                self._cond.wait(left)
+        try:
+            return self._connect(), True
+        except BaseException:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, conn: Any, *, broken: bool) -> None:
+        with self._cond:
+            if broken or self._closed or conn.closed:
+                self._open -= 1
+                _finish(conn)
+            else:
+                self._idle.append(conn)
+            self._cond.notify()
+
+    def discard_idle(self) -> None:
+        """Drop every idle connection (after a server restart they are all dead)."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for c in idle:
+            _finish(c)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+        self.discard_idle()
+
+
+class AsyncPool:
+    """The asyncio twin of :class:`Pool` (bound to the loop it is used on)."""
+
+    def __init__(self, connect: Callable[[], Awaitable[Any]], size: int, timeout_s: float) -> None:
+        self._connect = connect
+        self.size = size
+        self.timeout_s = timeout_s
+        self._idle: list[Any] = []
+        self._sem = asyncio.Semaphore(size)
+        self._closed = False
+
+    async def acquire(self) -> tuple[Any, bool]:
+        if self._closed:
+            raise StoreError("postgres store is closed")
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise StoreError(f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s") from None
+        if self._idle:
+            return self._idle.pop(), False
+        try:
+            return await self._connect(), True
+        except BaseException:
+            self._sem.release()
+            raise
+
+    def release(self, conn: Any, *, broken: bool) -> None:
+        if broken or self._closed or conn.closed:
+            _finish(conn)
+        else:
+            self._idle.append(conn)
+        self._sem.release()
+
+    def discard_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for c in idle:
+            _finish(c)
+
+    def abandon(self) -> None:
+        self._closed = True
+        self.discard_idle()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for c in idle:
+            try:
+                await c.close()
+            except Exception:  # pragma: no cover
+                _finish(c)
