@@ -119,8 +119,27 @@ def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[st
             continue
         policy = _policy(ctx, spec, blocks)
         if policy is not None:
+            _collisions(ctx, policy, policies)
             policies[name] = policy
     return policies
+
+
+def _collisions(ctx: PolicyContext, policy: Policy, earlier: dict[str, Policy]) -> None:
+    """Two policies on one prefix share keys: fine with the same strategy, corrupting otherwise."""
+    mine = policy.state()
+    if mine is None:
+        return
+    for other in earlier.values():
+        theirs = other.state()
+        if theirs is not None and theirs[0] == mine[0] and theirs[1] != mine[1]:
+            ctx.error(
+                "prefix",
+                f"store-key prefix {mine[0]!r} is also used by policy {other.name!r} with a "
+                "different strategy: their keys would collide",
+                mine[0],
+                "a prefix of its own (set `prefix:` on the policy; the default is the policy name)",
+            )
+            return
 
 
 def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any]) -> Policy | None:

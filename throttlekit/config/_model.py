@@ -21,6 +21,11 @@ class Policy:
         """One line for the startup log and ``tk config validate``."""
         raise NotImplementedError
 
+    def state(self) -> tuple[str, object] | None:
+        """``(store-key prefix, what decides the state layout)``, or None for a policy with no shared
+        store state. Two policies with one prefix must agree on the second item, or their keys collide."""
+        return None
+
 
 @dataclass(frozen=True)
 class RatePolicy(Policy):
@@ -36,6 +41,9 @@ class RatePolicy(Policy):
 
     def describe(self) -> str:
         return f"{self.strategy.describe()} (prefix {self.prefix!r})"
+
+    def state(self) -> tuple[str, object] | None:
+        return (self.prefix, self.strategy)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""``throttlekit-server [serve] --config FILE ...``: run the gRPC service door.
+
+Flags keep the upstream's names. Differences on purpose: the default host is 127.0.0.1 (upstream binds
+0.0.0.0), and ``--tls-ca`` without ``--tls-cert``/``--tls-key`` is an error (upstream silently stays
+insecure while its startup line says mTLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+
+from .._errors import ConfigError
+from ..config import PolicyConfigError, load_config_file
+
+__all__ = ["is_loopback", "serve"]
+
+log = logging.getLogger("throttlekit.server")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _store(store: str | None, redis_url: str | None) -> str:
+    if store is None:
+        return "redis" if redis_url else "memory"
+    if store == "redis" and not redis_url:
+        raise click.UsageError("--store redis requires --redis <url>")
+    if store == "memory" and redis_url:
+        click.echo("warning: --redis is ignored with --store memory", err=True)
+    return store
+
+
+def _security(cert: str | None, key: str | None, ca: str | None) -> str:
+    if (cert is None) != (key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if ca is not None and cert is None:
+        raise click.UsageError("--tls-ca needs --tls-cert and --tls-key (mutual TLS runs over server TLS)")
+    return "mTLS" if ca else "TLS" if cert else "insecure"
+
+
+async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -> None:
+    from ..server import start
+
+    handle = await start(service, host, port, credentials)
+    names = ", ".join(service.names)
+    n = len(service.names)
+    click.echo(
+        f"throttlekit-server listening on {handle.address} [{tag}] ({n} polic{'ies' if n != 1 else 'y'}: {names})"
+    )
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            click.echo(f"{sig.name} received, draining…", err=True)
+            stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    await stop.wait()
+    await handle.aclose()
+    click.echo("throttlekit-server stopped", err=True)
+
+
+async def _ping(service: Any) -> None:
+    try:
+        await asyncio.wait_for(service.store.client.ping(), 1.0)
+    except Exception as exc:
+        click.echo(
+            f"warning: Redis is not reachable yet ({exc}); decisions fail {service.fail} until it is",
+            err=True,
+        )
+
+
+@click.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    envvar="THROTTLEKIT_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Policy file (YAML or JSON).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Bind host (0.0.0.0 for every interface)."
+)
+@click.option(
+    "-p",
+    "--port",
+    default=50051,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Bind port (0 = any free port).",
+)
+@click.option("--store", type=click.Choice(["memory", "redis"]), help="Store backend (default: inferred).")
+@click.option(
+    "--redis", "redis_url", envvar="THROTTLEKIT_REDIS_URL", help="Redis URL (implies --store redis)."
+)
+@click.option("--redis-prefix", default="", help="Store-wide key prefix on Redis.")
+@click.option(
+    "--fail",
+    type=click.Choice(["open", "closed"]),
+    default="open",
+    show_default=True,
+    help="Decision while the store is down: admit (open) or deny (closed).",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM server certificate chain."
+)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM server private key.")
+@click.option(
+    "--tls-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM CA: require and verify client certificates (mTLS).",
+)
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+def serve(
+    config_path: str,
+    host: str,
+    port: int,
+    store: str | None,
+    redis_url: str | None,
+    redis_prefix: str,
+    fail: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    log_level: str,
+) -> None:
+    """Serve the policies of a config file over gRPC (throttlekit.v1.RateLimiter, health, reflection)."""
+    from ..server import RateLimiterService, redis_store, server_credentials
+
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    backend = _store(store, redis_url)
+    security = _security(tls_cert, tls_key, tls_ca)
+    try:
+        cfg = load_config_file(config_path)
+    except PolicyConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        credentials = server_credentials(tls_cert, tls_key, tls_ca) if tls_cert and tls_key else None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if security == "insecure" and not is_loopback(host):
+        click.echo(
+            f"warning: serving insecure gRPC on {host}: anyone who can reach it can spend every budget; "
+            "use --tls-cert/--tls-key (and --tls-ca for mTLS) or bind 127.0.0.1",
+            err=True,
+        )
+
+    async def main() -> None:
+        the_store: Any = redis_store(redis_url, redis_prefix) if backend == "redis" and redis_url else None
+        service = RateLimiterService(cfg, store=the_store, fail=fail)  # type: ignore[arg-type]
+        if backend == "redis":
+            await _ping(service)
+        try:
+            await _run(service, host, port, credentials, f"{backend}, {security}, fail={fail}")
+        except OSError as exc:
+            await service.aclose()
+            raise click.ClickException(str(exc)) from None
+
+    asyncio.run(main())
