@@ -6,6 +6,8 @@ scheme          store                                       extra
 ``memory://``   :class:`MemoryStore` (lupa, in-process)     (core)
 ``redis://``    :class:`RedisStore` (EVALSHA in Redis)      (core)
 ``rediss://``   :class:`RedisStore` over TLS                (core)
+``postgres://`` :class:`PostgresStore` (advisory lock)      ``postgres`` (also ``postgresql://``)
+``dynamodb://`` :class:`DynamoDBStore` (version CAS)        ``dynamodb``
 ==============  ==========================================  =========================
 
 ``memory://?max_keys=N`` bounds the keyspace; ``redis://host:port/db?prefix=P`` sets the key prefix.
@@ -67,12 +69,27 @@ def _redis(url: str, **kwargs: Any) -> RedisStore:
     return RedisStore(url=clean, prefix=prefix, **kwargs)
 
 
+def _postgres(url: str, **kwargs: Any) -> Any:
+    from .postgres import from_url as postgres_from_url
+
+    return postgres_from_url(url, **kwargs)
+
+
+def _dynamodb(url: str, **kwargs: Any) -> Any:
+    from .dynamodb import from_url as dynamodb_from_url
+
+    return dynamodb_from_url(url, **kwargs)
+
+
 #: scheme -> factory(url, **kwargs). Adding a store = one module + one entry here.
 STORES: dict[str, Callable[..., Any]] = {
     "memory": _memory,
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+    "dynamodb": _dynamodb,
 }
 
 

@@ -522,3 +522,28 @@ async def _aread(conn: Any, sql: _Sql, keys: Sequence[str], now_ms: int, write: 
         cur = await conn.execute(q, [arg, now_ms])
         await p.sync()
         return list(await cur.fetchall())
+
+
+_URL_INTS = ("pool_size", "sweep_interval_ms", "statement_timeout_ms", "lock_timeout_ms")
+
+
+def from_url(url: str, **kwargs: Any) -> PostgresStore:
+    """``postgresql://user@host:5432/db?table=T&prefix=P`` (also ``postgres://``). Store parameters in the
+    query: ``table``, ``prefix``, ``pool_size``, ``sweep_interval_ms``, ``statement_timeout_ms``,
+    ``lock_timeout_ms``; every other parameter goes to libpq (``sslmode``, ``connect_timeout``, ...)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    rest: list[tuple[str, str]] = []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k in ("table", "prefix"):
+            kwargs.setdefault(k, v)
+        elif k in _URL_INTS:
+            try:
+                kwargs.setdefault(k, int(v))
+            except ValueError:
+                raise ConfigError(f"store URL {url!r}: {k} must be an integer, got {v!r}") from None
+        else:
+            rest.append((k, v))
+    clean = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
+    return PostgresStore(clean, **kwargs)
