@@ -17,6 +17,16 @@ from ._errors import (
     ThrottleKitError,
 )
 from ._types import Decision, Forecast
+from .client import (
+    AsyncRedisBackend,
+    AsyncServiceBackend,
+    InvalidRequestError,
+    OperationNotSupportedError,
+    PolicyNotFoundError,
+    RedisBackend,
+    ServiceBackend,
+    ServiceUnavailableError,
+)
 from .limiter import AsyncLimiter, Limiter
 from .meters import LeakyBucket, LeaseSpender, Reservation, TokenBudget
 from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url
@@ -36,7 +46,9 @@ __version__ = "0.1.0"
 __all__ = [
     "SERVER_TIME",
     "AsyncLimiter",
+    "AsyncRedisBackend",
     "AsyncRedisStore",
+    "AsyncServiceBackend",
     "Clock",
     "ConcurrentUpdateError",
     "ConfigError",
@@ -44,6 +56,7 @@ __all__ = [
     "FixedWindow",
     "Forecast",
     "Gcra",
+    "InvalidRequestError",
     "LeakyBucket",
     "LeaseSpender",
     "Limiter",
@@ -51,10 +64,15 @@ __all__ = [
     "ManualClock",
     "MemoryStore",
     "NotSupportedError",
+    "OperationNotSupportedError",
+    "PolicyNotFoundError",
     "Quota",
+    "RedisBackend",
     "RedisStore",
     "Reservation",
     "ScriptError",
+    "ServiceBackend",
+    "ServiceUnavailableError",
     "SlidingWindow",
     "SlidingWindowLog",
     "StoreError",

@@ -1,0 +1,105 @@
+"""Direct Redis backends: the engine's Lua straight against a shared Redis, no server in between.
+
+Thin wrappers over :class:`~throttlekit.Limiter` / :class:`~throttlekit.AsyncLimiter` on a
+:class:`~throttlekit.RedisStore` / :class:`~throttlekit.AsyncRedisStore`: the same transforms, keys and
+encodings as the server's Redis store, so a server and these backends on one Redis share one limit per
+``(prefix, key)``. By default Redis ``TIME`` is the clock (no skew across a fleet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._clock import Clock
+from .._types import Decision, Forecast
+from ..limiter import AsyncLimiter, Limiter
+from ..stores import AsyncRedisStore, RedisStore
+from ..strategies import Strategy
+
+__all__ = ["AsyncRedisBackend", "RedisBackend"]
+
+
+class RedisBackend:
+    """One strategy on a shared Redis. ``client`` is a ``redis.Redis`` (or pass ``url=``)."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        strategy: Strategy | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        if strategy is None:
+            raise TypeError("RedisBackend needs a strategy, e.g. Gcra(100, '1m')")
+        self.store = RedisStore(client, url=url)
+        self.limiter = Limiter(strategy, store=self.store, prefix=prefix, clock=clock)
+
+    def check(self, key: str, cost: float = 1) -> Decision:
+        return self.limiter.check(key, cost)
+
+    def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
+        return self.limiter.check_many(keys, cost)
+
+    def peek(self, key: str) -> Decision:
+        return self.limiter.peek(key)
+
+    def forecast(self, key: str, cost: float = 1) -> Forecast:
+        return self.limiter.forecast(key, cost)
+
+    def reset(self, key: str) -> None:
+        self.limiter.reset(key)
+
+    def close(self) -> None:
+        """Close the Redis client if this backend created it from ``url``."""
+        self.store.close()
+
+    def __enter__(self) -> RedisBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncRedisBackend:
+    """The asyncio twin of :class:`RedisBackend` (``client`` is a ``redis.asyncio.Redis``)."""
+
+    def __init__(
+        self,
+        client: Any = None,
+        strategy: Strategy | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        if strategy is None:
+            raise TypeError("AsyncRedisBackend needs a strategy, e.g. Gcra(100, '1m')")
+        self.store = AsyncRedisStore(client, url=url)
+        self.limiter = AsyncLimiter(strategy, store=self.store, prefix=prefix, clock=clock)
+
+    async def check(self, key: str, cost: float = 1) -> Decision:
+        return await self.limiter.check(key, cost)
+
+    async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
+        return await self.limiter.check_many(keys, cost)
+
+    async def peek(self, key: str) -> Decision:
+        return await self.limiter.peek(key)
+
+    async def forecast(self, key: str, cost: float = 1) -> Forecast:
+        return await self.limiter.forecast(key, cost)
+
+    async def reset(self, key: str) -> None:
+        await self.limiter.reset(key)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncRedisBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
