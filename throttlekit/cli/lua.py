@@ -37,10 +37,40 @@ def _redis(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
     return lambda clock: RedisStore(client)
 
 
+def _postgres(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
+    from ..stores.postgres import PostgresStore
+
+    url, table = opts["postgres_url"], opts["postgres_table"]
+    probe = PostgresStore(url, table=table, sweep_interval_ms=0)
+    try:
+        probe.sweep()  # connects, creates the table on first use
+    except ThrottleKitError as exc:
+        raise click.ClickException(f"cannot reach Postgres at {url}: {exc}") from exc
+    finally:
+        probe.close()
+    return lambda clock: PostgresStore(url, table=table, clock=clock, sweep_interval_ms=0)
+
+
+def _dynamodb(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
+    from ..stores.dynamodb import DynamoDBStore
+
+    kw = {"region": opts["dynamodb_region"], "endpoint": opts["dynamodb_endpoint"]}
+    probe = DynamoDBStore(opts["dynamodb_table"], create=opts["dynamodb_create_table"], **kw)
+    try:
+        probe.eval("gcra_peek", ["tk-verify-probe"], 0, [1000, 1, 1])
+    except ThrottleKitError as exc:
+        raise click.ClickException(f"cannot use DynamoDB table {opts['dynamodb_table']!r}: {exc}") from exc
+    finally:
+        probe.close()
+    return lambda clock: DynamoDBStore(opts["dynamodb_table"], clock=clock, **kw)
+
+
 #: ``--store`` choices: name -> builder(options) -> store factory(clock). One entry per store.
 VERIFY_STORES: dict[str, Callable[[dict[str, Any]], Callable[[ManualClock], Any]]] = {
     "memory": _memory,
     "redis": _redis,
+    "postgres": _postgres,
+    "dynamodb": _dynamodb,
 }
 
 
@@ -123,12 +153,37 @@ def _table(results: list[SuiteResult]) -> None:
     default=None,
     help="Lua runtime for --store memory (default: luajit where available).",
 )
+@click.option(
+    "--postgres-url",
+    default="postgresql://postgres@127.0.0.1:5432/postgres",
+    show_default=True,
+    envvar="THROTTLEKIT_POSTGRES_URL",
+    help="Postgres for --store postgres.",
+)
+@click.option(
+    "--postgres-table", default="throttlekit", show_default=True, help="State table (--store postgres)."
+)
+@click.option(
+    "--dynamodb-table", default="throttlekit-verify", show_default=True, help="Table (--store dynamodb)."
+)
+@click.option("--dynamodb-region", default=None, envvar="AWS_REGION", help="Region (--store dynamodb).")
+@click.option(
+    "--dynamodb-endpoint", default=None, help="Endpoint, e.g. http://127.0.0.1:8000 (DynamoDB Local, moto)."
+)
+@click.option(
+    "--dynamodb-create-table/--no-dynamodb-create-table",
+    default=True,
+    show_default=True,
+    help="Create the DynamoDB table if absent.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report instead of tables.")
-def verify(files: tuple[Path, ...], store: str, redis_url: str, runtime: str | None, as_json: bool) -> None:
+def verify(
+    files: tuple[Path, ...], store: str, redis_url: str, runtime: str | None, as_json: bool, **store_opts: Any
+) -> None:
     """Replay every vector suite; exit 0 only if every op matches every field."""
     try:
         paths = list(files) if files else bundled_vector_files()
-        factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime})
+        factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime, **store_opts})
         results = run_suites(paths, factory)
     except ThrottleKitError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -73,9 +73,9 @@ def _string_dec(doc: Any, _s: int) -> Layout:
     return "string", _txt(doc)
 
 
-def _hash_codec(pairs: Sequence[tuple[str, str]], optional: Sequence[str] = ()) -> tuple[
-    Callable[[Layout, int], Any], Callable[[Any, int], Layout]
-]:
+def _hash_codec(
+    pairs: Sequence[tuple[str, str]], optional: Sequence[str] = ()
+) -> tuple[Callable[[Layout, int], Any], Callable[[Any, int], Layout]]:
     """A hash of fixed fields <-> a JSON object with fixed names (``optional`` ones may be null)."""
 
     def enc(layout: Layout, _s: int) -> Any:

@@ -54,7 +54,9 @@ class Pool:
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise StoreError(f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s")
+                    raise StoreError(
+                        f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s"
+                    )
                 self._cond.wait(left)
         try:
             return self._connect(), True
@@ -105,7 +107,9 @@ class AsyncPool:
         try:
             await asyncio.wait_for(self._sem.acquire(), self.timeout_s)
         except asyncio.TimeoutError:
-            raise StoreError(f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s") from None
+            raise StoreError(
+                f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s"
+            ) from None
         if self._idle:
             return self._idle.pop(), False
         try:

@@ -124,7 +124,8 @@ class SnapshotExecutor:
         self.engine = LuaEngine(list(self.transforms.values()), max_keys=1024, runtime=runtime)
         self._lock = threading.Lock()
         self._slots_arg: dict[str, int | None] = {
-            n: (t.argv.index("buckets") - 1 if "buckets" in t.argv else None) for n, t in self.transforms.items()
+            n: (t.argv.index("buckets") - 1 if "buckets" in t.argv else None)
+            for n, t in self.transforms.items()
         }
 
     def transform(self, name: str) -> Transform:
@@ -134,7 +135,12 @@ class SnapshotExecutor:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
     def run(
-        self, t: Transform, keys: Sequence[str], records: Sequence[Record | None], clock_ms: int, now_ms: float,
+        self,
+        t: Transform,
+        keys: Sequence[str],
+        records: Sequence[Record | None],
+        clock_ms: int,
+        now_ms: float,
         args: Sequence[Any],
     ) -> tuple[list[Any], list[Change]]:
         """Reply items and the changed keys (empty for read-only transforms and untouched state)."""
@@ -234,7 +240,9 @@ class SnapshotStore:
         now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
         return [self.eval(name, ks, now, args) for ks in keys]
 
-    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+    async def aeval(
+        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> Sequence[Any]:
         """The asyncio twin of :meth:`eval` (Lua runs on the loop thread, between the two I/O steps)."""
         t = self._exec.transform(name)
         transport = await self._atransport()
@@ -265,4 +273,3 @@ class SnapshotStore:
 
     async def adelete(self, key: str) -> None:
         await (await self._atransport()).delete(key)
-

@@ -62,7 +62,9 @@ def make_client(
         max_pool_connections=max_pool_connections,
     )
     try:
-        return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint, config=cfg)
+        return boto3.session.Session().client(
+            "dynamodb", region_name=region, endpoint_url=endpoint, config=cfg
+        )
     except Exception as exc:  # NoRegionError and friends
         raise ConfigError(f"cannot build a DynamoDB client: {exc} (pass region= or set AWS_REGION)") from exc
 
@@ -121,7 +123,9 @@ def _store_error(exc: BaseException) -> StoreError:
 class _Txn:
     """One attempt: the items as read (live or not) and their versions."""
 
-    def __init__(self, store: DynamoDBStore, keys: Sequence[str], items: list[dict[str, Any] | None], now: int):
+    def __init__(
+        self, store: DynamoDBStore, keys: Sequence[str], items: list[dict[str, Any] | None], now: int
+    ):
         self._store = store
         self.versions: dict[str, int | None] = {}
         recs: list[Record | None] = []
@@ -244,8 +248,12 @@ class DynamoDBStore(SnapshotStore):
         self.hash_key = hash_key
         self.region = region
         self.endpoint = endpoint
-        self.client = client if client is not None else make_client(
-            region, endpoint, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
+        self.client = (
+            client
+            if client is not None
+            else make_client(
+                region, endpoint, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s
+            )
         )
         self._create = create
         self._transport = self
@@ -347,7 +355,9 @@ def from_url(url: str, **kwargs: Any) -> DynamoDBStore:
     allowed = {"region", "endpoint", "prefix", "create", "hash_key", "max_retries"}
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         if k not in allowed:
-            raise ConfigError(f"store URL {url!r}: unknown parameter {k!r}; allowed: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"store URL {url!r}: unknown parameter {k!r}; allowed: {', '.join(sorted(allowed))}"
+            )
         if k == "create":
             kwargs.setdefault("create", v.lower() in ("1", "true", "yes", "on"))
         elif k == "max_retries":

@@ -74,7 +74,9 @@ class _Sql:
         ).format(t)
         self.index = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires_at)").format(idx, t)
         self.lock = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-        self.read_one = sql.SQL("SELECT key, state, expires_at FROM {} WHERE key = %s AND expires_at >= %s").format(t)
+        self.read_one = sql.SQL(
+            "SELECT key, state, expires_at FROM {} WHERE key = %s AND expires_at >= %s"
+        ).format(t)
         self.read_many = sql.SQL(
             "SELECT key, state, expires_at FROM {} WHERE key = ANY(%s) AND expires_at >= %s"
         ).format(t)
@@ -209,7 +211,9 @@ class PostgresStore(SnapshotStore):
         if not isinstance(pool_size, int) or pool_size < 1:
             raise ConfigError(f"pool_size must be an integer >= 1, got {pool_size!r}")
         if not isinstance(sweep_interval_ms, int) or sweep_interval_ms < 0:
-            raise ConfigError(f"sweep_interval_ms must be an integer >= 0 (0 disables), got {sweep_interval_ms!r}")
+            raise ConfigError(
+                f"sweep_interval_ms must be an integer >= 0 (0 disables), got {sweep_interval_ms!r}"
+            )
         super().__init__(clock=clock, prefix=prefix, max_retries=0, runtime=runtime)
         self._sql = _Sql(table)
         self.table = table
@@ -217,7 +221,9 @@ class PostgresStore(SnapshotStore):
         self.op_timeout_s = op_timeout_s
         self.sweep_interval_ms = sweep_interval_ms
         self._auto_create = auto_create
-        self._conn_kwargs = _conn_kwargs(url, connect_timeout_s, statement_timeout_ms, lock_timeout_ms, op_timeout_s)
+        self._conn_kwargs = _conn_kwargs(
+            url, connect_timeout_s, statement_timeout_ms, lock_timeout_ms, op_timeout_s
+        )
         self._pool = Pool(self._connect, pool_size, acquire_timeout_s)
         self._transport = self
         self._ready = False
@@ -289,7 +295,9 @@ class PostgresStore(SnapshotStore):
         if self._sweeper is None and self.sweep_interval_ms > 0:
             with self._ready_lock:
                 if self._sweeper is None:
-                    self._sweeper = threading.Thread(target=self._sweep_loop, name="throttlekit-pg-sweep", daemon=True)
+                    self._sweeper = threading.Thread(
+                        target=self._sweep_loop, name="throttlekit-pg-sweep", daemon=True
+                    )
                     self._sweeper.start()
 
     def _sweep_loop(self) -> None:
@@ -456,7 +464,9 @@ class _AsyncTransport:
         await self.pool.aclose()
 
 
-def _conn_kwargs(url: str, connect_timeout_s: int, statement_ms: int, lock_ms: int, op_timeout_s: float) -> dict[str, Any]:
+def _conn_kwargs(
+    url: str, connect_timeout_s: int, statement_ms: int, lock_ms: int, op_timeout_s: float
+) -> dict[str, Any]:
     """libpq parameters: timeouts and keepalives, merged into any ``options`` the URL already has."""
     from psycopg.conninfo import conninfo_to_dict
 
@@ -464,12 +474,19 @@ def _conn_kwargs(url: str, connect_timeout_s: int, statement_ms: int, lock_ms: i
         given = conninfo_to_dict(url)
     except Exception as exc:
         raise ConfigError(f"invalid postgres URL {url!r}: {exc}") from exc
-    opts = f"-c statement_timeout={int(statement_ms)} -c lock_timeout={int(lock_ms)} " \
-           f"-c idle_in_transaction_session_timeout={max(int(op_timeout_s * 1000), int(statement_ms)) * 2}"
+    opts = (
+        f"-c statement_timeout={int(statement_ms)} -c lock_timeout={int(lock_ms)} "
+        f"-c idle_in_transaction_session_timeout={max(int(op_timeout_s * 1000), int(statement_ms)) * 2}"
+    )
     kw: dict[str, Any] = {"options": f"{given['options']} {opts}" if given.get("options") else opts}
     kw.setdefault("connect_timeout", given.get("connect_timeout", max(1, int(connect_timeout_s))))
-    for k, v in (("keepalives", 1), ("keepalives_idle", 5), ("keepalives_interval", 2), ("keepalives_count", 2),
-                 ("tcp_user_timeout", int(op_timeout_s * 1000))):
+    for k, v in (
+        ("keepalives", 1),
+        ("keepalives_idle", 5),
+        ("keepalives_interval", 2),
+        ("keepalives_count", 2),
+        ("tcp_user_timeout", int(op_timeout_s * 1000)),
+    ):
         kw[k] = given.get(k, v)
     return kw
 
