@@ -168,4 +168,5 @@ def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any])
             )
     if pending:
         return None
-    return kind.build(ctx, spec)
+    known = set(kind.keys) | block
+    return kind.build(ctx, {k: v for k, v in spec.items() if k in known})

@@ -43,7 +43,7 @@ class RatePolicy(Policy):
         return f"{self.strategy.describe()} (prefix {self.prefix!r})"
 
     def state(self) -> tuple[str, object] | None:
-        return (self.prefix, self.strategy)
+        return (self.prefix, (self.strategy.kind, tuple(self.strategy.params)))
 
 
 @dataclass(frozen=True)

@@ -203,18 +203,26 @@ class RateLimiterService:
     ``store``: None or ``"memory://"`` (in-process), a ``redis://`` URL, a :class:`MemoryStore` or an
     :class:`AsyncRedisStore`. ``fail``: ``"open"`` admits, ``"closed"`` denies while the store is down.
     ``clock`` fixes ``now`` (tests use a :class:`~throttlekit.ManualClock`); by default the store's clock
-    decides (Redis ``TIME``: no skew across a fleet).
+    decides (Redis ``TIME``: no skew across a fleet). ``close_store``: whether :meth:`aclose` closes the
+    store (default: only a store the service opened from None or a URL).
     """
 
     def __init__(
-        self, config: PolicyConfig, *, store: Any = None, fail: FailMode = "open", clock: Clock | None = None
+        self,
+        config: PolicyConfig,
+        *,
+        store: Any = None,
+        fail: FailMode = "open",
+        clock: Clock | None = None,
+        close_store: bool | None = None,
     ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
         self.config = config
         self.fail: FailMode = fail
         self.clock = clock
-        self.store, self.store_name, self._owns_store = _open_store(store, clock)
+        self.store, self.store_name, owned = _open_store(store, clock)
+        self._owns_store = owned if close_store is None else close_store
         self.outage = OutageLog(fail)
         self.policies: dict[str, Any] = {}
         for name, policy in config.policies.items():

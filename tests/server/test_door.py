@@ -1,0 +1,159 @@
+"""The RateLimiter door over a real gRPC server, on the memory store and on Redis."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import throttlekit as tk
+from tests.server.conftest import Starter, make_store, pb
+from throttlekit.server import MAX_KEY_BYTES, MAX_KEYS
+
+NOW = 1_700_000_000_000
+POLICIES = {
+    "api": {"strategy": "gcra", "limit": 10, "period": "1s", "burst": 3},
+    "win": {"strategy": "fixedWindow", "limit": 5, "period": "1m"},
+    "tb": {"strategy": "tokenBucket", "capacity": 4, "refillPerSec": 2},
+}
+C = grpc.StatusCode
+
+
+def _d(msg: object) -> tk.Decision:
+    return tk.Decision(msg.allowed, msg.limit, msg.remaining, msg.reset_at, msg.retry_after_ms)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def clock() -> tk.ManualClock:
+    return tk.ManualClock(NOW)
+
+
+@pytest.fixture
+def served(start_server: Starter, store_kind: str, clock: tk.ManualClock) -> object:
+    return start_server(POLICIES, store=make_store(store_kind, clock), clock=clock)
+
+
+def test_check_returns_the_engine_decisions(served, clock) -> None:  # type: ignore[no-untyped-def]
+    reference = tk.Limiter(tk.Gcra(10, "1s", burst=3), clock=clock)
+    for _ in range(5):
+        assert _d(served.check("api", "alice")) == reference.check("alice")
+    denied = served.check("api", "alice")
+    assert not denied.allowed and denied.retry_after_ms > 0 and denied.remaining == 0
+    clock.advance(250)
+    assert _d(served.check("api", "alice")) == reference.check("alice")
+
+
+def test_cost_zero_means_one_and_costs_add_up(served) -> None:  # type: ignore[no-untyped-def]
+    assert served.check("win", "k", cost=0).remaining == 4
+    assert served.check("win", "k", cost=1).remaining == 3
+    assert served.check("win", "k", cost=3).remaining == 0
+    assert not served.check("win", "k", cost=1).allowed
+
+
+def test_check_many_decides_in_input_order_at_one_instant(served, clock) -> None:  # type: ignore[no-untyped-def]
+    reply = served.stub.CheckMany(pb.CheckManyRequest(policy="win", keys=["a", "b", "a", "a", "a", "a"], cost=0))
+    got = [_d(d) for d in reply.decisions]
+    reference = tk.Limiter(tk.FixedWindow(5, "1m"), clock=clock)
+    assert got == reference.check_many(["a", "b", "a", "a", "a", "a"])
+    assert [d.remaining for d in got] == [4, 4, 3, 2, 1, 0]
+    assert served.stub.CheckMany(pb.CheckManyRequest(policy="win", keys=[])).decisions == []
+
+
+def test_peek_and_forecast_consume_nothing(served, clock) -> None:  # type: ignore[no-untyped-def]
+    served.check("tb", "k", cost=3)
+    peek = _d(served.stub.Peek(pb.PeekRequest(policy="tb", key="k")).decision)
+    fc = served.stub.Forecast(pb.ForecastRequest(policy="tb", key="k", cost=0)).forecast
+    reference = tk.Limiter(tk.TokenBucket(4, 2), clock=clock)
+    reference.check("k", 3)
+    assert peek == reference.peek("k")
+    assert (fc.spendable_now, fc.next_replenish_at, fc.full_at) == tuple(vars_of(reference.forecast("k")))
+    assert served.check("tb", "k").remaining == 0  # the one unit left is still there
+
+
+def vars_of(f: tk.Forecast) -> list[int]:
+    return [f.spendable_now, f.next_replenish_at, f.full_at]
+
+
+def test_status_codes(served) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        served.stub.Check(pb.CheckRequest(policy="nope", key="k"))
+    assert info.value.code() == C.NOT_FOUND
+    assert info.value.details() == 'unknown policy "nope"; configured policies: "api", "win", "tb"'
+    assert served.code_of("Check", pb.CheckRequest(policy="", key="k")) == C.INVALID_ARGUMENT
+    assert served.code_of("Check", pb.CheckRequest(policy="api", key="k", cost=-1)) == C.INVALID_ARGUMENT
+    assert served.code_of("Check", pb.CheckRequest(policy="api", key="k", cost=2**53)) == C.INVALID_ARGUMENT
+    assert served.code_of("Check", pb.CheckRequest(policy="api", key="x" * (MAX_KEY_BYTES + 1))) == C.INVALID_ARGUMENT
+    assert served.check("api", "é" * (MAX_KEY_BYTES // 2)).allowed  # exactly at the limit, in bytes
+    too_many = pb.CheckManyRequest(policy="api", keys=[str(i) for i in range(MAX_KEYS + 1)])
+    assert served.code_of("CheckMany", too_many) == C.INVALID_ARGUMENT
+    assert served.code_of("Peek", pb.PeekRequest(policy="nope")) == C.NOT_FOUND
+    assert served.code_of("Forecast", pb.ForecastRequest(policy="api", cost=-5)) == C.INVALID_ARGUMENT
+    assert served.code_of("Debit", pb.DebitRequest(policy="nope")) == C.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "op"),
+    [
+        ("Debit", pb.DebitRequest(policy="api", key="k", tokens=5), "debit"),
+        ("Admit", pb.AdmitRequest(policy="api", key="k"), "admit"),
+    ],
+)
+def test_ops_a_rate_policy_does_not_offer_are_unimplemented(served, method, request_, op) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        getattr(served.stub, method)(request_)
+    assert info.value.code() == C.UNIMPLEMENTED
+    assert info.value.details() == f'policy "api" does not support {op}'
+
+
+def test_lease_rpcs_are_unimplemented_until_admitters_exist(served) -> None:  # type: ignore[no-untyped-def]
+    assert served.code_of("Release", pb.ReleaseRequest(lease_id="1")) == C.UNIMPLEMENTED
+    assert served.code_of("Heartbeat", pb.HeartbeatRequest(lease_ids=["1"])) == C.UNIMPLEMENTED
+
+
+def test_monitor_and_fleet_are_not_served(served) -> None:  # type: ignore[no-untyped-def]
+    call = served.channel.unary_unary("/throttlekit.v1.Monitor/GetSnapshot")
+    with pytest.raises(grpc.RpcError) as info:
+        call(b"")
+    assert info.value.code() == C.UNIMPLEMENTED
+
+
+def test_health_reports_each_service_and_not_serving_while_draining(start_server: Starter) -> None:
+    served = start_server(POLICIES)
+    health = health_pb2_grpc.HealthStub(served.channel)
+    for name in ("", "throttlekit.v1.RateLimiter"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as info:
+        health.Check(health_pb2.HealthCheckRequest(service="throttlekit.v1.Nope"))
+    assert info.value.code() == C.NOT_FOUND
+    watch = health.Watch(health_pb2.HealthCheckRequest(service="throttlekit.v1.RateLimiter"))
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    served.handle.close(grace=1)
+    assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_reflection_lists_the_services(start_server: Starter) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    served = start_server(POLICIES)
+    stub = reflection_pb2_grpc.ServerReflectionStub(served.channel)
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for s in next(replies).list_services_response.service}
+    assert {"throttlekit.v1.RateLimiter", "grpc.health.v1.Health"} <= names
+
+
+def test_every_strategy_is_served_over_grpc(start_server: Starter, store_kind: str, clock: tk.ManualClock) -> None:
+    policies = {
+        "gcra": {"strategy": "gcra", "limit": 5, "period": "1s"},
+        "tb": {"strategy": "tokenBucket", "capacity": 5, "refillPerSec": 1},
+        "fw": {"strategy": "fixedWindow", "limit": 5, "windowMs": 1000},
+        "sw": {"strategy": "slidingWindow", "limit": 5, "period": "1s", "buckets": 5},
+        "swl": {"strategy": "slidingWindowLog", "limit": 5, "period": "1s"},
+        "q": {"strategy": "quota", "limit": 5, "resetCadence": "calendar-day"},
+        "qr": {"strategy": "quota", "limit": 5, "resetCadence": "rolling", "period": "1h"},
+    }
+    served = start_server(policies, store=make_store(store_kind, clock), clock=clock)
+    for name in policies:
+        got = [served.check(name, "k").remaining for _ in range(6)]
+        assert got == [4, 3, 2, 1, 0, 0], name
+        assert not served.stub.Peek(pb.PeekRequest(policy=name, key="k")).decision.allowed
+        assert served.stub.Forecast(pb.ForecastRequest(policy=name, key="k")).forecast.spendable_now == 0
