@@ -54,6 +54,31 @@ def _psycopg() -> Any:
     return psycopg
 
 
+_TIMED: list[Any] = []
+
+
+def _timed_connection_class() -> Any:
+    """``psycopg.Connection`` whose every network wait is bounded by ``op_timeout_s`` (psycopg >= 3.2 has
+    the ``timeout`` parameter; older versions keep the default unbounded wait). A sync call on a peer that
+    accepts bytes but never answers (a frozen server or proxy) then fails instead of hanging."""
+    if not _TIMED:
+        import inspect
+
+        psycopg = _psycopg()
+        if "timeout" not in inspect.signature(psycopg.Connection.wait).parameters:  # pragma: no cover
+            _TIMED.append(psycopg.Connection)
+        else:
+
+            class TimedConnection(psycopg.Connection):  # type: ignore[misc,name-defined]
+                op_timeout_s: float = 5.0
+
+                def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+                    return super().wait(gen, interval, self.op_timeout_s if timeout is None else timeout)
+
+            _TIMED.append(TimedConnection)
+    return _TIMED[0]
+
+
 class _Sql:
     """The statements for one table (identifiers validated and quoted once)."""
 
@@ -124,9 +149,13 @@ class _Txn:
         try:
             if self._open:
                 with conn.pipeline():
-                    for q, params in _writes(self._store._sql, changes):
-                        conn.execute(q, params)
-                    conn.execute("COMMIT")
+                    try:
+                        for q, params in _writes(self._store._sql, changes):
+                            conn.execute(q, params)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        _kill(conn)
+                        raise
                 self._open = False
         except Exception as exc:
             self._release(broken=True)
@@ -237,11 +266,11 @@ class PostgresStore(SnapshotStore):
 
     # -- connections ------------------------------------------------------------------------------
     def _connect(self) -> Any:
-        psycopg = _psycopg()
         try:
-            conn = psycopg.Connection.connect(self.url, autocommit=True, **self._conn_kwargs)
+            conn = _timed_connection_class().connect(self.url, autocommit=True, **self._conn_kwargs)
         except Exception as exc:
             raise _store_error(exc) from exc
+        conn.op_timeout_s = self.op_timeout_s
         if not self._ready and self._auto_create:
             with self._ready_lock:
                 if not self._ready:
@@ -492,7 +521,10 @@ def _conn_kwargs(
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    """A dropped connection (worth one retry on a fresh one), not a timeout (retrying would double it)."""
     psycopg = _psycopg()
+    if type(exc).__name__ == "_WaitTimeout" or isinstance(exc, asyncio.TimeoutError):
+        return False
     return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not isinstance(
         exc, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
     )
@@ -518,12 +550,24 @@ def _read(conn: Any, sql: _Sql, keys: Sequence[str], now_ms: int, write: bool) -
     if not write:
         return list(conn.execute(q, [arg, now_ms]).fetchall())
     with conn.pipeline() as p:
-        conn.execute("BEGIN")
-        for k in sorted(set(keys)):  # one global order: no deadlocks between multi-key transforms
-            conn.execute(sql.lock, [k])
-        cur = conn.execute(q, [arg, now_ms])
-        p.sync()
+        try:
+            conn.execute("BEGIN")
+            for k in sorted(set(keys)):  # one global order: no deadlocks between multi-key transforms
+                conn.execute(sql.lock, [k])
+            cur = conn.execute(q, [arg, now_ms])
+            p.sync()
+        except BaseException:
+            _kill(conn)
+            raise
         return list(cur.fetchall())
+
+
+def _kill(conn: Any) -> None:
+    """Close the socket now, so leaving the pipeline block doesn't wait on a dead peer a second time."""
+    try:
+        conn.pgconn.finish()
+    except Exception:  # pragma: no cover
+        pass
 
 
 async def _aread(conn: Any, sql: _Sql, keys: Sequence[str], now_ms: int, write: bool) -> list[Any]:

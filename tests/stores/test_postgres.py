@@ -1,0 +1,216 @@
+"""Postgres specifics: table creation and identifiers, lazy expiry and the sweep, URL parsing, the JSON
+layout in the table, and outages (a dead port, a proxy that dies or freezes mid-load)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+import throttlekit as tk
+from throttlekit.stores import from_url
+from throttlekit.stores.postgres import PostgresStore
+
+from ._services import Proxy, free_port
+
+pytestmark = pytest.mark.postgres
+
+
+def _rows(url: str, table: str, prefix: str) -> dict[str, tuple[Any, int]]:
+    with psycopg.connect(url) as c:
+        rows = c.execute(
+            f"SELECT key, state, expires_at FROM {table} WHERE key LIKE %s", [prefix + "%"]
+        ).fetchall()
+    return {k: (json.loads(s), e) for k, s, e in rows}
+
+
+def test_table_created_on_first_use_with_schema(pg_url: str) -> None:
+    table = f"tkt_new_{uuid.uuid4().hex[:8]}"
+    s = PostgresStore(pg_url, table=table, sweep_interval_ms=0)
+    try:
+        s.eval("gcra", ["k"], 0, [1000, 10, 10, 1])
+        with psycopg.connect(pg_url) as c:
+            cols = c.execute(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                "WHERE table_name = %s ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            idx = c.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [table]).fetchall()
+        assert cols == [("key", "text", "NO"), ("state", "text", "NO"), ("expires_at", "bigint", "NO")]
+        assert any("(expires_at)" in d for (d,) in idx)
+    finally:
+        s.drop_table()
+        s.close()
+
+
+@pytest.mark.parametrize("bad", ["1abc", "a-b", "a;drop table x", "a.b.c", "", "a b", 'x"y'])
+def test_table_identifier_is_validated(bad: str) -> None:
+    with pytest.raises(tk.ConfigError, match="postgres table must match"):
+        PostgresStore("postgresql://postgres@127.0.0.1/test", table=bad)
+
+
+def test_state_rows_are_upstream_json(pg_url: str, pg_table: str) -> None:
+    clock = tk.ManualClock(10_000)
+    s = PostgresStore(
+        pg_url, table=pg_table, clock=clock, prefix=f"j{uuid.uuid4().hex[:8]}", sweep_interval_ms=0
+    )
+    try:
+        tk.Limiter(tk.TokenBucket(10, 5), store=s, clock=clock).check("tb", 3)
+        tk.Limiter(tk.FixedWindow(5, 1000), store=s, clock=clock).check("fw", 2)
+        tk.Limiter(tk.SlidingWindow(10, 1000, buckets=4), store=s, clock=clock).check("sw", 2)
+        tk.Limiter(tk.SlidingWindowLog(5, 1000), store=s, clock=clock).check("log", 2)
+        tk.Limiter(tk.Gcra(10, 1000), store=s, clock=clock).check("g")
+        rows = _rows(pg_url, pg_table, s.prefix)
+        p = s.prefix + ":"
+        assert rows[p + "tb"] == ({"tokens": 7, "last": 10_000}, 12_000)
+        assert rows[p + "fw"] == ({"start": 10_000, "count": 2}, 11_000)
+        assert rows[p + "sw"] == ({"i": [40, -1, -1, -1, -1], "n": [2, 0, 0, 0, 0]}, 11_250)
+        assert rows[p + "log"] == ([10_000, 10_000], 11_000)
+        assert rows[p + "g"] == (10_100, 10_100)
+    finally:
+        s.close()
+
+
+def test_expired_rows_are_ignored_then_swept(pg_url: str, pg_table: str) -> None:
+    clock = tk.ManualClock(0)
+    s = PostgresStore(
+        pg_url, table=pg_table, clock=clock, prefix=f"x{uuid.uuid4().hex[:8]}", sweep_interval_ms=0
+    )
+    try:
+        lim = tk.Limiter(tk.FixedWindow(1, 1000), store=s, clock=tk.ManualClock(0))
+        assert lim.check("a").allowed
+        assert len(_rows(pg_url, pg_table, s.prefix)) == 1
+        clock.set(1_001)
+        assert lim.check("a").allowed  # now_ms still 0: only expiry explains the fresh state
+        clock.set(5_000)
+        assert s.sweep() >= 1
+        assert _rows(pg_url, pg_table, s.prefix) == {}
+    finally:
+        s.close()
+
+
+def test_read_only_transforms_never_write(pg_url: str, pg_table: str) -> None:
+    s = PostgresStore(pg_url, table=pg_table, prefix=f"r{uuid.uuid4().hex[:8]}", sweep_interval_ms=0)
+    try:
+        lim = tk.Limiter(tk.Gcra(10, 1000), store=s)
+        lim.peek("a")
+        lim.forecast("a")
+        assert _rows(pg_url, pg_table, s.prefix) == {}
+    finally:
+        s.close()
+
+
+def test_from_url(pg_url: str) -> None:
+    s = from_url("postgresql://postgres@127.0.0.1:5432/test?table=t1&prefix=P&pool_size=3&sslmode=disable")
+    try:
+        assert isinstance(s, PostgresStore)
+        assert (s.table, s.prefix, s.url) == (
+            "t1",
+            "P",
+            "postgresql://postgres@127.0.0.1:5432/test?sslmode=disable",
+        )
+    finally:
+        s.close()
+    with pytest.raises(tk.ConfigError, match="pool_size must be an integer"):
+        from_url("postgres://h/db?pool_size=x")
+
+
+def test_dead_port_fails_fast_with_store_error() -> None:
+    s = PostgresStore(f"postgresql://postgres@127.0.0.1:{free_port()}/test", sweep_interval_ms=0)
+    try:
+        for _ in range(3):
+            t0 = time.monotonic()
+            with pytest.raises(tk.StoreError):
+                s.eval("gcra", ["k"], 0, [1000, 10, 10, 1])
+            assert time.monotonic() - t0 < 0.5
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    p = Proxy(5432)
+    yield p
+    p.stop()
+
+
+def _outage_url(pg_url: str, port: int) -> str:
+    return pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+
+
+def test_outage_mid_load_then_recovery(pg_url: str, pg_table: str, proxy: Proxy) -> None:
+    s = PostgresStore(_outage_url(pg_url, proxy.port), table=pg_table, prefix=f"o{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0, pool_size=4)  # fmt: skip
+    lim = tk.Limiter(tk.FixedWindow(1_000_000, 3_600_000), store=s)
+    try:
+        for _ in range(50):
+            assert lim.check("k").allowed
+        proxy.stop()  # the store "dies" mid-load: pooled connections drop, new ones are refused
+        worst = 0.0
+        for _ in range(20):
+            t0 = time.monotonic()
+            with pytest.raises(tk.StoreError):
+                lim.check("k")
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < 0.5
+        proxy.start()  # back: the very next call succeeds and the count carried over
+        assert lim.check("k").remaining == 1_000_000 - 51
+    finally:
+        s.close()
+
+
+def test_frozen_store_is_bounded_by_the_op_timeout(pg_url: str, pg_table: str, proxy: Proxy) -> None:
+    """A peer that accepts bytes and never answers (SIGSTOP'd proxy): sync and async both give up."""
+    s = PostgresStore(_outage_url(pg_url, proxy.port), table=pg_table, prefix=f"f{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0, op_timeout_s=0.5)  # fmt: skip
+    lim = tk.Limiter(tk.Gcra(1000, 1000), store=s)
+    try:
+        assert lim.check("k").allowed
+        assert proxy.proc is not None
+        os.kill(proxy.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(tk.StoreError):
+                lim.check("k")
+            assert time.monotonic() - t0 < 1.5  # op_timeout_s (0.5 s) bounds each network wait
+
+            async def one() -> float:
+                t = time.monotonic()
+                with pytest.raises(tk.StoreError):
+                    await s.aeval("gcra", [s.prefix + ":k"], -1, [1000, 1000, 1000, 1])
+                await s.aclose()
+                return time.monotonic() - t
+
+            assert asyncio.run(one()) < 1.5
+        finally:
+            os.kill(proxy.proc.pid, signal.SIGCONT)
+    finally:
+        s.close()
+
+
+def test_async_outage_then_recovery(pg_url: str, pg_table: str, proxy: Proxy) -> None:
+    s = PostgresStore(_outage_url(pg_url, proxy.port), table=pg_table, prefix=f"a{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0)  # fmt: skip
+    lim = tk.AsyncLimiter(tk.FixedWindow(100, 3_600_000), store=s)
+
+    async def main() -> None:
+        assert (await lim.check("k")).allowed
+        proxy.stop()
+        t0 = time.monotonic()
+        for _ in range(10):
+            with pytest.raises(tk.StoreError):
+                await lim.check("k")
+        assert time.monotonic() - t0 < 1.0
+        proxy.start()
+        assert (await lim.check("k")).remaining == 98
+        await s.aclose()
+
+    asyncio.run(main())
