@@ -50,7 +50,8 @@ def server_credentials(
         except OSError as exc:
             raise ConfigError(f"--tls-{label}: cannot read {path}: {exc}") from exc
 
-    pair = (read("key", key), read("cert", cert))
+    cert_pem = read("cert", cert)
+    pair = (read("key", key), cert_pem)
     root = read("ca", ca) if ca is not None else None
     return grpc.ssl_server_credentials([pair], root_certificates=root, require_client_auth=root is not None)
 
