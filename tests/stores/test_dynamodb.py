@@ -1,0 +1,119 @@
+"""DynamoDB specifics (moto server mode): item attributes, version CAS, table creation, URL, outage."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+import throttlekit as tk
+from throttlekit.stores import from_url
+from throttlekit.stores.dynamodb import DynamoDBStore, create_table, make_client
+
+from ._services import Moto, free_port
+
+pytestmark = pytest.mark.dynamodb
+
+
+def _item(store: DynamoDBStore, key: str) -> dict[str, Any] | None:
+    return store.client.get_item(TableName=store.table, Key={"pk": {"S": key}}, ConsistentRead=True).get(
+        "Item"
+    )
+
+
+def test_item_attributes(ddb_store: Any) -> None:
+    clock = tk.ManualClock(10_500)
+    s = ddb_store(clock)
+    try:
+        tk.Limiter(tk.FixedWindow(5, 1000), store=s, clock=clock).check("fw", 2)
+        item = _item(s, s.prefix + ":fw")
+        assert item is not None
+        assert json.loads(item["state"]["S"]) == {"start": 10_000, "count": 2}
+        assert item["version"] == {"N": "0"}
+        assert item["expires_at_ms"] == {"N": "11000"}
+        assert item["expires_at"] == {"N": "11"}  # epoch seconds, ceil: native TTL
+        tk.Limiter(tk.FixedWindow(5, 1000), store=s, clock=clock).check("fw")
+        assert _item(s, s.prefix + ":fw")["version"] == {"N": "1"}  # type: ignore[index]
+    finally:
+        s.close()
+
+
+def test_expired_item_is_overwritten_through_its_stale_version(ddb_store: Any) -> None:
+    clock = tk.ManualClock(0)
+    s = ddb_store(clock)
+    try:
+        k = s.prefix + ":e"
+        assert s.eval("fixed_window", [k], 0, [1, 1000, 1])[0] == 1
+        clock.set(5_000)  # expired, still present (native TTL is lazy)
+        assert s.eval("fixed_window", [k], 0, [1, 1000, 1])[0] == 1
+        assert _item(s, k)["version"] == {"N": "1"}  # type: ignore[index]
+    finally:
+        s.close()
+
+
+def test_conflicts_exhaust_bounded_retries(ddb_store: Any) -> None:
+    s = ddb_store(tk.ManualClock(0), max_retries=2)
+    k = s.prefix + ":race"
+    s.eval("fixed_window", [k], 0, [100, 1000, 1])
+    real_write = s._write
+
+    def racing_write(reqs: Any) -> bool:  # another writer bumps the version between our read and write
+        item = _item(s, k)
+        assert item is not None
+        item["version"] = {"N": str(int(item["version"]["N"]) + 1)}
+        s.client.put_item(TableName=s.table, Item=item)
+        return real_write(reqs)  # type: ignore[no-any-return]
+
+    s._write = racing_write
+    try:
+        with pytest.raises(tk.ConcurrentUpdateError) as info:
+            s.eval("fixed_window", [k], 0, [100, 1000, 1])
+        assert info.value.attempts == 3
+    finally:
+        s.close()
+
+
+def test_create_table_waits_and_is_idempotent(moto: Moto) -> None:
+    client = make_client("us-east-1", moto.endpoint)
+    name = f"tkt-c-{uuid.uuid4().hex[:8]}"
+    try:
+        assert create_table(client, name) is True
+        assert create_table(client, name) is False
+        desc = client.describe_table(TableName=name)["Table"]
+        assert desc["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+        assert desc["TableStatus"] == "ACTIVE"
+        ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert ttl.get("AttributeName") == "expires_at"
+    finally:
+        client.delete_table(TableName=name)
+        client.close()
+
+
+def test_from_url_creates_the_table_on_first_use(moto: Moto) -> None:
+    name = f"tkt-u-{uuid.uuid4().hex[:8]}"
+    s = from_url(f"dynamodb://{name}?region=us-east-1&endpoint={moto.endpoint}&prefix=P&create=1")
+    try:
+        assert isinstance(s, DynamoDBStore) and (s.table, s.prefix) == (name, "P")
+        assert tk.Limiter(tk.Gcra(10, 1000), store=s).check("k").allowed
+        assert _item(s, "P:k") is not None
+    finally:
+        s.client.delete_table(TableName=name)
+        s.close()
+    with pytest.raises(tk.ConfigError, match="unknown parameter"):
+        from_url("dynamodb://t?bogus=1")
+    with pytest.raises(tk.ConfigError, match="expected dynamodb://TABLE"):
+        from_url("dynamodb://")
+
+
+def test_unreachable_endpoint_is_a_prompt_store_error() -> None:
+    s = DynamoDBStore("t", region="us-east-1", endpoint=f"http://127.0.0.1:{free_port()}")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(tk.StoreError):
+            s.eval("gcra", ["k"], 0, [1000, 10, 10, 1])
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        s.close()

@@ -1,0 +1,154 @@
+"""The codecs and the snapshot executor, on an in-memory transport (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import throttlekit as tk
+from throttlekit.stores._codecs import CODECS, CodecError, decode, encode
+from throttlekit.stores._snapshot import Change, Record, SnapshotStore
+from throttlekit.vectors import bundled_vector_files, run_suites
+
+
+class _DictTxn:
+    def __init__(self, store: DictStore, keys: Sequence[str], now: int) -> None:
+        self.store = store
+        self.records = []
+        for k in keys:
+            r = store.rows.get(k)
+            live = r is not None and (r.expires_at_ms is None or now <= r.expires_at_ms)
+            self.records.append(r if live else None)
+
+    def commit(self, changes: Sequence[Change]) -> bool:
+        with self.store.lock:
+            for c in changes:
+                if self.store.rows.get(c.key) != c.read and c.read is not None:
+                    return False
+            for c in changes:
+                self.store.writes += 1
+                if c.state is None:
+                    self.store.rows.pop(c.key, None)
+                else:
+                    v = 0 if c.read is None else c.read.version + 1
+                    self.store.rows[c.key] = Record(c.state, c.expires_at_ms, v)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class DictStore(SnapshotStore):
+    """The smallest StateStore: a dict (single process), to test the executor alone."""
+
+    def __init__(self, clock: Any = None) -> None:
+        super().__init__(clock=clock, prefix="", max_retries=3, runtime=None)
+        self.rows: dict[str, Record] = {}
+        self.lock = threading.Lock()
+        self.writes = 0
+        self._transport = self
+
+    def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> _DictTxn:
+        return _DictTxn(self, keys, now_ms)
+
+    def delete(self, key: str) -> None:
+        self.rows.pop(key, None)
+
+    def close(self) -> None:
+        pass
+
+
+def test_golden_vectors_on_the_snapshot_executor() -> None:
+    results = run_suites(bundled_vector_files(), lambda clock: DictStore(clock))
+    assert results and all(r.passed for r in results), [
+        str(r.mismatches[:1] or r.error) for r in results if not r.passed
+    ]
+
+
+def test_read_only_and_unchanged_state_never_write() -> None:
+    s = DictStore(tk.ManualClock(0))
+    lim = tk.Limiter(tk.Gcra(1, 1000), store=s, clock=tk.ManualClock(0))
+    lim.peek("k")
+    lim.forecast("k")
+    assert s.writes == 0 and s.rows == {}
+    assert lim.check("k").allowed
+    assert s.writes == 1
+    assert not lim.check("k").allowed  # a denial changes nothing: no write
+    assert s.writes == 1
+
+
+def test_a_lost_race_retries_then_raises_concurrent_update() -> None:
+    s = DictStore(tk.ManualClock(0))
+    s.eval("fixed_window", ["k"], 0, [10, 1000, 1])
+
+    class Racing(_DictTxn):
+        def commit(self, changes: Sequence[Change]) -> bool:
+            self.store.rows["k"] = Record(self.store.rows["k"].state, 1000, self.store.rows["k"].version + 1)
+            return super().commit(changes)
+
+    s.begin = lambda keys, now, write: Racing(s, keys, now)  # type: ignore[method-assign]
+    with pytest.raises(tk.ConcurrentUpdateError) as info:
+        s.eval("fixed_window", ["k"], 0, [10, 1000, 1])
+    assert info.value.attempts == 4 and info.value.key == "k"
+    assert isinstance(info.value, tk.StoreError)
+
+
+@pytest.mark.parametrize(
+    ("state", "layout", "doc", "slots"),
+    [
+        ("tat", ("string", "1500.5"), 1500.5, 0),
+        ("departure", ("string", "1000"), 1000, 0),
+        ("token_bucket", ("hash", {"t": "7", "l": "10000"}), {"tokens": 7, "last": 10000}, 0),
+        ("window_count", ("hash", {"s": "0", "c": "3"}), {"start": 0, "count": 3}, 0),
+        ("budget", ("hash", {"w": "60000", "s": "12"}), {"w": 60000, "s": 12}, 0),
+        ("lease", ("hash", {"c": "2.5", "e": "9000"}), {"credits": 2.5, "expiresAt": 9000}, 0),
+        ("lease", ("hash", {"c": "4"}), {"credits": 4, "expiresAt": None}, 0),
+        ("ring", ("hash", {"1": "11:2", "2": "2:0.5"}), {"i": [-1, 11, 2], "n": [0, 2, 0.5]}, 2),
+        ("log", ("zset", [("500-1", 500.0), ("500-2", 500.0), ("900-1", 900.0)]), [500, 500, 900], 0),
+    ],
+)
+def test_codec_round_trip(state: str, layout: tuple[str, Any], doc: Any, slots: int) -> None:
+    assert json.loads(encode(state, layout, slots)) == doc
+    assert decode(state, json.dumps(doc), slots) == layout
+
+
+def test_every_manifest_state_family_has_a_codec() -> None:
+    from throttlekit._loader import load_manifest
+
+    assert {t.state for t in load_manifest().values()} <= set(CODECS)
+
+
+def test_ring_decodes_every_slot_even_from_another_bucket_count() -> None:
+    assert json.loads(encode("ring", ("hash", {"7": "7:1"}), 2)) == {"i": [-1] * 7 + [7], "n": [0] * 7 + [1]}
+
+
+def test_log_members_never_collide_with_new_lua_members() -> None:
+    """Regenerated members are "<t>-<rank among equal t>": an entry at `now` is live, so its rank is <= count
+    and the Lua's new "<now>-<count+i>" is always a new member, even after a backward clock jump."""
+    s = DictStore(tk.ManualClock(0))
+    # entries at 0 (to be pruned at now=500 with window 400) and two at 500 already stored
+    s.rows["k"] = Record("[0, 500, 500]", None)
+    r = s.eval("sliding_window_log", ["k"], 500, [400, 10, 1])
+    assert list(r)[:3] == [1, 10, 7]
+    assert json.loads(s.rows["k"].state) == [500, 500, 500]
+
+
+@pytest.mark.parametrize("blob", ["{", "[1, 2", '"x"', "{}"])
+def test_corrupt_state_is_a_script_error_naming_the_family(blob: str) -> None:
+    s = DictStore(tk.ManualClock(0))
+    s.rows["k"] = Record(blob, None)
+    with pytest.raises(tk.ScriptError, match="does not decode as 'token_bucket'"):
+        s.eval("token_bucket", ["k"], 0, [10, 1, 1])
+
+
+def test_codec_errors() -> None:
+    with pytest.raises(CodecError):
+        encode("nope", ("string", "1"))
+    with pytest.raises(CodecError):
+        encode("token_bucket", ("hash", {"t": "1", "x": "2"}))
+    with pytest.raises(CodecError):
+        decode("ring", '{"i": [1], "n": []}')
