@@ -15,11 +15,11 @@ import grpc
 import pytest
 
 import throttlekit as tk
-from tests.conftest import IN_CI, REDIS_URL, _REAL
+from tests.conftest import _REAL, IN_CI, REDIS_URL
 from throttlekit._proto import throttlekit_pb2 as pb
 from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
-from throttlekit.server import RateLimiterService, ServerHandle, serve
 from throttlekit.config import load_config
+from throttlekit.server import RateLimiterService, ServerHandle, serve
 
 __all__ = ["Served", "async_redis_store", "config_text", "pb"]
 
@@ -74,11 +74,22 @@ def start_server() -> Iterator[Starter]:
     """``start_server(policies, store=None, clock=None, fail="open")`` -> :class:`Served` (closed after)."""
     running: list[Served] = []
 
-    def start(policies: dict[str, dict[str, Any]] | str, *, store: Any = None, clock: Any = None,
-              fail: str = "open", credentials: Any = None) -> Served:
+    def start(
+        policies: dict[str, dict[str, Any]] | str,
+        *,
+        store: Any = None,
+        clock: Any = None,
+        fail: str = "open",
+        credentials: Any = None,
+    ) -> Served:
         text = policies if isinstance(policies, str) else config_text(policies)
-        service = RateLimiterService(load_config(text), store=store, clock=clock, fail=fail,  # type: ignore[arg-type]
-                                     close_store=True)
+        service = RateLimiterService(
+            load_config(text),
+            store=store,
+            clock=clock,
+            fail=fail,  # type: ignore[arg-type]
+            close_store=True,
+        )
         served = Served(serve(service, "127.0.0.1", 0, credentials), service)
         running.append(served)
         return served
@@ -88,7 +99,10 @@ def start_server() -> Iterator[Starter]:
         s.close()
 
 
-STORE_KINDS = [pytest.param("memory", id="memory"), pytest.param("redis", marks=pytest.mark.redis, id="redis")]
+STORE_KINDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+]
 
 
 @pytest.fixture(params=STORE_KINDS)

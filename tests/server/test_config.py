@@ -17,7 +17,7 @@ BAD = sorted(HERE.glob("bad_*.yaml"))
 
 
 def _expected(path: Path) -> list[str]:
-    lines = [ln[len("# expect: "):] for ln in path.read_text().splitlines() if ln.startswith("# expect: ")]
+    lines = [ln[len("# expect: ") :] for ln in path.read_text().splitlines() if ln.startswith("# expect: ")]
     return [f"{path}: {ln}" for ln in lines]
 
 
@@ -63,7 +63,9 @@ def test_json_is_accepted_and_strict_too() -> None:
     cfg = load_config(json.dumps({"limiters": {"api": {"strategy": "gcra", "limit": 5, "period": "1s"}}}))
     assert cfg.policies["api"].prefix == "api"  # type: ignore[attr-defined]
     with pytest.raises(PolicyConfigError) as info:
-        load_config('{"limiters": {"a": {"strategy": "gcra", "limit": 5, "period": "1s"}}, "a": 1, "a": 2}', "x.json")
+        load_config(
+            '{"limiters": {"a": {"strategy": "gcra", "limit": 5, "period": "1s"}}, "a": 1, "a": 2}', "x.json"
+        )
     assert str(info.value.issues[0]) == "x.json: (top level): JSON parse error: duplicate key 'a'"
     with pytest.raises(PolicyConfigError, match="expected a mapping with a `limiters` map"):
         load_config("[1, 2]")

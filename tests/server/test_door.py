@@ -51,7 +51,9 @@ def test_cost_zero_means_one_and_costs_add_up(served) -> None:  # type: ignore[n
 
 
 def test_check_many_decides_in_input_order_at_one_instant(served, clock) -> None:  # type: ignore[no-untyped-def]
-    reply = served.stub.CheckMany(pb.CheckManyRequest(policy="win", keys=["a", "b", "a", "a", "a", "a"], cost=0))
+    reply = served.stub.CheckMany(
+        pb.CheckManyRequest(policy="win", keys=["a", "b", "a", "a", "a", "a"], cost=0)
+    )
     got = [_d(d) for d in reply.decisions]
     reference = tk.Limiter(tk.FixedWindow(5, "1m"), clock=clock)
     assert got == reference.check_many(["a", "b", "a", "a", "a", "a"])
@@ -82,7 +84,10 @@ def test_status_codes(served) -> None:  # type: ignore[no-untyped-def]
     assert served.code_of("Check", pb.CheckRequest(policy="", key="k")) == C.INVALID_ARGUMENT
     assert served.code_of("Check", pb.CheckRequest(policy="api", key="k", cost=-1)) == C.INVALID_ARGUMENT
     assert served.code_of("Check", pb.CheckRequest(policy="api", key="k", cost=2**53)) == C.INVALID_ARGUMENT
-    assert served.code_of("Check", pb.CheckRequest(policy="api", key="x" * (MAX_KEY_BYTES + 1))) == C.INVALID_ARGUMENT
+    assert (
+        served.code_of("Check", pb.CheckRequest(policy="api", key="x" * (MAX_KEY_BYTES + 1)))
+        == C.INVALID_ARGUMENT
+    )
     assert served.check("api", "é" * (MAX_KEY_BYTES // 2)).allowed  # exactly at the limit, in bytes
     too_many = pb.CheckManyRequest(policy="api", keys=[str(i) for i in range(MAX_KEYS + 1)])
     assert served.code_of("CheckMany", too_many) == C.INVALID_ARGUMENT
@@ -121,7 +126,10 @@ def test_health_reports_each_service_and_not_serving_while_draining(start_server
     served = start_server(POLICIES)
     health = health_pb2_grpc.HealthStub(served.channel)
     for name in ("", "throttlekit.v1.RateLimiter"):
-        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(service=name)).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
     with pytest.raises(grpc.RpcError) as info:
         health.Check(health_pb2.HealthCheckRequest(service="throttlekit.v1.Nope"))
     assert info.value.code() == C.NOT_FOUND
@@ -141,7 +149,9 @@ def test_reflection_lists_the_services(start_server: Starter) -> None:
     assert {"throttlekit.v1.RateLimiter", "grpc.health.v1.Health"} <= names
 
 
-def test_every_strategy_is_served_over_grpc(start_server: Starter, store_kind: str, clock: tk.ManualClock) -> None:
+def test_every_strategy_is_served_over_grpc(
+    start_server: Starter, store_kind: str, clock: tk.ManualClock
+) -> None:
     policies = {
         "gcra": {"strategy": "gcra", "limit": 5, "period": "1s"},
         "tb": {"strategy": "tokenBucket", "capacity": 5, "refillPerSec": 1},

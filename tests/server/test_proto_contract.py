@@ -32,7 +32,9 @@ def _reserved(msg: descriptor_pb2.DescriptorProto) -> tuple[set[int], set[str]]:
     return numbers, set(msg.reserved_name)
 
 
-def breaking_changes(old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb2.FileDescriptorProto) -> list[str]:
+def breaking_changes(
+    old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb2.FileDescriptorProto
+) -> list[str]:
     """Every way ``new`` breaks clients of ``old`` (empty when ``new`` only adds)."""
     problems: list[str] = []
     if old.package != new.package:
@@ -54,8 +56,10 @@ def breaking_changes(old: descriptor_pb2.FileDescriptorProto, new: descriptor_pb
                 continue
             for attr in ("name", "type", "label", "type_name"):
                 if getattr(f, attr) != getattr(g, attr):
-                    problems.append(f"{m.name} field #{f.number} {attr} changed: "
-                                    f"{getattr(f, attr)!r} -> {getattr(g, attr)!r}")
+                    problems.append(
+                        f"{m.name} field #{f.number} {attr} changed: "
+                        f"{getattr(f, attr)!r} -> {getattr(g, attr)!r}"
+                    )
         for number in old_numbers:
             if number not in numbers:
                 problems.append(f"{m.name}: reserved number {number} released")
@@ -112,8 +116,12 @@ def test_the_checker_catches_breaking_edits() -> None:
 def test_additive_change_and_retiring_with_reserved_are_allowed() -> None:
     new = current()
     check = next(m for m in new.message_type if m.name == "CheckRequest")
-    check.field.add(name="tenant", number=4, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    check.field.add(
+        name="tenant",
+        number=4,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     forecast = next(m for m in new.message_type if m.name == "ForecastRequest")
     del forecast.field[2]
     forecast.reserved_range.add(start=3, end=4)
@@ -126,8 +134,10 @@ def test_the_contract_matches_the_wire_table() -> None:
     msgs = {m.name: {f.name: (f.number, f.type, f.label) for f in m.field} for m in fd.message_type}
     T = descriptor_pb2.FieldDescriptorProto
     assert msgs["Decision"] == {
-        "allowed": (1, T.TYPE_BOOL, T.LABEL_OPTIONAL), "limit": (2, T.TYPE_INT64, T.LABEL_OPTIONAL),
-        "remaining": (3, T.TYPE_INT64, T.LABEL_OPTIONAL), "reset_at": (4, T.TYPE_INT64, T.LABEL_OPTIONAL),
+        "allowed": (1, T.TYPE_BOOL, T.LABEL_OPTIONAL),
+        "limit": (2, T.TYPE_INT64, T.LABEL_OPTIONAL),
+        "remaining": (3, T.TYPE_INT64, T.LABEL_OPTIONAL),
+        "reset_at": (4, T.TYPE_INT64, T.LABEL_OPTIONAL),
         "retry_after_ms": (5, T.TYPE_INT64, T.LABEL_OPTIONAL),
     }
     assert msgs["CheckManyRequest"]["keys"] == (2, T.TYPE_STRING, T.LABEL_REPEATED)
@@ -144,7 +154,9 @@ def test_the_contract_matches_the_wire_table() -> None:
     assert fd.package == "throttlekit.v1"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools (dev extra) not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools (dev extra) not installed"
+)
 def test_checked_in_stubs_match_the_proto() -> None:
     spec = importlib.util.spec_from_file_location("gen_proto", ROOT / "scripts" / "gen_proto.py")
     assert spec is not None and spec.loader is not None

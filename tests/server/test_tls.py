@@ -32,8 +32,12 @@ def test_tls_serves_a_client_that_trusts_the_ca(start_server: Starter, pki: Pki)
     served = start_server(POLICIES, credentials=server_credentials(pki.server_cert, pki.server_key))
     with tk.ServiceBackend(served.target, credentials=_channel_creds(pki, client_cert=False), timeout=5) as c:
         assert c.check("api", "k").allowed
-    with tk.ServiceBackend(served.target, credentials=_channel_creds(pki, client_cert=False, ca=pki.other_ca),
-                           timeout=2) as c, pytest.raises(tk.ServiceUnavailableError):
+    with (
+        tk.ServiceBackend(
+            served.target, credentials=_channel_creds(pki, client_cert=False, ca=pki.other_ca), timeout=2
+        ) as c,
+        pytest.raises(tk.ServiceUnavailableError),
+    ):
         c.check("api", "k")  # the server's certificate does not verify against another CA
     with tk.ServiceBackend(served.target, timeout=2) as plain, pytest.raises(tk.ServiceUnavailableError):
         plain.check("api", "k")  # plaintext client against a TLS port
@@ -45,11 +49,15 @@ def test_mtls_requires_a_client_certificate(start_server: Starter, pki: Pki) -> 
     with tk.ServiceBackend(served.target, credentials=_channel_creds(pki, client_cert=True), timeout=5) as c:
         assert c.check("api", "k").allowed
         assert c.check_many("api", ["a", "b"])[1].allowed
-    with tk.ServiceBackend(served.target, credentials=_channel_creds(pki, client_cert=False), timeout=2) as c:
-        with pytest.raises(tk.ServiceUnavailableError):
-            c.check("api", "k")
-    closed = tk.ServiceBackend(served.target, credentials=_channel_creds(pki, client_cert=False), timeout=2,
-                               fail="closed")
+    no_cert = _channel_creds(pki, client_cert=False)
+    with (
+        tk.ServiceBackend(served.target, credentials=no_cert, timeout=2) as c,
+        pytest.raises(tk.ServiceUnavailableError),
+    ):
+        c.check("api", "k")
+    closed = tk.ServiceBackend(
+        served.target, credentials=_channel_creds(pki, client_cert=False), timeout=2, fail="closed"
+    )
     assert not closed.check("api", "k").allowed  # refused handshake settles by the client's fail mode
     closed.close()
 

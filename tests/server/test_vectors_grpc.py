@@ -12,7 +12,11 @@ import throttlekit as tk
 from tests.server.conftest import Starter, make_store, pb
 from throttlekit.vectors import bundled_vector_files, load_suites
 
-SUITES = [(src, s) for src, s in load_suites(bundled_vector_files()) if s.get("primitive", "rateLimit") == "rateLimit"]
+SUITES = [
+    (src, s)
+    for src, s in load_suites(bundled_vector_files())
+    if s.get("primitive", "rateLimit") == "rateLimit"
+]
 
 
 def _policy_name(suite: dict[str, Any]) -> str:
@@ -26,21 +30,36 @@ def _spec(suite: dict[str, Any]) -> dict[str, Any]:
 
 def _wire(got: Any, op: str) -> dict[str, Any]:
     if op == "forecast":
-        return {"spendableNow": got.spendable_now, "nextReplenishAt": got.next_replenish_at, "fullAt": got.full_at}
-    return {"allowed": got.allowed, "limit": got.limit, "remaining": got.remaining, "resetAt": got.reset_at,
-            "retryAfterMs": got.retry_after_ms}
+        return {
+            "spendableNow": got.spendable_now,
+            "nextReplenishAt": got.next_replenish_at,
+            "fullAt": got.full_at,
+        }
+    return {
+        "allowed": got.allowed,
+        "limit": got.limit,
+        "remaining": got.remaining,
+        "resetAt": got.reset_at,
+        "retryAfterMs": got.retry_after_ms,
+    }
 
 
 def test_there_are_rate_suites_to_replay() -> None:
     assert len(SUITES) >= 9
-    assert {s["strategy"]["kind"] for _, s in SUITES} >= {"gcra", "tokenBucket", "fixedWindow", "slidingWindow",
-                                                         "slidingWindowLog"}
+    assert {s["strategy"]["kind"] for _, s in SUITES} >= {
+        "gcra",
+        "tokenBucket",
+        "fixedWindow",
+        "slidingWindow",
+        "slidingWindowLog",
+    }
 
 
 def test_vectors_through_the_grpc_door(start_server: Starter, store_kind: str) -> None:
     clock = tk.ManualClock(0)
-    served = start_server({_policy_name(s): _spec(s) for _, s in SUITES}, store=make_store(store_kind, clock),
-                          clock=clock)
+    served = start_server(
+        {_policy_name(s): _spec(s) for _, s in SUITES}, store=make_store(store_kind, clock), clock=clock
+    )
     stub = served.stub
     mismatches: list[str] = []
     ops = 0
@@ -60,14 +79,16 @@ def test_vectors_through_the_grpc_door(start_server: Starter, store_kind: str) -
             ops += 1
             for field, want in op["expect"].items():
                 if wire[field] != want:
-                    mismatches.append(f"{src}:{suite['name']} op #{i} {field}: expected {want!r}, got {wire[field]!r}")
+                    mismatches.append(
+                        f"{src}:{suite['name']} op #{i} {field}: expected {want!r}, got {wire[field]!r}"
+                    )
     assert mismatches == []
     assert ops >= 100
 
 
 @pytest.mark.parametrize("cost", [0, 1])
 def test_cost_zero_on_the_wire_replays_like_cost_one(start_server: Starter, cost: int) -> None:
-    src, suite = SUITES[0]
+    _src, suite = SUITES[0]
     clock = tk.ManualClock(0)
     served = start_server({"v": _spec(suite)}, clock=clock, store=make_store("memory", clock))
     for op in suite["ops"]:

@@ -24,8 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from .._errors import ConfigError
 from .._proto import throttlekit_pb2 as pb
-from .._proto import throttlekit_pb2_grpc as pb_grpc
-from ._door import RateLimiterDoor
+from ._door import RateLimiterDoor, add_to_server
 from ._service import RateLimiterService
 
 __all__ = ["AsyncServerHandle", "ServerHandle", "serve", "server_credentials", "start"]
@@ -107,7 +106,7 @@ async def start(
 ) -> AsyncServerHandle:
     """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop."""
     server = grpc.aio.server(options=_OPTIONS)
-    pb_grpc.add_RateLimiterServicer_to_server(RateLimiterDoor(service), server)  # type: ignore[no-untyped-call]
+    add_to_server(RateLimiterDoor(service), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = (

@@ -28,7 +28,7 @@ from .._types import Decision
 from ..strategies import MAX_COST
 from ._service import RateLimiterService, UnknownPolicyError
 
-__all__ = ["MAX_KEYS", "MAX_KEY_BYTES", "RateLimiterDoor"]
+__all__ = ["MAX_KEYS", "MAX_KEY_BYTES", "RateLimiterDoor", "add_to_server"]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -73,6 +73,47 @@ def _key(key: str) -> str:
     if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise _Reject(_INVALID, f"key is longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not decode: reading any field rejects the call with
+    INVALID_ARGUMENT (grpc itself would answer UNKNOWN and log a traceback per bad request)."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def __getattr__(self, name: str) -> Any:
+        raise _Reject(_INVALID, self.problem)
+
+
+def _decoder(cls: Any) -> Any:
+    parse = cls.FromString
+    name = cls.DESCRIPTOR.name
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # protobuf's DecodeError (any parse failure)
+            return _Malformed(f"malformed {name}: {exc}")
+
+    return decode
+
+
+def add_to_server(door: RateLimiterDoor, server: grpc.aio.Server) -> None:
+    """Register ``door``'s handlers for every RPC of ``throttlekit.v1.RateLimiter``."""
+    service = pb.DESCRIPTOR.services_by_name["RateLimiter"]
+    handlers = {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            getattr(door, m.name),
+            request_deserializer=_decoder(getattr(pb, m.input_type.name)),
+            response_serializer=getattr(pb, m.output_type.name).SerializeToString,
+        )
+        for m in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 class RateLimiterDoor(pb_grpc.RateLimiterServicer):
@@ -160,12 +201,16 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             await self._fail(context, exc)
 
     async def Release(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(_INVALID, request.problem)
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "release is not served: this server has no admitter (concurrency) policies yet",
         )
 
     async def Heartbeat(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Malformed):
+            await context.abort(_INVALID, request.problem)
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED,
             "heartbeat is not served: this server has no admitter (concurrency) policies yet",

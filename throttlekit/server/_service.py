@@ -65,8 +65,8 @@ class OutageLog:
         self._since = 0.0
         self._reminded = 0.0
 
-    def failed(self, exc: BaseException) -> None:
-        self.synthesized += 1
+    def failed(self, exc: BaseException, decisions: int = 1) -> None:
+        self.synthesized += decisions
         now = time.monotonic()
         if not self.down:
             self.down, self._since, self._reminded = True, now, now
@@ -109,8 +109,8 @@ class _RateRuntime:
         allowed = outage.fail == "open"
         self._failed = Decision(allowed, self.limit, self.limit if allowed else 0, 0, 0)
 
-    def _synthesize(self, exc: StoreError) -> Decision:
-        self.outage.failed(exc)
+    def _synthesize(self, exc: StoreError, decisions: int = 1) -> Decision:
+        self.outage.failed(exc, decisions)
         return self._failed
 
     async def check(self, key: str, cost: int) -> Decision:
@@ -129,7 +129,7 @@ class _RateRuntime:
             lim = self._limiter
             ds: list[Decision] = lim.check_many(keys, cost) if self.sync else await lim.check_many(keys, cost)
         except StoreError as exc:
-            return [self._synthesize(exc)] * len(keys)
+            return [self._synthesize(exc, len(keys))] * len(keys)
         if self.outage.down:
             self.outage.recovered()
         return ds
