@@ -34,14 +34,54 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _store(store: str | None, redis_url: str | None) -> str:
+def _store(
+    store: str | None,
+    redis_url: str | None,
+    postgres_url: str | None = None,
+    dynamodb_table: str | None = None,
+) -> str:
+    """The backend (spec 3.1): an explicit ``--store`` wins, else exactly one connection flag implies it."""
+    implied = [
+        n for n, v in (("redis", redis_url), ("postgres", postgres_url), ("dynamodb", dynamodb_table)) if v
+    ]
     if store is None:
-        return "redis" if redis_url else "memory"
-    if store == "redis" and not redis_url:
-        raise click.UsageError("--store redis requires --redis <url>")
-    if store == "memory" and redis_url:
-        click.echo("warning: --redis is ignored with --store memory", err=True)
+        if len(implied) > 1:
+            raise click.UsageError(
+                f"ambiguous store: {' + '.join(implied)} all implied; pass --store to choose one"
+            )
+        return implied[0] if implied else "memory"
+    needs = {
+        "redis": "--redis <url>",
+        "postgres": "--postgres-url <url>",
+        "dynamodb": "--dynamodb-table <name>",
+    }
+    if store in needs and store not in implied:
+        raise click.UsageError(f"--store {store} requires {needs[store]}")
+    for other in implied:
+        if other != store:
+            click.echo(f"warning: --{needs[other].split()[0][2:]} is ignored with --store {store}", err=True)
     return store
+
+
+def _shared_store(backend: str, opts: dict[str, Any]) -> Any:
+    """The Postgres or DynamoDB store for ``backend`` (None for memory and redis). Connects lazily."""
+    if backend == "postgres":
+        from ..stores.postgres import PostgresStore
+
+        return PostgresStore(
+            opts["postgres_url"], table=opts["postgres_table"], prefix=opts["postgres_prefix"]
+        )
+    if backend == "dynamodb":
+        from ..stores.dynamodb import DynamoDBStore
+
+        return DynamoDBStore(
+            opts["dynamodb_table"],
+            region=opts["dynamodb_region"],
+            endpoint=opts["dynamodb_endpoint"],
+            prefix=opts["dynamodb_prefix"],
+            create=opts["dynamodb_create_table"],
+        )
+    return None
 
 
 def _security(cert: str | None, key: str | None, ca: str | None) -> str:
@@ -108,11 +148,29 @@ async def _ping(service: Any) -> None:
     type=click.IntRange(0, 65535),
     help="Bind port (0 = any free port).",
 )
-@click.option("--store", type=click.Choice(["memory", "redis"]), help="Store backend (default: inferred).")
+@click.option(
+    "--store",
+    type=click.Choice(["memory", "redis", "postgres", "dynamodb"]),
+    help="Store backend (default: inferred from --redis, --postgres-url or --dynamodb-table).",
+)
 @click.option(
     "--redis", "redis_url", envvar="THROTTLEKIT_REDIS_URL", help="Redis URL (implies --store redis)."
 )
 @click.option("--redis-prefix", default="", help="Store-wide key prefix on Redis.")
+@click.option(
+    "--postgres-url", envvar="THROTTLEKIT_POSTGRES_URL", help="Postgres URL (implies --store postgres)."
+)
+@click.option("--postgres-table", default="throttlekit", show_default=True, help="Postgres state table.")
+@click.option("--postgres-prefix", default="", help="Store-wide key prefix on Postgres.")
+@click.option("--dynamodb-table", help="DynamoDB table (implies --store dynamodb).")
+@click.option("--dynamodb-region", envvar="AWS_REGION", help="DynamoDB region (default: the SDK chain).")
+@click.option("--dynamodb-endpoint", help="DynamoDB endpoint, e.g. http://localhost:8000 (DynamoDB Local).")
+@click.option("--dynamodb-prefix", default="", help="Store-wide key prefix on DynamoDB.")
+@click.option(
+    "--dynamodb-create-table",
+    is_flag=True,
+    help="Create the table if absent (partition key pk, on-demand) and wait for it (<= 30 s).",
+)
 @click.option(
     "--fail",
     type=click.Choice(["open", "closed"]),
@@ -144,6 +202,7 @@ def serve(
     tls_key: str | None,
     tls_ca: str | None,
     log_level: str,
+    **shared: Any,
 ) -> None:
     """Serve the policies of a config file over gRPC (throttlekit.v1.RateLimiter, health, reflection)."""
     from ..server import RateLimiterService, redis_store, server_credentials
@@ -151,7 +210,11 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    backend = _store(store, redis_url)
+    backend = _store(store, redis_url, shared["postgres_url"], shared["dynamodb_table"])
+    try:
+        shared_store = _shared_store(backend, shared)
+    except ConfigError as exc:  # a missing driver (install hint) or a bad option
+        raise click.ClickException(str(exc)) from None
     security = _security(tls_cert, tls_key, tls_ca)
     try:
         cfg = load_config_file(config_path)
@@ -171,8 +234,13 @@ def serve(
         )
 
     async def main() -> None:
-        the_store: Any = redis_store(redis_url, redis_prefix) if backend == "redis" and redis_url else None
-        service = RateLimiterService(cfg, store=the_store, fail=fail)  # type: ignore[arg-type]
+        the_store: Any = (
+            redis_store(redis_url, redis_prefix) if backend == "redis" and redis_url else shared_store
+        )
+        try:
+            service = RateLimiterService(cfg, store=the_store, fail=fail)  # type: ignore[arg-type]
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
         if backend == "redis":
             await _ping(service)
         try:
