@@ -30,6 +30,8 @@ class StoreContract:
     manual_ttl = True
     #: True when the store object has the async API (aeval/aclose).
     has_async = True
+    #: True when two store objects on the same backend see the same state (False: the memory store).
+    shared_state = True
     threads = 8
     per_thread = 40
 
@@ -79,33 +81,48 @@ class StoreContract:
         finally:
             s.close()
 
-    def test_concurrent_threads_keep_exact_count(self, make_store: Callable[..., Any]) -> None:
-        s = make_store(None)
+    def _hammer(self, stores: list[Any], key: str) -> None:
         limit = self.threads * self.per_thread // 2
         admitted = [0] * self.threads
         errors: list[BaseException] = []
-        k = _key(s, "hot")
         start = threading.Barrier(self.threads)
 
         def worker(i: int) -> None:
+            s = stores[i % len(stores)]
             start.wait()
             for _ in range(self.per_thread):
                 try:
-                    admitted[i] += s.eval(FW, [k], 1_000, [limit, HOUR, 1])[0]
+                    admitted[i] += s.eval(FW, [key], 1_000, [limit, HOUR, 1])[0]
                 except BaseException as exc:  # reported below
                     errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        assert sum(admitted) == limit
+        assert stores[0].eval("fixed_window_peek", [key], 1_000, [limit, HOUR])[2] == 0
+
+    def test_concurrent_threads_one_store_keep_exact_count(self, make_store: Callable[..., Any]) -> None:
+        s = make_store(None)
         try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert not errors, errors[:3]
-            assert sum(admitted) == limit
-            assert s.eval("fixed_window_peek", [k], 1_000, [limit, HOUR])[2] == 0
+            self._hammer([s], _key(s, "hot"))
         finally:
             s.close()
+
+    def test_concurrent_clients_keep_exact_count(self, make_store: Callable[..., Any]) -> None:
+        """One store object per thread (as separate processes would have): only the store's own guard
+        (advisory lock, version CAS, Redis atomicity) keeps the count exact."""
+        if not self.shared_state:
+            return
+        stores = [make_store(None) for _ in range(self.threads)]
+        try:
+            self._hammer(stores, _key(stores[0], "hot2"))
+        finally:
+            for s in stores:
+                s.close()
 
     def test_async_concurrent_keep_exact_count(self, make_store: Callable[..., Any]) -> None:
         if not self.has_async:

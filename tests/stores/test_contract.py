@@ -10,6 +10,8 @@ from .contract import StoreContract
 
 
 class TestMemory(StoreContract):
+    shared_state = False
+
     @pytest.fixture
     def make_store(self, memory_store: Any) -> Any:
         return memory_store

@@ -23,7 +23,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -195,6 +196,52 @@ def _backoff_s(attempt: int) -> float:
     return random.random() * float(min(32, 1 << (attempt - 1))) / 1000.0
 
 
+class _KeyLocks:
+    """Per-key locks that exist only while someone holds or waits on them (upstream's per-key promise chain):
+    calls in one process on one key queue here instead of racing in the store (CAS conflicts, or pooled
+    connections parked on the same advisory lock)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._sync: dict[tuple[str, ...], list[Any]] = {}
+        self._async: dict[tuple[str, ...], list[Any]] = {}
+
+    def _enter(self, table: dict[tuple[str, ...], list[Any]], key: tuple[str, ...], factory: Any) -> Any:
+        with self._guard:
+            entry = table.get(key)
+            if entry is None:
+                entry = table[key] = [factory(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def _leave(self, table: dict[tuple[str, ...], list[Any]], key: tuple[str, ...]) -> None:
+        with self._guard:
+            entry = table[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del table[key]
+
+    @contextmanager
+    def hold(self, keys: Sequence[str]) -> Iterator[None]:
+        key = tuple(keys)
+        lock = self._enter(self._sync, key, threading.Lock)
+        try:
+            with lock:
+                yield
+        finally:
+            self._leave(self._sync, key)
+
+    @asynccontextmanager
+    async def ahold(self, keys: Sequence[str]) -> AsyncIterator[None]:
+        key = tuple(keys)
+        lock = self._enter(self._async, key, asyncio.Lock)
+        try:
+            async with lock:
+                yield
+        finally:
+            self._leave(self._async, key)
+
+
 class SnapshotStore:
     """A ``ScriptStore`` (and ``AsyncScriptStore``) over a :class:`StateStore` transport.
 
@@ -211,6 +258,7 @@ class SnapshotStore:
         self.prefix = prefix
         self.max_retries = max_retries
         self._exec = SnapshotExecutor(runtime)
+        self._keylocks = _KeyLocks()
 
     async def _atransport(self) -> AsyncStateStore:
         raise NotImplementedError
@@ -218,6 +266,12 @@ class SnapshotStore:
     def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         """Run ``name`` atomically on ``keys``. Raises ``StoreError`` (incl. ``ConcurrentUpdateError``)."""
         t = self._exec.transform(name)
+        if t.read_only:
+            return self._eval(t, keys, now_ms, args)
+        with self._keylocks.hold(keys):
+            return self._eval(t, keys, now_ms, args)
+
+    def _eval(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         transport = self._transport
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -245,6 +299,14 @@ class SnapshotStore:
     ) -> Sequence[Any]:
         """The asyncio twin of :meth:`eval` (Lua runs on the loop thread, between the two I/O steps)."""
         t = self._exec.transform(name)
+        if t.read_only:
+            return await self._aeval(t, keys, now_ms, args)
+        async with self._keylocks.ahold(keys):
+            return await self._aeval(t, keys, now_ms, args)
+
+    async def _aeval(
+        self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]
+    ) -> Sequence[Any]:
         transport = await self._atransport()
         for attempt in range(self.max_retries + 1):
             if attempt:
