@@ -1,0 +1,161 @@
+"""Fleet: three server processes on one shared store (Redis, Postgres, DynamoDB on moto), hammered
+concurrently by several client processes on the same keys. fixedWindow admits exactly ``limit`` per
+window; gcra never admits more than ``burst + rate x elapsed``. The counts are printed (``pytest -s``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._services import AWS_ENV, Moto
+
+HERE = Path(__file__).parent
+SERVERS, CLIENTS, PER_CLIENT, CONC = 3, 3, 120, 6
+FW_LIMIT = 150  # < CLIENTS x PER_CLIENT: every window saturates
+GC_LIMIT, GC_PERIOD_MS, GC_BURST = 100, 1000, 20
+
+CONFIG = f"""version: 1
+limiters:
+  fw: {{ strategy: fixedWindow, limit: {FW_LIMIT}, period: 10m }}
+  gc: {{ strategy: gcra, limit: {GC_LIMIT}, period: {GC_PERIOD_MS}ms, burst: {GC_BURST} }}
+"""
+
+
+class Fleet:
+    def __init__(self, tmp: Path, store_args: list[str], env: dict[str, str]) -> None:
+        cfg = tmp / "fleet.yaml"
+        cfg.write_text(CONFIG)
+        self.procs: list[subprocess.Popen[str]] = []
+        self.ports: list[int] = []
+        self.logs = [tmp / f"server{i}.log" for i in range(SERVERS)]
+        for log in self.logs:
+            with log.open("w") as err:
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            str(HERE / "_fleet_server.py"),
+                            "serve",
+                            "-c",
+                            str(cfg),
+                            "-p",
+                            "0",
+                            "--fail",
+                            "closed",
+                            *store_args,
+                        ],
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                        env=env,
+                    )
+                )
+        for p, log in zip(self.procs, self.logs):
+            line = p.stdout.readline() if p.stdout else ""
+            if "listening on" not in line:
+                self.stop()
+                raise RuntimeError(f"server did not start: {line!r} {log.read_text()[-2000:]}")
+            self.ports.append(int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1]))
+
+    def hammer(self, policy: str, key: str) -> list[dict[str, Any]]:
+        ports = ",".join(map(str, self.ports))
+        clients = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(HERE / "_fleet_client.py"),
+                    ports,
+                    policy,
+                    key,
+                    str(PER_CLIENT),
+                    str(CONC),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(CLIENTS)
+        ]
+        out = []
+        for c in clients:
+            stdout, _ = c.communicate(timeout=60)
+            assert c.returncode == 0
+            out.append(json.loads(stdout))
+        return out
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+
+@pytest.fixture(params=["redis", "postgres", "dynamodb"])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Fleet]]:
+    import os
+
+    env = dict(os.environ)
+    prefix = f"tkfleet-{uuid.uuid4().hex[:8]}"
+    if request.param == "redis":
+        from tests.conftest import _REAL, REDIS_URL
+
+        if _REAL is None:
+            pytest.skip(f"the fleet needs a real Redis at {REDIS_URL}")
+        args = ["--redis", REDIS_URL, "--redis-prefix", prefix]
+    elif request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        args = ["--postgres-url", url, "--postgres-table", request.getfixturevalue("pg_table"),
+                "--postgres-prefix", prefix]  # fmt: skip
+    else:
+        moto: Moto = request.getfixturevalue("moto")
+        env.update(AWS_ENV)
+        args = ["--dynamodb-table", request.getfixturevalue("ddb_table"), "--dynamodb-region", "us-east-1",
+                "--dynamodb-endpoint", moto.endpoint, "--dynamodb-prefix", prefix]  # fmt: skip
+    f = Fleet(tmp_path, args, env)
+    yield request.param, f
+    f.stop()
+
+
+@pytest.mark.slow
+def test_fleet_enforces_one_limit(fleet: tuple[str, Fleet]) -> None:
+    name, f = fleet
+    key = f"k-{uuid.uuid4().hex[:8]}"
+
+    # fixedWindow: per window, admitted == min(limit, calls) exactly
+    windows: dict[str, list[int]] = {}
+    for r in f.hammer("fw", key):
+        for w, (a, n) in r["windows"].items():
+            windows.setdefault(w, [0, 0])
+            windows[w][0] += a
+            windows[w][1] += n
+    synthesized = windows.pop("0", [0, 0])[1]
+    print(f"\n[{name}] fixedWindow limit {FW_LIMIT}: per window (admitted, calls) "
+          f"{ {w: tuple(v) for w, v in windows.items()} }, synthesized {synthesized}")  # fmt: skip
+    assert synthesized == 0
+    for a, n in windows.values():
+        assert a == min(FW_LIMIT, n)
+    assert sum(n for _, n in windows.values()) == CLIENTS * PER_CLIENT
+
+    # gcra: admitted <= burst + rate x elapsed (elapsed measured around every call)
+    res = f.hammer("gc", key)
+    t0, t1 = min(r["t0"] for r in res), max(r["t1"] for r in res)
+    admitted = sum(a for r in res for w, (a, _) in r["windows"].items() if w != "0")
+    synthesized = sum(n for r in res for w, (_, n) in r["windows"].items() if w == "0")
+    bound = GC_BURST + GC_LIMIT * (t1 - t0) / GC_PERIOD_MS
+    print(f"[{name}] gcra {GC_LIMIT}/{GC_PERIOD_MS} ms burst {GC_BURST}: admitted {admitted} of "
+          f"{CLIENTS * PER_CLIENT} in {t1 - t0:.0f} ms (bound {bound:.1f}), synthesized {synthesized}")  # fmt: skip
+    assert synthesized == 0
+    assert GC_BURST <= admitted <= bound
