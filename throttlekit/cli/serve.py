@@ -238,7 +238,8 @@ def serve(
             redis_store(redis_url, redis_prefix) if backend == "redis" and redis_url else shared_store
         )
         try:
-            service = RateLimiterService(cfg, store=the_store, fail=fail)  # type: ignore[arg-type]
+            owned = True if shared_store is not None else None
+            service = RateLimiterService(cfg, store=the_store, fail=fail, close_store=owned)  # type: ignore[arg-type]
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         if backend == "redis":
