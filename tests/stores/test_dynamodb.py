@@ -117,3 +117,20 @@ def test_unreachable_endpoint_is_a_prompt_store_error() -> None:
         assert time.monotonic() - t0 < 2.0
     finally:
         s.close()
+
+
+def test_round_trips_per_decision(ddb_store: Any) -> None:
+    """GetItem, then a conditional PutItem only when the state changed."""
+    s = ddb_store(None)
+    lim = tk.Limiter(tk.Gcra(1, 60_000), store=s)
+    try:
+        for call, trips in (
+            (lambda: lim.check("k"), 2),
+            (lambda: lim.check("k"), 1),
+            (lambda: lim.peek("k"), 1),
+        ):
+            before = s.round_trips
+            call()
+            assert s.round_trips - before == trips
+    finally:
+        s.close()

@@ -214,3 +214,32 @@ def test_async_outage_then_recovery(pg_url: str, pg_table: str, proxy: Proxy) ->
         await s.aclose()
 
     asyncio.run(main())
+
+
+def test_round_trips_per_decision(pg_url: str, pg_table: str) -> None:
+    """2 for a consuming transform (allowed or denied), 1 for a read-only one; the sync and async APIs agree."""
+    s = PostgresStore(pg_url, table=pg_table, prefix=f"t{uuid.uuid4().hex[:8]}", sweep_interval_ms=0)
+    lim = tk.Limiter(tk.Gcra(1, 1000), store=s)
+    try:
+        lim.check("k")  # first use: the connection and the table (not counted as decision trips)
+        for call, trips in (
+            (lambda: lim.check("k"), 2),
+            (lambda: lim.peek("k"), 1),
+            (lambda: lim.forecast("k"), 1),
+        ):
+            before = s.round_trips
+            call()
+            assert s.round_trips - before == trips
+
+        async def main() -> None:
+            alim = tk.AsyncLimiter(tk.Gcra(1, 1000), store=s)
+            await alim.check("a")
+            before = s.round_trips
+            await alim.check("a")
+            await alim.peek("a")
+            assert s.round_trips - before == 3
+            await s.aclose()
+
+        asyncio.run(main())
+    finally:
+        s.close()

@@ -259,6 +259,8 @@ class SnapshotStore:
         self.max_retries = max_retries
         self._exec = SnapshotExecutor(runtime)
         self._keylocks = _KeyLocks()
+        #: network round trips so far (approximate under threads; for benchmarks and tests)
+        self.round_trips = 0
 
     async def _atransport(self) -> AsyncStateStore:
         raise NotImplementedError

@@ -272,6 +272,7 @@ class DynamoDBStore(SnapshotStore):
         self._ensure_table()
         out: list[dict[str, Any] | None] = []
         for k in keys:
+            self.round_trips += 1
             try:
                 resp = self.client.get_item(
                     TableName=self.table, Key={self.hash_key: {"S": k}}, ConsistentRead=True
@@ -285,6 +286,7 @@ class DynamoDBStore(SnapshotStore):
         """Apply the conditional writes; False when a condition failed (another writer won)."""
         if not reqs:
             return True
+        self.round_trips += 1
         try:
             if len(reqs) == 1:
                 op, params = reqs[0]

@@ -18,8 +18,8 @@ class MemoryStore:
     ``clock`` measures TTLs and answers the ``SERVER_TIME`` sentinel (default: the system clock).
     ``runtime`` is ``"luajit"`` (default where available) or ``"lua51"`` (PUC Lua 5.1, as Redis).
     ``max_keys`` bounds the keyspace (default 1,000,000): at the bound a new key reclaims expired keys
-    first, then evicts the oldest. Thread-safe (one lock around the runtime; lupa calls are cheap, so
-    the lock is held for microseconds). Per process: two processes never share it.
+    first, then evicts the oldest. Thread-safe: each decision is one call into the Lua runtime,
+    which lupa serialises; a batch holds ``lock`` so no other call interleaves. Per process: two processes never share it.
     """
 
     def __init__(
@@ -37,14 +37,13 @@ class MemoryStore:
         self._closed = False
 
     def runner(self, name: str) -> Any:
-        """Fast path for limiters: the raw runner ``(clock_ms, *keys, now_ms, *args) -> (is_array, *items)``."""
-        return self.engine.runner(name)
+        """Fast path for limiters: the Lua runner ``(clock_ms, *keys, now_ms, *args) -> (is_array, *items)``,
+        raising ``engine.lua_error`` on a script error."""
+        return self.engine.raw_runner(name)
 
     def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         t = self.clock.now_ms()
-        run = self.engine.runner(name)
-        with self.lock:
-            out = run(t, *keys, t if now_ms == SERVER_TIME else now_ms, *args)
+        out = self.engine.runner(name)(t, *keys, t if now_ms == SERVER_TIME else now_ms, *args)
         return unpack_reply(out)
 
     def eval_many(
@@ -53,7 +52,7 @@ class MemoryStore:
         t = self.clock.now_ms()
         now = t if now_ms == SERVER_TIME else now_ms
         run = self.engine.runner(name)
-        with self.lock:
+        with self.lock:  # the batch is one unit: nothing interleaves between its decisions
             outs = [run(t, *ks, now, *args) for ks in keys]
         return [unpack_reply(o) for o in outs]
 

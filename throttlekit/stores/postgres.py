@@ -148,6 +148,7 @@ class _Txn:
             return True
         try:
             if self._open:
+                self._store.round_trips += 1
                 with conn.pipeline():
                     try:
                         for q, params in _writes(self._store._sql, changes):
@@ -182,6 +183,7 @@ class _ATxn:
             return True
         try:
             if self._open:
+                self._t.store.round_trips += 1
                 await asyncio.wait_for(self._write(conn, changes), self._t.op_timeout_s)
                 self._open = False
         except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
@@ -289,6 +291,7 @@ class PostgresStore(SnapshotStore):
         self._start_sweeper()
         for attempt in (0, 1):
             conn, fresh = self._pool.acquire()
+            self.round_trips += 1
             try:
                 rows = _read(conn, self._sql, keys, now_ms, write)
             except Exception as exc:
@@ -430,6 +433,7 @@ class _AsyncTransport:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="throttlekit-pg-sweep")
         for attempt in (0, 1):
             conn, fresh = await self.pool.acquire()
+            self.store.round_trips += 1
             try:
                 rows = await asyncio.wait_for(_aread(conn, self.sql, keys, now_ms, write), self.op_timeout_s)
             except BaseException as exc:
