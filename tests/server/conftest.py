@@ -24,8 +24,9 @@ from throttlekit.server import RateLimiterService, ServerHandle, serve
 __all__ = ["Served", "async_redis_store", "config_text", "pb"]
 
 
-def async_redis_store(prefix: str | None = None) -> tk.AsyncRedisStore:
-    """An AsyncRedisStore on the real Redis (unique prefix), or fakeredis off CI."""
+def async_redis_store(prefix: str | None = None) -> Any:
+    """The server's Redis store on the real Redis (unique prefix), or fakeredis (through redis-py and the
+    coalescer) off CI."""
     prefix = prefix or f"tks-{uuid.uuid4().hex[:10]}"
     if _REAL is not None:
         from throttlekit.server import redis_store
@@ -35,7 +36,10 @@ def async_redis_store(prefix: str | None = None) -> tk.AsyncRedisStore:
         pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
     import fakeredis
 
-    return tk.AsyncRedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), prefix=prefix)
+    from throttlekit.server import CoalescingRedisStore
+
+    fake = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    return CoalescingRedisStore(tk.AsyncRedisStore(fake, prefix=prefix))
 
 
 def config_text(policies: dict[str, dict[str, Any]]) -> str:

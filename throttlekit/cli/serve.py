@@ -119,7 +119,8 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -
 
 async def _ping(service: Any) -> None:
     try:
-        await asyncio.wait_for(service.store.client.ping(), 1.0)
+        store = service.store
+        await asyncio.wait_for(store.ping() if hasattr(store, "ping") else store.client.ping(), 1.0)
     except Exception as exc:
         click.echo(
             f"warning: Redis is not reachable yet ({exc}); decisions fail {service.fail} until it is",

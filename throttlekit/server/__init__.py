@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._app import AsyncServerHandle, ServerHandle, serve, server_credentials, start
 from ._batch import CoalescingRedisStore
 from ._door import MAX_KEY_BYTES, MAX_KEYS, RateLimiterDoor
+from ._resp import PipelinedRedisStore
 from ._service import (
     FailMode,
     OutageLog,
@@ -31,6 +32,7 @@ __all__ = [
     "CoalescingRedisStore",
     "FailMode",
     "OutageLog",
+    "PipelinedRedisStore",
     "RateLimiterDoor",
     "RateLimiterService",
     "ServerHandle",

@@ -25,6 +25,7 @@ from ..config import Policy, PolicyConfig, RatePolicy, load_config
 from ..limiter import AsyncLimiter, Limiter
 from ..stores import AsyncRedisStore, MemoryStore, RedisStore
 from ._batch import CoalescingRedisStore
+from ._resp import PipelinedRedisStore
 
 __all__ = [
     "FailMode",
@@ -168,12 +169,12 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
     if isinstance(store, str):
         if store.split("://", 1)[0] not in ("redis", "rediss", "unix"):
             raise ConfigError(f"unsupported store {store!r}: expected memory:// or a redis:// URL")
-        return CoalescingRedisStore(redis_store(store)), "redis", True
+        return redis_store(store), "redis", True
     if isinstance(store, MemoryStore):
         return store, "memory", False
     if isinstance(store, AsyncRedisStore):
         return CoalescingRedisStore(store), "redis", False
-    if isinstance(store, CoalescingRedisStore):
+    if isinstance(store, (CoalescingRedisStore, PipelinedRedisStore)):
         return store, "redis", False
     if isinstance(store, RedisStore):
         raise ConfigError(
@@ -182,18 +183,22 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
     raise ConfigError(f"unsupported store {store!r}: expected a MemoryStore, an AsyncRedisStore or a URL")
 
 
-def redis_store(url: str, prefix: str = "") -> AsyncRedisStore:
-    """An :class:`AsyncRedisStore` tuned to fail fast: a decision must never hang on a dead Redis.
+def redis_store(url: str, prefix: str = "") -> PipelinedRedisStore | CoalescingRedisStore:
+    """The server's Redis store for ``url``, tuned to fail fast (a decision never hangs on a dead Redis):
+    connect timeout 0.5 s, reply timeout 1 s.
 
-    Connect timeout 0.5 s, command timeout 1 s, one immediate retry (which reconnects a pooled
-    connection that Redis closed, e.g. after a restart).
+    ``redis://`` and ``unix://`` use :class:`PipelinedRedisStore` (one pipelined connection, hiredis);
+    ``rediss://`` (TLS) uses redis-py through :class:`CoalescingRedisStore`.
     """
+    if url.split("://", 1)[0] in ("redis", "unix"):
+        return PipelinedRedisStore(url, prefix=prefix, connect_timeout=0.5, timeout=1.0)
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    return AsyncRedisStore(
+    inner = AsyncRedisStore(
         url=url, prefix=prefix, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1)
     )
+    return CoalescingRedisStore(inner)
 
 
 class RateLimiterService:

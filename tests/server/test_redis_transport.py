@@ -1,0 +1,71 @@
+"""The server's Redis transports: the pipelined hiredis connection and the redis-py coalescer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+
+import throttlekit as tk
+from tests.conftest import _REAL, IN_CI, REDIS_URL
+from throttlekit.server import CoalescingRedisStore, PipelinedRedisStore
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(autouse=True)
+def _needs_real_redis() -> None:
+    if _REAL is None:
+        if IN_CI:
+            pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
+        pytest.skip("needs a real Redis")
+
+
+def _stores(db_url: str) -> list[object]:
+    prefix = f"tr-{uuid.uuid4().hex[:8]}"
+    return [
+        PipelinedRedisStore(db_url, prefix=prefix),
+        CoalescingRedisStore(tk.AsyncRedisStore(url=db_url, prefix=prefix + "c")),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["pipelined", "coalescing"])
+def test_batches_decide_like_the_engine_and_survive_script_flush(kind: str) -> None:
+    clock = tk.ManualClock(1_700_000_000_000)
+    store = _stores(REDIS_URL)[0 if kind == "pipelined" else 1]
+    reference = tk.Limiter(tk.SlidingWindow(20, "1s", buckets=4), clock=clock)
+
+    async def run() -> None:
+        lim = tk.AsyncLimiter(tk.SlidingWindow(20, "1s", buckets=4), store=store, clock=clock)
+        got = await asyncio.gather(*(lim.check(f"k{i % 3}") for i in range(30)))
+        assert list(got) == [reference.check(f"k{i % 3}") for i in range(30)]
+        redis.Redis.from_url(REDIS_URL).script_flush()
+        assert await lim.check("k0") == reference.check("k0")  # NOSCRIPT -> SCRIPT LOAD -> retry
+        assert await lim.check_many(["a", "b", "a"]) == reference.check_many(["a", "b", "a"])
+        with pytest.raises(tk.ScriptError):
+            await store.aeval("no_such_transform", ["k"], 0, [])  # type: ignore[attr-defined]
+        await store.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+
+
+def test_pipelined_store_selects_the_database_and_reports_outages() -> None:
+    url = REDIS_URL.rsplit("/", 1)[0] + "/3"
+    store = PipelinedRedisStore(url, prefix=f"db-{uuid.uuid4().hex[:8]}")
+
+    async def run() -> None:
+        assert await store.ping()
+        lim = tk.AsyncLimiter(tk.FixedWindow(5, "1m"), store=store)
+        assert (await lim.check("k")).remaining == 4
+        await store.aclose()
+        dead = PipelinedRedisStore("redis://127.0.0.1:1/0")
+        with pytest.raises(tk.StoreError, match="cannot connect"):
+            await tk.AsyncLimiter(tk.FixedWindow(5, "1m"), store=dead).check("k")
+
+    asyncio.run(run())
+    keys = redis.Redis.from_url(url).keys(f"{store.prefix}:*")
+    assert keys and not redis.Redis.from_url(REDIS_URL).keys(f"{store.prefix}:*")
+    with pytest.raises(tk.ConfigError):
+        PipelinedRedisStore("rediss://example:6380")
