@@ -23,7 +23,7 @@ from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitErr
 from .._types import Decision, Forecast
 from ..config import Policy, PolicyConfig, RatePolicy, load_config
 from ..limiter import AsyncLimiter, Limiter
-from ..stores import AsyncRedisStore, MemoryStore, RedisStore
+from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore
 from ._batch import CoalescingRedisStore
 from ._resp import PipelinedRedisStore
 
@@ -180,7 +180,12 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
         raise ConfigError(
             "the server needs an AsyncRedisStore (or a redis:// URL), not the synchronous RedisStore"
         )
-    raise ConfigError(f"unsupported store {store!r}: expected a MemoryStore, an AsyncRedisStore or a URL")
+    if isinstance(store, AsyncScriptStore):  # Postgres, DynamoDB, ...: aeval on the loop thread
+        return store, type(store).__name__, False
+    raise ConfigError(
+        f"unsupported store {store!r}: expected a MemoryStore, an async script store (AsyncRedisStore, "
+        "PostgresStore, DynamoDBStore, ...) or a URL"
+    )
 
 
 def redis_store(url: str, prefix: str = "") -> PipelinedRedisStore | CoalescingRedisStore:
