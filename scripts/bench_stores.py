@@ -1,0 +1,214 @@
+"""Benchmark gcra Check on every store from the Python API: decisions/s, p50/p99, round trips per decision.
+
+    /tmp/venv/bin/python scripts/bench_stores.py [--seconds 3] [--stores memory,redis,postgres,dynamodb]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-url redis://127.0.0.1:6379/0]
+
+Each client is its own **process** with its own store (as separate app instances would be), running the
+synchronous API in a closed loop on its own keys (1,000 keys per client, so no lock contention is measured
+here: the fleet test covers that). Rows for 1 and 4 concurrent clients, plus an asyncio row (4 tasks on one
+loop, one store) for the snapshot stores. DynamoDB runs on moto (``moto_server`` on a loopback port): a
+correctness setup, not a speed claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import throttlekit as tk
+
+AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+STRATEGY = tk.Gcra(1_000_000, 1000, burst=1_000_000)  # always admits: every call writes state
+
+
+def make_store(name: str, opts: dict[str, Any]) -> Any:
+    if name == "memory":
+        return tk.MemoryStore()
+    if name == "redis":
+        return tk.RedisStore(url=opts["redis_url"], prefix=opts["prefix"])
+    if name == "postgres":
+        from throttlekit.stores.postgres import PostgresStore
+
+        return PostgresStore(
+            opts["postgres_url"], table=opts["table"], prefix=opts["prefix"], sweep_interval_ms=0
+        )
+    from throttlekit.stores.dynamodb import DynamoDBStore
+
+    return DynamoDBStore(
+        opts["ddb_table"], region="us-east-1", endpoint=opts["endpoint"], prefix=opts["prefix"]
+    )
+
+
+def _client(name: str, opts: dict[str, Any], seconds: float, idx: int, out: Any) -> None:
+    os.environ.update(AWS)
+    store = make_store(name, opts)
+    lim = tk.Limiter(STRATEGY, store=store)
+    keys = [f"c{idx}-k{i}" for i in range(1000)]
+    for k in keys[:20]:  # warm up: connections, table, prepared statements
+        lim.check(k)
+    trips0 = getattr(store, "round_trips", None)
+    lat: list[float] = []
+    n = 0
+    perf = time.perf_counter
+    end = perf() + seconds
+    while True:
+        t = perf()
+        if t >= end:
+            break
+        lim.check(keys[n % 1000])
+        lat.append(perf() - t)
+        n += 1
+    trips = None if trips0 is None else (store.round_trips - trips0) / max(1, n)
+    store.close()
+    out.put((n, lat, trips))
+
+
+def run_processes(name: str, opts: dict[str, Any], clients: int, seconds: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(name, opts, seconds, i, q)) for i in range(clients)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    n = sum(r[0] for r in results)
+    lat = sorted(x for r in results for x in r[1])
+    trips = [r[2] for r in results if r[2] is not None]
+    return _row(
+        name, f"{clients} proc", n, seconds, lat, statistics.mean(trips) if trips else _static_trips(name)
+    )
+
+
+def run_async(name: str, opts: dict[str, Any], tasks: int, seconds: float) -> dict[str, Any]:
+    store = make_store(name, opts)
+    lim = tk.AsyncLimiter(STRATEGY, store=store)
+    lat: list[float] = []
+    perf = time.perf_counter
+
+    async def worker(i: int, end: float) -> int:
+        n = 0
+        while perf() < end:
+            t = perf()
+            await lim.check(f"a{i}-k{n % 1000}")
+            lat.append(perf() - t)
+            n += 1
+        return n
+
+    async def main() -> tuple[int, float]:
+        for i in range(tasks):
+            await lim.check(f"a{i}-k0")
+        trips0 = store.round_trips
+        counts = await asyncio.gather(*(worker(i, perf() + seconds) for i in range(tasks)))
+        trips = (store.round_trips - trips0) / max(1, sum(counts))
+        await store.aclose()
+        return sum(counts), trips
+
+    n, trips = asyncio.run(main())
+    store.close()
+    return _row(name, f"{tasks} async", n, seconds, sorted(lat), trips)
+
+
+def _static_trips(name: str) -> float:
+    return {"memory": 0.0, "redis": 1.0}.get(name, float("nan"))
+
+
+def _row(store: str, clients: str, n: int, seconds: float, lat: list[float], trips: float) -> dict[str, Any]:
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1e6 if lat else float("nan")
+
+    return {
+        "store": store,
+        "clients": clients,
+        "dps": n / seconds,
+        "p50": pct(0.5),
+        "p99": pct(0.99),
+        "trips": trips,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
+    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **AWS})  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=0.5).close()
+            return proc, endpoint
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("moto_server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--stores", default="memory,redis,postgres,dynamodb")
+    ap.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    a = ap.parse_args()
+    os.environ.update(AWS)
+    run = uuid.uuid4().hex[:8]
+    opts: dict[str, Any] = {"redis_url": a.redis_url, "postgres_url": a.postgres_url, "prefix": f"bench-{run}",
+                            "table": f"tk_bench_{run}", "ddb_table": f"tk-bench-{run}"}  # fmt: skip
+    moto = None
+    rows: list[dict[str, Any]] = []
+    try:
+        for name in a.stores.split(","):
+            if name == "dynamodb":
+                moto, opts["endpoint"] = start_moto()
+                from throttlekit.stores.dynamodb import create_table, make_client
+
+                create_table(make_client("us-east-1", opts["endpoint"]), opts["ddb_table"])
+            for clients in (1, 4):
+                rows.append(run_processes(name, opts, clients, a.seconds))
+                print(_fmt(rows[-1]), flush=True)
+            if name in ("postgres", "dynamodb"):
+                rows.append(run_async(name, opts, 4, a.seconds))
+                print(_fmt(rows[-1]), flush=True)
+    finally:
+        if "postgres" in a.stores:
+            from throttlekit.stores.postgres import PostgresStore
+
+            s = PostgresStore(a.postgres_url, table=opts["table"], sweep_interval_ms=0)
+            s.drop_table()
+            s.close()
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
+    print("\n| store | clients | decisions/s | p50 (us) | p99 (us) | round trips / decision |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        note = " (moto: correctness setup, not a speed claim)" if r["store"] == "dynamodb" else ""
+        print(f"| {r['store']}{note} | {r['clients']} | {r['dps']:,.0f} | {r['p50']:,.0f} | {r['p99']:,.0f} "
+              f"| {r['trips']:.2f} |")  # fmt: skip
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    return (f"{r['store']:>9} {r['clients']:>8}: {r['dps']:>9,.0f} decisions/s  p50 {r['p50']:>8,.0f} us  "
+            f"p99 {r['p99']:>8,.0f} us  {r['trips']:.2f} round trips/decision")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
