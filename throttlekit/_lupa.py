@@ -12,7 +12,8 @@ The key table is bounded: at ``max_keys`` a new key first reclaims expired keys 
 once per ``max_keys // 8`` insertions, so a flood costs O(1) amortised), then evicts the oldest key by
 creation order. Expired keys are also swept every time as many keys were created as are live.
 
-Not thread-safe by itself: :class:`LuaEngine` callers hold its ``lock`` (the memory store does).
+Thread-safety: lupa serialises calls into one runtime, so each transform call is atomic by itself;
+``LuaEngine.lock`` is for callers that need several calls to form one unit (load, run, dump).
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ local function zscore_value(s)
 end
 
 local C = {}
+local OK = {ok = 'OK'}
 C.GET = function(k)
   local v = typed(k, 'string')
   if v == nil then return false end
@@ -154,18 +156,19 @@ C.GET = function(k)
 end
 C.SET = function(k, v, opt, px, ...)
   if select('#', ...) > 0 then err('ERR syntax error') end
-  v = str(v)
+  if type(v) ~= 'string' then v = str(v) end
   local deadline = nil
   if opt ~= nil then
-    if upper(str(opt)) ~= 'PX' then err('ERR syntax error') end
-    local ms = num(px, 'value')
+    if opt ~= 'PX' and opt ~= 'px' and upper(str(opt)) ~= 'PX' then err('ERR syntax error') end
+    local ms = px
+    if type(ms) ~= 'number' then ms = num(px, 'value') end
     if ms ~= floor(ms) then err('ERR value is not an integer or out of range') end
     if ms <= 0 then err("ERR invalid expire time in 'set' command") end
     deadline = S.now + ms
   end
   if live(k) == nil then create(k, v, 'string') else data[k], kinds[k] = v, 'string' end
   expires[k] = deadline
-  return {ok = 'OK'}
+  return OK
 end
 C.DEL = function(...)
   local n = 0
@@ -386,18 +389,21 @@ local SAFE = {
   pcall = pcall, assert = assert, redis = redis,
 }
 
--- compile(src, name, nkeys, nargs) -> runner(now, key1.., arg1..) with fixed arity
-local function compile(src, name, nkeys, nargs)
-  local KEYS, ARGV = {}, {}
+local function make_env(KEYS, ARGV)
   local env = {KEYS = KEYS, ARGV = ARGV}
   for k, v in pairs(SAFE) do env[k] = v end
-  setmetatable(env, {
+  return setmetatable(env, {
     __index = function(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end,
     __newindex = function(_, k) error("Script attempted to create global variable '" .. tostring(k) .. "'", 2) end,
   })
+end
+
+-- compile(src, name, nkeys, nargs) -> runner(now, key1.., arg1..) with fixed arity
+local function compile(src, name, nkeys, nargs)
+  local KEYS, ARGV = {}, {}
   local fn, cerr = loadstring(src, '=' .. name)
   if fn == nil then return nil, cerr end
-  setfenv(fn, env)
+  setfenv(fn, make_env(KEYS, ARGV))
   local params, body = {'t'}, {}
   for i = 1, nkeys do params[#params + 1] = 'k' .. i; body[#body + 1] = 'K[' .. i .. ']=k' .. i end
   for i = 1, nargs do params[#params + 1] = 'a' .. i; body[#body + 1] = 'A[' .. i .. ']=a' .. i end
@@ -407,8 +413,30 @@ local function compile(src, name, nkeys, nargs)
   return factory(S, convert, fn, KEYS, ARGV)
 end
 
+-- compile_bound(src, name, p1..pn): a private copy of a check transform whose ARGV[2..n+1] are fixed to
+-- the limiter's strategy parameters; a decision then crosses the boundary as (t, key, now, cost) and comes
+-- back as (allowed: boolean, limit, remaining, reset_at, retry_after_ms), converted by Redis' rules.
+local function compile_bound(src, name, ...)
+  local KEYS, ARGV = {}, {}
+  local fn, cerr = loadstring(src, '=' .. name)
+  if fn == nil then return nil, cerr end
+  setfenv(fn, make_env(KEYS, ARGV))
+  local n = select('#', ...)
+  for i = 1, n do ARGV[i + 1] = (select(i, ...)) end
+  local last = n + 2
+  return function(t, k, now, cost)
+    S.now = t
+    KEYS[1] = k
+    ARGV[1] = now
+    ARGV[last] = cost
+    local _, a, l, rm, rs, ry = convert(fn())
+    return a == 1, l, rm, rs, ry
+  end
+end
+
 local admin = {}
 admin.compile = compile
+admin.compile_bound = compile_bound
 admin.count = function() return nkeys end
 admin.sweep = function(t) S.now = t; sweep(); return nkeys end
 admin.flush = function()
@@ -498,6 +526,9 @@ class LuaEngine:
         )
         self._admin = self._rt.execute(_PRELUDE, max_keys)
         self._runners: dict[str, Callable[..., tuple[Any, ...]]] = {}
+        self._raw: dict[str, Any] = {}
+        self._transforms: dict[str, Transform] = {}
+        self.lua_error: type[Exception] = self._mod.LuaError
         self._shas: dict[str, str] = {}
         for t in transforms:
             self.add(t)
@@ -507,6 +538,8 @@ class LuaEngine:
         result = self._admin.compile(t.source, t.name, len(t.keys), len(t.argv))
         if isinstance(result, tuple):
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
+        self._raw[t.name] = result
+        self._transforms[t.name] = t
         self._runners[t.name] = self._wrap(t.name, t.sha, result, self._mod.LuaError)
         self._shas[t.name] = t.sha
 
@@ -522,8 +555,29 @@ class LuaEngine:
         run.__name__ = f"run_{name}"
         return run
 
+    def raw_runner(self, name: str) -> Any:
+        """The Lua runner itself (no Python wrapper): it raises ``self.lua_error`` on a script error.
+        One call is atomic on its own (lupa serialises calls into a runtime); hot paths use this."""
+        try:
+            return self._raw[name]
+        except KeyError:
+            raise ScriptError(name, "", f"unknown transform {name!r}") from None
+
+    def bound_runner(self, name: str, params: Sequence[Any]) -> Any:
+        """``raw_runner(name)`` of a decision transform with the ARGV between ``now_ms`` and the last
+        argument fixed to ``params``: ``(clock_ms, key, now_ms, cost) -> (allowed: bool, limit, remaining,
+        reset_at, retry_after_ms)``. For check transforms (ARGV ``[now_ms, *params, cost]``, 5-field reply)."""
+        t = self._transforms.get(name)
+        if t is None:
+            raise ScriptError(name, "", f"unknown transform {name!r}")
+        result = self._admin.compile_bound(t.source, t.name, *params)
+        if isinstance(result, tuple):
+            raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
+        return result
+
     def runner(self, name: str) -> Callable[..., tuple[Any, ...]]:
-        """The raw runner of a transform (caller holds ``lock``)."""
+        """The runner of a transform, raising :class:`ScriptError` on a script error. One call is
+        atomic; hold ``lock`` only to make several calls one unit (load, run, dump)."""
         try:
             return self._runners[name]
         except KeyError:
@@ -531,9 +585,7 @@ class LuaEngine:
 
     def call(self, name: str, clock_ms: int, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
         """Run a transform once and return its reply as a list (Redis conversion applied)."""
-        with self.lock:
-            out = self.runner(name)(clock_ms, *keys, *args)
-        return unpack_reply(out)
+        return unpack_reply(self.runner(name)(clock_ms, *keys, *args))
 
     def key_count(self) -> int:
         """Keys currently held (expired ones not yet swept included)."""

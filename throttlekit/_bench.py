@@ -1,0 +1,214 @@
+"""Side-by-side engine benchmarks (``tk bench`` / ``scripts/bench.py``).
+
+Every comparison runs its contenders interleaved, in several short rounds, in one process, and reports
+the median round: on a shared, noisy machine only ratios measured together mean anything.
+
+Embedded: our ``Limiter.check`` on the memory store (LuaJIT and PUC Lua 5.1) per strategy, against the
+``limits`` library's in-memory strategies. Redis: our ``Limiter.check`` per strategy, sequential and
+``check_many`` of 100 keys, against raw redis-py ``evalsha`` of the very same script and against
+``limits``' Redis strategies (``hit``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._clock import SERVER_TIME
+from ._loader import load_manifest
+from .limiter import Limiter
+from .stores import MemoryStore, RedisStore
+from .strategies import FixedWindow, Gcra, Quota, SlidingWindow, SlidingWindowLog, Strategy, TokenBucket
+
+__all__ = ["Row", "run_bench"]
+
+# Generous limits so the steady state is "allowed" (the common case) for every contender.
+STRATEGIES: dict[str, Strategy] = {
+    "gcra": Gcra(1_000_000, "1s"),
+    "tokenBucket": TokenBucket(1_000_000, 1_000_000),
+    "fixedWindow": FixedWindow(1_000_000_000, "1h"),
+    "slidingWindow": SlidingWindow(1_000_000_000, "1h", buckets=10),
+    "slidingWindowLog": SlidingWindowLog(1_000_000_000, "10ms"),
+    "quota": Quota(1_000_000_000, "calendar-month"),
+}
+
+
+@dataclass
+class Row:
+    """One measured contender: decisions per second and microseconds per decision (median round)."""
+
+    group: str
+    name: str
+    per_sec: float
+    us: float
+    baseline: str = ""
+    ratio: float | None = None
+
+
+def _rate(fn: Callable[[int], None], n: int) -> float:
+    start = time.perf_counter()
+    fn(n)
+    return n / (time.perf_counter() - start)
+
+
+def _compare(group: str, contenders: dict[str, Callable[[int], None]], n: int, rounds: int) -> list[Row]:
+    """Interleave the contenders for ``rounds`` rounds of ``n`` decisions; median per contender."""
+    for fn in contenders.values():  # warm-up (script load, JIT, connection)
+        fn(max(1, n // 10))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            samples[name].append(_rate(fn, n))
+    rows = []
+    for name, vals in samples.items():
+        rate = statistics.median(vals)
+        rows.append(Row(group, name, rate, 1e6 / rate))
+    return rows
+
+
+def _loop_check(limiter: Limiter, key: str = "bench") -> Callable[[int], None]:
+    check = limiter.check
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            check(key)
+
+    return run
+
+
+def embedded(n: int = 50_000, rounds: int = 5) -> list[Row]:
+    """Our memory store per strategy (LuaJIT, Lua 5.1) vs the ``limits`` library's memory strategies."""
+    from limits import RateLimitItemPerHour
+    from limits.storage import MemoryStorage
+    from limits.strategies import (
+        FixedWindowRateLimiter,
+        MovingWindowRateLimiter,
+        SlidingWindowCounterRateLimiter,
+    )
+
+    rows: list[Row] = []
+    item = RateLimitItemPerHour(1_000_000_000)
+    lim_fixed = FixedWindowRateLimiter(MemoryStorage())
+    lim_sliding = SlidingWindowCounterRateLimiter(MemoryStorage())
+    lim_moving = MovingWindowRateLimiter(MemoryStorage())
+    moving_item = RateLimitItemPerHour(1000)
+
+    def limits_hit(limiter: Any, it: Any) -> Callable[[int], None]:
+        hit = limiter.hit
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                hit(it, "bench")
+
+        return run
+
+    contenders: dict[str, Callable[[int], None]] = {}
+    for name, strategy in STRATEGIES.items():
+        for runtime in ("luajit", "lua51"):
+            contenders[f"throttlekit {name} ({runtime})"] = _loop_check(
+                Limiter(strategy, store=MemoryStore(runtime=runtime, max_keys=1000)), f"bench-{name}"
+            )
+    contenders["limits FixedWindow (memory)"] = limits_hit(lim_fixed, item)
+    contenders["limits SlidingWindowCounter (memory)"] = limits_hit(lim_sliding, item)
+    contenders["limits MovingWindow (memory, limit 1000)"] = limits_hit(lim_moving, moving_item)
+    rows = _compare("embedded", contenders, n, rounds)
+    base = next(r for r in rows if r.name == "limits FixedWindow (memory)")
+    for r in rows:
+        if r.name.startswith("throttlekit"):
+            r.baseline, r.ratio = base.name, r.per_sec / base.per_sec
+    return rows
+
+
+def redis_rows(url: str, n: int = 3_000, rounds: int = 5, batch: int = 100) -> list[Row]:
+    """Our Redis store per strategy (sequential and check_many) vs raw EVALSHA and ``limits``' Redis."""
+    import redis
+    from limits import RateLimitItemPerHour
+    from limits.storage import RedisStorage
+    from limits.strategies import (
+        FixedWindowRateLimiter,
+        MovingWindowRateLimiter,
+        SlidingWindowCounterRateLimiter,
+    )
+
+    client = redis.Redis.from_url(url)
+    client.ping()
+    prefix = f"tkbench-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(client, prefix=prefix)
+    manifest = load_manifest()
+    rows: list[Row] = []
+    storage = RedisStorage(url, key_prefix=prefix)
+    item = RateLimitItemPerHour(1_000_000_000)
+    moving_item = RateLimitItemPerHour(1000)
+    try:
+        for name, strategy in STRATEGIES.items():
+            limiter = Limiter(strategy, store=store)
+            t = manifest[strategy.check_transform]
+            args = (*strategy.params, 1)
+            key = f"{prefix}:raw-{name}"
+            evalsha = client.evalsha
+
+            def raw(n: int, sha: str = t.sha, args: tuple[Any, ...] = args, key: str = key) -> None:
+                for _ in range(n):
+                    evalsha(sha, 1, key, SERVER_TIME, *args)
+
+            keys = [f"{name}-{i}" for i in range(batch)]
+            many = limiter.check_many
+
+            def batched(n: int, keys: list[str] = keys, many: Any = many) -> None:
+                for _ in range(max(1, n // len(keys))):
+                    many(keys)
+
+            # each contender makes n decisions per call (check_many: n // batch calls of batch keys)
+            contenders = {
+                f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}"),
+                f"raw redis-py EVALSHA {name}": raw,
+                f"throttlekit {name} check_many({batch})": batched,
+            }
+            group = _compare(f"redis {name}", contenders, n - n % batch, rounds)
+            base = group[1]
+            for r in (group[0], group[2]):
+                r.baseline, r.ratio = base.name, r.per_sec / base.per_sec
+            rows.extend(group)
+
+        def limits_hit(limiter: Any, it: Any) -> Callable[[int], None]:
+            hit = limiter.hit
+
+            def run(n: int) -> None:
+                for _ in range(n):
+                    hit(it, "bench")
+
+            return run
+
+        contenders = {
+            "throttlekit fixedWindow check": _loop_check(
+                Limiter(STRATEGIES["fixedWindow"], store=store), "bench-vs-limits"
+            ),
+            "limits FixedWindow (redis)": limits_hit(FixedWindowRateLimiter(storage), item),
+            "limits SlidingWindowCounter (redis)": limits_hit(SlidingWindowCounterRateLimiter(storage), item),
+            "limits MovingWindow (redis, limit 1000)": limits_hit(
+                MovingWindowRateLimiter(storage), moving_item
+            ),
+        }
+        group = _compare("redis vs limits", contenders, n, rounds)
+        base = next(r for r in group if r.name == "limits FixedWindow (redis)")
+        group[0].baseline, group[0].ratio = base.name, group[0].per_sec / base.per_sec
+        rows.extend(group)
+    finally:
+        for k in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(k)
+        for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
+            client.delete(k)
+    return rows
+
+
+def run_bench(redis_url: str | None, quick: bool = False) -> list[Row]:
+    """Every table; ``quick`` shrinks the rounds (a smoke run for tests)."""
+    n_mem, n_red, rounds = (2_000, 200, 2) if quick else (50_000, 3_000, 5)
+    rows = embedded(n_mem, rounds)
+    if redis_url:
+        rows += redis_rows(redis_url, n_red, rounds)
+    return rows

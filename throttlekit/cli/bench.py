@@ -1,0 +1,38 @@
+"""``tk bench``: the engine benchmarks, side by side in one run (see throttlekit/_bench.py)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+__all__ = ["bench"]
+
+
+@click.command()
+@click.option(
+    "--redis-url", default="redis://127.0.0.1:6379/0", show_default=True, envvar="THROTTLEKIT_REDIS_URL"
+)
+@click.option("--no-redis", is_flag=True, help="Only the embedded (memory store) tables.")
+@click.option("--quick", is_flag=True, help="Tiny rounds: a smoke run, not a measurement.")
+@click.option("--json", "as_json", is_flag=True)
+def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
+    """Decisions/s of the engine vs the `limits` library and raw redis-py EVALSHA (needs the `bench` extra)."""
+    try:
+        from .._bench import run_bench
+    except ImportError as exc:  # pragma: no cover
+        raise click.ClickException(
+            f"{exc}: install the extra with pip install 'throttlekit-server[bench]'"
+        ) from exc
+    rows = run_bench(None if no_redis else redis_url, quick=quick)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        return
+    group = None
+    for r in rows:
+        if r.group != group:
+            group = r.group
+            click.echo(f"\n{group}")
+            click.echo(f"  {'contender':48} {'decisions/s':>12} {'us/op':>8}  ratio")
+        ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
+        click.echo(f"  {r.name:48} {r.per_sec:12,.0f} {r.us:8.2f}  {ratio}")
