@@ -27,7 +27,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +58,17 @@ def grpc_frame(message: bytes) -> bytes:
 
 
 def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
-    args = [sys.executable, "-c", "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
-            "--config", str(config), "--port", "0", "--log-level", "warning"]
+    args = [
+        sys.executable,
+        "-c",
+        "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
@@ -73,16 +81,36 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     return proc, port
 
 
-def h2load(port: int, frame: Path, log: Path, *, n: int, clients: int, streams: int, rps: int | None) -> tuple[int, float]:
+def h2load(
+    port: int, frame: Path, log: Path, *, n: int, clients: int, streams: int, rps: int | None
+) -> tuple[int, float]:
     """Run h2load; return (succeeded requests, requests per second)."""
     if log.exists():
         log.unlink()  # h2load appends
-    args = ["h2load", "-n", str(n), "-c", str(clients), "-m", str(streams), "-d", str(frame),
-            "-H", "content-type: application/grpc", "-H", "te: trailers", f"--log-file={log}"]
+    args = [
+        "h2load",
+        "-n",
+        str(n),
+        "-c",
+        str(clients),
+        "-m",
+        str(streams),
+        "-d",
+        str(frame),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        f"--log-file={log}",
+    ]
     if rps:
         args += ["--rps", str(rps)]
-    out = subprocess.run([*args, f"http://127.0.0.1:{port}/throttlekit.v1.RateLimiter/Check"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}/throttlekit.v1.RateLimiter/Check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     ok = rate = 0.0
     for line in out.splitlines():
         if line.startswith("finished in"):
@@ -136,7 +164,9 @@ def bench_store(store: str, seconds: float, redis_url: str, tmp: Path, frame: Pa
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="duration of each measured phase")
-    ap.add_argument("--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    ap.add_argument(
+        "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
     ap.add_argument("--stores", default="memory,redis")
     args = ap.parse_args()
     if shutil.which("h2load") is None:
@@ -146,7 +176,9 @@ def main() -> int:
         tmp = Path(d)
         frame = tmp / "check.bin"
         frame.write_bytes(grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString()))
-        results = [r for s in args.stores.split(",") for r in bench_store(s, args.seconds, args.redis, tmp, frame)]
+        results = [
+            r for s in args.stores.split(",") for r in bench_store(s, args.seconds, args.redis, tmp, frame)
+        ]
     print(f"\nCheck over gRPC, {os.cpu_count()} CPUs, h2load load generator, {args.seconds:g} s per phase\n")
     print("| store | phase | requests ok | Check/s | p50 ms | p99 ms |")
     print("|---|---|--:|--:|--:|--:|")

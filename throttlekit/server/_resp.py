@@ -153,6 +153,7 @@ class PipelinedRedisStore:
     def _forget(self, proto: _Protocol) -> None:
         if self._conn is proto:
             self._conn = None
+            self._out = []  # its unsent commands: their callers were failed with the connection
 
     # -- sending ------------------------------------------------------------------------------------
     def _flush(self) -> None:
