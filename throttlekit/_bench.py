@@ -149,9 +149,14 @@ def redis_rows(url: str, n: int = 3_000, rounds: int = 5, batch: int = 100) -> l
             t = manifest[strategy.check_transform]
             args = (*strategy.params, 1)
             key = f"{prefix}:raw-{name}"
-            evalsha = client.evalsha
 
-            def raw(n: int, sha: str = t.sha, args: tuple[Any, ...] = args, key: str = key) -> None:
+            def raw(
+                n: int,
+                sha: str = t.sha,
+                args: tuple[Any, ...] = args,
+                key: str = key,
+                evalsha: Any = client.evalsha,
+            ) -> None:
                 for _ in range(n):
                     evalsha(sha, 1, key, SERVER_TIME, *args)
 
