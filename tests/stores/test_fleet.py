@@ -103,7 +103,13 @@ class Fleet:
                 p.stdout.close()
 
 
-@pytest.fixture(params=["redis", "postgres", "dynamodb"])
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("dynamodb", marks=pytest.mark.dynamodb),
+    ]
+)
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Fleet]]:
     import os
 

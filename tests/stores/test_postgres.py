@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 import throttlekit as tk
@@ -22,6 +21,7 @@ from throttlekit.stores.postgres import PostgresStore
 from ._services import Proxy, free_port
 
 pytestmark = pytest.mark.postgres
+psycopg = pytest.importorskip("psycopg", reason="pip install 'throttlekit-server[postgres]'")
 
 
 def _rows(url: str, table: str, prefix: str) -> dict[str, tuple[Any, int]]:
