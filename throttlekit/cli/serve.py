@@ -65,12 +65,10 @@ def _store(
 
 def _shared_store(backend: str, opts: dict[str, Any]) -> Any:
     """The Postgres or DynamoDB store for ``backend`` (None for memory and redis). Connects lazily."""
-    if backend == "postgres":
-        from ..stores.postgres import PostgresStore
+    if backend == "postgres":  # store parameters may also ride in the URL (?pool_size=32&sweep_interval_ms=0)
+        from ..stores.postgres import from_url
 
-        return PostgresStore(
-            opts["postgres_url"], table=opts["postgres_table"], prefix=opts["postgres_prefix"]
-        )
+        return from_url(opts["postgres_url"], table=opts["postgres_table"], prefix=opts["postgres_prefix"])
     if backend == "dynamodb":
         from ..stores.dynamodb import DynamoDBStore
 
