@@ -25,8 +25,8 @@ __all__ = ["Served", "async_redis_store", "config_text", "pb"]
 
 
 def async_redis_store(prefix: str | None = None) -> Any:
-    """The server's Redis store on the real Redis (unique prefix), or fakeredis (through redis-py and the
-    coalescer) off CI."""
+    """The server's Redis store on the real Redis (unique prefix), or an AsyncRedisStore over fakeredis
+    off CI."""
     prefix = prefix or f"tks-{uuid.uuid4().hex[:10]}"
     if _REAL is not None:
         from throttlekit.server import redis_store
@@ -36,10 +36,7 @@ def async_redis_store(prefix: str | None = None) -> Any:
         pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
     import fakeredis
 
-    from throttlekit.server import CoalescingRedisStore
-
-    fake = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    return CoalescingRedisStore(tk.AsyncRedisStore(fake, prefix=prefix))
+    return tk.AsyncRedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), prefix=prefix)
 
 
 def config_text(policies: dict[str, dict[str, Any]]) -> str:

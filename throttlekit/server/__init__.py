@@ -13,7 +13,6 @@ From async code use ``handle = await start(service, host, port)`` and ``await ha
 from __future__ import annotations
 
 from ._app import AsyncServerHandle, ServerHandle, serve, server_credentials, start
-from ._batch import CoalescingRedisStore
 from ._door import MAX_KEY_BYTES, MAX_KEYS, RateLimiterDoor
 from ._resp import PipelinedRedisStore
 from ._service import (
@@ -29,7 +28,6 @@ __all__ = [
     "MAX_KEYS",
     "MAX_KEY_BYTES",
     "AsyncServerHandle",
-    "CoalescingRedisStore",
     "FailMode",
     "OutageLog",
     "PipelinedRedisStore",

@@ -8,12 +8,13 @@ same contract as :class:`~throttlekit.AsyncRedisStore`: EVALSHA, SCRIPT LOAD and
 NOSCRIPT, :class:`~throttlekit.StoreError` for transport failures (refused, reset, or no reply within
 ``timeout`` seconds), :class:`~throttlekit.ScriptError` for a script's own error.
 
-Plain TCP (``redis://``) and Unix sockets (``unix://``) only; ``rediss://`` goes through redis-py.
+``redis://``, ``rediss://`` (TLS, verified with the system's CA store) and ``unix://`` URLs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -79,8 +80,8 @@ class PipelinedRedisStore:
         self, url: str, *, prefix: str = "", connect_timeout: float = 0.5, timeout: float = 1.0
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("redis", "unix"):
-            raise ConfigError(f"PipelinedRedisStore takes redis:// or unix:// URLs, got {url!r}")
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"PipelinedRedisStore takes redis://, rediss:// or unix:// URLs, got {url!r}")
         self.url = url
         self.prefix = prefix
         self.connect_timeout = connect_timeout
@@ -102,7 +103,7 @@ class PipelinedRedisStore:
             cmds.append(("AUTH", user, unquote(p.password)) if user else ("AUTH", unquote(p.password)))
         db = (
             p.path.strip("/")
-            if p.scheme == "redis"
+            if p.scheme != "unix"
             else dict(q.split("=", 1) for q in p.query.split("&") if "=" in q).get("db", "")
         )
         if db and db != "0":
@@ -116,9 +117,9 @@ class PipelinedRedisStore:
             if p.scheme == "unix":
                 coro = loop.create_unix_connection(lambda: _Protocol(self), p.path)
             else:
-                coro = loop.create_connection(
-                    lambda: _Protocol(self), p.hostname or "127.0.0.1", p.port or 6379
-                )
+                tls = ssl.create_default_context() if p.scheme == "rediss" else None
+                host = p.hostname or "127.0.0.1"
+                coro = loop.create_connection(lambda: _Protocol(self), host, p.port or 6379, ssl=tls)
             _, proto = await asyncio.wait_for(coro, self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise StoreError(

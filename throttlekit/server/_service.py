@@ -7,8 +7,8 @@ the decision synthesized for a store outage under ``fail`` (spec 4.4): ``allowed
 ``retry_after_ms`` = 0.
 
 The memory store is called synchronously on the event-loop thread (lupa is fast from one thread and
-slow across threads); a Redis store goes through :class:`CoalescingRedisStore`, so concurrent requests
-share one pipeline per loop tick.
+slow across threads); a Redis URL becomes a :class:`PipelinedRedisStore`, so concurrent requests share
+one write per loop tick on one pipelined connection.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from .._types import Decision, Forecast
 from ..config import Policy, PolicyConfig, RatePolicy, load_config
 from ..limiter import AsyncLimiter, Limiter
 from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore
-from ._batch import CoalescingRedisStore
 from ._resp import PipelinedRedisStore
 
 __all__ = [
@@ -172,9 +171,7 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
         return redis_store(store), "redis", True
     if isinstance(store, MemoryStore):
         return store, "memory", False
-    if isinstance(store, AsyncRedisStore):
-        return CoalescingRedisStore(store), "redis", False
-    if isinstance(store, (CoalescingRedisStore, PipelinedRedisStore)):
+    if isinstance(store, (PipelinedRedisStore, AsyncRedisStore)):
         return store, "redis", False
     if isinstance(store, RedisStore):
         raise ConfigError(
@@ -188,22 +185,12 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
     )
 
 
-def redis_store(url: str, prefix: str = "") -> PipelinedRedisStore | CoalescingRedisStore:
-    """The server's Redis store for ``url``, tuned to fail fast (a decision never hangs on a dead Redis):
-    connect timeout 0.5 s, reply timeout 1 s.
-
-    ``redis://`` and ``unix://`` use :class:`PipelinedRedisStore` (one pipelined connection, hiredis);
-    ``rediss://`` (TLS) uses redis-py through :class:`CoalescingRedisStore`.
-    """
-    if url.split("://", 1)[0] in ("redis", "unix"):
-        return PipelinedRedisStore(url, prefix=prefix, connect_timeout=0.5, timeout=1.0)
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    inner = AsyncRedisStore(
-        url=url, prefix=prefix, socket_connect_timeout=0.5, socket_timeout=1.0, retry=Retry(NoBackoff(), 1)
-    )
-    return CoalescingRedisStore(inner)
+def redis_store(url: str, prefix: str = "") -> PipelinedRedisStore:
+    """The server's Redis store for a ``redis://``, ``rediss://`` or ``unix://`` URL: one pipelined
+    connection (hiredis), tuned to fail fast so a decision never hangs on a dead Redis (connect timeout
+    0.5 s, reply timeout 1 s). For other redis-py options pass an :class:`AsyncRedisStore` instead (one
+    command per decision: slower)."""
+    return PipelinedRedisStore(url, prefix=prefix, connect_timeout=0.5, timeout=1.0)
 
 
 class RateLimiterService:
