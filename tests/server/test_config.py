@@ -93,3 +93,47 @@ def test_cli_validate_summarises_each_policy() -> None:
     assert "  api: gcra 100 per 60000 ms, burst 20 (prefix 'prod')" in res.output
     res = CliRunner().invoke(main, ["config", "validate", str(HERE / "missing.yaml")])
     assert res.exit_code == 1 and "cannot read policy file" in res.output
+
+
+def test_a_kind_block_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections.abc import Mapping
+    from dataclasses import dataclass
+    from typing import Any, ClassVar
+
+    from throttlekit.config import Policy, kinds
+
+    @dataclass(frozen=True)
+    class Meter(Policy):
+        name: str
+        budget: int
+        kind: ClassVar[str] = "meter"
+
+        def describe(self) -> str:
+            return f"meter {self.budget}"
+
+    class MeterKind:
+        name = "meter"
+        block: str | None = "meterBlock"
+        keys = frozenset({"prefix"})
+
+        def accepted_keys(self, spec: Mapping[str, Any]) -> frozenset[str]:
+            return self.keys
+
+        def build(self, ctx: kinds.PolicyContext, spec: Mapping[str, Any]) -> Policy | None:
+            budget = spec["meterBlock"].get("budget")
+            if not isinstance(budget, int):
+                ctx.error("meterBlock.budget", "required", allowed="an integer")
+                return None
+            return Meter(ctx.name, budget)
+
+    monkeypatch.setattr(kinds, "KINDS", (*kinds.KINDS, MeterKind()))
+    cfg = load_config(
+        "limiters:\n  m: { meterBlock: { budget: 5 } }\n  r: { strategy: gcra, limit: 1, period: 1s }\n"
+    )
+    assert cfg.describe() == ["m: meter 5", "r: gcra 1 per 1000 ms, burst 1 (prefix 'r')"]
+    with pytest.raises(PolicyConfigError) as info:
+        load_config("limiters:\n  m: { meterBlock: {}, limit: 3 }\n", "k.yaml")
+    assert [str(i) for i in info.value.issues] == [
+        "k.yaml: limiters.m.limit: unknown key in policy 'm'; allowed: meterBlock, prefix",
+        "k.yaml: limiters.m.meterBlock.budget: required; allowed: an integer",
+    ]

@@ -156,7 +156,7 @@ def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any])
         return None
     kind = blocks[declared[0]] if declared else plain_kind()
     block = {kind.block} if kind.block else set()
-    every = set(kind.keys) | block | set(blocks) | set(PENDING_BLOCKS) | set(plain_kind().keys)
+    every = set(kind.keys) | block | set(blocks) | set(PENDING_BLOCKS)
     accepted = set(kind.accepted_keys(spec)) | block
     for key in spec:
         if key not in every:
