@@ -3,6 +3,9 @@
     /tmp/venv/bin/python scripts/bench_stores.py [--seconds 3] [--stores memory,redis,postgres,dynamodb]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-url redis://127.0.0.1:6379/0]
 
+With ``--grpc`` the same Check also goes through the gRPC door: one server process per store, 1 and 4
+client processes with 8 calls in flight each (round trips are the server's, as in the rows above).
+
 Each client is its own **process** with its own store (as separate app instances would be), running the
 synchronous API in a closed loop on its own keys (1,000 keys per client, so no lock contention is measured
 here: the fleet test covers that). Rows for 1 and 4 concurrent clients, plus an asyncio row (4 tasks on one
@@ -120,8 +123,79 @@ def run_async(name: str, opts: dict[str, Any], tasks: int, seconds: float) -> di
     return _row(name, f"{tasks} async", n, seconds, sorted(lat), trips)
 
 
+GRPC_CONFIG = "version: 1\nlimiters:\n  g: { strategy: gcra, limit: 1000000, period: 1s, burst: 1000000 }\n"
+
+
+def _grpc_client(port: int, seconds: float, inflight: int, idx: int, out: Any) -> None:
+    import grpc
+
+    from throttlekit._proto import throttlekit_pb2 as pb
+    from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
+
+    async def main() -> tuple[int, list[float]]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.RateLimiterStub(ch)
+            await stub.Check(pb.CheckRequest(policy="g", key="warm", cost=1), timeout=10)
+            lat: list[float] = []
+            perf = time.perf_counter
+            end = perf() + seconds
+
+            async def worker(w: int) -> int:
+                n = 0
+                while perf() < end:
+                    t = perf()
+                    await stub.Check(
+                        pb.CheckRequest(policy="g", key=f"c{idx}-{w}-{n % 1000}", cost=1), timeout=10
+                    )
+                    lat.append(perf() - t)
+                    n += 1
+                return n
+
+            counts = await asyncio.gather(*(worker(w) for w in range(inflight)))
+            return sum(counts), lat
+
+    out.put(asyncio.run(main()))
+
+
+def run_grpc(name: str, opts: dict[str, Any], clients: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    """One server process on ``name``; ``clients`` client processes x 8 calls in flight each."""
+    cfg = tmp / "bench.yaml"
+    cfg.write_text(GRPC_CONFIG)
+    flags = {
+        "memory": ["--store", "memory"],
+        "redis": ["--redis", opts["redis_url"], "--redis-prefix", opts["prefix"]],
+        "postgres": ["--postgres-url", opts["postgres_url"], "--postgres-table", opts["table"],
+                     "--postgres-prefix", opts["prefix"]],
+        "dynamodb": ["--dynamodb-table", opts["ddb_table"], "--dynamodb-region", "us-east-1",
+                     "--dynamodb-endpoint", opts.get("endpoint", ""), "--dynamodb-prefix", opts["prefix"]],
+    }[name]  # fmt: skip
+    code = "import sys; from throttlekit.cli import server_main; sys.exit(server_main(sys.argv[1:]))"
+    srv = subprocess.Popen([sys.executable, "-c", code, "serve", "-c", str(cfg), "-p", "0", *flags],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        line = srv.stdout.readline() if srv.stdout else ""
+        port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        procs = [ctx.Process(target=_grpc_client, args=(port, seconds, 8, i, q)) for i in range(clients)]
+        for p in procs:
+            p.start()
+        results = [q.get(timeout=seconds + 120) for _ in procs]
+        for p in procs:
+            p.join()
+    finally:
+        srv.terminate()
+        srv.wait()
+        if srv.stdout:
+            srv.stdout.close()
+    n = sum(r[0] for r in results)
+    lat = sorted(x for r in results for x in r[1])
+    return _row(name, f"gRPC {clients}x8", n, seconds, lat, _static_trips(name))
+
+
 def _static_trips(name: str) -> float:
-    return {"memory": 0.0, "redis": 1.0}.get(name, float("nan"))
+    """Server-to-store round trips per consuming decision (Redis: at most one, pipelined per loop tick)."""
+    return {"memory": 0.0, "redis": 1.0, "postgres": 2.0, "dynamodb": 2.0}[name]
 
 
 def _row(store: str, clients: str, n: int, seconds: float, lat: list[float], trips: float) -> dict[str, Any]:
@@ -167,6 +241,7 @@ def main() -> None:
     ap.add_argument("--stores", default="memory,redis,postgres,dynamodb")
     ap.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--grpc", action="store_true", help="Also through the gRPC door (one server process).")
     a = ap.parse_args()
     os.environ.update(AWS)
     run = uuid.uuid4().hex[:8]
@@ -187,6 +262,13 @@ def main() -> None:
             if name in ("postgres", "dynamodb"):
                 rows.append(run_async(name, opts, 4, a.seconds))
                 print(_fmt(rows[-1]), flush=True)
+            if a.grpc:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    for clients in (1, 4):
+                        rows.append(run_grpc(name, opts, clients, a.seconds, Path(tmp)))
+                        print(_fmt(rows[-1]), flush=True)
     finally:
         if "postgres" in a.stores:
             from throttlekit.stores.postgres import PostgresStore
