@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 import pytest
 import redis
@@ -24,22 +23,17 @@ def _needs_real_redis() -> None:
         pytest.skip("needs a real Redis")
 
 
-@pytest.mark.parametrize("kind", ["pipelined", "redis-py"])
-def test_batches_decide_like_the_engine_and_survive_script_flush(kind: str) -> None:
+def test_batches_decide_like_the_engine_and_survive_script_flush() -> None:
     clock = tk.ManualClock(1_700_000_000_000)
-    prefix = f"tr-{uuid.uuid4().hex[:8]}"
-    store: Any = (
-        PipelinedRedisStore(REDIS_URL, prefix=prefix)
-        if kind == "pipelined"
-        else tk.AsyncRedisStore(url=REDIS_URL, prefix=prefix)
-    )  # the service accepts both
+    store = PipelinedRedisStore(REDIS_URL, prefix=f"tr-{uuid.uuid4().hex[:8]}")
     reference = tk.Limiter(tk.SlidingWindow(20, "1s", buckets=4), clock=clock)
 
     async def run() -> None:
         lim = tk.AsyncLimiter(tk.SlidingWindow(20, "1s", buckets=4), store=store, clock=clock)
         got = await asyncio.gather(*(lim.check(f"k{i % 3}") for i in range(30)))
         assert list(got) == [reference.check(f"k{i % 3}") for i in range(30)]
-        redis.Redis.from_url(REDIS_URL).script_flush()
+        with redis.Redis.from_url(REDIS_URL) as sync:
+            sync.script_flush()
         assert await lim.check("k0") == reference.check("k0")  # NOSCRIPT -> SCRIPT LOAD -> retry
         assert await lim.check_many(["a", "b", "a"]) == reference.check_many(["a", "b", "a"])
         with pytest.raises(tk.ScriptError):
@@ -63,7 +57,7 @@ def test_pipelined_store_selects_the_database_and_reports_outages() -> None:
             await tk.AsyncLimiter(tk.FixedWindow(5, "1m"), store=dead).check("k")
 
     asyncio.run(run())
-    keys = redis.Redis.from_url(url).keys(f"{store.prefix}:*")
-    assert keys and not redis.Redis.from_url(REDIS_URL).keys(f"{store.prefix}:*")
+    with redis.Redis.from_url(url) as db3, redis.Redis.from_url(REDIS_URL) as db0:
+        assert db3.keys(f"{store.prefix}:*") and not db0.keys(f"{store.prefix}:*")
     with pytest.raises(tk.ConfigError):
         PipelinedRedisStore("http://example:6380")
