@@ -146,7 +146,10 @@ class SnapshotExecutor:
     ) -> tuple[list[Any], list[Change]]:
         """Reply items and the changed keys (empty for read-only transforms and untouched state)."""
         idx = self._slots_arg[t.name]
-        slots = int(args[idx]) if idx is not None else 0
+        try:
+            slots = int(args[idx]) if idx is not None else 0
+        except (TypeError, ValueError, IndexError):  # a bad argument: the Lua reports it
+            slots = 0
         engine = self.engine
         loaded: list[tuple[str, Any, int | None] | None] = []
         try:
