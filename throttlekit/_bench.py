@@ -80,6 +80,16 @@ def _loop_check(limiter: Limiter, key: str = "bench") -> Callable[[int], None]:
     return run
 
 
+def _limits_hit(limiter: Any, item: Any) -> Callable[[int], None]:
+    hit = limiter.hit
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            hit(item, "bench")
+
+    return run
+
+
 def embedded(n: int = 50_000, rounds: int = 5) -> list[Row]:
     """Our memory store per strategy (LuaJIT, Lua 5.1) vs the ``limits`` library's memory strategies."""
     from limits import RateLimitItemPerHour
@@ -97,24 +107,15 @@ def embedded(n: int = 50_000, rounds: int = 5) -> list[Row]:
     lim_moving = MovingWindowRateLimiter(MemoryStorage())
     moving_item = RateLimitItemPerHour(1000)
 
-    def limits_hit(limiter: Any, it: Any) -> Callable[[int], None]:
-        hit = limiter.hit
-
-        def run(n: int) -> None:
-            for _ in range(n):
-                hit(it, "bench")
-
-        return run
-
     contenders: dict[str, Callable[[int], None]] = {}
     for name, strategy in STRATEGIES.items():
         for runtime in ("luajit", "lua51"):
             contenders[f"throttlekit {name} ({runtime})"] = _loop_check(
                 Limiter(strategy, store=MemoryStore(runtime=runtime, max_keys=1000)), f"bench-{name}"
             )
-    contenders["limits FixedWindow (memory)"] = limits_hit(lim_fixed, item)
-    contenders["limits SlidingWindowCounter (memory)"] = limits_hit(lim_sliding, item)
-    contenders["limits MovingWindow (memory, limit 1000)"] = limits_hit(lim_moving, moving_item)
+    contenders["limits FixedWindow (memory)"] = _limits_hit(lim_fixed, item)
+    contenders["limits SlidingWindowCounter (memory)"] = _limits_hit(lim_sliding, item)
+    contenders["limits MovingWindow (memory, limit 1000)"] = _limits_hit(lim_moving, moving_item)
     rows = _compare("embedded", contenders, n, rounds)
     base = next(r for r in rows if r.name == "limits FixedWindow (memory)")
     for r in rows:
@@ -179,22 +180,15 @@ def redis_rows(url: str, n: int = 3_000, rounds: int = 5, batch: int = 100) -> l
                 r.baseline, r.ratio = base.name, r.per_sec / base.per_sec
             rows.extend(group)
 
-        def limits_hit(limiter: Any, it: Any) -> Callable[[int], None]:
-            hit = limiter.hit
-
-            def run(n: int) -> None:
-                for _ in range(n):
-                    hit(it, "bench")
-
-            return run
-
         contenders = {
             "throttlekit fixedWindow check": _loop_check(
                 Limiter(STRATEGIES["fixedWindow"], store=store), "bench-vs-limits"
             ),
-            "limits FixedWindow (redis)": limits_hit(FixedWindowRateLimiter(storage), item),
-            "limits SlidingWindowCounter (redis)": limits_hit(SlidingWindowCounterRateLimiter(storage), item),
-            "limits MovingWindow (redis, limit 1000)": limits_hit(
+            "limits FixedWindow (redis)": _limits_hit(FixedWindowRateLimiter(storage), item),
+            "limits SlidingWindowCounter (redis)": _limits_hit(
+                SlidingWindowCounterRateLimiter(storage), item
+            ),
+            "limits MovingWindow (redis, limit 1000)": _limits_hit(
                 MovingWindowRateLimiter(storage), moving_item
             ),
         }

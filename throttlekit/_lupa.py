@@ -43,7 +43,7 @@ DEFAULT_RUNTIME = "luajit" if _luajit is not None else "lua51"
 #: The only Redis commands the shim implements; the transforms may use nothing else.
 ALLOWED_COMMANDS = frozenset(
     {
-        "GET", "SET", "DEL", "PEXPIRE", "PTTL", "TIME",
+        "GET", "SET", "PEXPIRE", "TIME",
         "HGET", "HMGET", "HSET", "HDEL", "HGETALL",
         "ZADD", "ZCARD", "ZRANGE", "ZREMRANGEBYSCORE",
     }
@@ -170,7 +170,7 @@ C.SET = function(k, v, opt, px, ...)
   expires[k] = deadline
   return OK
 end
-C.DEL = function(...)
+local function del_keys(...)
   local n = 0
   for i = 1, select('#', ...) do
     local k = select(i, ...)
@@ -184,12 +184,6 @@ C.PEXPIRE = function(k, ms)
   if live(k) == nil then return 0 end
   if ms <= 0 then drop(k) else expires[k] = S.now + ms end
   return 1
-end
-C.PTTL = function(k)
-  if live(k) == nil then return -2 end
-  local e = expires[k]
-  if e == nil then return -1 end
-  return e - S.now
 end
 C.TIME = function()
   local now = S.now
@@ -459,11 +453,11 @@ admin.dump = function(t, k)
   for i, m in ipairs(v.order) do out[i] = {m, v.members[m]} end
   return kind, out, expires[k]
 end
-admin.del = function(t, k) S.now = t; return C.DEL(k) end
+admin.del = function(t, k) S.now = t; return del_keys(k) end
 -- load(t, k, kind, value, deadline): install one key (snapshot transport for non-Redis stores)
 admin.load = function(t, k, kind, value, deadline)
   S.now = t
-  C.DEL(k)
+  del_keys(k)
   if kind == 'string' then
     create(k, value, 'string')
   elseif kind == 'hash' then
