@@ -26,6 +26,16 @@ def _script_error(t: Transform, exc: ResponseError) -> ScriptError:
     return ScriptError(t.name, t.sha, str(exc))
 
 
+def _replies(t: Transform, results: list[Any]) -> list[Sequence[Any]]:
+    """A batch's replies, raising the first error reply (a script error or a transport error)."""
+    for r in results:
+        if isinstance(r, ResponseError):
+            raise _script_error(t, r)
+        if isinstance(r, Exception):
+            raise StoreError(f"redis: {r}", r)
+    return results
+
+
 class _Scripts:
     def __init__(self) -> None:
         self.transforms = load_manifest()
@@ -190,12 +200,7 @@ class RedisStore:
                     results[i] = r
         except RedisError as exc:
             raise StoreError(f"redis: {exc}", exc) from exc
-        for r in results:
-            if isinstance(r, ResponseError):
-                raise _script_error(t, r)
-            if isinstance(r, Exception):
-                raise StoreError(f"redis: {r}", r)
-        return results
+        return _replies(t, results)
 
     def _pipeline(
         self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
@@ -286,12 +291,7 @@ class AsyncRedisStore:
                     results[i] = r
         except RedisError as exc:
             raise StoreError(f"redis: {exc}", exc) from exc
-        for r in results:
-            if isinstance(r, ResponseError):
-                raise _script_error(t, r)
-            if isinstance(r, Exception):
-                raise StoreError(f"redis: {r}", r)
-        return results
+        return _replies(t, results)
 
     async def _pipeline(
         self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
