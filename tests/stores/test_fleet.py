@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +30,19 @@ limiters:
 
 
 class Fleet:
-    def __init__(self, tmp: Path, store_args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        store_args: list[str],
+        env: dict[str, str],
+        servers: int = SERVERS,
+        fail: str = "closed",
+    ) -> None:
         cfg = tmp / "fleet.yaml"
         cfg.write_text(CONFIG)
         self.procs: list[subprocess.Popen[str]] = []
         self.ports: list[int] = []
-        self.logs = [tmp / f"server{i}.log" for i in range(SERVERS)]
+        self.logs = [tmp / f"server{i}.log" for i in range(servers)]
         for log in self.logs:
             with log.open("w") as err:
                 self.procs.append(
@@ -48,7 +56,7 @@ class Fleet:
                             "-p",
                             "0",
                             "--fail",
-                            "closed",
+                            fail,
                             *store_args,
                         ],
                         stdout=subprocess.PIPE,
@@ -165,3 +173,46 @@ def test_fleet_enforces_one_limit(fleet: tuple[str, Fleet]) -> None:
           f"{CLIENTS * PER_CLIENT} in {t1 - t0:.0f} ms (bound {bound:.1f}), synthesized {synthesized}")  # fmt: skip
     assert synthesized == 0
     assert GC_BURST <= admitted <= bound
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.parametrize("fail", ["open", "closed"])
+def test_server_answers_per_fail_mode_through_a_postgres_outage(
+    fail: str, pg_url: str, pg_table: str, tmp_path: Path
+) -> None:
+    """Postgres behind a proxy that dies mid-load: every Check still answers, per --fail, within the store
+    timeouts; when the proxy returns, real decisions resume with the count intact."""
+    import grpc
+
+    from throttlekit._proto import throttlekit_pb2 as pb
+    from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
+
+    from ._services import Proxy
+
+    proxy = Proxy(5432)
+    url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    f = Fleet(tmp_path, ["--postgres-url", url, "--postgres-table", pg_table, "--postgres-prefix",
+                         f"tkout-{uuid.uuid4().hex[:8]}"], dict(__import__("os").environ), servers=1, fail=fail)  # fmt: skip
+    channel = grpc.insecure_channel(f"127.0.0.1:{f.ports[0]}")
+    stub = pb_grpc.RateLimiterStub(channel)
+    req = pb.CheckRequest(policy="fw", key="k", cost=1)
+    try:
+        for i in range(20):
+            d = stub.Check(req, timeout=5).decision
+            assert (d.allowed, d.remaining) == (True, FW_LIMIT - 1 - i)
+        proxy.stop()
+        t0 = time.monotonic()
+        for _ in range(20):
+            d = stub.Check(req, timeout=5).decision
+            assert (d.allowed, d.reset_at) == (fail == "open", 0)  # synthesized by the fail mode
+        per_call = (time.monotonic() - t0) / 20
+        proxy.start()
+        d = stub.Check(req, timeout=5).decision
+        assert (d.allowed, d.remaining) == (True, FW_LIMIT - 21)
+        print(f"\n[postgres outage, fail={fail}] 20 synthesized answers, {per_call * 1000:.1f} ms per call")
+        assert per_call < 0.5
+    finally:
+        channel.close()
+        f.stop()
+        proxy.stop()
