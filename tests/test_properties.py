@@ -92,6 +92,35 @@ def test_sliding_log_admits_at_most_limit_in_any_trailing_window(
         assert sum(c for t, c in admitted if now - window < t <= now) <= limit
 
 
+@SETTINGS
+@given(steps, st.integers(1, 10), st.integers(50, 2000), st.integers(1, 10))
+def test_sliding_window_admits_at_most_limit_in_any_run_of_buckets(
+    ops: list[tuple[int, int]], limit: int, window: int, buckets: int
+) -> None:
+    """The estimate counts the newest `buckets` ticks in full, so any `buckets` consecutive bucket-aligned
+    ticks hold at most `limit` admitted units (the oldest tick's weight is the only approximation)."""
+    w = window / buckets
+    per_tick: dict[int, int] = {}
+    for now, cost, d in run(tk.SlidingWindow(limit, window, buckets=buckets), ops):
+        if d.allowed:
+            per_tick[int(now // w)] = per_tick.get(int(now // w), 0) + cost
+    for last in per_tick:
+        assert sum(per_tick.get(t, 0) for t in range(last - buckets + 1, last + 1)) <= limit
+
+
+@SETTINGS
+@given(steps, st.integers(1, 10), st.integers(50, 2000), st.integers(0, 3000))
+def test_fixed_quota_admits_at_most_limit_per_period(
+    ops: list[tuple[int, int]], limit: int, period: int, anchor: int
+) -> None:
+    per_period: dict[int, int] = {}
+    for now, cost, d in run(tk.Quota(limit, "fixed", period=period, anchor=anchor), ops):
+        if d.allowed:
+            k = (now - anchor) // period
+            per_period[k] = per_period.get(k, 0) + cost
+    assert all(v <= limit for v in per_period.values())
+
+
 def _live(dump: Any, horizon: int) -> Any:
     return None if dump is None else [e for e in dump[1] if e[1] > horizon]
 
