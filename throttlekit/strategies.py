@@ -124,6 +124,12 @@ class Strategy:
         """The ``limit`` reported in decisions."""
         raise NotImplementedError
 
+    @property
+    def ttl_ms(self) -> Number:
+        """The upstream strategy's ``ttlMs`` (spec 1.2: its store TTL hint), ms. Configuration, not a
+        decision: the two-tier L1 uses it as the fallback ``reset_at`` offset before any lease lands."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         """One line for logs and ``tk config validate``."""
         return repr(self)
@@ -160,6 +166,10 @@ class Gcra(Strategy):
     def limit_value(self) -> Number:
         return self.burst  # type: ignore[return-value]
 
+    @property
+    def ttl_ms(self) -> Number:
+        return math.ceil(self.period_ms / self.limit * self.burst)  # type: ignore[operator]
+
     def describe(self) -> str:
         return f"gcra {self.limit:g} per {self.period_ms:g} ms, burst {self.burst:g}"
 
@@ -191,6 +201,10 @@ class TokenBucket(Strategy):
     @property
     def limit_value(self) -> Number:
         return self.capacity
+
+    @property
+    def ttl_ms(self) -> Number:
+        return max(1, math.ceil(self.capacity / (self.refill_per_sec / 1000)))
 
     def describe(self) -> str:
         return f"tokenBucket capacity {self.capacity:g}, refill {self.refill_per_sec:g}/s"
@@ -227,6 +241,10 @@ class FixedWindow(Strategy):
     def limit_value(self) -> Number:
         return self.limit
 
+    @property
+    def ttl_ms(self) -> Number:
+        return self.window_ms
+
     def describe(self) -> str:
         return f"fixedWindow {self.limit:g} per {self.window_ms:g} ms"
 
@@ -261,6 +279,10 @@ class SlidingWindow(Strategy):
     def limit_value(self) -> Number:
         return self.limit
 
+    @property
+    def ttl_ms(self) -> Number:
+        return math.ceil(self.window_ms + self.window_ms / self.buckets)
+
     def describe(self) -> str:
         return f"slidingWindow {self.limit:g} per {self.window_ms:g} ms in {self.buckets} buckets"
 
@@ -288,6 +310,10 @@ class SlidingWindowLog(Strategy):
     @property
     def limit_value(self) -> Number:
         return self.limit
+
+    @property
+    def ttl_ms(self) -> Number:
+        return self.window_ms
 
     def describe(self) -> str:
         return f"slidingWindowLog {self.limit:g} per {self.window_ms:g} ms"
@@ -371,6 +397,14 @@ class Quota(Strategy):
     @property
     def limit_value(self) -> Number:
         return self.limit
+
+    @property
+    def ttl_ms(self) -> Number:
+        if self.reset_cadence == "rolling":
+            return math.ceil(self.period_ms + self.period_ms / self.buckets)
+        if self.reset_cadence == "fixed":
+            return self.period_ms
+        return {"calendar-month": 31, "calendar-week": 7, "calendar-day": 1}[self.reset_cadence] * 86_400_000
 
     def describe(self) -> str:
         extra = f" of {self.period_ms:g} ms" if self.period_ms else ""

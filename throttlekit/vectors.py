@@ -8,6 +8,11 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
 * ``tokenBudget``: ``{options: {budget, windowMs}, ops: [{now, tokens, expect}]}``.
 * ``lease``: ``{limit, ttlMs, windowCoupled, events: [{op: grant|spend, ...}]}``.
 * ``leakyBucket``: ``{options: {ratePerSec, maxQueueMs}, ops: [{now, cost, expect: {accepted, delayMs}}]}``.
+* ``twoTierLease`` (the two-tier leased L1): ``{limit, ttlMs, windowCoupled, lowWater, events: [...]}``
+  with ``{op: grant, now, capacity, expiresAt, dropIfEnded, expect: {applied}}`` and
+  ``{op: spend, now, cost, discard, expect: {needsRefresh, refill, decision}}``.
+* ``denyCache`` (the two-tier cached-deny L1): ``ops: [{op: put, now, limit, resetAt, retryAfterMs,
+  expect: {until}} | {op: lookup, now, expect: {hit, decision}}]``.
 
 One limiter per suite on one key with a manual clock set to each op's ``now``; state carries across ops.
 """
@@ -27,6 +32,7 @@ from ._errors import ConfigError
 from .limiter import Limiter
 from .meters import LeakyBucket, LeaseSpender, TokenBudget
 from .strategies import strategy_from_options
+from .two_tier import DenyCache, LocalLeases
 
 __all__ = ["Mismatch", "SuiteResult", "bundled_vector_files", "load_suites", "run_suite", "run_suites"]
 
@@ -137,6 +143,10 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_lease(suite, store, result)
         elif primitive == "leakyBucket":
             _run_leaky(suite, store, clock, prefix, result)
+        elif primitive == "twoTierLease":
+            _run_l1_lease(suite, store, prefix, result)
+        elif primitive == "denyCache":
+            _run_deny_cache(suite, store, clock, prefix, result)
         else:
             result.error = f"unknown primitive {primitive!r}"
     except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
@@ -213,6 +223,58 @@ def _run_leaky(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: st
         r.ops += 1
         _compare(r, i, op["expect"], {"accepted": res.accepted, "delayMs": res.delay_ms})
     shaper.reset("k")
+
+
+def _run_l1_lease(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult) -> None:
+    leases = LocalLeases(
+        store,
+        suite["limit"],
+        suite.get("ttlMs", 0),
+        window_coupled=suite.get("windowCoupled", False),
+        low_water=suite.get("lowWater", 0),
+        prefix=prefix + ":",
+    )
+    for i, ev in enumerate(suite["events"]):
+        got: dict[str, Any]
+        if ev["op"] == "grant":
+            applied = leases.grant(
+                "k",
+                ev.get("now", 0),
+                ev["capacity"],
+                ev["expiresAt"],
+                drop_if_ended=ev.get("dropIfEnded", False),
+            )
+            got = {"applied": applied}
+        else:
+            d, refill = leases.spend("k", ev["now"], ev.get("cost", 1), ev.get("discard", True))
+            got = {"needsRefresh": d is None, "refill": refill}
+            if d is not None:
+                got["decision"] = d.to_dict()
+        r.ops += 1
+        _compare(r, i, ev.get("expect", {}), got)
+    leases.forget("k")
+
+
+def _run_deny_cache(
+    suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult
+) -> None:
+    from ._types import Decision
+
+    cache = DenyCache(store, prefix + ":")
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        got: dict[str, Any]
+        if op["op"] == "put":
+            denial = Decision(False, op["limit"], 0, op["resetAt"], op["retryAfterMs"])
+            got = {"until": cache.put("k", op["now"], denial)}
+        else:
+            d = cache.lookup("k", op["now"])
+            got = {"hit": d is not None}
+            if d is not None:
+                got["decision"] = d.to_dict()
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    cache.forget("k")
 
 
 def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:

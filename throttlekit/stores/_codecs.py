@@ -15,6 +15,7 @@ these codecs only translate layouts, they never compute anything.
 ``budget``       hash ``w`` window start, ``s`` served           ``{"w": ms, "s": n}``
 ``departure``    string, next departure epoch ms                 number
 ``lease``        hash ``c`` credits, ``e`` expiry (optional)     ``{"credits": n, "expiresAt": ms|null}``
+``deny_cache``   hash ``u`` until, ``l`` limit, ``r`` reset_at     ``{"until": ms, "limit": n, "resetAt": ms}``
 ===============  =============================================  ======================================
 
 Numbers round-trip as doubles: encoded as JSON numbers (integers when integral), decoded to
@@ -188,6 +189,7 @@ CODECS: dict[str, Codec] = {
     "window_count": Codec("window_count", *_hash_codec((("s", "start"), ("c", "count")))),
     "budget": Codec("budget", *_hash_codec((("w", "w"), ("s", "s")))),
     "lease": Codec("lease", *_hash_codec((("c", "credits"), ("e", "expiresAt")), optional=("expiresAt",))),
+    "deny_cache": Codec("deny_cache", *_hash_codec((("u", "until"), ("l", "limit"), ("r", "resetAt")))),
     "ring": Codec("ring", _ring_enc, _ring_dec),
     "log": Codec("log", _log_enc, _log_dec),
 }

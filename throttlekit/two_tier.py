@@ -1,0 +1,391 @@
+"""Two-tier limiting: an in-process tier (L1) in front of a shared store (L2), trading exactness for
+round trips (the upstream's ``twoTier``, spec 6.1 to 6.3).
+
+Modes:
+
+* ``strict``: every check runs the strategy on L2 (exactly a plain limiter).
+* ``cached-deny``: an L2 denial is cached per key until its retry time; meanwhile checks are denied
+  locally (``deny_cache_lookup``/``deny_cache_put``), so a hot denied key costs no round trip.
+* ``leased``: each key leases ``batch`` units from L2 at once (one L2 check of cost ``batch``) and
+  spends them locally (``lease_spend``/``lease_grant``, the transforms behind :class:`LeaseSpender`).
+  At most one on-demand lease per key is in flight; concurrent checks wait for it. An L2 denial is
+  returned verbatim. ``window_coupled`` discards local credits once L2's window has ended (the
+  per-window total then stays <= the limit for any number of instances); without it a window can admit
+  up to ``limit + N x (batch - 1)`` with N instances. ``low_water > 0`` leases ahead of need, in the
+  background, when a spend leaves at most that many credits.
+
+Every decision, local or not, is computed by a Lua transform; this module routes, coalesces and caches
+the grants it was given. The L1 state lives in a private :class:`MemoryStore` bounded by ``max_keys``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._clock import Clock, SystemClock
+from ._errors import ConfigError, NotSupportedError, ThrottleKitError
+from ._types import Decision, make_decision
+from .limiter import AsyncLimiter, _key
+from .stores import MemoryStore, from_url
+from .strategies import MAX_COST, Strategy, validate_cost
+
+__all__ = ["MODES", "DenyCache", "LocalLeases", "TwoTierLimiter"]
+
+log = logging.getLogger("throttlekit.two_tier")
+
+Mode = Literal["strict", "cached-deny", "leased"]
+MODES: tuple[str, ...] = ("strict", "cached-deny", "leased")
+#: Lease rounds one check may take before giving up (each round is one L2 grant that others spent).
+MAX_ROUNDS = 1024
+
+
+class DenyCache:
+    """The cached-deny L1: per key, an L2 denial answered locally until ``now + retry_after_ms``."""
+
+    def __init__(self, store: Any, prefix: str = "") -> None:
+        self.store = store
+        self.prefix = prefix
+
+    def lookup(self, key: str, now_ms: float) -> Decision | None:
+        """The local denial while a cached one holds (retry counts down to its instant), else None."""
+        r = self.store.eval("deny_cache_lookup", (self.prefix + key,), now_ms, ())
+        if r[0] != 1:
+            return None
+        return make_decision(r[1] == 1, r[2], r[3], r[4], r[5])
+
+    def put(self, key: str, now_ms: float, denial: Decision) -> int:
+        """Cache ``denial`` (decided at ``now_ms``); returns the instant it stops answering."""
+        r = self.store.eval(
+            "deny_cache_put",
+            (self.prefix + key,),
+            now_ms,
+            (denial.limit, denial.reset_at, denial.retry_after_ms),
+        )
+        return int(r[0])
+
+    def forget(self, key: str) -> None:
+        self.store.delete(self.prefix + key)
+
+
+class LocalLeases:
+    """The leased L1: per key, credits granted by L2 and spent locally (never a local denial).
+
+    ``spend`` returns ``(allow, refill)``: the synthesized allow (None when the credits cannot cover
+    the cost: lease more) and whether a proactive refill is due (credits at or below ``low_water``).
+    ``grant`` adds a grant and its window end; with ``drop_if_ended`` a grant whose window has already
+    ended by ``now_ms`` is dropped entirely and ``grant`` returns False.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        limit: float,
+        ttl_ms: float,
+        *,
+        window_coupled: bool,
+        low_water: float = 0,
+        prefix: str = "",
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self._args = (limit, ttl_ms, 1 if window_coupled else 0)
+        self._low = low_water
+        self._fast = isinstance(store, MemoryStore)
+        if self._fast:
+            self._spend_run = store.engine.runner("lease_spend")
+
+    def spend(self, key: str, now_ms: float, cost: float, discard: bool) -> tuple[Decision | None, bool]:
+        limit, ttl, wc = self._args
+        k = self.prefix + key
+        if self._fast:
+            r: Sequence[Any] = self._spend_run(
+                now_ms, k, now_ms, cost, limit, ttl, wc, int(discard), self._low
+            )
+        else:
+            r = (
+                True,
+                *self.store.eval(
+                    "lease_spend", (k,), now_ms, (cost, limit, ttl, wc, int(discard), self._low)
+                ),
+            )
+        if r[1] == 1:
+            return None, False
+        return make_decision(r[2] == 1, r[3], r[4], r[5], r[6]), r[7] == 1
+
+    def grant(
+        self, key: str, now_ms: float, capacity: float, expires_at: float, *, drop_if_ended: bool = False
+    ) -> bool:
+        r = self.store.eval(
+            "lease_grant", (self.prefix + key,), now_ms, (capacity, expires_at, 1 if drop_if_ended else 0)
+        )
+        return bool(r[1] == 1)
+
+    def forget(self, key: str) -> None:
+        self.store.delete(self.prefix + key)
+
+
+@dataclass
+class _Entry:
+    """Per-key routing state (never a count): when it was last used and the leases in flight."""
+
+    last_use: float
+    pending: asyncio.Future[Decision] | None = None
+    refilling: bool = False
+
+
+def _whole(name: str, v: Any, lo: int) -> int:
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not float(v).is_integer()
+        or not lo <= v <= MAX_COST
+    ):
+        raise ConfigError(f"{name} must be an integer from {lo} to {MAX_COST}, got {v!r}")
+    return int(v)
+
+
+class TwoTierLimiter:
+    """An asyncio rate limiter with an in-process tier in front of a shared store.
+
+    ``TwoTierLimiter(tk.FixedWindow(1000, "1m"), store="redis://...", mode="leased", batch=50,
+    window_coupled=True)``. ``store`` is L2 (a URL, a store object, or None for a private memory store);
+    ``mode`` is ``"strict"``, ``"cached-deny"`` or ``"leased"`` (default); ``batch`` (leased, required) is
+    the units leased per L2 call; ``low_water`` (leased, default 0 = off) leases ahead in the background
+    once a spend leaves that many credits or fewer; ``window_coupled`` (default False, as upstream)
+    discards credits at L2's window end; ``return_idle_after_ms`` forgets keys idle that long (a
+    background task, every that many ms); ``max_keys`` bounds the L1 key table (oldest evicted first).
+    ``clock`` fixes time for both tiers (tests); by default L1 reads the system clock and L2 the store's.
+
+    ``check``/``check_many`` are coroutines; ``peek`` and ``forecast`` raise :class:`NotSupportedError`
+    (two-tier limiters are consume-only). An L2 failure raises :class:`StoreError`, as a plain limiter's.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        store: Any = None,
+        mode: Mode = "leased",
+        batch: int | None = None,
+        low_water: int = 0,
+        window_coupled: bool = False,
+        return_idle_after_ms: float | None = None,
+        max_keys: int = 100_000,
+        prefix: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"twoTier.mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "leased":
+            if batch is None:
+                raise ConfigError("twoTier leased mode requires batch (units leased from L2 per call)")
+            batch = _whole("twoTier.batch", batch, 1)
+            low_water = _whole("twoTier.lowWater", low_water, 0)
+        if return_idle_after_ms is not None:
+            validate_cost(return_idle_after_ms, "twoTier.returnIdleAfterMs")
+        if not isinstance(window_coupled, bool):
+            raise ConfigError(f"twoTier.windowCoupled must be true or false, got {window_coupled!r}")
+        self.strategy = strategy
+        self.mode: Mode = mode
+        self.batch = batch or 1
+        self.low_water = low_water
+        self.window_coupled = window_coupled
+        self.return_idle_after_ms = return_idle_after_ms
+        self.max_keys = max_keys
+        self.clock: Clock = clock or SystemClock()
+        self._owns_l2 = store is None or isinstance(store, str)
+        if store is None:
+            store = MemoryStore(clock=clock)
+        elif isinstance(store, str) and store.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            store = from_url(store)
+        self.l2 = AsyncLimiter(strategy, store=store, prefix=prefix, clock=clock)
+        self.l1 = MemoryStore(clock=self.clock, max_keys=max_keys)
+        self._deny = DenyCache(self.l1)
+        self._leases = LocalLeases(
+            self.l1,
+            strategy.limit_value,
+            strategy.ttl_ms,
+            window_coupled=window_coupled,
+            low_water=self.low_water,
+        )
+        self._entries: dict[str, _Entry] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._idle_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- checks -------------------------------------------------------------------------------------
+    async def check(self, key: str, cost: float = 1) -> Decision:
+        """Consume ``cost`` units for ``key``; see the class docstring for what each mode does."""
+        validate_cost(cost)
+        _key(key)
+        if self.mode == "strict":
+            return await self.l2.check(key, cost)
+        now = self.clock.now_ms()
+        if self.mode == "cached-deny":
+            local = self._deny.lookup(key, now)
+            if local is not None:
+                return local
+            d = await self.l2.check(key, cost)
+            if not d.allowed:
+                self._deny.put(key, now, d)
+            return d
+        return await self._leased(key, now, cost)
+
+    async def _leased(self, key: str, now: float, cost: float) -> Decision:
+        entry = self._entry(key, now)
+        d, refill = self._leases.spend(key, now, cost, True)  # the window-coupled discard, once
+        if d is not None:
+            if refill:
+                self._refill(key, entry)
+            return d
+        for _ in range(MAX_ROUNDS):
+            pending = entry.pending or self._lease(key, entry, max(self.batch, cost))
+            granted = await asyncio.shield(pending)
+            d, refill = self._leases.spend(key, now, cost, False)
+            if d is not None:
+                if refill:
+                    self._refill(key, entry)
+                return d
+            if not granted.allowed:
+                return granted  # L2's denial, verbatim (its remaining and retry are for the lease)
+        raise ThrottleKitError(
+            f"two-tier: {MAX_ROUNDS} leases for one check of {key!r} were all spent by others"
+        )
+
+    def _entry(self, key: str, now: float) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            if self._idle_task is None and self.return_idle_after_ms is not None:
+                self._idle_task = asyncio.get_running_loop().create_task(self._idle_loop())
+            if len(self._entries) >= self.max_keys:
+                self._evict()
+            entry = self._entries[key] = _Entry(now)
+        else:
+            entry.last_use = now
+        return entry
+
+    def _evict(self) -> None:
+        """Forget the oldest key with no lease in flight (its credits go with it)."""
+        for k, e in self._entries.items():
+            if e.pending is None and not e.refilling:
+                del self._entries[k]
+                self._leases.forget(k)
+                return
+
+    def _lease(self, key: str, entry: _Entry, amount: float) -> asyncio.Future[Decision]:
+        task = asyncio.ensure_future(self._grant(key, amount, False))
+        entry.pending = task
+
+        def done(t: asyncio.Future[Decision]) -> None:
+            if entry.pending is t:
+                entry.pending = None
+            if not t.cancelled():
+                t.exception()  # retrieved here; every waiter re-raises it
+
+        task.add_done_callback(done)
+        return task
+
+    async def _grant(self, key: str, amount: float, proactive: bool) -> Decision:
+        """One L2 check of ``amount``; its grant (or, on a denial, its window end) lands in L1."""
+        d = await self.l2.check(key, amount)
+        self._leases.grant(
+            key,
+            self.clock.now_ms(),
+            amount if d.allowed else 0,
+            d.reset_at,
+            drop_if_ended=proactive and self.window_coupled,
+        )
+        return d
+
+    def _refill(self, key: str, entry: _Entry) -> None:
+        """Fire-and-forget lease of ``batch`` (errors are logged and swallowed)."""
+        if entry.refilling or entry.pending is not None:
+            return
+        entry.refilling = True
+
+        async def run() -> None:
+            try:
+                await self._grant(key, self.batch, True)
+            except Exception as exc:
+                log.warning("two-tier proactive refill for %r failed: %s", key, exc)
+            finally:
+                entry.refilling = False
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
+        """Concurrent :meth:`check` per key; decisions in input order."""
+        validate_cost(cost)
+        return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
+
+    async def peek(self, key: str) -> Decision:
+        raise NotSupportedError("two-tier limiters are consume-only: peek is not supported")
+
+    async def forecast(self, key: str, cost: float = 1) -> Any:
+        raise NotSupportedError("two-tier limiters are consume-only: forecast is not supported")
+
+    # -- housekeeping -------------------------------------------------------------------------------
+    def forget_idle(self, now_ms: float | None = None) -> int:
+        """Forget keys unused for longer than ``return_idle_after_ms`` (their local credits and cached
+        denials); returns how many. The idle task calls this every ``return_idle_after_ms``."""
+        if self.return_idle_after_ms is None:
+            return 0
+        now = self.clock.now_ms() if now_ms is None else now_ms
+        idle = [
+            k
+            for k, e in self._entries.items()
+            if now - e.last_use > self.return_idle_after_ms and e.pending is None and not e.refilling
+        ]
+        for k in idle:
+            del self._entries[k]
+            self._leases.forget(k)
+        return len(idle)
+
+    async def _idle_loop(self) -> None:
+        assert self.return_idle_after_ms is not None
+        while True:
+            await asyncio.sleep(self.return_idle_after_ms / 1000)
+            try:
+                self.forget_idle()
+            except Exception as exc:  # never let housekeeping die silently
+                log.warning("two-tier idle sweep failed: %s", exc)
+
+    def credits(self, key: str) -> float:
+        """Local credits held for ``key`` (for tests and debugging)."""
+        raw = self.l1.dump(key)
+        if raw is None or raw[0] != "hash":
+            return 0
+        return float(raw[1].get("c", 0))
+
+    async def reset(self, key: str) -> None:
+        """Forget ``key`` locally and reset it on L2."""
+        self._entries.pop(_key(key), None)
+        self.l1.delete(key)
+        await self.l2.reset(key)
+
+    async def aclose(self) -> None:
+        """Stop the background tasks, drop L1, and close L2 if this limiter opened it (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in (*self._background, *([self._idle_task] if self._idle_task else [])):
+            task.cancel()
+        self.l1.close()
+        if self._owns_l2:
+            await self.l2.store.aclose()
+
+    async def __aenter__(self) -> TwoTierLimiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        extra = f", batch={self.batch}, window_coupled={self.window_coupled}" if self.mode == "leased" else ""
+        return f"TwoTierLimiter({self.strategy!r}, mode={self.mode!r}{extra}, l2={self.l2.store!r})"
