@@ -40,6 +40,7 @@ from .strategies import (
     TokenBucket,
     parse_duration,
 )
+from .two_tier import TwoTierLimiter
 
 __version__ = "0.1.0"
 
@@ -81,6 +82,7 @@ __all__ = [
     "ThrottleKitError",
     "TokenBucket",
     "TokenBudget",
+    "TwoTierLimiter",
     "from_url",
     "parse_duration",
 ]

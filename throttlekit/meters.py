@@ -75,6 +75,14 @@ class TokenBudget:
         )
         return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
 
+    async def adebit(self, key: str, tokens: int = 1) -> Decision:
+        """:meth:`debit` on an async store (``aeval``): the server's path."""
+        n = _whole_positive("tokenBudget.tokens", tokens)
+        r = await self.store.aeval(
+            "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
+        )
+        return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
+
     def remaining(self, key: str) -> int:
         """Tokens left in ``key``'s current window."""
         r = self.store.eval(

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 from ._issues import ConfigIssue, PolicyConfigError
 from ._loader import MAX_POLICY_NAME, load_config, load_config_file
-from ._model import Policy, PolicyConfig, RatePolicy
+from ._model import FleetBudgetPolicy, Policy, PolicyConfig, RatePolicy, TokenBudgetPolicy, TwoTierPolicy
 
 __all__ = [
     "MAX_POLICY_NAME",
     "ConfigIssue",
+    "FleetBudgetPolicy",
     "Policy",
     "PolicyConfig",
     "PolicyConfigError",
     "RatePolicy",
+    "TokenBudgetPolicy",
+    "TwoTierPolicy",
     "load_config",
     "load_config_file",
 ]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from ..strategies import Strategy
 
-__all__ = ["Policy", "PolicyConfig", "RatePolicy"]
+__all__ = ["FleetBudgetPolicy", "Policy", "PolicyConfig", "RatePolicy", "TokenBudgetPolicy", "TwoTierPolicy"]
 
 
 class Policy:
@@ -44,6 +44,70 @@ class RatePolicy(Policy):
 
     def state(self) -> tuple[str, object] | None:
         return (self.prefix, (self.strategy.kind, tuple(self.strategy.params)))
+
+
+@dataclass(frozen=True)
+class TwoTierPolicy(Policy):
+    """A rate policy fronted by an in-process tier (``twoTier:``): L2 is ``strategy`` on the shared store
+    (keys under ``prefix``, the same keys a plain policy would use), L1 is per process.
+
+    Served by Check and CheckMany (consume-only: Peek and Forecast are UNIMPLEMENTED).
+    """
+
+    name: str
+    strategy: Strategy
+    prefix: str
+    mode: str = "leased"
+    batch: int = 1
+    low_water: int = 0
+    window_coupled: bool = False
+    return_idle_after_ms: float | None = None
+    kind: ClassVar[str] = "twoTier"
+
+    def describe(self) -> str:
+        if self.mode != "leased":
+            return f"twoTier {self.mode} over {self.strategy.describe()} (prefix {self.prefix!r})"
+        extra = f", lowWater {self.low_water}" if self.low_water else ""
+        extra += ", windowCoupled" if self.window_coupled else ""
+        extra += f", idle {self.return_idle_after_ms:g} ms" if self.return_idle_after_ms else ""
+        return f"twoTier leased batch {self.batch}{extra} over {self.strategy.describe()} (prefix {self.prefix!r})"
+
+    def state(self) -> tuple[str, object] | None:
+        return (self.prefix, (self.strategy.kind, tuple(self.strategy.params)))
+
+
+@dataclass(frozen=True)
+class TokenBudgetPolicy(Policy):
+    """A per-process cost meter (``tokenBudget:``): ``budget`` tokens per epoch-aligned ``window_ms`` per
+    key, at most ``max_keys`` keys (oldest forgotten first). Served by Debit."""
+
+    name: str
+    budget: float
+    window_ms: float
+    max_keys: int = 100_000
+    kind: ClassVar[str] = "tokenBudget"
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} {self.budget:g} tokens per {self.window_ms:g} ms per key (max {self.max_keys} keys)"
+        )
+
+
+@dataclass(frozen=True)
+class FleetBudgetPolicy(TokenBudgetPolicy):
+    """A fleet-shared cost meter (``fleetBudget:``): each key's counter at ``<prefix>:<key>`` in the shared
+    store, debited atomically, so every instance on that store meters one budget. Served by Debit."""
+
+    prefix: str = ""
+    kind: ClassVar[str] = "fleetBudget"
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind} {self.budget:g} tokens per {self.window_ms:g} ms per key (prefix {self.prefix!r})"
+        )
+
+    def state(self) -> tuple[str, object] | None:
+        return (self.prefix, ("budget", self.budget, self.window_ms))
 
 
 @dataclass(frozen=True)

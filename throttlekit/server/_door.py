@@ -162,7 +162,7 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             cost = _cost(request.cost)
             for k in keys:
                 _key(k)
-            ds = await rt.check_many(list(keys), cost) if keys else []
+            ds = await rt.check_many(list(keys), cost)
         except Exception as exc:
             await self._fail(context, exc)
         return pb.CheckManyResponse(decisions=[_pb(d) for d in ds])
@@ -187,11 +187,11 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
 
     async def Debit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            self._policy(request.policy)
-            _cost(request.tokens, "tokens")
-            raise self.service.unsupported(request.policy, "debit")
+            rt = self._policy(request.policy)
+            d = await rt.debit(_key(request.key), _cost(request.tokens, "tokens"))
         except Exception as exc:
             await self._fail(context, exc)
+        return pb.DebitResponse(decision=_pb(d))
 
     async def Admit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:

@@ -13,6 +13,7 @@ one write per loop tick on one pipelined connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -21,9 +22,19 @@ from typing import Any, Literal
 from .._clock import Clock
 from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError
 from .._types import Decision, Forecast
-from ..config import Policy, PolicyConfig, RatePolicy, load_config
+from ..config import (
+    FleetBudgetPolicy,
+    Policy,
+    PolicyConfig,
+    RatePolicy,
+    TokenBudgetPolicy,
+    TwoTierPolicy,
+    load_config,
+)
 from ..limiter import AsyncLimiter, Limiter
+from ..meters import TokenBudget
 from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore
+from ..two_tier import TwoTierLimiter
 from ._resp import PipelinedRedisStore
 
 __all__ = [
@@ -95,7 +106,46 @@ class OutageLog:
             self.synthesized = 0
 
 
-class _RateRuntime:
+def _unsupported(name: str, op: str) -> NotSupportedError:
+    return NotSupportedError(f'policy "{name}" does not support {op}')
+
+
+class _Runtime:
+    """A policy bound to the service's store. Every op a kind does not serve is UNIMPLEMENTED (spec 4.4);
+    a runtime overrides the ones it serves. ``limit`` feeds the fail-mode decision."""
+
+    policy: Any
+    outage: OutageLog
+    limit: int
+
+    def _fail_decision(self) -> None:
+        allowed = self.outage.fail == "open"
+        self._failed = Decision(allowed, self.limit, self.limit if allowed else 0, 0, 0)
+
+    def _synthesize(self, exc: StoreError, decisions: int = 1) -> Decision:
+        self.outage.failed(exc, decisions)
+        return self._failed
+
+    async def check(self, key: str, cost: int) -> Decision:
+        raise _unsupported(self.policy.name, "check")
+
+    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+        raise _unsupported(self.policy.name, "checkMany")
+
+    async def peek(self, key: str) -> Decision:
+        raise _unsupported(self.policy.name, "peek")
+
+    async def forecast(self, key: str, cost: int) -> Forecast:
+        raise _unsupported(self.policy.name, "forecast")
+
+    async def debit(self, key: str, tokens: int) -> Decision:
+        raise _unsupported(self.policy.name, "debit")
+
+    async def aclose(self) -> None:
+        """Release what the runtime owns (never the service's store)."""
+
+
+class _RateRuntime(_Runtime):
     """One rate policy bound to the service's store: check, check_many, peek, forecast."""
 
     def __init__(self, policy: RatePolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
@@ -106,12 +156,7 @@ class _RateRuntime:
         self._limiter: Any = (Limiter if self.sync else AsyncLimiter)(
             policy.strategy, store=store, prefix=policy.prefix, clock=clock
         )
-        allowed = outage.fail == "open"
-        self._failed = Decision(allowed, self.limit, self.limit if allowed else 0, 0, 0)
-
-    def _synthesize(self, exc: StoreError, decisions: int = 1) -> Decision:
-        self.outage.failed(exc, decisions)
-        return self._failed
+        self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
         try:
@@ -151,8 +196,86 @@ class _RateRuntime:
         return f
 
 
+class _TwoTierRuntime(_Runtime):
+    """A ``twoTier:`` policy: a :class:`TwoTierLimiter` whose L2 is the shared store (a private memory
+    store when the service runs on memory). Check and CheckMany (concurrent checks) only."""
+
+    def __init__(self, policy: TwoTierPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+        self.policy = policy
+        self.outage = outage
+        self.limit = int(policy.strategy.limit_value)
+        l2 = MemoryStore(clock=clock) if isinstance(store, MemoryStore) else store
+        self._private = l2 is not store
+        self.limiter = TwoTierLimiter(
+            policy.strategy,
+            store=l2,
+            mode=policy.mode,  # type: ignore[arg-type]
+            batch=policy.batch,
+            low_water=policy.low_water,
+            window_coupled=policy.window_coupled,
+            return_idle_after_ms=policy.return_idle_after_ms,
+            prefix=policy.prefix,
+            clock=clock,
+        )
+        self._fail_decision()
+
+    async def check(self, key: str, cost: int) -> Decision:
+        try:
+            d = await self.limiter.check(key, cost)
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return d
+
+    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+        return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+        if self._private:
+            self.limiter.l2.store.close()
+
+
+class _BudgetRuntime(_Runtime):
+    """A ``tokenBudget:`` (per-process meters in a private memory store bounded by ``maxKeys``) or
+    ``fleetBudget:`` (the shared store, keys under the prefix; a private store without one). Debit only."""
+
+    def __init__(self, policy: TokenBudgetPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+        self.policy = policy
+        self.outage = outage
+        fleet = isinstance(policy, FleetBudgetPolicy)
+        shared = fleet and not isinstance(store, MemoryStore)
+        own = None if shared else MemoryStore(clock=clock, max_keys=policy.max_keys)
+        self._own = own
+        prefix = policy.prefix if isinstance(policy, FleetBudgetPolicy) else ""
+        self.meter = TokenBudget(
+            policy.budget, policy.window_ms, store=store if own is None else own, prefix=prefix, clock=clock
+        )
+        self.limit = self.meter.budget
+        self._fail_decision()
+
+    async def debit(self, key: str, tokens: int) -> Decision:
+        try:
+            d = await self.meter.adebit(key, tokens)
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return d
+
+    async def aclose(self) -> None:
+        if self._own is not None:
+            self._own.close()
+
+
 #: Policy class -> runtime class. Adding a policy kind adds one entry here (and its config module).
-RUNTIMES: dict[type[Policy], type[Any]] = {RatePolicy: _RateRuntime}
+RUNTIMES: dict[type[Policy], type[Any]] = {
+    RatePolicy: _RateRuntime,
+    TwoTierPolicy: _TwoTierRuntime,
+    TokenBudgetPolicy: _BudgetRuntime,
+    FleetBudgetPolicy: _BudgetRuntime,
+}
 
 
 def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
@@ -239,7 +362,7 @@ class RateLimiterService:
 
     @staticmethod
     def unsupported(name: str, op: str) -> NotSupportedError:
-        return NotSupportedError(f'policy "{name}" does not support {op}')
+        return _unsupported(name, op)
 
     async def check(self, policy: str, key: str, cost: int = 1) -> Decision:
         return await self.policy(policy).check(key, cost)  # type: ignore[no-any-return]
@@ -253,6 +376,9 @@ class RateLimiterService:
     async def forecast(self, policy: str, key: str, cost: int = 1) -> Forecast:
         return await self.policy(policy).forecast(key, cost)  # type: ignore[no-any-return]
 
+    async def debit(self, policy: str, key: str, tokens: int = 1) -> Decision:
+        return await self.policy(policy).debit(key, tokens)  # type: ignore[no-any-return]
+
     def describe(self) -> list[str]:
         return self.config.describe()
 
@@ -261,6 +387,8 @@ class RateLimiterService:
         if self._closed:
             return
         self._closed = True
+        for rt in self.policies.values():
+            await rt.aclose()
         if self._owns_store:
             await self.store.aclose()
 

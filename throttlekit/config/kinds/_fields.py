@@ -75,15 +75,18 @@ def duration(ctx: PolicyContext, spec: Any, field: str) -> Any:
     return v
 
 
-def milliseconds(ctx: PolicyContext, spec: Any, field: str) -> Any:
-    """A plain number of milliseconds (no unit strings: those belong to ``period``), at least 1."""
+def milliseconds(ctx: PolicyContext, spec: Any, field: str, *, period: bool = True) -> Any:
+    """A plain number of milliseconds (no unit strings: those belong to ``period``), at least 1.
+    ``period=False`` where no ``period`` field exists (kind blocks)."""
     v = spec.get(field, MISSING)
     if v is MISSING:
         return v
     if isinstance(v, str):
         ctx.error(
             field,
-            f'is a number of milliseconds; write durations with units as "period: {v}"',
+            f'is a number of milliseconds; write durations with units as "period: {v}"'
+            if period
+            else "is a number of milliseconds (no unit strings here)",
             v,
             "a number of ms >= 1",
         )
