@@ -1,6 +1,7 @@
-"""A fleet-test client process: ``python _fleet_client.py PORTS POLICY KEY N CONCURRENCY``.
+"""A fleet-test client process: ``python _fleet_client.py PORTS POLICY KEY N CONCURRENCY [check|debit]``.
 
-Sends N Check(cost 1) calls on one key, round-robin over the servers, C at a time, and prints one JSON
+Sends N Check(cost 1) calls (or Debit(tokens 1) with ``debit``) on one key, round-robin over the
+servers, C at a time, and prints one JSON
 line: the wall-clock window [t0, t1] (epoch ms) around every call and, per ``reset_at`` (one per fixed
 window; 0 = synthesized by the fail mode), ``[admitted, total]``.
 """
@@ -18,7 +19,7 @@ from throttlekit._proto import throttlekit_pb2 as pb
 from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
 
 
-async def main(ports: list[int], policy: str, key: str, n: int, conc: int) -> None:
+async def main(ports: list[int], policy: str, key: str, n: int, conc: int, op: str = "check") -> None:
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{p}") for p in ports]
     stubs = [pb_grpc.RateLimiterStub(c) for c in channels]
     for c in channels:
@@ -28,7 +29,11 @@ async def main(ports: list[int], policy: str, key: str, n: int, conc: int) -> No
 
     async def worker() -> None:
         for i in todo:
-            r = await stubs[i % len(stubs)].Check(pb.CheckRequest(policy=policy, key=key, cost=1), timeout=10)
+            stub = stubs[i % len(stubs)]
+            if op == "debit":
+                r = await stub.Debit(pb.DebitRequest(policy=policy, key=key, tokens=1), timeout=10)
+            else:
+                r = await stub.Check(pb.CheckRequest(policy=policy, key=key, cost=1), timeout=10)
             w = windows.setdefault(r.decision.reset_at, [0, 0])
             w[0] += int(r.decision.allowed)
             w[1] += 1
@@ -43,4 +48,4 @@ async def main(ports: list[int], policy: str, key: str, n: int, conc: int) -> No
 
 if __name__ == "__main__":
     ports = [int(p) for p in sys.argv[1].split(",")]
-    asyncio.run(main(ports, sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+    asyncio.run(main(ports, sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7]))

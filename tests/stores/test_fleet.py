@@ -37,9 +37,10 @@ class Fleet:
         env: dict[str, str],
         servers: int = SERVERS,
         fail: str = "closed",
+        config: str = CONFIG,
     ) -> None:
         cfg = tmp / "fleet.yaml"
-        cfg.write_text(CONFIG)
+        cfg.write_text(config)
         self.procs: list[subprocess.Popen[str]] = []
         self.ports: list[int] = []
         self.logs = [tmp / f"server{i}.log" for i in range(servers)]
@@ -72,7 +73,7 @@ class Fleet:
                 raise RuntimeError(f"server did not start: {line!r} {log.read_text()[-2000:]}")
             self.ports.append(int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1]))
 
-    def hammer(self, policy: str, key: str) -> list[dict[str, Any]]:
+    def hammer(self, policy: str, key: str, op: str = "check") -> list[dict[str, Any]]:
         ports = ",".join(map(str, self.ports))
         clients = [
             subprocess.Popen(
@@ -84,6 +85,7 @@ class Fleet:
                     key,
                     str(PER_CLIENT),
                     str(CONC),
+                    op,
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
