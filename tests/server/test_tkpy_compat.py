@@ -99,3 +99,88 @@ def test_their_vendored_proto_is_our_contract() -> None:
     ours = current()
     assert breaking_changes(theirs, ours) == []
     assert breaking_changes(ours, theirs) == []
+
+
+# The cost axis and two-tier leasing through throttlekit-py: Check on leased policies, Debit on budgets.
+COST_POLICIES = {
+    "lease": {"strategy": "fixedWindow", "limit": 10, "period": "1m", "twoTier": {"batch": 4}},
+    "coupled": {
+        "strategy": "gcra",
+        "limit": 10,
+        "period": "1s",
+        "burst": 6,
+        "twoTier": {"mode": "leased", "batch": 3, "windowCoupled": True},
+    },
+    "budget": {"tokenBudget": {"budget": 10, "windowMs": 60000}},
+    "fleet": {"fleetBudget": {"budget": 10, "windowMs": 60000}},
+}
+COST_SCRIPT = r"""
+import json, sys
+from dataclasses import asdict
+from throttlekit import ServiceBackend
+
+def run(backend, p):
+    out = []
+    def rec(fn, *a):
+        try:
+            r = fn(*a)
+        except Exception as exc:
+            out.append(["error", type(exc).__name__])
+            return
+        out.append([asdict(x) for x in r] if isinstance(r, list) else asdict(r))
+    if "lease" in p or "coupled" in p:
+        for _ in range(9):
+            rec(backend.check, p, "alice")
+        rec(backend.check, p, "bob", 5)
+        rec(backend.check_many, p, ["a", "b", "a"])
+        rec(backend.peek, p, "alice")
+        rec(backend.debit, p, "alice", 1)
+    else:
+        for n in (4, 0, 5, 1, 2):
+            rec(backend.debit, p, "alice", n)
+        rec(backend.debit, p, "bob", 12)
+        rec(backend.debit, p, "bob", 1)
+        rec(backend.check, p, "alice")
+    return out
+
+if __name__ == "__main__":
+    target, policies = sys.argv[1], json.loads(sys.argv[2])
+    with ServiceBackend(target) as b:
+        print(json.dumps({p: run(b, p) for p in policies}))
+"""
+
+
+def test_throttlekit_py_checks_leased_policies_and_debits_budgets(
+    start_server: Starter, store_kind: str
+) -> None:
+    clock = tk.ManualClock(1_700_000_040_000)
+    policies = {
+        **{f"py-{k}": {**v} for k, v in COST_POLICIES.items()},
+        **{f"us-{k}": {**v} for k, v in COST_POLICIES.items()},
+    }
+    for name, spec in policies.items():
+        if "fleetBudget" in spec:
+            spec["fleetBudget"] = {**spec["fleetBudget"], "prefix": name}
+    served = start_server(policies, store=make_store(store_kind, clock), clock=clock)
+    theirs = json.loads(run_tkpy(COST_SCRIPT, served.target, json.dumps([f"py-{k}" for k in COST_POLICIES])))
+    namespace: dict[str, Any] = {"__name__": "not_main"}
+    exec(compile(COST_SCRIPT, "<script>", "exec"), namespace)
+    with tk.ServiceBackend(served.target, timeout=10) as b:
+        ours = {p: namespace["run"](b, p) for p in [f"us-{k}" for k in COST_POLICIES]}
+    for kind in COST_POLICIES:
+        assert theirs[f"py-{kind}"] == ours[f"us-{kind}"], kind
+    # anchors worked out by hand: a fixed window of 10 leased 4 at a time (10 = 4 + 4 + 2 stranded) ...
+    lease = theirs["py-lease"]
+    assert [d["remaining"] for d in lease[:8]] == [3, 2, 1, 0, 3, 2, 1, 0]
+    assert lease[8] == {"allowed": False, "limit": 10, "remaining": 2, "reset_at": 1_700_000_100_000,
+                        "retry_after_ms": 60_000}  # fmt: skip
+    assert lease[-2:] == [["error", "OperationNotSupportedError"]] * 2  # peek and debit
+    # ... and a budget of 10: 4, 1 (0 means 1), 5 crossing to 10, then refused until the window end
+    budget = theirs["py-budget"]
+    assert [(d["allowed"], d["remaining"]) for d in budget[:5]] == [
+        (True, 6), (True, 5), (True, 0), (False, 0), (False, 0)
+    ]  # fmt: skip
+    assert budget[3]["retry_after_ms"] == 60_000
+    assert (budget[5]["allowed"], budget[5]["remaining"], budget[6]["allowed"]) == (True, 0, False)
+    assert budget[-1] == ["error", "OperationNotSupportedError"]
+    assert theirs["py-fleet"] == budget
