@@ -256,3 +256,22 @@ def test_consume_only_and_validation() -> None:
         TwoTierLimiter(tk.FixedWindow(10, 1000), mode="lazy")  # type: ignore[arg-type]
     with pytest.raises(tk.ConfigError, match="batch must be an integer"):
         TwoTierLimiter(tk.FixedWindow(10, 1000), batch=0)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_no_check_starves_under_contention(batch: int) -> None:
+    """16 closed-loop tasks on one key: every check is served, and no unit is leased twice (one lease in
+    flight per key; queued checks spend what it brought before anyone leases again)."""
+    clock = tk.ManualClock(T0)
+    l2 = Counting(clock)
+
+    async def main() -> int:
+        async with TwoTierLimiter(tk.FixedWindow(10**9, 1000), store=l2, batch=batch, clock=clock) as tt:
+
+            async def worker() -> int:
+                return sum([(await tt.check("k")).allowed for _ in range(200)])
+
+            return sum(await asyncio.gather(*(worker() for _ in range(16))))
+
+    assert run(main()) == 16 * 200
+    assert l2.calls["fixed_window"] == 16 * 200 // batch

@@ -8,7 +8,8 @@ Modes:
   locally (``deny_cache_lookup``/``deny_cache_put``), so a hot denied key costs no round trip.
 * ``leased``: each key leases ``batch`` units from L2 at once (one L2 check of cost ``batch``) and
   spends them locally (``lease_spend``/``lease_grant``, the transforms behind :class:`LeaseSpender`).
-  At most one on-demand lease per key is in flight; concurrent checks wait for it. An L2 denial is
+  At most one on-demand lease per key is in flight; concurrent checks queue (first come, first served)
+  and spend what it brought, leasing again only when it is gone. An L2 denial is
   returned verbatim. ``window_coupled`` discards local credits once L2's window has ended (the
   per-window total then stays <= the limit for any number of instances); without it a window can admit
   up to ``limit + N x (batch - 1)`` with N instances. ``low_water > 0`` leases ahead of need, in the
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._clock import Clock, SystemClock
-from ._errors import ConfigError, NotSupportedError, ThrottleKitError
+from ._errors import ConfigError, NotSupportedError
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
 from .stores import MemoryStore, from_url
@@ -39,8 +40,6 @@ log = logging.getLogger("throttlekit.two_tier")
 
 Mode = Literal["strict", "cached-deny", "leased"]
 MODES: tuple[str, ...] = ("strict", "cached-deny", "leased")
-#: Lease rounds one check may take before giving up (each round is one L2 grant that others spent).
-MAX_ROUNDS = 1024
 
 
 class DenyCache:
@@ -133,8 +132,11 @@ class _Entry:
     """Per-key routing state (never a count): when it was last used and the leases in flight."""
 
     last_use: float
-    pending: asyncio.Future[Decision] | None = None
+    lock: asyncio.Lock | None = None  # held while a lease is in flight; created on first need
     refilling: bool = False
+
+    def busy(self) -> bool:
+        return self.refilling or (self.lock is not None and self.lock.locked())
 
 
 def _whole(name: str, v: Any, lo: int) -> int:
@@ -238,23 +240,32 @@ class TwoTierLimiter:
     async def _leased(self, key: str, now: float, cost: float) -> Decision:
         entry = self._entry(key, now)
         d, refill = self._leases.spend(key, now, cost, True)  # the window-coupled discard, once
-        if d is not None:
-            if refill:
-                self._refill(key, entry)
-            return d
-        for _ in range(MAX_ROUNDS):
-            pending = entry.pending or self._lease(key, entry, max(self.batch, cost))
-            granted = await asyncio.shield(pending)
-            d, refill = self._leases.spend(key, now, cost, False)
-            if d is not None:
-                if refill:
-                    self._refill(key, entry)
-                return d
-            if not granted.allowed:
-                return granted  # L2's denial, verbatim (its remaining and retry are for the lease)
-        raise ThrottleKitError(
-            f"two-tier: {MAX_ROUNDS} leases for one check of {key!r} were all spent by others"
-        )
+        if d is None:
+            # Short: queue (FIFO) behind the lease in flight, spend what it brought, else lease. A lease
+            # and its holder's spend run in one task with no await between them, so nobody takes the
+            # credits in between, and a cancelled caller cannot lose a grant that L2 already counted.
+            lock = entry.lock or self._lock(entry)
+            async with lock:
+                d, refill = self._leases.spend(key, now, cost, False)
+                if d is None:
+                    task = asyncio.ensure_future(self._lease_and_spend(key, now, cost))
+                    granted, d, refill = await asyncio.shield(task)
+                    if d is None:
+                        return granted  # L2's denial, verbatim (its remaining and retry are the lease's)
+        if refill:
+            self._refill(key, entry)
+        return d
+
+    @staticmethod
+    def _lock(entry: _Entry) -> asyncio.Lock:
+        entry.lock = asyncio.Lock()
+        return entry.lock
+
+    async def _lease_and_spend(
+        self, key: str, now: float, cost: float
+    ) -> tuple[Decision, Decision | None, bool]:
+        granted = await self._grant(key, max(self.batch, cost), False)
+        return (granted, *self._leases.spend(key, now, cost, False))
 
     def _entry(self, key: str, now: float) -> _Entry:
         entry = self._entries.get(key)
@@ -271,23 +282,10 @@ class TwoTierLimiter:
     def _evict(self) -> None:
         """Forget the oldest key with no lease in flight (its credits go with it)."""
         for k, e in self._entries.items():
-            if e.pending is None and not e.refilling:
+            if not e.busy():
                 del self._entries[k]
                 self._leases.forget(k)
                 return
-
-    def _lease(self, key: str, entry: _Entry, amount: float) -> asyncio.Future[Decision]:
-        task = asyncio.ensure_future(self._grant(key, amount, False))
-        entry.pending = task
-
-        def done(t: asyncio.Future[Decision]) -> None:
-            if entry.pending is t:
-                entry.pending = None
-            if not t.cancelled():
-                t.exception()  # retrieved here; every waiter re-raises it
-
-        task.add_done_callback(done)
-        return task
 
     async def _grant(self, key: str, amount: float, proactive: bool) -> Decision:
         """One L2 check of ``amount``; its grant (or, on a denial, its window end) lands in L1."""
@@ -303,7 +301,7 @@ class TwoTierLimiter:
 
     def _refill(self, key: str, entry: _Entry) -> None:
         """Fire-and-forget lease of ``batch`` (errors are logged and swallowed)."""
-        if entry.refilling or entry.pending is not None:
+        if entry.busy():
             return
         entry.refilling = True
 
@@ -340,7 +338,7 @@ class TwoTierLimiter:
         idle = [
             k
             for k, e in self._entries.items()
-            if now - e.last_use > self.return_idle_after_ms and e.pending is None and not e.refilling
+            if now - e.last_use > self.return_idle_after_ms and not e.busy()
         ]
         for k in idle:
             del self._entries[k]
