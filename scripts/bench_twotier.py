@@ -9,6 +9,10 @@ Redis transport (``PipelinedRedisStore``). Rows: the plain policy (``AsyncLimite
 decision) and ``TwoTierLimiter`` leased, window-coupled, for each batch. Redis round trips are counted
 twice: EVALSHA calls made by the store (a counting proxy) and Redis' own ``INFO commandstats`` delta
 (equal when nothing else uses the server). Rounds are interleaved; the median is reported.
+
+With ``--grpc`` the same comparison goes through the gRPC door instead: one server process on Redis with
+the plain and the leased policies, driven by h2load (``nghttp2-client``) from one connection, serially
+and with 16 Checks in flight; round trips are Redis' ``INFO commandstats`` delta over the phase.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -124,13 +132,66 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def grpc_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Check through the gRPC door: plain vs leased policies on one server process over Redis."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_grpc import grpc_frame, h2load, start_server
+
+    from throttlekit._proto import throttlekit_pb2 as pb
+
+    batches = [int(b) for b in args.batches.split(",")]
+    strategy = "strategy: fixedWindow, limit: 1000000000000000, period: 1m"
+    lines = ["limiters:", f"  plain: {{ {strategy} }}"]
+    lines += [
+        f"  leased{b}: {{ {strategy}, twoTier: {{ batch: {b}, windowCoupled: true }} }}" for b in batches
+    ]
+    info = redis.Redis.from_url(args.redis_url)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        config = tmp / "bench.yaml"
+        config.write_text("\n".join(lines) + "\n")
+        proc, port = start_server(config, "redis", args.redis_url)
+        try:
+            for streams in (1, 16):
+                n = int((2500 if streams == 1 else 9000) * args.seconds)
+                for policy, batch in [("plain", None), *((f"leased{b}", b) for b in batches)]:
+                    frame = tmp / f"{policy}.bin"
+                    frame.write_bytes(
+                        grpc_frame(pb.CheckRequest(policy=policy, key="hot").SerializeToString())
+                    )
+                    log = tmp / "h2load.log"
+                    h2load(port, frame, log, n=500, clients=1, streams=streams, rps=None)  # warm up
+                    before = evalsha_calls(info)
+                    ok, rate = h2load(port, frame, log, n=n, clients=1, streams=streams, rps=None)
+                    calls = evalsha_calls(info) - before
+                    rows.append(
+                        {
+                            "path": f"gRPC Check, {streams} in flight: "
+                            + ("plain" if batch is None else "twoTier leased"),
+                            "batch": batch,
+                            "decisions_per_s": rate,
+                            "round_trips_per_100": 100 * calls / ok,
+                            "redis_evalsha_per_100": 100 * calls / ok,
+                            "decisions": ok,
+                        }
+                    )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            info.close()
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     base = rows[0]
-    out = [
+    out: list[str] = [
         "| path | batch | decisions/s | vs plain | Redis round trips / 100 decisions | fewer round trips |",
         "|---|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
+        if r["batch"] is None:
+            base = r
         rt = r["round_trips_per_100"]
         fewer = base["round_trips_per_100"] / rt if rt else float("inf")
         out.append(
@@ -148,7 +209,8 @@ if __name__ == "__main__":
     p.add_argument("--batches", default="1,10,50")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--concurrency", type=int, default=1, help="asyncio tasks sharing the one client")
+    p.add_argument("--grpc", action="store_true", help="through the gRPC door (h2load) instead")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    result = asyncio.run(main(a))
+    result = grpc_rows(a) if a.grpc else asyncio.run(main(a))
     print(json.dumps(result, indent=1) if a.json else table(result))
