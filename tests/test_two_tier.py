@@ -275,3 +275,8 @@ def test_no_check_starves_under_contention(batch: int) -> None:
 
     assert run(main()) == 16 * 200
     assert l2.calls["fixed_window"] == 16 * 200 // batch
+
+
+def test_batch_above_the_limit_is_refused() -> None:
+    with pytest.raises(tk.ConfigError, match="exceeds the strategy's limit 5"):
+        TwoTierLimiter(tk.Gcra(10, 1000, burst=5), batch=6)

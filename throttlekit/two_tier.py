@@ -187,6 +187,11 @@ class TwoTierLimiter:
                 raise ConfigError("twoTier leased mode requires batch (units leased from L2 per call)")
             batch = _whole("twoTier.batch", batch, 1)
             low_water = _whole("twoTier.lowWater", low_water, 0)
+            if batch > strategy.limit_value:
+                raise ConfigError(
+                    f"twoTier.batch {batch} exceeds the strategy's limit {strategy.limit_value:g}: "
+                    "every lease would be refused"
+                )
         if return_idle_after_ms is not None:
             validate_cost(return_idle_after_ms, "twoTier.returnIdleAfterMs")
         if not isinstance(window_coupled, bool):

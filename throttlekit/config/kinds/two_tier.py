@@ -71,6 +71,14 @@ class _TwoTier:
                       allowed="an integer >= 1")  # fmt: skip
         if batch is not MISSING and low is not MISSING and low >= batch:
             sub.error("lowWater", f"must be below batch ({batch}): a refill would start on every spend", low)
+        if isinstance(rate, RatePolicy) and batch is not MISSING and batch > rate.strategy.limit_value:
+            sub.error(
+                "batch",
+                f"exceeds the policy's limit ({rate.strategy.limit_value:g}): every lease would be refused "
+                "(a lease is one all-or-nothing check of `batch` units)",
+                batch,
+                f"an integer from 1 to {rate.strategy.limit_value:g}",
+            )
         if len(ctx.issues.items) > before or not isinstance(rate, RatePolicy):
             return None
         return TwoTierPolicy(
