@@ -280,3 +280,22 @@ def test_no_check_starves_under_contention(batch: int) -> None:
 def test_batch_above_the_limit_is_refused() -> None:
     with pytest.raises(tk.ConfigError, match="exceeds the strategy's limit 5"):
         TwoTierLimiter(tk.Gcra(10, 1000, burst=5), batch=6)
+
+
+def test_checks_queued_behind_a_failed_lease_fail_fast() -> None:
+    """An L2 outage costs one failed lease per key, not one per queued check (no timeout pile-up)."""
+    clock = tk.ManualClock(T0)
+    l2 = Counting(clock)
+    l2.fail = True
+
+    async def main() -> list[Any]:
+        async with TwoTierLimiter(tk.FixedWindow(100, 1000), store=l2, batch=5, clock=clock) as tt:
+            out = await asyncio.gather(*(tt.check("k") for _ in range(5)), return_exceptions=True)
+            l2.fail = False
+            out.append(await tt.check("k"))  # the next check leases again
+            return out
+
+    got = run(main())
+    assert [type(x) for x in got[:5]] == [tk.StoreError] * 5
+    assert got[5] == d(True, 100, 4, T0 + 1000, 0)
+    assert l2.calls["fixed_window"] == 2

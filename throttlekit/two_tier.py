@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._clock import Clock, SystemClock
-from ._errors import ConfigError, NotSupportedError
+from ._errors import ConfigError, NotSupportedError, StoreError
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
 from .stores import MemoryStore, from_url
@@ -134,6 +134,8 @@ class _Entry:
     last_use: float
     lock: asyncio.Lock | None = None  # held while a lease is in flight; created on first need
     refilling: bool = False
+    leases: int = 0  # leases completed (or failed); queued checks compare it to see one went by
+    error: StoreError | None = None  # the last lease's failure, for the checks queued behind it
 
     def busy(self) -> bool:
         return self.refilling or (self.lock is not None and self.lock.locked())
@@ -250,11 +252,21 @@ class TwoTierLimiter:
             # and its holder's spend run in one task with no await between them, so nobody takes the
             # credits in between, and a cancelled caller cannot lose a grant that L2 already counted.
             lock = entry.lock or self._lock(entry)
+            seen = entry.leases
             async with lock:
                 d, refill = self._leases.spend(key, now, cost, False)
                 if d is None:
+                    if entry.leases != seen and entry.error is not None:
+                        raise entry.error  # the lease we queued behind failed: fail fast, no pile-up
+                    entry.error = None
                     task = asyncio.ensure_future(self._lease_and_spend(key, now, cost))
-                    granted, d, refill = await asyncio.shield(task)
+                    try:
+                        granted, d, refill = await asyncio.shield(task)
+                    except StoreError as exc:
+                        entry.error = exc
+                        raise
+                    finally:
+                        entry.leases += 1
                     if d is None:
                         return granted  # L2's denial, verbatim (its remaining and retry are the lease's)
         if refill:
