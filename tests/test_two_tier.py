@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import throttlekit as tk
 from throttlekit.two_tier import TwoTierLimiter
@@ -299,3 +301,46 @@ def test_checks_queued_behind_a_failed_lease_fail_fast() -> None:
     assert [type(x) for x in got[:5]] == [tk.StoreError] * 5
     assert got[5] == d(True, 100, 4, T0 + 1000, 0)
     assert l2.calls["fixed_window"] == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    batch=st.integers(1, 5),
+    limit=st.integers(5, 20),
+    coupled=st.booleans(),
+    ticks=st.lists(
+        st.tuples(st.integers(0, 400), st.lists(st.integers(0, 3), min_size=0, max_size=8)),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_admitted_per_window_bound_on_random_interleavings(
+    n: int, batch: int, limit: int, coupled: bool, ticks: list[tuple[int, list[int]]]
+) -> None:
+    """N instances on one shared memory L2, random arrivals (each tick: a clock step, then concurrent
+    checks on random instances): per window <= limit when coupled, <= limit + N(batch - 1) otherwise."""
+    batch = min(batch, limit)
+    clock = tk.ManualClock(T0)
+    l2 = tk.MemoryStore(clock=clock)
+
+    async def main() -> dict[int, int]:
+        tiers = [
+            TwoTierLimiter(
+                tk.FixedWindow(limit, 1000), store=l2, batch=batch, window_coupled=coupled, clock=clock
+            )
+            for _ in range(n)
+        ]
+        per: dict[int, int] = {}
+        for dt, who in ticks:
+            clock.advance(dt)
+            ds = await asyncio.gather(*(tiers[i % n].check("k") for i in who))
+            w = clock.now_ms() // 1000
+            per[w] = per.get(w, 0) + sum(x.allowed for x in ds)
+        for t in tiers:
+            await t.aclose()
+        return per
+
+    per = run(main())
+    bound = limit if coupled else limit + n * (batch - 1)
+    assert max(per.values()) <= bound
