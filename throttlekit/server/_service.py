@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Literal
 
 from .._clock import Clock
@@ -126,6 +126,16 @@ class _Runtime:
         self.outage.failed(exc, decisions)
         return self._failed
 
+    async def _decide(self, pending: Awaitable[Decision]) -> Decision:
+        """Await a decision; a store outage becomes the fail-mode decision."""
+        try:
+            d = await pending
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return d
+
     async def check(self, key: str, cost: int) -> Decision:
         raise _unsupported(self.policy.name, "check")
 
@@ -220,13 +230,7 @@ class _TwoTierRuntime(_Runtime):
         self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
-        try:
-            d = await self.limiter.check(key, cost)
-        except StoreError as exc:
-            return self._synthesize(exc)
-        if self.outage.down:
-            self.outage.recovered()
-        return d
+        return await self._decide(self.limiter.check(key, cost))
 
     async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
         return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
@@ -256,13 +260,7 @@ class _BudgetRuntime(_Runtime):
         self._fail_decision()
 
     async def debit(self, key: str, tokens: int) -> Decision:
-        try:
-            d = await self.meter.adebit(key, tokens)
-        except StoreError as exc:
-            return self._synthesize(exc)
-        if self.outage.down:
-            self.outage.recovered()
-        return d
+        return await self._decide(self.meter.adebit(key, tokens))
 
     async def aclose(self) -> None:
         if self._own is not None:
