@@ -29,6 +29,7 @@ from typing import Any
 
 from ._clock import ManualClock
 from ._errors import ConfigError
+from ._types import Decision
 from .limiter import Limiter
 from .meters import LeakyBucket, LeaseSpender, TokenBudget
 from .strategies import strategy_from_options
@@ -258,8 +259,6 @@ def _run_l1_lease(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult
 def _run_deny_cache(
     suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult
 ) -> None:
-    from ._types import Decision
-
     cache = DenyCache(store, prefix + ":")
     for i, op in enumerate(suite["ops"]):
         clock.set(op["now"])
