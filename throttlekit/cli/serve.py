@@ -93,13 +93,6 @@ def _security(cert: str | None, key: str | None, ca: str | None) -> str:
 async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -> None:
     from ..server import start
 
-    handle = await start(service, host, port, credentials)
-    names = ", ".join(service.names)
-    n = len(service.names)
-    click.echo(
-        f"throttlekit-server listening on {handle.address} [{tag}] ({n} polic{'ies' if n != 1 else 'y'}: {names})"
-    )
-    sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -108,8 +101,16 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -
             click.echo(f"{sig.name} received, draining…", err=True)
             stop.set()
 
+    # handlers first: a supervisor may send SIGTERM as soon as it reads the startup line
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    handle = await start(service, host, port, credentials)
+    names = ", ".join(service.names)
+    n = len(service.names)
+    click.echo(
+        f"throttlekit-server listening on {handle.address} [{tag}] ({n} polic{'ies' if n != 1 else 'y'}: {names})"
+    )
+    sys.stdout.flush()
     await stop.wait()
     await handle.aclose()
     click.echo("throttlekit-server stopped", err=True)
