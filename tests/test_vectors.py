@@ -58,3 +58,30 @@ def test_every_transform_is_exercised_by_some_vector() -> None:
         assert run_suite(suite, lambda c: Recording(tk.MemoryStore(clock=c), seen), source).passed
     missing = sorted(set(load_manifest()) - set(seen))
     assert not missing, f"transforms without a vector: {missing}"
+
+
+def test_reset_ops_forget_state() -> None:
+    def decision(allowed: bool, remaining: int, reset_at: int, retry: int) -> dict[str, Any]:
+        return {
+            "allowed": allowed,
+            "limit": 1,
+            "remaining": remaining,
+            "resetAt": reset_at,
+            "retryAfterMs": retry,
+        }
+
+    suite = {
+        "primitive": "rateLimit",
+        "name": "reset",
+        "strategy": {"kind": "fixedWindow", "options": {"limit": 1, "windowMs": 1000}},
+        "ops": [
+            {"now": 100, "cost": 1, "expect": decision(True, 0, 1000, 0)},
+            {"now": 100, "cost": 1, "expect": decision(False, 0, 1000, 900)},
+            {"op": "reset", "now": 100},
+            {"now": 100, "cost": 1, "expect": decision(True, 0, 1000, 0)},
+        ],
+    }
+    result = run_suite(suite, lambda c: tk.MemoryStore(clock=c))
+    assert result.passed and result.ops == 3, result.mismatches
+    unknown = {**suite, "ops": [{"op": "teleport", "now": 0}]}
+    assert "unknown op 'teleport'" in str(run_suite(unknown, lambda c: tk.MemoryStore(clock=c)).error)

@@ -4,9 +4,11 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
 
 * ``rateLimit``: ``{strategy: {kind, options}, key, ops: [{now, cost, expect}]}``; an op may carry
   ``"op": "peek"`` (expect a decision) or ``"op": "forecast"`` (expect ``spendableNow``,
-  ``nextReplenishAt``, ``fullAt``); the default op is a check.
-* ``tokenBudget``: ``{options: {budget, windowMs}, ops: [{now, tokens, expect}]}``.
-* ``lease``: ``{limit, ttlMs, windowCoupled, events: [{op: grant|spend, ...}]}``.
+  ``nextReplenishAt``, ``fullAt``) or ``"op": "reset"`` (forget the key; no ``expect``); the default
+  op is a check.
+* ``tokenBudget``: ``{options: {budget, windowMs}, ops: [{now, tokens, expect}]}``; ops may also be
+  ``{op: remaining, now, expect: {remaining}}`` or ``{op: reset}``.
+* ``lease``: ``{limit, ttlMs, windowCoupled, events: [{op: grant|spend|reset, ...}]}``.
 * ``leakyBucket``: ``{options: {ratePerSec, maxQueueMs}, ops: [{now, cost, expect: {accepted, delayMs}}]}``.
 * ``twoTierLease`` (the two-tier leased L1): ``{limit, ttlMs, windowCoupled, lowWater, events: [...]}``
   with ``{op: grant, now, capacity, expiresAt, dropIfEnded, expect: {applied}}`` and
@@ -173,8 +175,11 @@ def _run_rate(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str
             got = limiter.peek(key).to_dict()
         elif kind == "forecast":
             got = limiter.forecast(key, op.get("cost", 1)).to_dict()
+        elif kind == "reset":
+            limiter.reset(key)
+            continue
         else:
-            raise ConfigError(f"op #{i}: unknown op {kind!r}; expected check, peek or forecast")
+            raise ConfigError(f"op #{i}: unknown op {kind!r}; expected check, peek, forecast or reset")
         r.ops += 1
         _compare(r, i, op["expect"], got)
     limiter.reset(key)
@@ -185,6 +190,9 @@ def _run_budget(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: s
     meter = TokenBudget(o["budget"], o["windowMs"], store=store, prefix=prefix, clock=clock)
     for i, op in enumerate(suite["ops"]):
         clock.set(op["now"])
+        if op.get("op") == "reset":
+            meter.reset("k")
+            continue
         if op.get("op") == "remaining":
             got: dict[str, Any] = {"remaining": meter.remaining("k")}
         else:
@@ -206,6 +214,11 @@ def _run_lease(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
         if ev["op"] == "grant":
             spender.apply_lease(ev["capacity"], ev.get("expiresAt"))
             continue
+        if ev["op"] == "reset":
+            spender.reset()
+            continue
+        if ev["op"] != "spend":
+            raise ConfigError(f"event #{i}: unknown op {ev['op']!r}; expected grant, spend or reset")
         d = spender.spend(ev["now"], ev.get("cost", 1))
         r.ops += 1
         got: dict[str, Any] = {"needsRefresh": d is None}
