@@ -60,3 +60,12 @@ def test_verify_names_an_unreachable_redis() -> None:
     )
     assert res.exit_code == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in res.output
+
+
+def test_bench_smoke_and_unreachable_redis() -> None:
+    res = CliRunner().invoke(main, ["bench", "--quick", "--no-redis", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert any(r["name"] == "throttlekit gcra (luajit)" and r["ratio"] > 0 for r in rows)
+    res = CliRunner().invoke(main, ["bench", "--quick", "--redis-url", "redis://127.0.0.1:1/0"])
+    assert res.exit_code == 1 and "Redis at redis://127.0.0.1:1/0" in res.output

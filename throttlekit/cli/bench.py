@@ -18,13 +18,18 @@ __all__ = ["bench"]
 @click.option("--json", "as_json", is_flag=True)
 def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
     """Decisions/s of the engine vs the `limits` library and raw redis-py EVALSHA (needs the `bench` extra)."""
+    from .._bench import run_bench
+
     try:
-        from .._bench import run_bench
-    except ImportError as exc:  # pragma: no cover
+        rows = run_bench(None if no_redis else redis_url, quick=quick)
+    except ImportError as exc:
         raise click.ClickException(
             f"{exc}: install the extra with pip install 'throttlekit-server[bench]'"
         ) from exc
-    rows = run_bench(None if no_redis else redis_url, quick=quick)
+    except Exception as exc:  # e.g. Redis unreachable: say so instead of a traceback
+        if type(exc).__module__.startswith("redis"):
+            raise click.ClickException(f"Redis at {redis_url}: {exc} (or pass --no-redis)") from exc
+        raise
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
         return
