@@ -185,3 +185,23 @@ def test_one_limit_shared_with_throttlekit_py(
     assert got == expected
     ours.reset("shared")
     ref.reset("shared")
+
+
+def test_short_lived_threads_return_their_connections(clock: tk.ManualClock) -> None:
+    import threading
+
+    client = redis_client()
+    if "Fake" in type(client).__name__:
+        pytest.skip("fakeredis has no connection pool to observe")
+    store = tk.RedisStore(redis_lib.Redis.from_url(REDIS_URL), prefix=f"tkt-{uuid.uuid4().hex[:10]}")
+    limiter = tk.Limiter(tk.FixedWindow(1000, 60_000), store=store, clock=clock)
+    for _ in range(20):
+        t = threading.Thread(target=limiter.check, args=("k",))
+        t.start()
+        t.join()
+    pool = store.client.connection_pool
+    assert len(pool._in_use_connections) <= 1  # not one per finished thread
+    assert limiter.check("k").remaining == 1000 - 21
+    limiter.reset("k")
+    store.close()
+    store.client.close()

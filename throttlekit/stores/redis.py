@@ -58,6 +58,18 @@ def _evalsha_head(t: Transform, nargs: int) -> bytes:
     return b"*%d\r\n" % (3 + nkeys + nargs) + _bulk("EVALSHA") + _bulk(t.sha) + _bulk(nkeys)
 
 
+class _Holder:
+    """Returns a thread's dedicated connection to the pool when the thread's local state is dropped."""
+
+    __slots__ = ("conn", "lean")
+
+    def __init__(self, lean: _Lean, conn: Any) -> None:
+        self.lean, self.conn = lean, conn
+
+    def __del__(self) -> None:
+        self.lean.give_back(self.conn)
+
+
 class _Lean:
     """The hot path: one dedicated connection per thread, taken once from the client's own pool (so
     auth, TLS, database and timeouts are the client's), and EVALSHA commands packed from pre-encoded
@@ -68,7 +80,7 @@ class _Lean:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self.local = threading.local()
-        self.held: list[Any] = []
+        self.held: set[Any] = set()
         self.lock = threading.Lock()
 
     def conn(self) -> Any:
@@ -77,9 +89,22 @@ class _Lean:
         if c is None or local.pid != os.getpid():
             c = self.pool.get_connection()
             local.conn, local.pid = c, os.getpid()
+            # when the thread ends its thread-local state is dropped, and with it this holder, which
+            # hands the connection back to the pool (short-lived threads must not leak connections)
+            local.holder = _Holder(self, c)
             with self.lock:
-                self.held.append(c)
+                self.held.add(c)
         return c
+
+    def give_back(self, c: Any) -> None:
+        with self.lock:
+            if c not in self.held:
+                return
+            self.held.discard(c)
+        try:
+            self.pool.release(c)
+        except Exception:  # pragma: no cover - pool already closed
+            c.disconnect()
 
     def call(self, payload: bytes) -> Any:
         c = self.conn()
@@ -110,7 +135,7 @@ class _Lean:
 
     def close(self) -> None:
         with self.lock:
-            held, self.held = self.held, []
+            held, self.held = self.held, set()
         for c in held:
             try:
                 self.pool.release(c)
