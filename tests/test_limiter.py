@@ -137,3 +137,23 @@ def test_async_limiter_on_redis(clock: tk.ManualClock) -> None:
         await store.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_async_limiter_on_a_redis_url_pipelines(clock: tk.ManualClock) -> None:
+    client = redis_client()
+    if "Fake" in type(client).__name__:
+        pytest.skip("needs a real Redis server (the pipelining store speaks RESP over its own socket)")
+
+    async def scenario() -> None:
+        limiter = tk.AsyncLimiter(
+            tk.FixedWindow(5, 1000), store=REDIS_URL, prefix=f"tkt-{uuid.uuid4().hex[:8]}", clock=clock
+        )
+        assert isinstance(limiter.store, tk.stores.PipelinedRedisStore)
+        out = await asyncio.gather(*(limiter.check("k") for _ in range(8)))
+        assert sorted(d.remaining for d in out if d.allowed) == [0, 1, 2, 3, 4]
+        assert sum(not d.allowed for d in out) == 3
+        await limiter.reset("k")
+        await limiter.aclose()
+
+    asyncio.run(scenario())

@@ -170,15 +170,18 @@ class Limiter(_Base):
 
 
 class AsyncLimiter(_Base):
-    """The asyncio twin of :class:`Limiter`, over an async store (``AsyncRedisStore``) or the memory store."""
+    """The asyncio twin of :class:`Limiter`, over an async store (``PipelinedRedisStore``, which a
+    ``redis://`` URL selects, ``AsyncRedisStore`` over a ``redis.asyncio`` client, the Postgres and
+    DynamoDB stores) or the memory store."""
 
     def __init__(
         self, strategy: Strategy, *, store: Any = None, prefix: str = "", clock: Clock | None = None
     ) -> None:
         if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
-            from .stores import AsyncRedisStore
+            # a URL gets the pipelining store: concurrent checks of one loop tick share one write
+            from .stores import PipelinedRedisStore
 
-            store = AsyncRedisStore(url=store)
+            store = PipelinedRedisStore(store)
             super().__init__(strategy, store, prefix, clock)
             self._owned = True
         else:

@@ -12,9 +12,9 @@ From async code use ``handle = await start(service, host, port)`` and ``await ha
 
 from __future__ import annotations
 
+from ..stores.pipelined import PipelinedRedisStore
 from ._app import AsyncServerHandle, ServerHandle, serve, server_credentials, start
 from ._door import MAX_KEY_BYTES, MAX_KEYS, RateLimiterDoor
-from ._resp import PipelinedRedisStore
 from ._service import (
     FailMode,
     OutageLog,

@@ -34,8 +34,8 @@ from ..config import (
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
 from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore
+from ..stores.pipelined import PipelinedRedisStore
 from ..two_tier import TwoTierLimiter
-from ._resp import PipelinedRedisStore
 
 __all__ = [
     "FailMode",

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from .._errors import ConfigError
 from .base import AsyncScriptStore, ScriptStore, join_prefix
 from .memory import MemoryStore
+from .pipelined import PipelinedRedisStore
 from .redis import AsyncRedisStore, RedisStore
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AsyncRedisStore",
     "AsyncScriptStore",
     "MemoryStore",
+    "PipelinedRedisStore",
     "RedisStore",
     "ScriptStore",
     "from_url",

@@ -1,4 +1,5 @@
-"""A pipelining Redis connection for the server's hot path (RESP over asyncio, parsed by hiredis).
+"""A pipelining Redis connection for asyncio hot paths (RESP over asyncio, parsed by hiredis): the
+server's Redis transport, and what ``AsyncLimiter(..., store="redis://...")`` uses.
 
 redis-py spends far more CPU per command than Redis spends running a GCRA script, so the server
 talks to Redis through this small client instead: one connection, every command of a loop tick packed
