@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +95,29 @@ def redis_store() -> Iterator[tk.RedisStore]:
     for key in client.scan_iter(match=f"{store.prefix}:*", count=500):
         client.delete(key)
     store.close()
+
+
+def build_wheel(source: Path, out: Path) -> Path:
+    """Build the project's wheel from ``source`` into ``out`` (no isolation: the test venv has hatchling)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return next(out.glob("throttlekit_server-*.whl"))

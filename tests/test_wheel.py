@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import build_wheel
 from throttlekit._loader import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,25 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_wheel_contains_the_lua_sources(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    wheel = next(tmp_path.glob("throttlekit_server-*.whl"))
+    wheel = build_wheel(REPO, tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for t in load_manifest().values():
         assert f"throttlekit/_lua/{t.file}" in names

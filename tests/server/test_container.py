@@ -4,7 +4,6 @@ compose file's server command runs against a real Redis."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REDIS_URL, redis_client
+from tests.conftest import REDIS_URL, build_wheel, redis_client
+from tests.server.test_cli_serve import _launch
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -31,6 +31,12 @@ def _instructions() -> list[tuple[str, str]]:
             word, _, rest = line.partition(" ")
             out.append((word.upper(), rest.strip()))
     return out
+
+
+def _local_paths(args: list[str]) -> list[str]:
+    return [
+        a.replace("/etc/throttlekit/policies.yaml", str(ROOT / "examples" / "policies.yaml")) for a in args
+    ]
 
 
 def _free_port() -> int:
@@ -66,41 +72,14 @@ def test_build_context_installs_and_the_image_command_serves(tmp_path: Path) -> 
                     shutil.copytree(path, ctx / src, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
                     shutil.copy(path, ctx / src)
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ctx),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr[-2000:]
-    assert list(tmp_path.glob("throttlekit_server-*.whl"))
+    build_wheel(ctx, tmp_path)
 
     cmd = next(rest for w, rest in _instructions() if w == "CMD")
     args = yaml.safe_load(cmd)  # a JSON array
     port = _free_port()
-    args = [
-        a.replace("/etc/throttlekit/policies.yaml", str(ROOT / "examples" / "policies.yaml")) for a in args
-    ]
+    args = _local_paths(args)
     args[args.index("--port") + 1] = str(port)
-    code = "import sys; from throttlekit.cli import server_main; sys.exit(server_main())"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = _launch(*args)
     try:
         assert proc.stdout is not None
         assert f"listening on 0.0.0.0:{port}" in proc.stdout.readline()
@@ -127,18 +106,9 @@ def test_compose_server_command_runs_against_redis() -> None:
         pytest.skip("needs a real Redis server for a separate server process")
     args = [str(a) for a in services["throttlekit"]["command"]]
     args = [a.replace("redis://redis:6379/0", REDIS_URL) for a in args]
-    args = [
-        a.replace("/etc/throttlekit/policies.yaml", str(ROOT / "examples" / "policies.yaml")) for a in args
-    ]
+    args = _local_paths(args)
     args += ["--port", str(_free_port())]
-    code = "import sys; from throttlekit.cli import server_main; sys.exit(server_main())"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = _launch(*args)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
