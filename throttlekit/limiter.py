@@ -120,7 +120,7 @@ class Limiter(_Base):
 
     def _redis_check(self) -> Callable[..., Decision]:
         """The Redis store's hot path: the EVALSHA command's constant parts packed once."""
-        run = self.store.bound_runner(self._check, self._params)
+        run = self.store.bind(self._check, self._params)
         kp, clock, make = self._kp, self.clock, make_decision
 
         def check(key: str, cost: float = 1) -> Decision:

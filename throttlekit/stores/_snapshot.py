@@ -33,6 +33,7 @@ from .._errors import ConcurrentUpdateError, ScriptError
 from .._loader import Transform, load_manifest
 from .._lupa import LuaEngine
 from ._codecs import CodecError, decode, encode
+from .base import EvalBinding
 
 __all__ = [
     "AsyncStateStore",
@@ -245,7 +246,7 @@ class _KeyLocks:
             self._leave(self._async, key)
 
 
-class SnapshotStore:
+class SnapshotStore(EvalBinding):
     """A ``ScriptStore`` (and ``AsyncScriptStore``) over a :class:`StateStore` transport.
 
     Subclasses set ``_transport`` (sync) and/or implement ``_atransport()`` (async) and call
@@ -334,6 +335,12 @@ class SnapshotStore:
         now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
         calls: list[Awaitable[Sequence[Any]]] = [self.aeval(name, ks, now, args) for ks in keys]
         return list(await asyncio.gather(*calls))
+
+    async def aping(self) -> None:
+        """Read one (absent) key through the transport: reachable, authorised and the table exists."""
+        transport = await self._atransport()
+        txn = await transport.begin([f"{self.prefix}:__throttlekit_ping__"], int(self.clock.now_ms()), False)
+        await txn.close()
 
     def delete(self, key: str) -> None:
         self._transport.delete(key)

@@ -4,14 +4,34 @@ Every store is a context manager with an idempotent ``close()``. Keys are full k
 ``prefix`` is applied by the limiter, as ``"<store prefix>:<limiter prefix>:<key>"``, each segment only
 when non-empty). A missing key is never an error: the transform sees Redis' "nil" and starts fresh.
 Expiry belongs to the store: transforms set TTLs (``PX``/``PEXPIRE``) and the store enforces them.
+
+The limiters, meters, two-tier limiter and server are typed against these protocols only. A store's fast
+path lives behind :meth:`ScriptStore.bind` / :meth:`AsyncScriptStore.abind`; a store without one mixes in
+:class:`EvalBinding`, which binds through ``eval``/``aeval``. See ``docs/ARCHITECTURE.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["AsyncScriptStore", "ScriptStore", "join_prefix"]
+__all__ = [
+    "AsyncBoundCall",
+    "AsyncScriptStore",
+    "BoundCall",
+    "EvalBinding",
+    "Reply",
+    "ScriptStore",
+    "join_prefix",
+]
+
+#: A transform's reply items, in the order of the manifest's ``reply`` names (integers as Redis
+#: converts them; a decision's ``allowed`` is 1 or 0, or a bool on the memory store's fast path).
+Reply = Sequence[Any]
+#: ``(full_key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``.
+BoundCall = Callable[[str, float, float], Reply]
+#: The awaitable twin of :data:`BoundCall`.
+AsyncBoundCall = Callable[[str, float, float], Awaitable[Reply]]
 
 
 def join_prefix(*segments: str) -> str:
@@ -28,15 +48,21 @@ class ScriptStore(Protocol):
     ``ARGV = [now_ms, *args]`` atomically and returns the reply items. ``now_ms`` may be
     :data:`throttlekit.SERVER_TIME` (-1): the store's clock decides. ``eval_many`` runs one transform for
     many key sets at one ``now_ms`` in one round trip and returns replies in input order.
+    ``bind(name, params)`` returns a ready :data:`BoundCall` for a single-key transform whose ARGV is
+    ``[now_ms, *params, cost]``: the hot path, with everything constant prepared once.
+    ``inline`` is True when calls do no I/O (the memory store): an event loop may call them directly.
     """
 
     prefix: str
+    inline: bool
 
-    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]: ...
+    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply: ...
 
     def eval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Sequence[Any]]: ...
+    ) -> list[Reply]: ...
+
+    def bind(self, name: str, params: Sequence[Any]) -> BoundCall: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -45,18 +71,50 @@ class ScriptStore(Protocol):
 
 @runtime_checkable
 class AsyncScriptStore(Protocol):
-    """The asyncio twin of :class:`ScriptStore` (same semantics, awaitable methods)."""
+    """The asyncio twin of :class:`ScriptStore` (same semantics, awaitable methods).
+
+    ``aping()`` is the startup check: it returns when the store is reachable and usable, and raises
+    :class:`~throttlekit.StoreError` when it cannot be reached or :class:`~throttlekit.ConfigError` when it
+    answers but is misconfigured (wrong database, role, table or credentials), saying what is wrong.
+    """
 
     prefix: str
+    inline: bool
 
-    async def aeval(
-        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
-    ) -> Sequence[Any]: ...
+    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply: ...
 
     async def aeval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Sequence[Any]]: ...
+    ) -> list[Reply]: ...
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall: ...
 
     async def adelete(self, key: str) -> None: ...
 
+    async def aping(self) -> None: ...
+
     async def aclose(self) -> None: ...
+
+
+class EvalBinding:
+    """``bind``/``abind`` through ``eval``/``aeval``, for stores without a faster path of their own."""
+
+    inline = False
+
+    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+        evaluate: Callable[..., Reply] = self.eval  # type: ignore[attr-defined]
+        fixed = tuple(params)
+
+        def call(key: str, now_ms: float, cost: float) -> Reply:
+            return evaluate(name, (key,), now_ms, (*fixed, cost))
+
+        return call
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
+        evaluate: Callable[..., Awaitable[Reply]] = self.aeval  # type: ignore[attr-defined]
+        fixed = tuple(params)
+
+        async def call(key: str, now_ms: float, cost: float) -> Reply:
+            return await evaluate(name, (key,), now_ms, (*fixed, cost))
+
+        return call

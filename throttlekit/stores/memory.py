@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._clock import SERVER_TIME, Clock, SystemClock
+from .._errors import ScriptError
 from .._loader import load_manifest
 from .._lupa import LuaEngine, unpack_reply
+from .base import AsyncBoundCall, BoundCall, Reply
 
 __all__ = ["MemoryStore"]
 
@@ -35,6 +37,37 @@ class MemoryStore:
         self.engine = LuaEngine(list(load_manifest().values()), max_keys=max_keys, runtime=runtime)
         self.lock = self.engine.lock
         self._closed = False
+
+    #: calls do no I/O: an event loop may call the synchronous methods directly
+    inline = True
+
+    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+        """A decision transform with its strategy parameters bound: ``(key, now_ms, cost) -> (allowed,
+        limit, remaining, reset_at, retry_after_ms)`` with ``allowed`` a bool, one call into Lua.
+        ``now_ms`` may be ``SERVER_TIME``: this store's clock decides. Raises :class:`ScriptError`."""
+        run = self.engine.bound_runner(name, params)
+        clock_now = self.clock.now_ms
+        lua_error = self.engine.lua_error
+
+        def call(key: str, now_ms: float, cost: float) -> Reply:
+            t = clock_now()
+            try:
+                return run(t, key, t if now_ms == SERVER_TIME else now_ms, cost)  # type: ignore[no-any-return]
+            except lua_error as exc:
+                raise ScriptError(name, "", str(exc)) from None
+
+        return call
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
+        call = self.bind(name, params)
+
+        async def acall(key: str, now_ms: float, cost: float) -> Reply:
+            return call(key, now_ms, cost)
+
+        return acall
+
+    async def aping(self) -> None:
+        """Always reachable (in-process)."""
 
     def runner(self, name: str) -> Any:
         """Fast path for limiters: the Lua runner ``(clock_ms, *keys, now_ms, *args) -> (is_array, *items)``,

@@ -25,6 +25,7 @@ import hiredis
 
 from .._errors import ConfigError, ScriptError, StoreError
 from .._loader import Transform, load_manifest
+from .base import EvalBinding
 
 __all__ = ["PipelinedRedisStore"]
 
@@ -72,7 +73,7 @@ class _Protocol(asyncio.Protocol):
         self.fail(StoreError(f"redis: connection lost ({exc or 'closed by server'})", exc))
 
 
-class PipelinedRedisStore:
+class PipelinedRedisStore(EvalBinding):
     """Async script store over one pipelined connection to ``url`` (``redis://[:password@]host:port/db``
     or ``unix:///path?db=N``). ``prefix`` is the store-level key prefix. Connects lazily and again
     after a failure; ``connect_timeout`` and ``timeout`` are seconds. Use it from one event loop."""
@@ -226,6 +227,12 @@ class PipelinedRedisStore:
     async def ping(self) -> bool:
         """True when Redis answers PING (raises :class:`StoreError` otherwise)."""
         return bool(await self._send(_pack(("PING",))) == b"PONG")
+
+    async def aping(self) -> None:
+        """Returns when Redis answers PING; raises :class:`StoreError` otherwise."""
+        reply = await self._send(_pack(("PING",)))
+        if isinstance(reply, _ReplyError):
+            raise StoreError(f"redis: PING failed: {reply}")
 
     async def aclose(self) -> None:
         """Close the connection (idempotent); commands in flight fail with StoreError."""

@@ -18,6 +18,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
+from .base import EvalBinding
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
@@ -191,7 +192,9 @@ class RedisStore:
         t = self._scripts.get(name)
         return self._run(t, lambda: self._call(t, keys, now_ms, args))  # type: ignore[no-any-return]
 
-    def bound_runner(self, name: str, params: Sequence[Any]) -> Callable[[str, float, float], Sequence[Any]]:
+    inline = False
+
+    def bind(self, name: str, params: Sequence[Any]) -> Callable[[str, float, float], Sequence[Any]]:
         """``(key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``,
         the constant parts of the command packed once (the limiter's hot path)."""
         t = self._scripts.get(name)
@@ -265,7 +268,7 @@ class RedisStore:
         return f"RedisStore(prefix={self.prefix!r})"
 
 
-class AsyncRedisStore:
+class AsyncRedisStore(EvalBinding):
     """The asyncio twin of :class:`RedisStore` over ``redis.asyncio.Redis``."""
 
     def __init__(
@@ -325,6 +328,12 @@ class AsyncRedisStore:
         for ks in keys:
             pipe.execute_command("EVALSHA", t.sha, len(ks), *ks, now_ms, *args)
         return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+    async def aping(self) -> None:
+        try:
+            await self.client.ping()
+        except RedisError as exc:
+            raise StoreError(f"redis: {exc}", exc) from exc
 
     async def adelete(self, key: str) -> None:
         try:
