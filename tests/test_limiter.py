@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
-from tests.conftest import REDIS_URL, redis_client
+from tests._support.env import REDIS_URL, redis_client
 
 
 def test_check_peek_forecast_reset(store_factory: Any, clock: tk.ManualClock) -> None:

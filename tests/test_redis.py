@@ -13,7 +13,7 @@ import pytest
 import redis as redis_lib
 
 import throttlekit as tk
-from tests.conftest import REDIS_URL, redis_client
+from tests._support.env import REDIS_URL, redis_client
 from throttlekit._loader import load_manifest
 
 pytestmark = pytest.mark.redis
@@ -122,12 +122,20 @@ for now, cost in ops:
 print(json.dumps(out))
 """
 
+#: Every duration is scaled from seconds to hours: Redis expires keys on its real clock while the ops run
+#: on a manual one, and throttlekit-py runs in a subprocess per op (hundreds of ms on a loaded machine),
+#: so second-scale TTLs could lapse between two ops and split the shared state.
+HOUR = 3600
 INTEROP = [
-    ("gcra", {"limit": 10, "period_ms": 1000, "burst": 5}, tk.Gcra(10, 1000, burst=5)),
-    ("tokenBucket", {"capacity": 10, "refill_per_sec": 5}, tk.TokenBucket(10, 5)),
-    ("fixedWindow", {"limit": 5, "window_ms": 1000}, tk.FixedWindow(5, 1000)),
-    ("slidingWindow", {"limit": 10, "window_ms": 1000, "buckets": 10}, tk.SlidingWindow(10, 1000, 10)),
-    ("slidingWindowLog", {"limit": 5, "window_ms": 1000}, tk.SlidingWindowLog(5, 1000)),
+    ("gcra", {"limit": 10, "period_ms": 1000 * HOUR, "burst": 5}, tk.Gcra(10, 1000 * HOUR, burst=5)),
+    ("tokenBucket", {"capacity": 10, "refill_per_sec": 5 / HOUR}, tk.TokenBucket(10, 5 / HOUR)),
+    ("fixedWindow", {"limit": 5, "window_ms": 1000 * HOUR}, tk.FixedWindow(5, 1000 * HOUR)),
+    (
+        "slidingWindow",
+        {"limit": 10, "window_ms": 1000 * HOUR, "buckets": 10},
+        tk.SlidingWindow(10, 1000 * HOUR, 10),
+    ),
+    ("slidingWindowLog", {"limit": 5, "window_ms": 1000 * HOUR}, tk.SlidingWindowLog(5, 1000 * HOUR)),
 ]
 
 
@@ -138,7 +146,7 @@ def test_one_limit_shared_with_throttlekit_py(
 ) -> None:
     """Alternate throttlekit-py's RedisBackend (its vendored upstream Lua) and ours on one Redis key:
     each sees the other's consumption, and together they answer exactly like one limiter."""
-    from tests.tkpy import run_tkpy
+    from tests._support.tkpy import run_tkpy
 
     client = redis_client()
     if not isinstance(client, redis_lib.Redis) or "Fake" in type(client).__name__:
@@ -146,7 +154,7 @@ def test_one_limit_shared_with_throttlekit_py(
     prefix = f"tkt-{uuid.uuid4().hex[:10]}"
     base = 1_700_000_000_000
     ops = [
-        (base + t, c)
+        (base + t * HOUR, c)
         for t, c in [
             (0, 3),
             (0, 1),

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 import throttlekit as tk
-from tests.conftest import _REAL, IN_CI, REDIS_URL
+from tests._support.env import IN_CI, REAL_REDIS, REDIS_URL
 from throttlekit.server import redis_store
 
 pytestmark = pytest.mark.redis
@@ -52,7 +52,7 @@ async def _run(n: int, coupled: bool, seed: int) -> dict[int, int]:
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
 def test_admitted_per_window_stays_within_the_bound(n: int) -> None:
-    if _REAL is None:
+    if REAL_REDIS is None:
         if IN_CI:
             pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
         pytest.skip(f"needs a real Redis at {REDIS_URL} shared by several connections")

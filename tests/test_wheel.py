@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import build_wheel
+from tests._support.env import build_wheel
 from throttlekit._loader import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,73 +1,13 @@
-"""Fixtures for the server tests: a real gRPC server on an ephemeral port, over the memory store or Redis.
-
-Redis comes from ``THROTTLEKIT_TEST_REDIS_URL`` (default 127.0.0.1:6379). Off CI an unreachable Redis
-falls back to fakeredis (async, with Lua); under ``CI=true`` it fails the run.
-"""
+"""Fixtures for the server tests (the launchers themselves live in ``tests/_support/server.py``)."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 
-import throttlekit as tk
-from tests.conftest import _REAL, IN_CI, REDIS_URL
-from throttlekit._proto import throttlekit_pb2 as pb
-from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
-from throttlekit.config import load_config
-from throttlekit.server import RateLimiterService, ServerHandle, serve
-
-__all__ = ["Served", "async_redis_store", "config_text", "pb"]
-
-
-def async_redis_store(prefix: str | None = None) -> Any:
-    """The server's Redis store on the real Redis (unique prefix), or an AsyncRedisStore over fakeredis
-    off CI."""
-    prefix = prefix or f"tks-{uuid.uuid4().hex[:10]}"
-    if _REAL is not None:
-        from throttlekit.server import redis_store
-
-        return redis_store(REDIS_URL, prefix)
-    if IN_CI:
-        pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
-    import fakeredis
-
-    return tk.AsyncRedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), prefix=prefix)
-
-
-def config_text(policies: dict[str, dict[str, Any]]) -> str:
-    """A JSON policy file for ``policies`` (name -> spec)."""
-    return json.dumps({"version": 1, "limiters": policies})
-
-
-class Served:
-    """A running server plus a blocking stub on an insecure channel."""
-
-    def __init__(self, handle: ServerHandle, service: RateLimiterService) -> None:
-        self.handle = handle
-        self.service = service
-        self.target = f"127.0.0.1:{handle.port}"
-        self.channel = grpc.insecure_channel(self.target)
-        self.stub = pb_grpc.RateLimiterStub(self.channel)
-
-    def check(self, policy: str, key: str, cost: int = 0) -> Any:
-        return self.stub.Check(pb.CheckRequest(policy=policy, key=key, cost=cost), timeout=10).decision
-
-    def code_of(self, method: str, request: Any) -> grpc.StatusCode:
-        with pytest.raises(grpc.RpcError) as info:
-            getattr(self.stub, method)(request, timeout=10)
-        return info.value.code()  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        self.channel.close()
-        self.handle.close(grace=1)
-
-
-Starter = Callable[..., Served]
+from tests._support.server import STORE_KINDS, Served, Starter, start
 
 
 @pytest.fixture
@@ -75,44 +15,16 @@ def start_server() -> Iterator[Starter]:
     """``start_server(policies, store=None, clock=None, fail="open")`` -> :class:`Served` (closed after)."""
     running: list[Served] = []
 
-    def start(
-        policies: dict[str, dict[str, Any]] | str,
-        *,
-        store: Any = None,
-        clock: Any = None,
-        fail: str = "open",
-        credentials: Any = None,
-    ) -> Served:
-        text = policies if isinstance(policies, str) else config_text(policies)
-        service = RateLimiterService(
-            load_config(text),
-            store=store,
-            clock=clock,
-            fail=fail,  # type: ignore[arg-type]
-            close_store=True,
-        )
-        served = Served(serve(service, "127.0.0.1", 0, credentials), service)
+    def run(*args: Any, **kwargs: Any) -> Served:
+        served = start(*args, **kwargs)
         running.append(served)
         return served
 
-    yield start
+    yield run
     for s in running:
         s.close()
-
-
-STORE_KINDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
-]
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
-
-
-def make_store(kind: str, clock: Any = None) -> Any:
-    """A fresh store of ``kind`` for one server (the memory store follows ``clock``)."""
-    if kind == "memory":
-        return tk.MemoryStore(clock=clock) if clock is not None else None
-    return async_redis_store()

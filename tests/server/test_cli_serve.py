@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import throttlekit as tk
+from tests._support.server import EXAMPLE, launch
 from throttlekit.cli import main
 from throttlekit.cli.serve import is_loopback
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "policies.yaml"
 LINE = re.compile(
     r"^throttlekit-server listening on (\S+):(\d+) \[(\w+), (\w+), fail=(\w+)\] \((\d+) polic\w+: (.*)\)$"
 )
 
 
-def _launch(*args: str) -> subprocess.Popen[str]:
-    code = "import sys; from throttlekit.cli import server_main; sys.exit(server_main())"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        cwd=ROOT,
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.Signals) -> None:
-    proc = _launch("--config", str(EXAMPLE), "--port", "0", "--fail", "closed")
+    proc = launch("--config", str(EXAMPLE), "--port", "0", "--fail", "closed")
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -58,7 +42,7 @@ def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.S
 
 
 def test_non_loopback_host_without_tls_warns() -> None:
-    proc = _launch("serve", "--config", str(EXAMPLE), "--port", "0", "--host", "0.0.0.0")
+    proc = launch("serve", "--config", str(EXAMPLE), "--port", "0", "--host", "0.0.0.0")
     try:
         assert proc.stdout is not None
         assert LINE.match(proc.stdout.readline().strip())
@@ -103,6 +87,6 @@ def test_invalid_config_lists_every_error_and_exits_1() -> None:
 
 
 def test_server_main_defaults_to_serve() -> None:
-    proc = _launch("--config", "/nonexistent/policies.yaml")
+    proc = launch("--config", "/nonexistent/policies.yaml")
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1 and "cannot read policy file" in err

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 import throttlekit as tk
-from tests.conftest import _REAL, IN_CI, REDIS_URL
-from tests.server.conftest import Starter
+from tests._support.env import IN_CI, REAL_REDIS, REDIS_URL
+from tests._support.server import Starter
 from throttlekit.server import redis_store
 
 POLICIES = {
@@ -93,7 +93,7 @@ def test_client_side_fail_mode_for_an_unreachable_service() -> None:
 
 @pytest.mark.redis
 def test_redis_backends_share_one_limit_with_the_server(start_server: Starter) -> None:
-    if _REAL is None:
+    if REAL_REDIS is None:
         if IN_CI:
             pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
         pytest.skip("needs a real Redis shared by the server and the direct backends")

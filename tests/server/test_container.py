@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REDIS_URL, build_wheel, redis_client
-from tests.server.test_cli_serve import _launch
+from tests._support.env import REDIS_URL, build_wheel, redis_client
+from tests._support.server import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -79,7 +79,7 @@ def test_build_context_installs_and_the_image_command_serves(tmp_path: Path) -> 
     port = _free_port()
     args = _local_paths(args)
     args[args.index("--port") + 1] = str(port)
-    proc = _launch(*args)
+    proc = launch(*args)
     try:
         assert proc.stdout is not None
         assert f"listening on 0.0.0.0:{port}" in proc.stdout.readline()
@@ -108,7 +108,7 @@ def test_compose_server_command_runs_against_redis() -> None:
     args = [a.replace("redis://redis:6379/0", REDIS_URL) for a in args]
     args = _local_paths(args)
     args += ["--port", str(_free_port())]
-    proc = _launch(*args)
+    proc = launch(*args)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

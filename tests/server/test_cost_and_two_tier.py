@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 import throttlekit as tk
-from tests.server.conftest import Starter, async_redis_store, make_store, pb
+from tests._support.server import Starter, async_redis_store, make_store, pb
 from throttlekit.config import FleetBudgetPolicy, TokenBudgetPolicy, TwoTierPolicy, load_config
 from throttlekit.server import RateLimiterService
 

@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import throttlekit as tk
-from tests.server.conftest import Starter, make_store, pb
+from tests._support.server import Starter, make_store, pb
 from throttlekit.server import MAX_KEY_BYTES, MAX_KEYS
 
 NOW = 1_700_000_000_000

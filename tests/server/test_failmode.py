@@ -15,8 +15,8 @@ import pytest
 import redis
 
 import throttlekit as tk
-from tests.conftest import IN_CI
-from tests.server.conftest import Served, Starter, pb
+from tests._support.env import IN_CI
+from tests._support.server import Served, Starter, pb
 from throttlekit.server import redis_store
 
 pytestmark = pytest.mark.redis

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.server.conftest import Served, pb
+from tests._support.server import Served, pb
 from throttlekit.config import load_config
 from throttlekit.server import RateLimiterService, serve
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 import throttlekit as tk
-from tests.conftest import _REAL, IN_CI, REDIS_URL
+from tests._support.env import IN_CI, REAL_REDIS, REDIS_URL
 from throttlekit.server import PipelinedRedisStore
 
 pytestmark = pytest.mark.redis
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture(autouse=True)
 def _needs_real_redis() -> None:
-    if _REAL is None:
+    if REAL_REDIS is None:
         if IN_CI:
             pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
         pytest.skip("needs a real Redis")

@@ -15,9 +15,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 import throttlekit as tk
-from tests.server.conftest import Starter, make_store
-from tests.server.test_proto_contract import breaking_changes, current
-from tests.tkpy import run_tkpy
+from tests._support.proto import breaking_changes, current
+from tests._support.server import Starter, make_store
+from tests._support.tkpy import run_tkpy
 
 pytestmark = pytest.mark.slow
 

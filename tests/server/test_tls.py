@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 import throttlekit as tk
-from tests.server.certs import Pki, make_pki
-from tests.server.conftest import Starter
+from tests._support.certs import Pki, make_pki
+from tests._support.server import Starter
 from throttlekit.server import server_credentials
 
 POLICIES = {"api": {"strategy": "gcra", "limit": 100, "period": "1s"}}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
-from tests.server.conftest import Starter, make_store, pb
+from tests._support.server import Starter, make_store, pb
 from throttlekit.vectors import bundled_vector_files, load_suites
 
 SUITES = [

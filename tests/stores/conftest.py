@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
-from tests.conftest import redis_client
-
-from ._services import AWS_ENV, Moto
+from tests._support.env import redis_client
+from tests._support.services import AWS_ENV, Moto
 
 for _k, _v in AWS_ENV.items():
     os.environ.setdefault(_k, _v)

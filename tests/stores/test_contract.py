@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from .contract import StoreContract
+from tests._support.contract import StoreContract
 
 
 class TestMemory(StoreContract):

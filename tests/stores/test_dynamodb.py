@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
+from tests._support.services import Moto, free_port
 from throttlekit.stores import from_url
 from throttlekit.stores.dynamodb import DynamoDBStore, create_table, make_client
-
-from ._services import Moto, free_port
 
 pytestmark = pytest.mark.dynamodb
 

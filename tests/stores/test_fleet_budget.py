@@ -1,7 +1,7 @@
 """Fleet, cost axis: three server processes on one Redis, debited concurrently by several client
 processes, meter exactly one ``fleetBudget``; a leased window-coupled ``twoTier`` policy served by the
 same three processes admits at most its limit per window. Reuses the fleet test's processes
-(``_fleet_server.py``, ``_fleet_client.py``); counts are printed (``pytest -s``)."""
+(``tests/_support/fleet_server.py``, ``fleet_client.py``); counts are printed (``pytest -s``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_fleet import CLIENTS, PER_CLIENT, Fleet
+from tests._support.fleet import CLIENTS, PER_CLIENT, Fleet
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -30,9 +30,9 @@ limiters:
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    from tests.conftest import _REAL, REDIS_URL
+    from tests._support.env import REAL_REDIS, REDIS_URL
 
-    if _REAL is None:
+    if REAL_REDIS is None:
         pytest.skip(f"the fleet needs a real Redis at {REDIS_URL}")
     prefix = f"tkfb-{uuid.uuid4().hex[:8]}"
     f = Fleet(tmp_path, ["--redis", REDIS_URL, "--redis-prefix", prefix], dict(os.environ), config=CONFIG)

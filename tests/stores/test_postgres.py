@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
+from tests._support.services import Proxy, free_port
 from throttlekit.stores import from_url
 from throttlekit.stores.postgres import PostgresStore
-
-from ._services import Proxy, free_port
 
 pytestmark = pytest.mark.postgres
 psycopg = pytest.importorskip("psycopg", reason="pip install 'throttlekit-server[postgres]'")

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests._support.services import Moto
 from throttlekit.cli import main
 from throttlekit.vectors import bundled_vector_files, load_suites, run_suite
-
-from ._services import Moto
 
 SUITES = list(load_suites(bundled_vector_files()))
 IDS = [f"{src}:{s.get('name', '?')}" for src, s in SUITES]

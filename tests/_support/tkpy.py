@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests._support.env import IN_CI
 
 VENV = Path(
     os.environ.get(
-        "THROTTLEKIT_PY_VENV", Path(__file__).resolve().parent.parent / ".pytest_cache" / "tk-py-venv"
+        "THROTTLEKIT_PY_VENV", Path(__file__).resolve().parents[2] / ".pytest_cache" / "tk-py-venv"
     )
 )
 SPEC = "throttlekit-py==0.5.*"

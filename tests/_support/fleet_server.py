@@ -1,4 +1,4 @@
-"""Launch ``throttlekit-server`` for the fleet test: ``python _fleet_server.py serve -c ... --postgres-url ...``
+"""Launch ``throttlekit-server`` for the fleet test: ``python fleet_server.py serve -c ... --postgres-url ...``
 (the console script may not be on PATH in every environment; the interpreter running the tests is)."""
 
 from __future__ import annotations

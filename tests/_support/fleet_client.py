@@ -1,4 +1,4 @@
-"""A fleet-test client process: ``python _fleet_client.py PORTS POLICY KEY N CONCURRENCY [check|debit]``.
+"""A fleet-test client process: ``python fleet_client.py PORTS POLICY KEY N CONCURRENCY [check|debit]``.
 
 Sends N Check(cost 1) calls (or Debit(tokens 1) with ``debit``) on one key, round-robin over the
 servers, C at a time, and prints one JSON
