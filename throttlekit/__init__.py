@@ -6,6 +6,9 @@ Every decision is computed by a Lua transform under ``lua/``; the same bytes run
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 from ._clock import SERVER_TIME, Clock, ManualClock, SystemClock
 from ._errors import (
     ConcurrentUpdateError,
@@ -17,19 +20,6 @@ from ._errors import (
     ThrottleKitError,
 )
 from ._types import Decision, Forecast
-from .client import (
-    AsyncRedisBackend,
-    AsyncServiceBackend,
-    InvalidRequestError,
-    OperationNotSupportedError,
-    PolicyNotFoundError,
-    RedisBackend,
-    ServiceBackend,
-    ServiceUnavailableError,
-)
-from .limiter import AsyncLimiter, Limiter
-from .meters import LeakyBucket, LeaseSpender, Reservation, TokenBudget
-from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url
 from .strategies import (
     FixedWindow,
     Gcra,
@@ -40,7 +30,60 @@ from .strategies import (
     TokenBucket,
     parse_duration,
 )
-from .two_tier import TwoTierLimiter
+
+if _typing.TYPE_CHECKING:
+    from .client import (
+        AsyncRedisBackend,
+        AsyncServiceBackend,
+        InvalidRequestError,
+        OperationNotSupportedError,
+        PolicyNotFoundError,
+        RedisBackend,
+        ServiceBackend,
+        ServiceUnavailableError,
+    )
+    from .limiter import AsyncLimiter, Limiter
+    from .meters import LeakyBucket, LeaseSpender, Reservation, TokenBudget
+    from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url
+    from .two_tier import TwoTierLimiter
+
+#: Public names imported on first use (PEP 562), so ``import throttlekit`` loads neither grpc, protobuf
+#: nor redis: each comes in with the first client or store that needs it.
+_LAZY = {
+    "AsyncRedisBackend": "client",
+    "AsyncServiceBackend": "client",
+    "InvalidRequestError": "client",
+    "OperationNotSupportedError": "client",
+    "PolicyNotFoundError": "client",
+    "RedisBackend": "client",
+    "ServiceBackend": "client",
+    "ServiceUnavailableError": "client",
+    "AsyncLimiter": "limiter",
+    "Limiter": "limiter",
+    "LeakyBucket": "meters",
+    "LeaseSpender": "meters",
+    "Reservation": "meters",
+    "TokenBudget": "meters",
+    "AsyncRedisStore": "stores",
+    "MemoryStore": "stores",
+    "RedisStore": "stores",
+    "from_url": "stores",
+    "TwoTierLimiter": "two_tier",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'throttlekit' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

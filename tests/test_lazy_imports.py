@@ -1,0 +1,41 @@
+"""``import throttlekit`` stays light: grpc, protobuf and redis load only with the client or store that
+needs them (PEP 562 lazy attributes), and every lazy name still resolves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import throttlekit
+
+HEAVY = ("grpc", "google.protobuf", "redis", "hiredis")
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_import_loads_no_transport() -> None:
+    assert _loaded_after("import throttlekit as tk; tk.Gcra(10, '1s'); tk.ManualClock(0)") == []
+
+
+def test_a_client_brings_grpc_in() -> None:
+    assert "grpc" in _loaded_after("import throttlekit as tk; tk.ServiceBackend")
+
+
+def test_every_lazy_name_resolves_and_is_cached() -> None:
+    for name in throttlekit._LAZY:
+        value = getattr(throttlekit, name)
+        assert getattr(throttlekit, name) is value
+        assert name in throttlekit.__all__
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        throttlekit.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
