@@ -14,7 +14,7 @@ it is live while ``now <= deadline`` (as in Redis and the memory store). Stores 
 read (lazy expiry) and sweep them periodically.
 
 Threading: the engine is guarded by one lock held only while Lua runs (microseconds), never during
-I/O. The async path runs Lua on the event-loop thread (see ARCHITECTURE.md on lupa and threads).
+I/O. The async path runs Lua on the event-loop thread (see docs/ARCHITECTURE.md, "Threads and event loops").
 """
 
 from __future__ import annotations
