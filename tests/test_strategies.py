@@ -36,38 +36,62 @@ def test_bad_durations(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [0, -5, float("inf"), float("nan")])
 def test_non_positive_durations(value: float) -> None:
-    with pytest.raises(tk.ConfigError, match="must be a positive finite duration"):
+    with pytest.raises(tk.ConfigError, match=r"is not a positive duration|is too long"):
         parse_duration(value)
 
 
 BAD = [
-    (lambda: tk.Gcra(0, "1s"), "gcra.limit must be a positive finite number, got 0"),
-    (lambda: tk.Gcra(10, "1s", burst=0.5), "gcra.burst must be a finite number >= 1, got 0.5"),
-    (lambda: tk.Gcra(5e-324, 1000), "gcra: the emission interval period/limit would be inf"),
-    (lambda: tk.Gcra(10, "soon"), 'gcra.period: cannot parse "soon"'),
-    (lambda: tk.TokenBucket(-1, 1), "tokenBucket.capacity must be a positive finite number, got -1"),
-    (lambda: tk.TokenBucket(10, 5e-324), "tokenBucket: refillPerSec/1000 would be 0.0"),
-    (lambda: tk.FixedWindow(5, 0), "fixedWindow.windowMs must be a positive finite duration, got 0"),
-    (lambda: tk.FixedWindow(5, 1e-320), "fixedWindow: the window arithmetic would be inf"),
+    (
+        lambda: tk.Gcra(0, "1s"),
+        "gcra.limit is out of range, got 0; allowed: a number > 0 and <= 9007199254740991",
+    ),
+    (
+        lambda: tk.Gcra(10, "1s", burst=0.5),
+        "gcra.burst is out of range, got 0.5; allowed: a number >= 1 and <= 9007199254740991",
+    ),
+    (lambda: tk.Gcra(5e-324, 1000), "gcra: gives the burst span period/limit\\*burst inf ms, too long"),
+    (lambda: tk.Gcra(10, "soon"), "gcra.period is not a duration, got 'soon'"),
+    (lambda: tk.TokenBucket(-1, 1), "tokenBucket.capacity is out of range, got -1"),
+    (
+        lambda: tk.TokenBucket(10, 5e-324),
+        "tokenBucket: gives the full refill time capacity/refillPerSec inf ms, too long",
+    ),
+    (lambda: tk.FixedWindow(5, 0), "fixedWindow.windowMs is not a positive duration, got 0"),
+    (lambda: tk.FixedWindow(5, 1e-320), "fixedWindow.windowMs makes the window 9.99989e-321 ms, too short"),
     (
         lambda: tk.SlidingWindow(5, 1000, buckets=0),
-        r"slidingWindow.buckets must be an integer in 1..100000, got 0",
+        "slidingWindow.buckets is out of range, got 0; allowed: an integer from 1 to 100000",
     ),
     (
         lambda: tk.SlidingWindow(5, 1000, buckets=100_001),
-        r"slidingWindow.buckets must be an integer in 1..100000",
+        "slidingWindow.buckets is out of range, got 100001",
     ),
     (lambda: tk.SlidingWindow(5, 1000, buckets=2.5), "slidingWindow.buckets must be an integer, got 2.5"),
     (
         lambda: tk.SlidingWindowLog(True, 1000),
-        "slidingWindowLog.limit must be a positive finite number, got True",
+        "slidingWindowLog.limit must be a number, got True",
     ),
-    (lambda: tk.Quota(5, "monthly"), "quota.resetCadence must be one of calendar-month, calendar-week"),  # type: ignore[arg-type]
-    (lambda: tk.Quota(5, "fixed"), "quota.periodMs: required for resetCadence 'fixed'"),
-    (lambda: tk.Quota(5, "calendar-day", period=1000), "quota.periodMs: only valid with resetCadence"),
-    (lambda: tk.Quota(5, "calendar-day", offset_minutes=900), "quota.offsetMinutes must be within ±840"),
-    (lambda: tk.Quota(5, "calendar-week", week_starts_on=7), r"quota.weekStartsOn must be 0..6"),
-    (lambda: tk.Quota(5, "calendar-day", anchor=5), "quota.anchor: only valid with resetCadence 'fixed'"),
+    (
+        lambda: tk.Quota(5, "monthly"),
+        "quota.resetCadence is not a known resetCadence, got 'monthly'; allowed: calendar-month, calendar-week",
+    ),  # type: ignore[arg-type]
+    (lambda: tk.Quota(5, "fixed"), "quota.periodMs is required for resetCadence fixed"),
+    (
+        lambda: tk.Quota(5, "calendar-day", period=1000),
+        "quota.periodMs only applies to resetCadence fixed or rolling, not calendar-day",
+    ),
+    (
+        lambda: tk.Quota(5, "calendar-day", offset_minutes=900),
+        "quota.offsetMinutes is out of range, got 900; allowed: an integer from -840 to 840",
+    ),
+    (
+        lambda: tk.Quota(5, "calendar-week", week_starts_on=7),
+        "quota.weekStartsOn is out of range, got 7; allowed: an integer from 0 to 6",
+    ),
+    (
+        lambda: tk.Quota(5, "calendar-day", anchor=5),
+        "quota.anchor only applies to resetCadence fixed, not calendar-day",
+    ),
     (
         lambda: strategy_from_options("gcra", {"limit": 1, "periodMs": 1000, "brust": 2}),
         r"gcra: unknown option\(s\) \['brust'\]",
@@ -106,11 +130,11 @@ def test_defaults_and_params() -> None:
 @pytest.mark.parametrize("cost", [0, -1, float("nan"), float("inf"), 2**53, "1", None, True])
 def test_bad_costs_are_rejected(cost: Any) -> None:
     limiter = tk.Limiter(tk.Gcra(10, "1s"))
-    with pytest.raises(tk.ConfigError, match="cost must be"):
+    with pytest.raises(tk.ConfigError, match=r"cost (must be|is out of range)"):
         limiter.check("k", cost)
-    with pytest.raises(tk.ConfigError, match="cost must be"):
+    with pytest.raises(tk.ConfigError, match=r"cost (must be|is out of range)"):
         limiter.check_many(["k"], cost)
-    with pytest.raises(tk.ConfigError, match="cost must be"):
+    with pytest.raises(tk.ConfigError, match=r"cost (must be|is out of range)"):
         limiter.forecast("k", cost)
 
 

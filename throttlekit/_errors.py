@@ -13,6 +13,10 @@
 
 from __future__ import annotations
 
+import reprlib
+from collections.abc import Sequence
+from typing import Any
+
 
 class ThrottleKitError(Exception):
     """Root of every error raised by throttlekit."""
@@ -20,10 +24,94 @@ class ThrottleKitError(Exception):
     code = "throttlekit_error"
 
 
+class _NoValue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+#: Marks an error about a value that is absent (so ``None`` can still be reported as a bad value).
+NO_VALUE: Any = _NoValue()
+
+#: Longest quoted value in an error message, in characters (longer ones end in an ellipsis).
+QUOTE_LIMIT = 80
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = QUOTE_LIMIT
+_REPR.maxother = QUOTE_LIMIT
+_REPR.maxlong = 40
+_REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = 4
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters with an ellipsis, in bounded work even for huge or
+    deeply shared values (a YAML alias bomb): containers are walked at most 3 levels and 4 items deep."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 class ConfigError(ThrottleKitError, ValueError):
-    """A parameter, config file or URL is invalid. The message names the field, value and what is allowed."""
+    """A parameter, config file or URL is invalid. The message names the field, value and what is allowed.
+
+    Raised by a validator, it is structured: ``field`` (the parameter's name), ``value`` (the offending
+    value; messages quote it up to :data:`QUOTE_LIMIT` characters), ``problem``, ``allowed``, ``hint`` and
+    ``scope`` (what the field belongs to, e.g. ``"gcra"``). ``errors`` lists every problem found in one
+    call (this error alone when there was one), so a caller can report each without parsing text.
+    """
 
     code = "config_invalid"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        field: str = "",
+        value: Any = NO_VALUE,
+        problem: str = "",
+        allowed: str = "",
+        hint: str = "",
+        errors: Sequence[ConfigError] = (),
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.problem = problem or message
+        self.allowed = allowed
+        self.hint = hint
+        self.scope = ""
+        self.errors: tuple[ConfigError, ...] = tuple(errors) or (self,)
+        self._message = message
+
+    @classmethod
+    def group(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One error standing for several: its text and ``field`` are the first's, ``errors`` all."""
+        first = errors[0]
+        group = cls(field=first.field, value=first.value, problem=first.problem, allowed=first.allowed,
+                    hint=first.hint, errors=errors)  # fmt: skip
+        group.scope = first.scope
+        group._message = first._message
+        if len(errors) > 1:
+            group._more = len(errors) - 1
+        return group
+
+    _more = 0
+
+    def __str__(self) -> str:
+        if self._message:
+            text = self._message
+        else:
+            name = f"{self.scope}.{self.field}" if self.scope and self.field else self.scope or self.field
+            text = f"{name}{':' if not self.field else ''} {self.problem}" if name else self.problem
+            if self.value is not NO_VALUE:
+                text += f", got {quote(self.value)}"
+            if self.allowed:
+                text += f"; allowed: {self.allowed}"
+            if self.hint:
+                text += f"; {self.hint}"
+        if self._more:
+            text += f" (and {self._more} more: {'; '.join(str(e) for e in self.errors[1:])})"
+        return text
 
 
 class ScriptError(ThrottleKitError):

@@ -10,11 +10,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from . import _validate as v_
 from ._clock import SERVER_TIME, Clock
-from ._errors import ConfigError, ThrottleKitError
+from ._errors import ThrottleKitError
 from ._types import Decision
 from .stores import MemoryStore, from_url, join_prefix
-from .strategies import parse_duration, validate_cost
 
 __all__ = ["LeakyBucket", "LeaseSpender", "Reservation", "TokenBudget"]
 
@@ -27,12 +27,21 @@ def _store(store: Any, clock: Clock | None) -> tuple[Any, bool]:
     return store, False
 
 
-def _whole_positive(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
-    if not float(v).is_integer():
-        raise ConfigError(f"{name} must be an integer, got {v!r}")
-    return int(v)
+def _tokens(v: Any) -> int:
+    if v.__class__ is int and 0 < v <= v_.MAX_SAFE_INTEGER:
+        return v
+    return v_.integer("tokenBudget.tokens", v, 1, v_.MAX_SAFE_INTEGER)
+
+
+def token_budget_params(budget: Any, window: Any) -> tuple[int, v_.Number]:
+    """``(budget, window_ms)`` of a token budget, or a :class:`ConfigError` listing every bad field:
+    ``budget`` >= 1 (floored to whole tokens) and a window the Lua can store (the config kinds use this
+    too, so the rules live here once)."""
+    c = v_.Checks("tokenBudget")
+    b = c(v_.number, "budget", budget, low=1, low_open=False)
+    w = c(v_.duration, "windowMs", window)
+    c.done()
+    return math.floor(b), w  # type: ignore[arg-type,return-value]
 
 
 class TokenBudget:
@@ -54,12 +63,7 @@ class TokenBudget:
         prefix: str = "",
         clock: Clock | None = None,
     ) -> None:
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget):
-            raise ConfigError(f"tokenBudget.budget must be a finite number >= 1, got {budget!r}")
-        if budget < 1:
-            raise ConfigError(f"tokenBudget.budget must be a finite number >= 1, got {budget!r}")
-        self.budget = math.floor(budget)
-        self.window_ms = parse_duration(window, "tokenBudget.windowMs")
+        self.budget, self.window_ms = token_budget_params(budget, window)
         self.store, self._owned = _store(store, clock)
         self.clock = clock
         self._kp = join_prefix(getattr(self.store, "prefix", ""), prefix)
@@ -69,7 +73,7 @@ class TokenBudget:
 
     def debit(self, key: str, tokens: int = 1) -> Decision:
         """Debit ``tokens`` (a positive integer) from ``key``'s window budget."""
-        n = _whole_positive("tokenBudget.tokens", tokens)
+        n = _tokens(tokens)
         r = self.store.eval(
             "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
         )
@@ -77,7 +81,7 @@ class TokenBudget:
 
     async def adebit(self, key: str, tokens: int = 1) -> Decision:
         """:meth:`debit` on an async store (``aeval``): the server's path."""
-        n = _whole_positive("tokenBudget.tokens", tokens)
+        n = _tokens(tokens)
         r = await self.store.aeval(
             "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
         )
@@ -129,13 +133,12 @@ class LeaseSpender:
 
     def apply_lease(self, capacity: float, expires_at: int | None = None) -> None:
         """Add a grant of ``capacity`` units whose window ends at ``expires_at`` (epoch ms, or None)."""
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, float)) or capacity < 0:
-            raise ConfigError(f"lease capacity must be a number >= 0, got {capacity!r}")
+        v_.number("lease capacity", capacity, low=0, low_open=False)
         exp = -1 if expires_at is None else expires_at
         self.store.eval("lease_grant", (self.key,), 0, (capacity, exp))
 
     def _spend(self, now_ms: int, cost: float, discard: bool) -> Decision | None:
-        validate_cost(cost)
+        v_.cost(cost)
         r = self.store.eval(
             "lease_spend",
             (self.key,),
@@ -207,20 +210,12 @@ class LeakyBucket:
         prefix: str = "",
         clock: Clock | None = None,
     ) -> None:
-        if (
-            isinstance(rate_per_sec, bool)
-            or not isinstance(rate_per_sec, (int, float))
-            or not (math.isfinite(rate_per_sec) and rate_per_sec > 0 and math.isfinite(1000 / rate_per_sec))
-        ):
-            raise ConfigError(
-                f"leakyBucket.ratePerSec must be a positive finite number, got {rate_per_sec!r}"
-            )
-        if (
-            isinstance(max_queue_ms, bool)
-            or not isinstance(max_queue_ms, (int, float))
-            or not (math.isfinite(max_queue_ms) and max_queue_ms >= 0)
-        ):
-            raise ConfigError(f"leakyBucket.maxQueueMs must be a finite number >= 0, got {max_queue_ms!r}")
+        c = v_.Checks("leakyBucket")
+        rate = c(v_.number, "ratePerSec", rate_per_sec)
+        if rate is not None:
+            c(v_.span, "ratePerSec", "the interval 1000/ratePerSec", 1000 / rate)
+        c(v_.number, "maxQueueMs", max_queue_ms, low=0, low_open=False, high=v_.MAX_DURATION_MS)
+        c.done()
         self.rate_per_sec = rate_per_sec
         self.max_queue_ms = max_queue_ms
         self.store, self._owned = _store(store, clock)
@@ -229,7 +224,7 @@ class LeakyBucket:
 
     def reserve(self, key: str, cost: float = 1) -> Reservation:
         """Book ``cost`` units: accepted with the wait before proceeding, or rejected with the excess."""
-        validate_cost(cost)
+        v_.cost(cost)
         now = SERVER_TIME if self.clock is None else self.clock.now_ms()
         r = self.store.eval(
             "leaky_bucket_reserve", (self._kp + key,), now, (self.rate_per_sec, self.max_queue_ms, cost)

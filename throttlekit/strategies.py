@@ -9,10 +9,10 @@ their ARGV. Durations are milliseconds or strings such as ``"500ms"``, ``"30s"``
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from . import _validate as v
 from ._errors import ConfigError
 
 __all__ = [
@@ -29,78 +29,31 @@ __all__ = [
 ]
 
 #: Largest cost a request may carry (JavaScript's ``Number.MAX_SAFE_INTEGER``, as upstream).
-MAX_COST = 9007199254740991
-#: A far-future instant used to prove window arithmetic stays finite (year 2286).
-_FAR_NOW = 1e13
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-MAX_BUCKETS = 100_000
+MAX_COST = v.MAX_SAFE_INTEGER
+MAX_BUCKETS = v.MAX_BUCKETS
 
 Number = int | float
 
 
-def parse_duration(value: Any, name: str = "period") -> float:
-    """A duration in ms from a number (ms) or ``"<number><ms|s|m|h|d>"``; must be positive and finite."""
-    if isinstance(value, bool):
-        raise ConfigError(
-            f'{name}: expected a duration such as "30s", "1m", "1h" or a number of ms, got {value!r}'
-        )
-    if isinstance(value, (int, float)):
-        ms = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ConfigError(
-                f'{name}: cannot parse "{value}" (use e.g. "500ms", "30s", "1m", "1h", "1d", or a number of ms)'
-            )
-        ms = float(match.group(1)) * _UNITS[match.group(2) or "ms"]
-    else:
-        raise ConfigError(f'{name}: expected a duration such as "30s" or a number of ms, got {value!r}')
-    if not math.isfinite(ms) or ms <= 0:
-        raise ConfigError(f"{name} must be a positive finite duration, got {value!r}")
-    return _num(ms)
-
-
-def _num(v: float) -> Number:
-    """Keep whole numbers as int (exact in Lua and on the wire), fractions as float."""
-    return int(v) if float(v).is_integer() and abs(v) < 2**53 else v
-
-
-def _positive(name: str, v: Any) -> Number:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ConfigError(f"{name} must be a positive finite number, got {v!r}")
-    return _num(v)
-
-
-def _at_least(name: str, v: Any, lo: float) -> Number:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
-        raise ConfigError(f"{name} must be a finite number >= {lo:g}, got {v!r}")
-    return _num(v)
-
-
-def _integer(name: str, v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
-        raise ConfigError(f"{name} must be an integer, got {v!r}")
-    if not lo <= v <= hi:
-        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
-    return int(v)
-
-
-def _finite(name: str, what: str, *values: float) -> None:
-    for v in values:
-        if not math.isfinite(v) or v == 0:
-            raise ConfigError(
-                f"{name}: {what} would be {v!r}; choose values whose derived rate stays finite and non-zero"
-            )
+def parse_duration(value: Any, name: str = "period") -> Number:
+    """A duration in ms from a number (ms) or ``"<number><ms|s|m|h|d>"``; positive and at most
+    :data:`~throttlekit._validate.MAX_DURATION_MS`."""
+    return v.duration(name, value)
 
 
 def validate_cost(cost: Any, name: str = "cost") -> Number:
     """A request cost: finite, > 0 and <= 9007199254740991 (fractions allowed for rate limiters)."""
-    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost <= 0:
-        raise ConfigError(f"{name} must be a positive finite number, got {cost!r}")
-    if cost > MAX_COST:
-        raise ConfigError(f"{name} must be <= {MAX_COST}, got {cost!r}")
-    return cost
+    return v.cost(cost, name)
+
+
+def _window(c: v.Checks, field: str, window: Any, buckets: int | None = 1) -> Number | None:
+    """A window (and its bucket width when ``buckets``): a duration the Lua can divide instants by."""
+    ms = c(v.duration, field, window)
+    if ms is not None and buckets is not None:
+        what = "the bucket width window/buckets" if buckets > 1 else "the window"
+        if c(v.span, field, what, ms / buckets, divides_now=True) is None:
+            return None
+    return ms
 
 
 class Strategy:
@@ -149,11 +102,13 @@ class Gcra(Strategy):
     forecast_transform: ClassVar[str] = "gcra_forecast"
 
     def __post_init__(self) -> None:
-        limit = _positive("gcra.limit", self.limit)
-        period = parse_duration(self.period, "gcra.period")
-        burst = limit if self.burst is None else _at_least("gcra.burst", self.burst, 1)
-        t = period / limit
-        _finite("gcra", "the emission interval period/limit", t, t * burst, _FAR_NOW + t * burst)
+        c = v.Checks("gcra")
+        limit = c(v.number, "limit", self.limit)
+        period = c(v.duration, "period", self.period)
+        burst = limit if self.burst is None else c(v.number, "burst", self.burst, low=1, low_open=False)
+        if limit is not None and period is not None and burst is not None:
+            c(v.span, "", "the burst span period/limit*burst", period / limit * burst)
+        c.done()
         object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "burst", burst)
         object.__setattr__(self, "period_ms", period)
@@ -186,11 +141,12 @@ class TokenBucket(Strategy):
     forecast_transform: ClassVar[str] = "token_bucket_forecast"
 
     def __post_init__(self) -> None:
-        capacity = _positive("tokenBucket.capacity", self.capacity)
-        refill = _positive("tokenBucket.refillPerSec", self.refill_per_sec)
-        per_ms = refill / 1000
-        _finite("tokenBucket", "refillPerSec/1000", per_ms)
-        _finite("tokenBucket", "the refill time capacity/refillPerMs", capacity / per_ms)
+        c = v.Checks("tokenBucket")
+        capacity = c(v.number, "capacity", self.capacity)
+        refill = c(v.number, "refillPerSec", self.refill_per_sec)
+        if capacity is not None and refill is not None:
+            c(v.span, "", "the full refill time capacity/refillPerSec", capacity * 1000 / refill)
+        c.done()
         object.__setattr__(self, "capacity", capacity)
         object.__setattr__(self, "refill_per_sec", refill)
 
@@ -210,13 +166,6 @@ class TokenBucket(Strategy):
         return f"tokenBucket capacity {self.capacity:g}, refill {self.refill_per_sec:g}/s"
 
 
-def _window(name: str, window: Number | str) -> Number:
-    ms = parse_duration(window, f"{name}.windowMs")
-    _finite(name, "the window arithmetic", _FAR_NOW / ms)
-    _finite(name, "the window arithmetic", math.floor(_FAR_NOW / ms) * ms + ms)
-    return ms
-
-
 @dataclass(frozen=True)
 class FixedWindow(Strategy):
     """At most ``limit`` units per epoch-aligned ``window``."""
@@ -230,8 +179,12 @@ class FixedWindow(Strategy):
     forecast_transform: ClassVar[str] = "fixed_window_forecast"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _positive("fixedWindow.limit", self.limit))
-        object.__setattr__(self, "window_ms", _window("fixedWindow", self.window))
+        c = v.Checks("fixedWindow")
+        limit = c(v.number, "limit", self.limit)
+        window = _window(c, "windowMs", self.window)
+        c.done()
+        object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "window_ms", window)
 
     @property
     def params(self) -> tuple[Number, ...]:
@@ -263,11 +216,12 @@ class SlidingWindow(Strategy):
     forecast_transform: ClassVar[str] = "sliding_window_forecast"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _positive("slidingWindow.limit", self.limit))
-        window = _window("slidingWindow", self.window)
-        buckets = _integer("slidingWindow.buckets", self.buckets, 1, MAX_BUCKETS)
-        w = window / buckets
-        _finite("slidingWindow", "the bucket width windowMs/buckets", w, _FAR_NOW / w)
+        c = v.Checks("slidingWindow")
+        limit = c(v.number, "limit", self.limit)
+        buckets = c(v.integer, "buckets", self.buckets, 1, MAX_BUCKETS)
+        window = _window(c, "windowMs", self.window, buckets)
+        c.done()
+        object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "window_ms", window)
         object.__setattr__(self, "buckets", buckets)
 
@@ -300,8 +254,12 @@ class SlidingWindowLog(Strategy):
     forecast_transform: ClassVar[str] = "sliding_window_log_forecast"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _positive("slidingWindowLog.limit", self.limit))
-        object.__setattr__(self, "window_ms", _window("slidingWindowLog", self.window))
+        c = v.Checks("slidingWindowLog")
+        limit = c(v.number, "limit", self.limit)
+        window = _window(c, "windowMs", self.window)
+        c.done()
+        object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "window_ms", window)
 
     @property
     def params(self) -> tuple[Number, ...]:
@@ -345,34 +303,30 @@ class Quota(Strategy):
     kind: ClassVar[str] = "quota"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit", _positive("quota.limit", self.limit))
-        if self.reset_cadence not in CADENCES:
-            raise ConfigError(
-                f"quota.resetCadence must be one of {', '.join(CADENCES)}, got {self.reset_cadence!r}"
-            )
-        if self.reset_cadence in ("fixed", "rolling"):
+        c = v.Checks("quota")
+        limit = c(v.number, "limit", self.limit)
+        cadence = c(v.choice, "resetCadence", self.reset_cadence, CADENCES)
+        period: Number | None = 0
+        buckets = c(v.integer, "buckets", self.buckets, 1, MAX_BUCKETS)
+        if cadence in ("fixed", "rolling"):
             if self.period is None:
-                raise ConfigError(f"quota.periodMs: required for resetCadence {self.reset_cadence!r}")
-            object.__setattr__(self, "period_ms", _window("quota", self.period))
-        elif self.period is not None:
-            raise ConfigError(
-                f"quota.periodMs: only valid with resetCadence 'fixed' or 'rolling', not {self.reset_cadence!r}"
-            )
-        object.__setattr__(self, "anchor", _integer("quota.anchor", self.anchor, -(2**53), 2**53))
-        if self.anchor and self.reset_cadence != "fixed":
-            raise ConfigError("quota.anchor: only valid with resetCadence 'fixed'")
-        if isinstance(self.offset_minutes, (int, float)) and abs(self.offset_minutes) > 840:
-            raise ConfigError(f"quota.offsetMinutes must be within ±840 (±14h), got {self.offset_minutes!r}")
-        object.__setattr__(
-            self, "offset_minutes", _integer("quota.offsetMinutes", self.offset_minutes, -840, 840)
-        )
-        if isinstance(self.week_starts_on, (int, float)) and not 0 <= self.week_starts_on <= 6:
-            raise ConfigError(f"quota.weekStartsOn must be 0..6 (0=Sun … 6=Sat), got {self.week_starts_on!r}")
-        object.__setattr__(self, "week_starts_on", _integer("quota.weekStartsOn", self.week_starts_on, 0, 6))
-        object.__setattr__(self, "buckets", _integer("quota.buckets", self.buckets, 1, MAX_BUCKETS))
-        if self.reset_cadence == "rolling":
-            w = self.period_ms / self.buckets
-            _finite("quota", "the bucket width periodMs/buckets", w, _FAR_NOW / w)
+                c.error("periodMs", f"is required for resetCadence {cadence}", allowed="a duration")
+            else:
+                period = _window(c, "periodMs", self.period, buckets if cadence == "rolling" else 1)
+        elif cadence is not None and self.period is not None:
+            c.error("periodMs", f"only applies to resetCadence fixed or rolling, not {cadence}", self.period)
+        anchor = c(v.integer, "anchor", self.anchor, -MAX_COST, MAX_COST, " (epoch ms)")
+        if anchor and cadence is not None and cadence != "fixed":
+            c.error("anchor", f"only applies to resetCadence fixed, not {cadence}", anchor)
+        offset = c(v.integer, "offsetMinutes", self.offset_minutes, -840, 840, " (minutes east of UTC, ±14h)")
+        week = c(v.integer, "weekStartsOn", self.week_starts_on, 0, 6, " (0 = Sunday .. 6 = Saturday)")
+        c.done()
+        object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "period_ms", period)
+        object.__setattr__(self, "anchor", anchor)
+        object.__setattr__(self, "offset_minutes", offset)
+        object.__setattr__(self, "week_starts_on", week)
+        object.__setattr__(self, "buckets", buckets)
 
     @property
     def check_transform(self) -> str:  # type: ignore[override]

@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import _validate as v
 from ._clock import Clock, SystemClock
-from ._errors import ConfigError, NotSupportedError, StoreError
+from ._errors import NotSupportedError, StoreError
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
 from .stores import MemoryStore, from_url
-from .strategies import MAX_COST, Strategy, validate_cost
+from .strategies import Strategy
 
 __all__ = ["MODES", "DenyCache", "LocalLeases", "TwoTierLimiter"]
 
@@ -141,15 +142,43 @@ class _Entry:
         return self.refilling or (self.lock is not None and self.lock.locked())
 
 
-def _whole(name: str, v: Any, lo: int) -> int:
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, (int, float))
-        or not float(v).is_integer()
-        or not lo <= v <= MAX_COST
-    ):
-        raise ConfigError(f"{name} must be an integer from {lo} to {MAX_COST}, got {v!r}")
-    return int(v)
+def lease_options(
+    mode: Any,
+    batch: Any,
+    low_water: Any,
+    window_coupled: Any,
+    return_idle_after_ms: Any,
+    limit: float,
+) -> tuple[Mode, int, int, bool, float | None]:
+    """``(mode, batch, low_water, window_coupled, return_idle_after_ms)`` checked against the strategy's
+    ``limit``, or a :class:`ConfigError` listing every bad field (the config kind calls this too)."""
+    c = v.Checks("twoTier")
+    m = c(v.choice, "mode", mode, MODES)
+    b, low = 1, 0
+    if m == "leased":
+        if batch is None:
+            c.error("batch", "is required for mode leased (units leased from the shared store per call)",
+                    allowed="an integer >= 1")  # fmt: skip
+        else:
+            b = c(v.integer, "batch", batch, 1, v.MAX_SAFE_INTEGER) or 0
+            if b > limit:
+                c.error(
+                    "batch",
+                    f"exceeds the policy's limit ({limit:g}): every lease would be refused "
+                    "(a lease is one all-or-nothing check of `batch` units)",
+                    b,
+                    f"an integer from 1 to {limit:g}",
+                )
+        low = c(v.integer, "lowWater", low_water, 0, v.MAX_SAFE_INTEGER, " (0 = no proactive refill)") or 0
+        if b and low >= b:
+            c.error("lowWater", f"must be below batch ({b}): a refill would start on every spend", low)
+    idle = None
+    if return_idle_after_ms is not None:
+        idle = c(v.duration, "returnIdleAfterMs", return_idle_after_ms, strings=False)
+    if not isinstance(window_coupled, bool):
+        c.error("windowCoupled", "must be true or false", window_coupled, "true, false")
+    c.done()
+    return m, b, low, window_coupled, idle  # type: ignore[return-value]
 
 
 class TwoTierLimiter:
@@ -182,25 +211,12 @@ class TwoTierLimiter:
         prefix: str = "",
         clock: Clock | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"twoTier.mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode == "leased":
-            if batch is None:
-                raise ConfigError("twoTier leased mode requires batch (units leased from L2 per call)")
-            batch = _whole("twoTier.batch", batch, 1)
-            low_water = _whole("twoTier.lowWater", low_water, 0)
-            if batch > strategy.limit_value:
-                raise ConfigError(
-                    f"twoTier.batch {batch} exceeds the strategy's limit {strategy.limit_value:g}: "
-                    "every lease would be refused"
-                )
-        if return_idle_after_ms is not None:
-            validate_cost(return_idle_after_ms, "twoTier.returnIdleAfterMs")
-        if not isinstance(window_coupled, bool):
-            raise ConfigError(f"twoTier.windowCoupled must be true or false, got {window_coupled!r}")
+        mode, batch, low_water, window_coupled, return_idle_after_ms = lease_options(
+            mode, batch, low_water, window_coupled, return_idle_after_ms, strategy.limit_value
+        )
         self.strategy = strategy
         self.mode: Mode = mode
-        self.batch = batch or 1
+        self.batch = batch
         self.low_water = low_water
         self.window_coupled = window_coupled
         self.return_idle_after_ms = return_idle_after_ms
@@ -229,7 +245,7 @@ class TwoTierLimiter:
     # -- checks -------------------------------------------------------------------------------------
     async def check(self, key: str, cost: float = 1) -> Decision:
         """Consume ``cost`` units for ``key``; see the class docstring for what each mode does."""
-        validate_cost(cost)
+        v.cost(cost)
         _key(key)
         if self.mode == "strict":
             return await self.l2.check(key, cost)
@@ -336,7 +352,7 @@ class TwoTierLimiter:
 
     async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         """Concurrent :meth:`check` per key; decisions in input order."""
-        validate_cost(cost)
+        v.cost(cost)
         return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
 
     async def peek(self, key: str) -> Decision:

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import ConfigError
+from .._errors import NO_VALUE, ConfigError, quote
+from .._validate import did_you_mean, nearest
 
 __all__ = ["MISSING", "ConfigIssue", "Issues", "PolicyConfigError", "did_you_mean", "nearest"]
 
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
 #: Marks an issue about a value that is absent (so ``None`` can still be reported as a bad value).
-MISSING: Any = _Missing()
-
-
-def nearest(word: str, candidates: Iterable[str]) -> str | None:
-    """The closest candidate to a misspelt key (difflib ratio >= 0.6), or None."""
-    pool = list(candidates)
-    match = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
-    if not match:
-        match = [c for c in pool if c.lower() == word.lower()]
-    return match[0] if match else None
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """``'did you mean "x"?'`` for the nearest candidate, or ``""``."""
-    guess = nearest(word, candidates)
-    return f'did you mean "{guess}"?' if guess else ""
+MISSING: Any = NO_VALUE
 
 
 @dataclass(frozen=True)
@@ -57,7 +36,7 @@ class ConfigIssue:
     def __str__(self) -> str:
         text = f"{self.source}: {self.path}: {self.message}"
         if self.value is not MISSING:
-            text += f" (got {self.value!r})"
+            text += f" (got {quote(self.value)})"
         if self.allowed:
             text += f"; allowed: {self.allowed}"
         if self.hint:
@@ -84,6 +63,13 @@ class Issues:
 
     def add(self, path: str, message: str, value: Any = MISSING, allowed: str = "", hint: str = "") -> None:
         self.items.append(ConfigIssue(self.source, path, message, value, allowed, hint))
+
+    def add_error(self, path: str, error: ConfigError, fields: dict[str, str] | None = None) -> None:
+        """One issue per problem a validator found (``error.errors``), under ``path``; ``fields`` renames
+        a validator's field to the key the file used (``{"windowMs": "period"}``)."""
+        for e in error.errors:
+            field = (fields or {}).get(e.field, e.field)
+            self.add(f"{path}.{field}" if field else path, e.problem, e.value, e.allowed, e.hint)
 
     def unknown_key(self, path: str, key: Any, valid: Iterable[str], *, where: str) -> None:
         """Report an unknown key, suggesting the nearest valid one."""

@@ -8,9 +8,10 @@ key suggestions) and ``tk config validate`` pick it up from the registry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any, Protocol
 
+from ..._errors import ConfigError
 from .._issues import MISSING, Issues
 from .._model import Policy
 from . import budget, plain, two_tier
@@ -31,6 +32,15 @@ class PolicyContext:
         self, field: str, message: str, value: Any = MISSING, allowed: str = "", hint: str = ""
     ) -> None:
         self.issues.add(f"{self.path}.{field}" if field else self.path, message, value, allowed, hint)
+
+    def report(
+        self, error: ConfigError, fields: dict[str, str] | None = None, skip: Set[str] = frozenset()
+    ) -> None:
+        """Report every problem a validator found (``error.errors``), each at its field (renamed by
+        ``fields`` to the key the file used), except fields in ``skip`` (already reported)."""
+        kept = [e for e in error.errors if (fields or {}).get(e.field, e.field) not in skip]
+        if kept:
+            self.issues.add_error(self.path, ConfigError.group(kept), fields)
 
     def prefix(self, spec: Mapping[str, Any]) -> str:
         """The store-key prefix: the policy's ``prefix``, else ``defaults.prefix``, else the name."""

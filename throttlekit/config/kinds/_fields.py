@@ -1,83 +1,45 @@
-"""Field checks shared by the kind modules. Each returns the clean value, or MISSING after reporting."""
+"""The rules only policy files have (on top of the validators the library objects share).
+
+Each check returns the clean value, or MISSING after reporting through the policy's context. Value
+rules (ranges, durations, bounds) live in :mod:`throttlekit._validate` and are applied by the object the
+kind builds (a strategy, a meter, a two-tier limiter); what is here is the file format's own strictness:
+``windowMs``-style fields are plain numbers of ms, and windows are at least 1 ms.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import ConfigError
-from ...strategies import MAX_COST, parse_duration
-from .._issues import MISSING, did_you_mean
+from ..._validate import duration
+from .._issues import MISSING
 
 if TYPE_CHECKING:
     from . import PolicyContext
 
-__all__ = ["choice", "duration", "integer", "milliseconds", "number"]
+__all__ = ["check", "milliseconds", "whole_ms"]
+
+_MS_ALLOWED = "a number of ms >= 1"
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def number(
-    ctx: PolicyContext,
-    spec: Any,
-    field: str,
-    *,
-    minimum: float,
-    exclusive: bool = False,
-    maximum: float = MAX_COST,
-) -> Any:
-    """A finite number within ``(minimum | [minimum) .. maximum]``."""
+def check(ctx: PolicyContext, spec: Any, field: str, validator: Callable[..., Any], *args: Any) -> Any:
+    """``validator(field, spec[field], *args)`` (a :mod:`throttlekit._validate` function), reporting its
+    error; MISSING when the field is absent or bad."""
     v = spec.get(field, MISSING)
     if v is MISSING:
         return v
-    low_ok = _is_number(v) and (v > minimum if exclusive else v >= minimum)
-    if not low_ok or v > maximum:
-        bound = f"> {minimum:g}" if exclusive else f">= {minimum:g}"
-        ctx.error(
-            field,
-            "is out of range" if _is_number(v) else "must be a number",
-            v,
-            f"a number {bound} and <= {maximum:.0f}",
-        )
-        return MISSING
-    return v
-
-
-def integer(ctx: PolicyContext, spec: Any, field: str, lo: int, hi: int, hint: str = "") -> Any:
-    """A whole number in ``lo..hi``."""
-    v = spec.get(field, MISSING)
-    if v is MISSING:
-        return v
-    if not _is_number(v) or not float(v).is_integer() or not lo <= v <= hi:
-        problem = "is out of range" if _is_number(v) and float(v).is_integer() else "must be an integer"
-        ctx.error(field, problem, v, f"an integer from {lo} to {hi}{hint}")
-        return MISSING
-    return int(v)
-
-
-def duration(ctx: PolicyContext, spec: Any, field: str) -> Any:
-    """A duration: a number of ms or a string such as ``"30s"`` (units ms, s, m, h, d); at least 1 ms."""
-    v = spec.get(field, MISSING)
-    if v is MISSING:
-        return v
-    allowed = 'a duration of at least 1 ms: a number of ms or "500ms", "30s", "1m", "1h", "1d"'
     try:
-        ms = parse_duration(v, field)
-    except ConfigError:
-        ctx.error(field, "is not a duration", v, allowed)
+        return validator(field, v, *args)
+    except ConfigError as exc:
+        ctx.report(exc)
         return MISSING
-    if ms < 1:
-        ctx.error(field, "is shorter than 1 ms (times are whole milliseconds)", v, allowed)
-        return MISSING
-    return v
 
 
 def milliseconds(ctx: PolicyContext, spec: Any, field: str, *, period: bool = True) -> Any:
     """A plain number of milliseconds (no unit strings: those belong to ``period``), at least 1.
-    ``period=False`` where no ``period`` field exists (kind blocks)."""
+    ``period=False`` where no ``period`` field exists (kind blocks). The value itself (its upper bound)
+    is left to the object the policy builds."""
     v = spec.get(field, MISSING)
     if v is MISSING:
         return v
@@ -88,22 +50,21 @@ def milliseconds(ctx: PolicyContext, spec: Any, field: str, *, period: bool = Tr
             if period
             else "is a number of milliseconds (no unit strings here)",
             v,
-            "a number of ms >= 1",
+            _MS_ALLOWED,
         )
         return MISSING
-    if not _is_number(v) or v < 1:
-        ctx.error(field, "must be a number of milliseconds", v, "a number of ms >= 1")
-        return MISSING
-    return v
+    return whole_ms(ctx, spec, field)
 
 
-def choice(ctx: PolicyContext, spec: Any, field: str, options: Sequence[str]) -> Any:
-    """One of ``options`` (a misspelling gets a suggestion)."""
+def whole_ms(ctx: PolicyContext, spec: Any, field: str) -> Any:
+    """A duration field at least 1 ms long (times are whole milliseconds); a value the duration
+    validator refuses is left for it to report."""
     v = spec.get(field, MISSING)
-    if v is MISSING:
+    try:
+        ms = duration(field, v)
+    except ConfigError:
         return v
-    if not isinstance(v, str) or v not in options:
-        hint = did_you_mean(v, options) if isinstance(v, str) else ""
-        ctx.error(field, f"is not a known {field}", v, ", ".join(options), hint)
+    if ms < 1:
+        ctx.error(field, "is shorter than 1 ms (times are whole milliseconds)", v, _MS_ALLOWED)
         return MISSING
     return v

@@ -8,7 +8,8 @@
       fleetBudget: { budget: 100000, windowMs: 60000, prefix: llm }
 
 Stricter than upstream: ``budget`` must be at least 1 (upstream's in-process meter silently denied
-everything below 1), ``windowMs`` is a whole number of milliseconds >= 1, unknown block keys are errors.
+everything below 1), ``windowMs`` is a plain number of milliseconds >= 1, unknown block keys are errors.
+The values are checked by the meter's own rules (:func:`throttlekit.meters.token_budget_params`).
 A fleet budget's prefix may be given in the block (as upstream) or at the policy level, not both.
 """
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ... import _validate as v
+from ..._errors import ConfigError
+from ...meters import token_budget_params
 from .._issues import MISSING
 from .._model import FleetBudgetPolicy, Policy, TokenBudgetPolicy
 from . import _fields as f
@@ -50,20 +54,27 @@ class _Budget:
         if block is MISSING:
             return None
         sub = block_context(ctx, self.block)
+        reported: set[str] = set()
         if "budget" not in block or "windowMs" not in block:
             sub.error(
                 "",
                 "both `budget` and `windowMs` are required",
                 allowed="budget, windowMs, " + ", ".join(self.fields[2:]),
             )
-        budget = f.number(sub, block, "budget", minimum=1)
-        window = f.milliseconds(sub, block, "windowMs", period=False)
-        max_keys = f.integer(sub, block, "maxKeys", 1, MAX_METER_KEYS)
+            reported.update(k for k in ("budget", "windowMs") if k not in block)
+        if f.milliseconds(sub, block, "windowMs", period=False) is MISSING:
+            reported.add("windowMs")
+        max_keys = f.check(sub, block, "maxKeys", v.integer, 1, MAX_METER_KEYS)
         prefix = ""
         if self.fleet:
             if "prefix" in block and "prefix" in spec:
                 ctx.error("prefix", "conflicts with fleetBudget.prefix: give the prefix once", spec["prefix"])
-            prefix = block_context(ctx, self.block).prefix(block) if "prefix" in block else ctx.prefix(spec)
+            prefix = sub.prefix(block) if "prefix" in block else ctx.prefix(spec)
+        try:
+            budget, window = token_budget_params(block.get("budget"), block.get("windowMs"))
+        except ConfigError as exc:
+            sub.report(exc, skip=reported)
+            return None
         if len(ctx.issues.items) > before:
             return None
         keys = 100_000 if max_keys is MISSING else max_keys

@@ -2,8 +2,8 @@
 
 Stricter than upstream: a field that the chosen strategy does not use is an error (upstream ignores
 it), two window fields at once are an error (upstream silently prefers ``period``), windows are at least
-1 ms, and every value is checked before the strategy is built (the strategy's own rules, such as a
-rate that must stay finite and at most 100000 sliding-window buckets, then apply as the floor).
+1 ms, and ``windowMs``/``periodMs`` are plain numbers. The values themselves (ranges, bounds, derived
+rates) are checked once, by the strategy the policy builds: its errors come back per field.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ... import _validate as v
 from ..._errors import ConfigError
-from ...strategies import CADENCES, MAX_BUCKETS, strategy_from_options
+from ...strategies import strategy_from_options
 from .._issues import MISSING
 from .._model import Policy, RatePolicy
 from . import _fields as f
@@ -50,25 +51,10 @@ _ALL_FIELDS = frozenset(
 )
 
 
-def _check_values(ctx: PolicyContext, spec: Mapping[str, Any]) -> None:
-    f.number(ctx, spec, "limit", minimum=0, exclusive=True)
-    f.number(ctx, spec, "capacity", minimum=0, exclusive=True)
-    f.number(ctx, spec, "refillPerSec", minimum=0, exclusive=True)
-    f.number(ctx, spec, "burst", minimum=1)
-    f.integer(ctx, spec, "buckets", 1, MAX_BUCKETS)
-    f.duration(ctx, spec, "period")
-    f.milliseconds(ctx, spec, "windowMs")
-    f.milliseconds(ctx, spec, "periodMs")
-    f.choice(ctx, spec, "resetCadence", CADENCES)
-    f.integer(ctx, spec, "offsetMinutes", -840, 840, " (minutes east of UTC)")
-    f.integer(ctx, spec, "weekStartsOn", 0, 6, " (0 = Sunday .. 6 = Saturday)")
-    f.integer(ctx, spec, "anchor", 0, 2**53, " (epoch ms)")
-
-
-def _field_of(message: str) -> str:
-    """``"gcra.limit must be ..."`` -> ``"limit"`` (the engine names ``<strategy>.<field>``)."""
-    head = message.split(" ", 1)[0].rstrip(":")
-    return head.split(".", 1)[1] if "." in head else ""
+def _window_names(shape: _Shape, spec: Mapping[str, Any]) -> dict[str, str]:
+    """The strategy's name for its window -> the spelling this policy used (errors name that key)."""
+    used = next((w for w in shape.windows if w in spec), shape.windows[0] if shape.windows else "")
+    return {w: used for w in ("period", "periodMs", "windowMs") if w != used}
 
 
 class _Plain:
@@ -92,7 +78,7 @@ class _Plain:
                 allowed=", ".join(STRATEGIES),
             )
             return None
-        if f.choice(ctx, spec, "strategy", tuple(STRATEGIES)) is MISSING:
+        if f.check(ctx, spec, "strategy", v.choice, tuple(STRATEGIES)) is MISSING:
             return None
         shape = STRATEGIES[kind]
         fields = (*_COMMON, *shape.required, *shape.optional, *shape.windows)
@@ -103,8 +89,8 @@ class _Plain:
             if key not in spec:
                 ctx.error(key, f"required for strategy {kind}", allowed=", ".join(fields))
         windows = [w for w in shape.windows if w in spec]
-        cadence = spec.get("resetCadence")
-        needs_window = bool(shape.windows) and (kind != "quota" or cadence in ("fixed", "rolling"))
+        reported = {k for k in spec if k in _ALL_FIELDS and k not in fields}
+        reported.update(k for k in shape.required if k not in spec)
         if len(windows) > 1:
             ctx.error(
                 windows[1],
@@ -112,30 +98,27 @@ class _Plain:
                 spec[windows[1]],
                 " or ".join(shape.windows),
             )
-        elif needs_window and not windows:
-            ctx.error(
-                "period",
-                f"required for strategy {kind}"
-                + (f" with resetCadence {cadence}" if kind == "quota" else ""),
-                allowed=" or ".join(shape.windows),
-            )
-        elif kind == "quota" and windows and not needs_window:
-            ctx.error(
-                windows[0], f"only applies to resetCadence fixed or rolling, not {cadence}", spec[windows[0]]
-            )
+            reported.update(windows)
+        elif shape.windows and kind != "quota" and not windows:
+            ctx.error("period", f"required for strategy {kind}", allowed=" or ".join(shape.windows))
+            reported.add("period")
+        cadence = spec.get("resetCadence")
         if kind == "quota" and "buckets" in spec and cadence != "rolling":
             ctx.error("buckets", f"only applies to resetCadence rolling, not {cadence}", spec["buckets"])
-        if kind == "quota" and "anchor" in spec and cadence != "fixed":
-            ctx.error("anchor", f"only applies to resetCadence fixed, not {cadence}", spec["anchor"])
-        _check_values(ctx, spec)
+            reported.add("buckets")
+        for w in ("windowMs", "periodMs"):
+            if f.milliseconds(ctx, spec, w) is MISSING and w in spec:
+                reported.add(w)
+        if f.whole_ms(ctx, spec, "period") is MISSING and "period" in spec:
+            reported.add("period")
         prefix = ctx.prefix(spec)
-        if len(ctx.issues.items) > before:
-            return None
-        options = {k: v for k, v in spec.items() if k not in _COMMON}
+        options = {k: x for k, x in spec.items() if k in fields and k not in _COMMON and k not in reported}
         try:
             strategy = strategy_from_options(kind, options)
         except ConfigError as exc:
-            ctx.error(_field_of(str(exc)), str(exc), options, "values whose derived rate stays finite")
+            ctx.report(exc, _window_names(shape, spec), reported)
+            return None
+        if len(ctx.issues.items) > before:
             return None
         return RatePolicy(ctx.name, strategy, prefix)
 

@@ -12,16 +12,18 @@ The strategy fields are the plain policy's (they define L2). Block fields: ``mod
 ``cached-deny``, ``leased``; default ``leased``), and for leased only: ``batch`` (required, an integer
 >= 1), ``lowWater`` (an integer below ``batch``, default 0 = off), ``windowCoupled`` (default false, as the
 upstream core), ``returnIdleAfterMs`` (ms). Stricter than upstream: leased fields on another mode are
-errors, ``batch`` and ``lowWater`` are whole units.
+errors, ``batch`` and ``lowWater`` are whole units. The values are checked by the limiter's own rules
+(:func:`throttlekit.two_tier.lease_options`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ...strategies import MAX_COST
-from ...two_tier import MODES
+from ..._errors import ConfigError
+from ...two_tier import MODES, lease_options
 from .._issues import MISSING
 from .._model import Policy, RatePolicy, TwoTierPolicy
 from . import _fields as f
@@ -52,45 +54,31 @@ class _TwoTier:
         if block is MISSING:
             return None
         sub = block_context(ctx, "twoTier")
-        mode = f.choice(sub, block, "mode", MODES)
-        if mode is MISSING and "mode" in block:
-            return None  # reported; the other fields depend on the mode
-        mode = "leased" if mode is MISSING else mode
-        if mode != "leased":
+        mode = block.get("mode", "leased")
+        reported: set[str] = set()
+        if mode in MODES and mode != "leased":
             for key in _LEASED:
                 if key in block:
                     sub.error(key, f"only applies to mode leased, not {mode}", block[key])
-        batch = f.integer(sub, block, "batch", 1, MAX_COST)
-        low = f.integer(sub, block, "lowWater", 0, MAX_COST, " (0 = no proactive refill)")
-        idle = f.milliseconds(sub, block, "returnIdleAfterMs", period=False)
-        coupled = block.get("windowCoupled", False)
-        if not isinstance(coupled, bool):
-            sub.error("windowCoupled", "must be true or false", coupled, "true, false")
-        if mode == "leased" and "batch" not in block:
-            sub.error("batch", "required for mode leased (units leased from the shared store per call)",
-                      allowed="an integer >= 1")  # fmt: skip
-        if batch is not MISSING and low is not MISSING and low >= batch:
-            sub.error("lowWater", f"must be below batch ({batch}): a refill would start on every spend", low)
-        if isinstance(rate, RatePolicy) and batch is not MISSING and batch > rate.strategy.limit_value:
-            sub.error(
-                "batch",
-                f"exceeds the policy's limit ({rate.strategy.limit_value:g}): every lease would be refused "
-                "(a lease is one all-or-nothing check of `batch` units)",
-                batch,
-                f"an integer from 1 to {rate.strategy.limit_value:g}",
+                    reported.add(key)
+        if f.milliseconds(sub, block, "returnIdleAfterMs", period=False) is MISSING:
+            reported.add("returnIdleAfterMs")
+        limit = rate.strategy.limit_value if isinstance(rate, RatePolicy) else math.inf
+        try:
+            mode, batch, low, coupled, idle = lease_options(
+                mode,
+                block.get("batch"),
+                block.get("lowWater", 0),
+                block.get("windowCoupled", False),
+                None if "returnIdleAfterMs" in reported else block.get("returnIdleAfterMs"),
+                limit,
             )
+        except ConfigError as exc:
+            sub.report(exc, skip=reported)
+            return None
         if len(ctx.issues.items) > before or not isinstance(rate, RatePolicy):
             return None
-        return TwoTierPolicy(
-            ctx.name,
-            rate.strategy,
-            rate.prefix,
-            mode,
-            1 if batch is MISSING else batch,
-            0 if low is MISSING else low,
-            coupled,
-            None if idle is MISSING else idle,
-        )
+        return TwoTierPolicy(ctx.name, rate.strategy, rate.prefix, mode, batch, low, coupled, idle)
 
 
 KIND = _TwoTier()
