@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError
+from .._errors import ConfigError, quote
 from ._issues import MISSING, Issues, did_you_mean
 from ._model import Policy, PolicyConfig
 from ._parse import parse_text
@@ -39,6 +41,17 @@ def load_config(text: str, source: str = "<config>") -> PolicyConfig:
     :class:`~throttlekit.config.PolicyConfigError` (a :class:`~throttlekit.ConfigError`) whose
     ``issues`` name the file, the path (``limiters.<policy>.<field>``), the bad value and what is allowed.
     """
+    paused = gc.isenabled()
+    if paused:  # loading allocates millions of acyclic objects: collecting cycles meanwhile is pure cost
+        gc.disable()
+    try:
+        return _load(text, source)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load(text: str, source: str) -> PolicyConfig:
     issues = Issues(source)
     doc = parse_text(text, issues)
     issues.raise_if_any()
@@ -100,13 +113,7 @@ def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[st
     policies: dict[str, Policy] = {}
     blocks = block_kinds()
     for name, spec in value.items():
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_POLICY_NAME:
-            issues.add(
-                f"limiters.{name}",
-                "policy names must be non-empty strings",
-                name,
-                f"1 to {MAX_POLICY_NAME} characters",
-            )
+        if not _valid_name(name, issues):
             continue
         ctx = PolicyContext(issues, name, default_prefix)
         if not isinstance(spec, Mapping):
@@ -119,27 +126,88 @@ def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[st
             continue
         policy = _policy(ctx, spec, blocks)
         if policy is not None:
-            _collisions(ctx, policy, policies)
             policies[name] = policy
+    _namespaces(policies, issues)
     return policies
 
 
-def _collisions(ctx: PolicyContext, policy: Policy, earlier: dict[str, Policy]) -> None:
-    """Two policies on one prefix share keys: fine with the same strategy, corrupting otherwise."""
-    mine = policy.state()
-    if mine is None:
-        return
-    for other in earlier.values():
-        theirs = other.state()
-        if theirs is not None and theirs[0] == mine[0] and theirs[1] != mine[1]:
-            ctx.error(
-                "prefix",
-                f"store-key prefix {mine[0]!r} is also used by policy {other.name!r} with a "
+#: C0 controls, DEL and C1 controls: never valid in a policy name (logs, metrics and errors print it).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Names the upstream's config parser refuses anywhere in a file (a file using one would not load there).
+_RESERVED = ("__proto__", "constructor", "prototype")
+
+
+def _valid_name(name: Any, issues: Issues) -> bool:
+    """Policy names: non-blank strings of at most MAX_POLICY_NAME characters, no control characters."""
+    allowed = f"1 to {MAX_POLICY_NAME} characters, no control characters"
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_POLICY_NAME:
+        issues.add(f"limiters.{quote(name)}", "policy names must be non-empty strings", name, allowed)
+        return False
+    control = _CONTROL.search(name)
+    if control is not None:
+        issues.add(
+            f"limiters.{quote(name)}",
+            f"policy name contains the control character U+{ord(control.group()):04X}",
+            name,
+            allowed,
+        )
+        return False
+    if name in _RESERVED:
+        issues.add(
+            f"limiters.{name}",
+            "is reserved (the upstream server refuses this key in any config file)",
+            allowed="any other name",
+        )
+        return False
+    return True
+
+
+def _namespaces(policies: dict[str, Policy], issues: Issues) -> None:
+    """Store keys are ``<prefix>:<key>`` unescaped, so two policies share keys when their prefixes are
+    equal (allowed only for the same state layout: one counter served under two names) or when one
+    prefix plus ``:`` begins the other (policy ``a``'s key ``b:c`` is policy ``a:b``'s key ``c``), and an
+    empty prefix (raw keys) meets every other. Linear: each prefix is looked up once per ``:`` in it."""
+    owners: dict[str, tuple[str, object]] = {}
+    for name, policy in policies.items():
+        state = policy.state()
+        if state is None:
+            continue
+        prefix, layout = state
+        first = owners.setdefault(prefix, (name, layout))
+        if first[0] != name and first[1] != layout:
+            issues.add(
+                f"limiters.{name}.prefix",
+                f"store-key prefix {quote(prefix)} is also used by policy {quote(first[0])} with a "
                 "different strategy: their keys would collide",
-                mine[0],
+                prefix,
                 "a prefix of its own (set `prefix:` on the policy; the default is the policy name)",
             )
-            return
+    empty = owners.get("")
+    if empty is not None and len(owners) > 1:
+        other = next(p for p in owners if p)
+        issues.add(
+            f"limiters.{empty[0]}.prefix",
+            "an empty store-key prefix puts this policy's keys among every other policy's (key "
+            f"{quote(other + ':k')} of this policy is key 'k' of policy {quote(owners[other][0])})",
+            "",
+            "a non-empty prefix",
+        )
+    for prefix, (name, _) in owners.items():
+        cut = prefix.find(":")
+        while cut > 0:
+            outer = owners.get(prefix[:cut])
+            if outer is not None:
+                issues.add(
+                    f"limiters.{name}.prefix",
+                    f"store-key prefix {quote(prefix)} lies inside prefix {quote(prefix[:cut])} of policy "
+                    f"{quote(outer[0])}: key {quote(prefix[cut + 1 :] + ':k')} of {quote(outer[0])} is key 'k' "
+                    "of this policy",
+                    prefix,
+                    f"a prefix that does not begin with {quote(prefix[:cut] + ':')} (and that no other "
+                    "policy's prefix plus ':' begins)",
+                )
+                break
+            cut = prefix.find(":", cut + 1)
 
 
 def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any]) -> Policy | None:
