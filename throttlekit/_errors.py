@@ -97,6 +97,9 @@ class ConfigError(ThrottleKitError, ValueError):
 
     _more = 0
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
     def __str__(self) -> str:
         if self._message:
             text = self._message

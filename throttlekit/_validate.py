@@ -77,7 +77,8 @@ def number(
 ) -> Number:
     """A finite number in ``(low | [low) .. high]`` (default: > 0 and <= 2^53 - 1)."""
     bound = f"> {low:g}" if low_open else f">= {low:g}"
-    top = f"{high:.0f}{_WHY_SAFE}" if high == MAX_SAFE_INTEGER else f"{high:g}"
+    top = f"{high:.0f}" if float(high).is_integer() else f"{high:g}"
+    top += _WHY_SAFE if high == MAX_SAFE_INTEGER else ""
     allowed = f"a number {bound} and <= {top}"
     if not _is_number(v) or not math.isfinite(v):
         problem = "must be a finite number" if _is_number(v) else "must be a number"
