@@ -5,7 +5,8 @@
     ThrottleKitError                 every error this package raises
     ├── ConfigError                  bad strategy parameters, config files, store URLs (also ValueError)
     ├── ScriptError                  a Lua transform failed or a script file is broken
-    │   └── LoaderError              include cycle, missing include, malformed manifest
+    │   ├── LoaderError              include cycle, missing include, malformed manifest
+    │   └── WrongTypeError           a key holds another kind of value (``.keys`` names it)
     ├── StoreError                   the store could not be reached or answered a transport error
     │   └── ConcurrentUpdateError    optimistic concurrency retries exhausted for a key
     └── NotSupportedError            the operation does not exist for this strategy or store
@@ -139,6 +140,19 @@ class LoaderError(ScriptError):
         self.transform = ""
         self.sha = ""
         self.lua_message = message
+
+
+class WrongTypeError(ScriptError):
+    """A key the transform touched holds a value of another type (Redis ``WRONGTYPE``): another policy's
+    state or a foreign key. ``keys`` are the full keys of the call (``key`` the first), ``transform`` the
+    transform's name, so a caller can name the key's owner."""
+
+    code = "wrong_type"
+
+    def __init__(self, transform: str, sha: str, message: str, keys: tuple[str, ...]) -> None:
+        super().__init__(transform, sha, message)
+        self.keys = keys
+        self.key = keys[0] if keys else ""
 
 
 class StoreError(ThrottleKitError):

@@ -14,7 +14,7 @@ from typing import Any
 from ._clock import SERVER_TIME, Clock, SystemClock
 from ._errors import ConfigError, ScriptError
 from ._types import Decision, Forecast, make_decision
-from .stores import MemoryStore, RedisStore, from_url, join_prefix
+from .stores import MemoryStore, RedisStore, join_prefix, resolve_async, resolve_sync
 from .strategies import Strategy, validate_cost
 
 __all__ = ["AsyncLimiter", "Limiter"]
@@ -31,6 +31,8 @@ def _decision(r: Sequence[Any]) -> Decision:
 
 
 class _Base:
+    _asynchronous = False  # a URL or None opens the async store (the factory decides which)
+
     def __init__(self, strategy: Strategy, store: Any, prefix: str, clock: Clock | None) -> None:
         if not isinstance(strategy, Strategy):
             raise ConfigError(
@@ -38,11 +40,7 @@ class _Base:
             )
         if not isinstance(prefix, str):
             raise ConfigError(f"prefix must be a string, got {prefix!r}")
-        self._owned = store is None or isinstance(store, str)
-        if store is None:
-            store = MemoryStore(clock=clock)
-        elif isinstance(store, str):
-            store = from_url(store)
+        store, self._owned = (resolve_async if self._asynchronous else resolve_sync)(store, clock)
         self.strategy = strategy
         self.store = store
         self.prefix = prefix
@@ -174,18 +172,12 @@ class AsyncLimiter(_Base):
     ``redis://`` URL selects, ``AsyncRedisStore`` over a ``redis.asyncio`` client, the Postgres and
     DynamoDB stores) or the memory store."""
 
+    _asynchronous = True
+
     def __init__(
         self, strategy: Strategy, *, store: Any = None, prefix: str = "", clock: Clock | None = None
     ) -> None:
-        if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
-            # a URL gets the pipelining store: concurrent checks of one loop tick share one write
-            from .stores import PipelinedRedisStore
-
-            store = PipelinedRedisStore(store)
-            super().__init__(strategy, store, prefix, clock)
-            self._owned = True
-        else:
-            super().__init__(strategy, store, prefix, clock)
+        super().__init__(strategy, store, prefix, clock)
 
     async def check(self, key: str, cost: float = 1) -> Decision:
         """See :meth:`Limiter.check`."""

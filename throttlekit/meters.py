@@ -14,17 +14,15 @@ from . import _validate as v_
 from ._clock import SERVER_TIME, Clock
 from ._errors import ThrottleKitError
 from ._types import Decision
-from .stores import MemoryStore, from_url, join_prefix
+from .stores import MemoryStore, join_prefix, resolve_sync
 
 __all__ = ["LeakyBucket", "LeaseSpender", "Reservation", "TokenBudget"]
 
 
 def _store(store: Any, clock: Clock | None) -> tuple[Any, bool]:
-    if store is None:
-        return MemoryStore(clock=clock), True
-    if isinstance(store, str):
-        return from_url(store), True
-    return store, False
+    """``(store, owned)``: None or a URL opens one through the store factory; a store object is used as is
+    (a sync :class:`ScriptStore`, or an async one for the ``a*`` methods)."""
+    return resolve_sync(store, clock)
 
 
 def _tokens(v: Any) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from ._clock import Clock, SystemClock
 from ._errors import NotSupportedError, StoreError
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
-from .stores import MemoryStore, from_url
+from .stores import MemoryStore, ScriptStore, resolve_async
 from .strategies import Strategy
 
 __all__ = ["MODES", "DenyCache", "LocalLeases", "TwoTierLimiter"]
@@ -46,7 +46,7 @@ MODES: tuple[str, ...] = ("strict", "cached-deny", "leased")
 class DenyCache:
     """The cached-deny L1: per key, an L2 denial answered locally until ``now + retry_after_ms``."""
 
-    def __init__(self, store: Any, prefix: str = "") -> None:
+    def __init__(self, store: ScriptStore, prefix: str = "") -> None:
         self.store = store
         self.prefix = prefix
 
@@ -82,21 +82,24 @@ class LocalLeases:
 
     def __init__(
         self,
-        store: Any,
+        store: ScriptStore,
         limit: float,
         ttl_ms: float,
         *,
         window_coupled: bool,
         low_water: float = 0,
         prefix: str = "",
+        runner: Callable[..., Sequence[Any]] | None = None,
     ) -> None:
         self.store = store
         self.prefix = prefix
         self._args = (limit, ttl_ms, 1 if window_coupled else 0)
         self._low = low_water
-        self._fast = isinstance(store, MemoryStore)
-        if self._fast:
-            self._spend_run = store.engine.runner("lease_spend")
+        # ``runner``: the memory store's raw ``lease_spend`` runner (``MemoryStore.engine.runner``), given by
+        # the owner of an in-process L1; any other store goes through ``eval``
+        self._fast = runner is not None
+        if runner is not None:
+            self._spend_run = runner
 
     def spend(self, key: str, now_ms: float, cost: float, discard: bool) -> tuple[Decision | None, bool]:
         limit, ttl, wc = self._args
@@ -222,11 +225,7 @@ class TwoTierLimiter:
         self.return_idle_after_ms = return_idle_after_ms
         self.max_keys = max_keys
         self.clock: Clock = clock or SystemClock()
-        self._owns_l2 = store is None or isinstance(store, str)
-        if store is None:
-            store = MemoryStore(clock=clock)
-        elif isinstance(store, str) and store.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-            store = from_url(store)
+        store, self._owns_l2 = resolve_async(store, clock)
         self.l2 = AsyncLimiter(strategy, store=store, prefix=prefix, clock=clock)
         self.l1 = MemoryStore(clock=self.clock, max_keys=max_keys)
         self._deny = DenyCache(self.l1)
@@ -234,6 +233,7 @@ class TwoTierLimiter:
             self.l1,
             strategy.limit_value,
             strategy.ttl_ms,
+            runner=self.l1.engine.runner("lease_spend"),
             window_coupled=window_coupled,
             low_water=self.low_water,
         )

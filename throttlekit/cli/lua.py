@@ -25,16 +25,18 @@ def _memory(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
 
 
 def _redis(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
-    import redis
+    from ..stores import open_sync
 
-    from ..stores import RedisStore
-
-    client = redis.Redis.from_url(opts["redis_url"])
+    url = opts["redis_url"]
     try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise click.ClickException(f"cannot reach Redis at {opts['redis_url']}: {exc}") from exc
-    return lambda clock: RedisStore(client)
+        probe = open_sync(url)  # the store factory: the URL's db, prefix, TLS and timeouts
+        try:
+            probe.delete("tk-verify-probe")
+        finally:
+            probe.close()
+    except ThrottleKitError as exc:
+        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from exc
+    return lambda clock: open_sync(url, clock=clock)
 
 
 def _postgres(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:

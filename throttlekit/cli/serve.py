@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -63,23 +64,33 @@ def _store(
     return store
 
 
-def _shared_store(backend: str, opts: dict[str, Any]) -> Any:
-    """The Postgres or DynamoDB store for ``backend`` (None for memory and redis). Connects lazily."""
-    if backend == "postgres":  # store parameters may also ride in the URL (?pool_size=32&sweep_interval_ms=0)
-        from ..stores.postgres import from_url
+#: Environment variables that may supply a URL's value, only once ``--store`` chose that store.
+URL_ENV = {"redis": "THROTTLEKIT_REDIS_URL", "postgres": "THROTTLEKIT_POSTGRES_URL"}
 
-        return from_url(opts["postgres_url"], table=opts["postgres_table"], prefix=opts["postgres_prefix"])
-    if backend == "dynamodb":
-        from ..stores.dynamodb import DynamoDBStore
 
-        return DynamoDBStore(
-            opts["dynamodb_table"],
-            region=opts["dynamodb_region"],
-            endpoint=opts["dynamodb_endpoint"],
-            prefix=opts["dynamodb_prefix"],
-            create=opts["dynamodb_create_table"],
-        )
-    return None
+def _env_url(store: str | None, backend: str, flag_value: str | None) -> str | None:
+    """``flag_value``, else the backend's environment variable when ``--store backend`` was given. The
+    environment never chooses the store (a client's test setup exports these variables)."""
+    if flag_value or store != backend:
+        return flag_value
+    return os.environ.get(URL_ENV[backend]) or None
+
+
+def _shared_store(
+    backend: str, opts: dict[str, Any], redis_url: str | None = None, redis_prefix: str = ""
+) -> Any:
+    """The store for ``backend`` from the store factory (None for memory: the service makes its own).
+    Connects lazily."""
+    if backend == "memory":
+        return None
+    from ..stores import store_from_flags
+
+    return store_from_flags(
+        backend,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        **{k: v for k, v in opts.items() if k.startswith(("postgres_", "dynamodb_"))},
+    )
 
 
 def _security(cert: str | None, key: str | None, ca: str | None) -> str:
@@ -151,14 +162,19 @@ async def _ping(service: Any) -> None:
 @click.option(
     "--store",
     type=click.Choice(["memory", "redis", "postgres", "dynamodb"]),
-    help="Store backend (default: inferred from --redis, --postgres-url or --dynamodb-table).",
+    help="Store backend (default: inferred from --redis, --postgres-url or --dynamodb-table, else memory; "
+    "environment variables never choose it).",
 )
 @click.option(
-    "--redis", "redis_url", envvar="THROTTLEKIT_REDIS_URL", help="Redis URL (implies --store redis)."
+    "--redis",
+    "redis_url",
+    help="Redis URL (implies --store redis); with --store redis and no --redis, $THROTTLEKIT_REDIS_URL.",
 )
 @click.option("--redis-prefix", default="", help="Store-wide key prefix on Redis.")
 @click.option(
-    "--postgres-url", envvar="THROTTLEKIT_POSTGRES_URL", help="Postgres URL (implies --store postgres)."
+    "--postgres-url",
+    help="Postgres URL (implies --store postgres); with --store postgres and no --postgres-url, "
+    "$THROTTLEKIT_POSTGRES_URL.",
 )
 @click.option("--postgres-table", default="throttlekit", show_default=True, help="Postgres state table.")
 @click.option("--postgres-prefix", default="", help="Store-wide key prefix on Postgres.")
@@ -205,14 +221,16 @@ def serve(
     **shared: Any,
 ) -> None:
     """Serve the policies of a config file over gRPC (throttlekit.v1.RateLimiter, health, reflection)."""
-    from ..server import RateLimiterService, redis_store, server_credentials
+    from ..server import RateLimiterService, server_credentials
 
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redis_url = _env_url(store, "redis", redis_url)
+    shared["postgres_url"] = _env_url(store, "postgres", shared["postgres_url"])
     backend = _store(store, redis_url, shared["postgres_url"], shared["dynamodb_table"])
     try:
-        shared_store = _shared_store(backend, shared)
+        shared_store = _shared_store(backend, shared, redis_url, redis_prefix)
     except ConfigError as exc:  # a missing driver (install hint) or a bad option
         raise click.ClickException(str(exc)) from None
     security = _security(tls_cert, tls_key, tls_ca)
@@ -234,9 +252,7 @@ def serve(
         )
 
     async def main() -> None:
-        the_store: Any = (
-            redis_store(redis_url, redis_prefix) if backend == "redis" and redis_url else shared_store
-        )
+        the_store: Any = shared_store
         try:
             owned = True if shared_store is not None else None
             service = RateLimiterService(cfg, store=the_store, fail=fail, close_store=owned)  # type: ignore[arg-type]

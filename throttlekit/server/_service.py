@@ -33,7 +33,8 @@ from ..config import (
 )
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
-from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore
+from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore, open_async
+from ..stores._factory import store_kind
 from ..stores.pipelined import PipelinedRedisStore
 from ..two_tier import TwoTierLimiter
 
@@ -277,19 +278,13 @@ RUNTIMES: dict[type[Policy], type[Any]] = {
 
 
 def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
-    """(store for the runtimes, display name, owned) from None, a URL or a store object."""
-    if store is None or store == "memory" or (isinstance(store, str) and store.startswith("memory://")):
-        if isinstance(store, str) and store.startswith("memory://"):
-            from ..stores import from_url
-
-            mem = from_url(store, clock=clock) if clock is not None else from_url(store)
-        else:
-            mem = MemoryStore(clock=clock)
-        return mem, "memory", True
+    """(store for the runtimes, display name, owned) from None, a URL (through the store factory) or a
+    store object."""
+    if store is None or store == "memory":
+        store = "memory://"
     if isinstance(store, str):
-        if store.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"unsupported store {store!r}: expected memory:// or a redis:// URL")
-        return redis_store(store), "redis", True
+        kind = store_kind(store)
+        return open_async(store, clock=clock), kind.name, True
     if isinstance(store, MemoryStore):
         return store, "memory", False
     if isinstance(store, (PipelinedRedisStore, AsyncRedisStore)):
@@ -306,12 +301,12 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
     )
 
 
-def redis_store(url: str, prefix: str = "") -> PipelinedRedisStore:
-    """The server's Redis store for a ``redis://``, ``rediss://`` or ``unix://`` URL: one pipelined
-    connection (hiredis), tuned to fail fast so a decision never hangs on a dead Redis (connect timeout
-    0.5 s, reply timeout 1 s). For other redis-py options pass an :class:`AsyncRedisStore` instead (one
-    command per decision: slower)."""
-    return PipelinedRedisStore(url, prefix=prefix, connect_timeout=0.5, timeout=1.0)
+def redis_store(url: str, prefix: str = "") -> AsyncScriptStore:
+    """The server's Redis store for a ``redis://``, ``rediss://`` or ``unix://`` URL, from the store
+    factory: one pipelined connection (hiredis), tuned to fail fast so a decision never hangs on a dead
+    Redis (connect timeout 0.5 s, reply and handshake timeout 1 s; URL options ``socket_connect_timeout``
+    and ``socket_timeout``). A non-empty ``prefix`` wins over the URL's ``?prefix=``."""
+    return open_async(url, prefix=prefix or None)
 
 
 class RateLimiterService:

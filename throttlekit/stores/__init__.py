@@ -1,4 +1,4 @@
-"""Stores, chosen by URL scheme from one explicit registry.
+"""Stores, chosen by URL scheme from one explicit registry (:mod:`._factory`).
 
 ==============  ==========================================  =========================
 scheme          store                                       extra
@@ -6,20 +6,21 @@ scheme          store                                       extra
 ``memory://``   :class:`MemoryStore` (lupa, in-process)     (core)
 ``redis://``    :class:`RedisStore` (EVALSHA in Redis)      (core)
 ``rediss://``   :class:`RedisStore` over TLS                (core)
+``unix://``     :class:`RedisStore` over a Unix socket      (core)
 ``postgres://`` :class:`PostgresStore` (advisory lock)      ``postgres`` (also ``postgresql://``)
 ``dynamodb://`` :class:`DynamoDBStore` (version CAS)        ``dynamodb``
 ==============  ==========================================  =========================
 
-``memory://?max_keys=N`` bounds the keyspace; ``redis://host:port/db?prefix=P`` sets the key prefix.
+:func:`from_url` gives the synchronous store, :func:`from_url_async` the asyncio one (for Redis, the
+:class:`PipelinedRedisStore`). ``memory://?max_keys=N`` bounds the keyspace;
+``redis://[user:password@]host:port/db?prefix=P&socket_timeout=S`` (see ``docs/stores.md``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .._errors import ConfigError
+from ._factory import STORES, open_async, open_store, open_sync, resolve_async, resolve_sync, store_from_flags
 from .base import AsyncScriptStore, ScriptStore, join_prefix
 from .memory import MemoryStore
 from .pipelined import PipelinedRedisStore
@@ -34,72 +35,23 @@ __all__ = [
     "RedisStore",
     "ScriptStore",
     "from_url",
+    "from_url_async",
     "join_prefix",
+    "open_async",
+    "open_store",
+    "open_sync",
+    "resolve_async",
+    "resolve_sync",
+    "store_from_flags",
 ]
 
 
-def _query(url: str) -> tuple[Any, dict[str, str]]:
-    parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    return parts, query
+def from_url(url: str, **options: Any) -> Any:
+    """The synchronous store for ``memory://``, ``redis://host:port/db`` and the other registered schemes
+    (keyword options: ``clock`` and the URL's own option names)."""
+    return open_store(url, asynchronous=False, **options)
 
 
-def _memory(url: str, **kwargs: Any) -> MemoryStore:
-    _, q = _query(url)
-    unknown = set(q) - {"max_keys", "prefix", "runtime"}
-    if unknown:
-        raise ConfigError(
-            f"store URL {url!r}: unknown parameter(s) {sorted(unknown)}; allowed: max_keys, prefix, runtime"
-        )
-    if "max_keys" in q:
-        try:
-            kwargs["max_keys"] = int(q["max_keys"])
-        except ValueError:
-            raise ConfigError(
-                f"store URL {url!r}: max_keys must be an integer, got {q['max_keys']!r}"
-            ) from None
-    if "runtime" in q:
-        kwargs["runtime"] = q["runtime"]
-    return MemoryStore(prefix=q.get("prefix", ""), **kwargs)
-
-
-def _redis(url: str, **kwargs: Any) -> RedisStore:
-    parts, q = _query(url)
-    prefix = q.pop("prefix", "")
-    rest = "&".join(f"{k}={v}" for k, v in q.items())
-    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
-    return RedisStore(url=clean, prefix=prefix, **kwargs)
-
-
-def _postgres(url: str, **kwargs: Any) -> Any:
-    from .postgres import from_url as postgres_from_url
-
-    return postgres_from_url(url, **kwargs)
-
-
-def _dynamodb(url: str, **kwargs: Any) -> Any:
-    from .dynamodb import from_url as dynamodb_from_url
-
-    return dynamodb_from_url(url, **kwargs)
-
-
-#: scheme -> factory(url, **kwargs). Adding a store = one module + one entry here.
-STORES: dict[str, Callable[..., Any]] = {
-    "memory": _memory,
-    "redis": _redis,
-    "rediss": _redis,
-    "unix": _redis,
-    "postgresql": _postgres,
-    "postgres": _postgres,
-    "dynamodb": _dynamodb,
-}
-
-
-def from_url(url: str, **kwargs: Any) -> Any:
-    """Build a store from ``memory://``, ``redis://host:port/db`` and the other registered schemes."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    factory = STORES.get(scheme)
-    if factory is None:
-        known = ", ".join(f"{s}://" for s in STORES)
-        raise ConfigError(f"unknown store URL {url!r}: expected one of {known}")
-    return factory(url, **kwargs)
+def from_url_async(url: str, **options: Any) -> Any:
+    """The asyncio store for ``url`` (a ``redis://`` URL gives a :class:`PipelinedRedisStore`)."""
+    return open_store(url, asynchronous=True, **options)

@@ -4,40 +4,52 @@ server's Redis transport, and what ``AsyncLimiter(..., store="redis://...")`` us
 redis-py spends far more CPU per command than Redis spends running a GCRA script, so the server
 talks to Redis through this small client instead: one connection, every command of a loop tick packed
 into one write, replies matched to callers in order (Redis answers a connection strictly in order, so
-batches need not wait for each other). :class:`PipelinedRedisStore` is an async script store with the
-same contract as :class:`~throttlekit.AsyncRedisStore`: EVALSHA, SCRIPT LOAD and one retry on
-NOSCRIPT, :class:`~throttlekit.StoreError` for transport failures (refused, reset, or no reply within
-``timeout`` seconds), :class:`~throttlekit.ScriptError` for a script's own error.
+batches need not wait for each other). A batch (``aeval_many``) is one write and one future.
+Framing, error classification and EVALSHA-or-load are the shared ones (:mod:`._resp`); settings come
+from :func:`~throttlekit.stores._redisconn.redis_options` (the factory's parser).
 
-``redis://``, ``rediss://`` (TLS, verified with the system's CA store) and ``unix://`` URLs.
+Every step is bounded: connect (and TLS) by ``connect_timeout``, the AUTH/SELECT handshake and every
+reply by ``timeout``; a failure is a :class:`~throttlekit.StoreError` and the next call reconnects. The
+store follows the running event loop: used under a new loop (``asyncio.run`` twice) it drops the old
+loop's connection and connects again; used from two loops running at once it raises at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
-from urllib.parse import unquote, urlsplit
-
-import hiredis
 
 from .._errors import ConfigError, ScriptError, StoreError
 from .._loader import Transform, load_manifest
-from .base import EvalBinding
+from . import _resp
+from ._redisconn import RedisOptions, redis_options
+from ._resp import ReplyError, bulk, evalsha_head, pack
+from .base import AsyncBoundCall, Reply
 
 __all__ = ["PipelinedRedisStore"]
 
-_pack: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
-_ReplyError = hiredis.ReplyError
+
+class _Batch:
+    """The sink of ``n`` consecutive replies: one future resolved with the list."""
+
+    __slots__ = ("fut", "n", "replies")
+
+    def __init__(self, fut: asyncio.Future[list[Any]], n: int) -> None:
+        self.fut, self.n = fut, n
+        self.replies: list[Any] = []
 
 
 class _Protocol(asyncio.Protocol):
     def __init__(self, owner: PipelinedRedisStore) -> None:
+        import hiredis
+
         self.owner = owner
         self.reader = hiredis.Reader()
-        self.waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
+        #: (future or batch, time queued): Redis answers in order, so the head gets the next reply
+        self.waiters: deque[tuple[Any, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost = False
 
@@ -55,16 +67,26 @@ class _Protocol(asyncio.Protocol):
             if not waiters:  # a reply nobody asked for: the stream is out of step, drop the connection
                 self.fail(StoreError("redis: unexpected reply"))
                 return
-            fut = waiters.popleft()[0]
-            if not fut.done():
-                fut.set_result(reply)
+            sink = waiters[0][0]
+            if sink.__class__ is _Batch:
+                sink.replies.append(reply)
+                if len(sink.replies) < sink.n:
+                    continue
+                waiters.popleft()
+                if not sink.fut.done():
+                    sink.fut.set_result(sink.replies)
+            else:
+                waiters.popleft()
+                if not sink.done():
+                    sink.set_result(reply)
 
     def fail(self, error: StoreError) -> None:
         self.lost = True
         if self.transport is not None:
             self.transport.abort()
         while self.waiters:
-            fut = self.waiters.popleft()[0]
+            sink = self.waiters.popleft()[0]
+            fut = sink.fut if sink.__class__ is _Batch else sink
             if not fut.done():
                 fut.set_exception(error)
         self.owner._forget(self)
@@ -73,77 +95,103 @@ class _Protocol(asyncio.Protocol):
         self.fail(StoreError(f"redis: connection lost ({exc or 'closed by server'})", exc))
 
 
-class PipelinedRedisStore(EvalBinding):
-    """Async script store over one pipelined connection to ``url`` (``redis://[:password@]host:port/db``
-    or ``unix:///path?db=N``). ``prefix`` is the store-level key prefix. Connects lazily and again
-    after a failure; ``connect_timeout`` and ``timeout`` are seconds. Use it from one event loop."""
+class PipelinedRedisStore:
+    """Async script store over one pipelined connection. ``url`` is a ``redis://``, ``rediss://`` or
+    ``unix://`` URL (options as for every Redis store, see ``docs/stores.md``) or parsed
+    :class:`~throttlekit.stores._redisconn.RedisOptions`. ``prefix`` is the store-level key prefix (default:
+    the URL's). ``connect_timeout`` and ``timeout`` are seconds (defaults: the URL's, else 0.5 and 1.0).
+    Connects lazily and again after a failure."""
+
+    inline = False
 
     def __init__(
-        self, url: str, *, prefix: str = "", connect_timeout: float = 0.5, timeout: float = 1.0
+        self,
+        url: str | RedisOptions = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "",
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"PipelinedRedisStore takes redis://, rediss:// or unix:// URLs, got {url!r}")
-        self.url = url
-        self.prefix = prefix
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self._parts = parts
+        if isinstance(url, RedisOptions):
+            opts = replace(
+                url,
+                connect_timeout=connect_timeout or url.connect_timeout,
+                timeout=timeout or url.timeout,
+            )
+        else:
+            if not isinstance(url, str) or url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+                raise ConfigError(
+                    f"PipelinedRedisStore takes redis://, rediss:// or unix:// URLs, got {url!r}"
+                )
+            opts = redis_options(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout)
+        self.options = opts
+        self.url = url if isinstance(url, str) else opts.address
+        self.prefix = prefix or opts.prefix
+        self.connect_timeout = opts.connect_timeout
+        self.timeout = opts.timeout
         self._transforms = load_manifest()
         self._conn: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._out: list[bytes] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._closed = False
 
     # -- connection ---------------------------------------------------------------------------------
-    def _setup_commands(self) -> list[tuple[Any, ...]]:
-        p = self._parts
-        cmds: list[tuple[Any, ...]] = []
-        if p.password is not None:
-            user = unquote(p.username) if p.username else None
-            cmds.append(("AUTH", user, unquote(p.password)) if user else ("AUTH", unquote(p.password)))
-        db = (
-            p.path.strip("/")
-            if p.scheme != "unix"
-            else dict(q.split("=", 1) for q in p.query.split("&") if "=" in q).get("db", "")
-        )
-        if db and db != "0":
-            cmds.append(("SELECT", db))
-        return cmds
-
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        p = self._parts
+        o = self.options
         try:
-            if p.scheme == "unix":
-                coro = loop.create_unix_connection(lambda: _Protocol(self), p.path)
+            if o.scheme == "unix":
+                coro = loop.create_unix_connection(lambda: _Protocol(self), o.path)
             else:
-                tls = ssl.create_default_context() if p.scheme == "rediss" else None
-                host = p.hostname or "127.0.0.1"
-                coro = loop.create_connection(lambda: _Protocol(self), host, p.port or 6379, ssl=tls)
-            _, proto = await asyncio.wait_for(coro, self.connect_timeout)
+                coro = loop.create_connection(lambda: _Protocol(self), o.host, o.port, ssl=o.ssl_context())
+            _, proto = await asyncio.wait_for(coro, o.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            raise StoreError(
-                f"redis: cannot connect to {p.hostname or p.path}:{p.port or 6379}: {exc!r}", exc
-            ) from exc
-        for cmd in self._setup_commands():
-            reply = await self._roundtrip(proto, _pack(cmd))
-            if isinstance(reply, _ReplyError):
-                proto.fail(StoreError(f"redis: {cmd[0]} failed: {reply}"))
-                raise StoreError(f"redis: {cmd[0]} failed: {reply}")
+            raise StoreError(f"redis: cannot connect to {o.address}: {exc!r}", exc) from exc
+        for name, cmd in o.handshake():
+            try:
+                reply = await asyncio.wait_for(self._roundtrip(proto, cmd), o.timeout)
+            except asyncio.TimeoutError as exc:
+                error = StoreError(f"redis: no reply to {name} from {o.address} within {o.timeout:g} s", exc)
+                proto.fail(error)
+                raise error from exc
+            if reply.__class__ is ReplyError:
+                error = StoreError(f"redis: {name} failed on {o.address}: {reply}")
+                proto.fail(error)
+                raise error
         return proto
 
     async def _roundtrip(self, proto: _Protocol, packed: bytes) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        proto.waiters.append((fut, asyncio.get_running_loop().time()))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        proto.waiters.append((fut, loop.time()))
         assert proto.transport is not None
         proto.transport.write(packed)
         return await fut
 
+    def _follow_loop(self) -> None:
+        """Bind to the running loop; a new loop (the old one closed or stopped) starts afresh."""
+        loop = asyncio.get_running_loop()
+        old = self._loop
+        if old is loop:
+            return
+        if old is not None and old.is_running() and not old.is_closed():
+            raise StoreError(
+                f"{self!r} is in use by another running event loop; create one store per event loop"
+            )
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            try:
+                conn.transport.abort()
+            except RuntimeError:  # its loop is closed: the socket goes with the transport
+                pass
+        self._connecting, self._out, self._watchdog, self._loop = None, [], None, loop
+
     async def _connection(self) -> _Protocol:
         if self._closed:
             raise StoreError("redis: store is closed")
+        self._follow_loop()
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._open())
             try:
@@ -176,21 +224,52 @@ class PipelinedRedisStore(EvalBinding):
             return
         loop = asyncio.get_running_loop()
         if loop.time() - conn.waiters[0][1] > self.timeout:
-            conn.fail(StoreError(f"redis: no reply within {self.timeout:g} s"))
+            conn.fail(StoreError(f"redis: no reply within {self.timeout:g} s ({self.options.address})"))
             return
         self._watchdog = loop.call_later(self.timeout / 2, self._watch)
 
     async def _send(self, packed: bytes) -> Any:
         conn = self._conn
-        if conn is None or conn.lost:
+        if conn is None or conn.lost or self._loop is not asyncio.get_running_loop():
             conn = await self._connection()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
         fut: asyncio.Future[Any] = loop.create_future()
         conn.waiters.append((fut, loop.time()))
         if not self._out:
             loop.call_soon(self._flush)
         self._out.append(packed)
         return await fut
+
+    async def _send_many(self, packed: bytes, n: int) -> list[Any]:
+        """``n`` commands in one write; one future for their replies."""
+        conn = self._conn
+        if conn is None or conn.lost or self._loop is not asyncio.get_running_loop():
+            conn = await self._connection()
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        conn.waiters.append((_Batch(fut, n), loop.time()))
+        if not self._out:
+            loop.call_soon(self._flush)
+        self._out.append(packed)
+        return await fut
+
+    async def _settle(
+        self,
+        t: Transform,
+        replies: list[Any],
+        keys: Sequence[Sequence[str]],
+        now_ms: float,
+        args: Sequence[Any],
+    ) -> list[Any]:
+        async def serve(request: _resp.Request) -> Any:
+            if request is _resp.LOAD:
+                return await self._send(pack("SCRIPT", "LOAD", t.source))
+            payload = b"".join(pack("EVALSHA", t.sha, len(keys[i]), *keys[i], now_ms, *args) for i in request)
+            return await self._send_many(payload, len(request))
+
+        return await _resp.adrive(_resp.settle(t, replies, keys), serve)
 
     # -- the store interface ------------------------------------------------------------------------
     def _transform(self, name: str) -> Transform:
@@ -199,39 +278,65 @@ class PipelinedRedisStore(EvalBinding):
         except KeyError:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
-    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Any:
+    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply:
         t = self._transform(name)
-        packed = _pack(("EVALSHA", t.sha, len(keys), *keys, now_ms, *args))
-        reply = await self._send(packed)
-        if reply.__class__ is _ReplyError:
-            if str(reply).startswith("NOSCRIPT"):
-                loaded = await self._send(_pack(("SCRIPT", "LOAD", t.source)))
-                if isinstance(loaded, _ReplyError):
-                    raise ScriptError(t.name, t.sha, str(loaded))
-                reply = await self._send(packed)
-            if isinstance(reply, _ReplyError):
-                raise ScriptError(t.name, t.sha, str(reply))
-        return reply
+        reply = await self._send(pack("EVALSHA", t.sha, len(keys), *keys, now_ms, *args))
+        if reply.__class__ is ReplyError:
+            return (await self._settle(t, [reply], (keys,), now_ms, args))[0]  # type: ignore[no-any-return]
+        return reply  # type: ignore[no-any-return]
 
     async def aeval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Sequence[Any]]:
-        """Every key set in the same write (queued in one tick); replies in input order."""
-        return list(await asyncio.gather(*(self.aeval(name, ks, now_ms, args) for ks in keys)))
+    ) -> list[Reply]:
+        """Every key set in one write, one future for the replies; replies in input order."""
+        t = self._transform(name)
+        if not keys:
+            return []
+        head = evalsha_head(t, 1 + len(args))
+        tail = bulk(now_ms) + b"".join(map(bulk, args))
+        payload = b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys])
+        replies = await self._send_many(payload, len(keys))
+        for r in replies:
+            if r.__class__ is ReplyError:
+                return await self._settle(t, replies, keys, now_ms, args)
+        return replies
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
+        """``(key, now_ms, cost) -> awaitable reply``, the command's constant parts packed once."""
+        t = self._transform(name)
+        fixed = tuple(params)
+        head = evalsha_head(t, len(fixed) + 2)
+        mid = b"".join(map(bulk, fixed))
+        send, settle = self._send, self._settle
+
+        async def call(key: str, now_ms: float, cost: float) -> Reply:
+            kb = key.encode()
+            nb = repr(now_ms).encode()
+            cb = repr(cost).encode()
+            reply = await send(
+                b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n"
+                % (head, len(kb), kb, len(nb), nb, mid, len(cb), cb)
+            )
+            if reply.__class__ is ReplyError:
+                return (await settle(t, [reply], ((key,),), now_ms, (*fixed, cost)))[0]  # type: ignore[no-any-return]
+            return reply  # type: ignore[no-any-return]
+
+        return call
 
     async def adelete(self, key: str) -> None:
-        reply = await self._send(_pack(("DEL", key)))
-        if isinstance(reply, _ReplyError):
+        reply = await self._send(pack("DEL", key))
+        if reply.__class__ is ReplyError:
             raise StoreError(f"redis: DEL failed: {reply}")
 
     async def ping(self) -> bool:
         """True when Redis answers PING (raises :class:`StoreError` otherwise)."""
-        return bool(await self._send(_pack(("PING",))) == b"PONG")
+        await self.aping()
+        return True
 
     async def aping(self) -> None:
         """Returns when Redis answers PING; raises :class:`StoreError` otherwise."""
-        reply = await self._send(_pack(("PING",)))
-        if isinstance(reply, _ReplyError):
+        reply = await self._send(pack("PING"))
+        if reply.__class__ is ReplyError:
             raise StoreError(f"redis: PING failed: {reply}")
 
     async def aclose(self) -> None:
@@ -242,7 +347,10 @@ class PipelinedRedisStore(EvalBinding):
             self._watchdog = None
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
-            conn.transport.close()
+            try:
+                conn.transport.close()
+            except RuntimeError:  # pragma: no cover - its loop is closed
+                pass
 
     def __repr__(self) -> str:
-        return f"PipelinedRedisStore({self.url!r}, prefix={self.prefix!r})"
+        return f"PipelinedRedisStore({self.options.address!r}, prefix={self.prefix!r})"

@@ -3,38 +3,30 @@
 State layout and encodings are the upstream core's, so a Node ThrottleKit fleet, throttlekit-py's
 RedisBackend and this package on one Redis share one limit per key. By default ``now_ms`` is the
 ``SERVER_TIME`` sentinel and each script reads Redis ``TIME``: a fleet has no clock skew.
+
+:class:`RedisStore` (sync) talks RESP over its own sockets (:mod:`._redisconn`), or through a redis-py
+client it is given when that client is not a plain one (cluster, sentinel, TLS, fakeredis).
+:class:`AsyncRedisStore` is the thin redis-py asyncio variant; the fast asyncio store is
+:class:`~throttlekit.stores.PipelinedRedisStore`. All of them share one command path (:mod:`._resp`).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import redis
-import redis.asyncio as aredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+import hiredis
 
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
-from .base import EvalBinding
+from . import _resp
+from ._redisconn import ConnectionPool, RedisOptions, options_from_client, redis_options
+from ._resp import ReplyError, bulk, evalsha_head, pack
+from .base import BoundCall, EvalBinding, Reply
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
-
-def _script_error(t: Transform, exc: ResponseError) -> ScriptError:
-    return ScriptError(t.name, t.sha, str(exc))
-
-
-def _replies(t: Transform, results: list[Any]) -> list[Sequence[Any]]:
-    """A batch's replies, raising the first error reply (a script error or a transport error)."""
-    for r in results:
-        if isinstance(r, ResponseError):
-            raise _script_error(t, r)
-        if isinstance(r, Exception):
-            raise StoreError(f"redis: {r}", r)
-    return results
+_TRANSPORT = (OSError, hiredis.ProtocolError)
 
 
 class _Scripts:
@@ -48,215 +40,216 @@ class _Scripts:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
 
-def _bulk(v: Any) -> bytes:
-    """One RESP bulk string, encoding values as redis-py does (str(int), repr(float), UTF-8 text)."""
-    b = v if isinstance(v, bytes) else (v if isinstance(v, str) else repr(v)).encode()
-    return b"$%d\r\n%s\r\n" % (len(b), b)
-
-
-def _evalsha_head(t: Transform, nargs: int) -> bytes:
-    nkeys = len(t.keys)
-    return b"*%d\r\n" % (3 + nkeys + nargs) + _bulk("EVALSHA") + _bulk(t.sha) + _bulk(nkeys)
-
-
-class _Holder:
-    """Returns a thread's dedicated connection to the pool when the thread's local state is dropped."""
-
-    __slots__ = ("conn", "lean")
-
-    def __init__(self, lean: _Lean, conn: Any) -> None:
-        self.lean, self.conn = lean, conn
-
-    def __del__(self) -> None:
-        self.lean.give_back(self.conn)
-
-
-class _Lean:
-    """The hot path: one dedicated connection per thread, taken once from the client's own pool (so
-    auth, TLS, database and timeouts are the client's), and EVALSHA commands packed from pre-encoded
-    parts. It skips redis-py's per-command machinery, which costs more than the round trip itself on
-    loopback (``tk bench`` shows the ratio). Falls back to reconnecting on the next call after an error.
-    """
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-        self.local = threading.local()
-        self.held: set[Any] = set()
-        self.lock = threading.Lock()
-
-    def conn(self) -> Any:
-        local = self.local
-        c = getattr(local, "conn", None)
-        if c is None or local.pid != os.getpid():
-            c = self.pool.get_connection()
-            local.conn, local.pid = c, os.getpid()
-            # when the thread ends its thread-local state is dropped, and with it this holder, which
-            # hands the connection back to the pool (short-lived threads must not leak connections)
-            local.holder = _Holder(self, c)
-            with self.lock:
-                self.held.add(c)
-        return c
-
-    def give_back(self, c: Any) -> None:
-        with self.lock:
-            if c not in self.held:
-                return
-            self.held.discard(c)
-        try:
-            self.pool.release(c)
-        except Exception:  # pragma: no cover - pool already closed
-            c.disconnect()
-
-    def call(self, payload: bytes) -> Any:
-        c = self.conn()
-        try:
-            c.send_packed_command([payload], check_health=False)
-            return c.read_response()
-        except ResponseError:
-            raise
-        except BaseException:
-            c.disconnect()
-            raise
-
-    def call_many(self, payload: bytes, n: int) -> list[Any]:
-        """Send ``n`` packed commands at once and read ``n`` replies; error replies come back as values."""
-        c = self.conn()
-        out: list[Any] = []
-        try:
-            c.send_packed_command([payload], check_health=False)
-            for _ in range(n):
-                try:
-                    out.append(c.read_response())
-                except ResponseError as exc:
-                    out.append(exc)
-        except BaseException:
-            c.disconnect()
-            raise
-        return out
-
-    def close(self) -> None:
-        with self.lock:
-            held, self.held = self.held, set()
-        for c in held:
-            try:
-                self.pool.release(c)
-            except Exception:  # pragma: no cover - pool already gone
-                c.disconnect()
+def _evalsha(t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", t.sha, len(keys), *keys, now_ms, *args)
 
 
 class RedisStore:
-    """Synchronous Redis store over a ``redis.Redis`` client (or a URL). Thread-safe (redis-py pools).
+    """Synchronous Redis store. Thread-safe: each call checks a connection out of a lock-free free list
+    and back in (a thread never keeps one).
 
-    ``prefix`` is the store-level key prefix. Connection failures raise :class:`StoreError` (with the
-    driver's exception as ``store_error``); a script failure raises :class:`ScriptError`.
+    Build it from a URL (``RedisStore(url="redis://host:6379/0?prefix=p")``, or :func:`throttlekit.from_url`)
+    with the options of :data:`~throttlekit.stores._redisconn.REDIS_URL_OPTIONS` as query parameters or
+    keywords, or from a ``redis.Redis`` client (a plain client's connection settings are reused for the
+    store's own connections; any other client is called through redis-py). ``prefix`` is the store-level
+    key prefix. Connection failures and "unavailable" replies (BUSY, OOM, LOADING, READONLY, ...) raise
+    :class:`StoreError`; a script's own failure raises :class:`ScriptError`.
     """
-
-    def __init__(
-        self, client: redis.Redis | None = None, *, url: str | None = None, prefix: str = "", **kwargs: Any
-    ) -> None:
-        if client is None:
-            client = redis.Redis.from_url(url or "redis://127.0.0.1:6379/0", **kwargs)
-            self._owned = True
-        else:
-            self._owned = False
-        self.client = client
-        self._client: Any = client  # redis-py's command methods are untyped
-        self.prefix = prefix
-        self._scripts = _Scripts()
-        self._closed = False
-        pool = getattr(client, "connection_pool", None)
-        # the lean path needs a plain pool of plain connections (not cluster, sentinel or async clients)
-        self._lean = _Lean(pool) if type(pool) is redis.ConnectionPool else None
-
-    def _call(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Any:
-        if self._lean is not None:
-            head = _evalsha_head(t, 1 + len(args))
-            return self._lean.call(b"".join([head, *map(_bulk, keys), _bulk(now_ms), *map(_bulk, args)]))
-        return self._client.execute_command("EVALSHA", t.sha, len(keys), *keys, now_ms, *args)
-
-    def _run(self, t: Transform, call: Callable[[], Any]) -> Any:
-        try:
-            try:
-                return call()
-            except NoScriptError:
-                self.client.script_load(t.source)
-                return call()
-        except ResponseError as exc:
-            raise _script_error(t, exc) from exc
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
-        except OSError as exc:  # a socket error the driver did not wrap
-            raise StoreError(f"redis: {exc}", exc) from exc
-
-    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
-        t = self._scripts.get(name)
-        return self._run(t, lambda: self._call(t, keys, now_ms, args))  # type: ignore[no-any-return]
 
     inline = False
 
-    def bind(self, name: str, params: Sequence[Any]) -> Callable[[str, float, float], Sequence[Any]]:
-        """``(key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``,
-        the constant parts of the command packed once (the limiter's hot path)."""
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        url: str | None = None,
+        prefix: str = "",
+        options: RedisOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._client = client
+        self._owns_client = False
+        if client is not None:
+            opts = options_from_client(client)
+            self._pool = ConnectionPool(opts) if opts is not None else None
+            self.options = opts
+        else:
+            if options is None:
+                options = redis_options(url or "redis://127.0.0.1:6379/0", **kwargs)
+            self.options = options
+            self._pool = ConnectionPool(options)
+        self.prefix = prefix or (self.options.prefix if self.options is not None else "")
+        self._scripts = _Scripts()
+        self._closed = False
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client: the one given, or one made on first use with the store's options."""
+        if self._client is None:
+            import redis
+
+            o = self.options
+            assert o is not None
+            kw: dict[str, Any] = {
+                "db": o.db,
+                "username": o.username,
+                "password": o.password,
+                "socket_connect_timeout": o.connect_timeout,
+                "socket_timeout": o.timeout,
+                "client_name": o.client_name,
+            }
+            if o.scheme == "unix":
+                self._client = redis.Redis(unix_socket_path=o.path, **kw)
+            else:
+                tls: dict[str, Any] = {}
+                if o.scheme == "rediss":
+                    tls = {
+                        "ssl": True,
+                        "ssl_cert_reqs": o.ssl_cert_reqs,
+                        "ssl_ca_certs": o.ssl_ca_certs,
+                        "ssl_certfile": o.ssl_certfile,
+                        "ssl_keyfile": o.ssl_keyfile,
+                    }
+                self._client = redis.Redis(host=o.host, port=o.port, **kw, **tls)
+            self._owns_client = True
+        return self._client
+
+    # -- transport ----------------------------------------------------------------------------------
+    def _roundtrip(self, payload: bytes, n: int) -> list[Any]:
+        """Send ``n`` packed commands in one write on a pooled connection; replies in order."""
+        pool = self._pool
+        assert pool is not None
+        c = pool.get()
+        try:
+            replies = c.call_many(payload, n)
+        except _TRANSPORT as exc:
+            c.close()
+            raise StoreError(f"redis: {exc!r} ({pool.options.address})", exc) from exc
+        except BaseException:
+            c.close()
+            raise
+        pool.put(c)
+        return replies
+
+    def _commands(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Run commands (argument tuples) in one round trip; error replies come back as values."""
+        if self._pool is not None:
+            return self._roundtrip(b"".join(pack(*c) for c in cmds), len(cmds))
+        import redis
+
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for c in cmds:
+                pipe.execute_command(*c)
+            results = pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
+            raise StoreError(f"redis: {exc}", exc) from exc
+        except OSError as exc:
+            raise StoreError(f"redis: {exc}", exc) from exc
+        return [_resp.from_redis_py(r) if isinstance(r, BaseException) else r for r in results]
+
+    def _settle(
+        self,
+        t: Transform,
+        replies: list[Any],
+        keys: Sequence[Sequence[str]],
+        now_ms: float,
+        args: Sequence[Any],
+    ) -> list[Any]:
+        def serve(request: _resp.Request) -> Any:
+            if request is _resp.LOAD:
+                return self._commands([("SCRIPT", "LOAD", t.source)])[0]
+            return self._commands([_evalsha(t, keys[i], now_ms, args) for i in request])
+
+        return _resp.drive(_resp.settle(t, replies, keys), serve)
+
+    # -- the store interface ------------------------------------------------------------------------
+    def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply:
         t = self._scripts.get(name)
-        lean = self._lean
-        if lean is None:
-            return lambda key, now, cost: self.eval(name, (key,), now, (*params, cost))
-        head = _evalsha_head(t, len(params) + 2)
-        mid = b"".join(map(_bulk, params))
-        call, run = lean.call, self._run
-
-        def runner(key: str, now: float, cost: float) -> Sequence[Any]:
-            payload = b"".join((head, _bulk(key), _bulk(now), mid, _bulk(cost)))
-            try:
-                return call(payload)  # type: ignore[no-any-return]
-            except (RedisError, OSError):
-                return run(t, lambda: call(payload))  # type: ignore[no-any-return]
-
-        return runner
+        (reply,) = self._commands([_evalsha(t, keys, now_ms, args)])
+        if reply.__class__ is ReplyError or isinstance(reply, StoreError):
+            return self._settle(t, [reply], (keys,), now_ms, args)[0]  # type: ignore[no-any-return]
+        return reply  # type: ignore[no-any-return]
 
     def eval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Sequence[Any]]:
+    ) -> list[Reply]:
         t = self._scripts.get(name)
-        try:
-            results = self._pipeline(t, keys, now_ms, args)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:
-                self.client.script_load(t.source)
-                again = self._pipeline(t, [keys[i] for i in missing], now_ms, args)
-                for i, r in zip(missing, again):
-                    results[i] = r
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
-        return _replies(t, results)
+        if self._pool is not None:
+            head = evalsha_head(t, 1 + len(args))
+            tail = bulk(now_ms) + b"".join(map(bulk, args))
+            replies = self._roundtrip(
+                b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys]), len(keys)
+            )
+        else:
+            replies = self._commands([_evalsha(t, ks, now_ms, args) for ks in keys])
+        for r in replies:
+            if r.__class__ is ReplyError or isinstance(r, StoreError):
+                return self._settle(t, replies, keys, now_ms, args)
+        return replies
 
-    def _pipeline(
-        self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Any]:
-        if self._lean is not None:
-            head = _evalsha_head(t, 1 + len(args))
-            tail = _bulk(now_ms) + b"".join(map(_bulk, args))
-            payload = b"".join(b"".join([head, *map(_bulk, ks), tail]) for ks in keys)
-            return self._lean.call_many(payload, len(keys))
-        pipe: Any = self.client.pipeline(transaction=False)
-        for ks in keys:
-            pipe.execute_command("EVALSHA", t.sha, len(ks), *ks, now_ms, *args)
-        return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+        """``(key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``,
+        the constant parts of the command packed once (the limiter's hot path)."""
+        t = self._scripts.get(name)
+        pool = self._pool
+        fixed = tuple(params)
+        if pool is None:
+            evaluate = self.eval
+            return lambda key, now, cost: evaluate(name, (key,), now, (*fixed, cost))
+        head = evalsha_head(t, len(fixed) + 2)
+        mid = b"".join(map(bulk, fixed))
+        pop = pool.free.pop
+        connect, give_back, settle = pool.get, pool.put, self._settle
+
+        def call(key: str, now_ms: float, cost: float) -> Reply:
+            kb = key.encode()
+            nb = repr(now_ms).encode()
+            cb = repr(cost).encode()
+            payload = b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
+                head,
+                len(kb),
+                kb,
+                len(nb),
+                nb,
+                mid,
+                len(cb),
+                cb,
+            )
+            try:
+                c = pop()
+            except IndexError:
+                c = connect()
+            try:
+                reply = c.call(payload)
+            except _TRANSPORT as exc:
+                c.close()
+                raise StoreError(f"redis: {exc!r} ({pool.options.address})", exc) from exc
+            except BaseException:
+                c.close()
+                raise
+            give_back(c)
+            if reply.__class__ is ReplyError:
+                return settle(t, [reply], ((key,),), now_ms, (*fixed, cost))[0]  # type: ignore[no-any-return]
+            return reply  # type: ignore[no-any-return]
+
+        return call
 
     def delete(self, key: str) -> None:
-        try:
-            self.client.delete(key)
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
+        (reply,) = self._commands([("DEL", key)])
+        if reply.__class__ is ReplyError:
+            raise StoreError(f"redis: DEL failed: {reply}")
+        if isinstance(reply, StoreError):
+            raise reply
 
     def close(self) -> None:
-        """Idempotent. Returns the per-thread connections; closes the client only if this store made it."""
+        """Idempotent. Closes the store's own connections (and a client it made, not one it was given)."""
         if not self._closed:
             self._closed = True
-            if self._lean is not None:
-                self._lean.close()
-            if self._owned:
-                self.client.close()
+            if self._pool is not None:
+                self._pool.close()
+            if self._owns_client and self._client is not None:
+                self._client.close()
 
     def __enter__(self) -> RedisStore:
         return self
@@ -265,17 +258,36 @@ class RedisStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"RedisStore(prefix={self.prefix!r})"
+        where = self.options.address if self.options is not None else type(self._client).__name__
+        return f"RedisStore({where}, prefix={self.prefix!r})"
 
 
 class AsyncRedisStore(EvalBinding):
-    """The asyncio twin of :class:`RedisStore` over ``redis.asyncio.Redis``."""
+    """The thin redis-py variant of the asyncio store, over a ``redis.asyncio.Redis`` client (or a URL):
+    for clients the pipelined store cannot be (cluster, sentinel, fakeredis). One command per decision;
+    :class:`~throttlekit.stores.PipelinedRedisStore` is the fast one. Same errors as :class:`RedisStore`."""
 
     def __init__(
-        self, client: aredis.Redis | None = None, *, url: str | None = None, prefix: str = "", **kwargs: Any
+        self, client: Any = None, *, url: str | None = None, prefix: str = "", **kwargs: Any
     ) -> None:
+        import redis.asyncio as aredis
+
         if client is None:
-            client = aredis.Redis.from_url(url or "redis://127.0.0.1:6379/0", **kwargs)
+            opts = redis_options(url or "redis://127.0.0.1:6379/0", **kwargs)
+            client = aredis.Redis(
+                **(
+                    {"unix_socket_path": opts.path}
+                    if opts.scheme == "unix"
+                    else {"host": opts.host, "port": opts.port, "ssl": opts.scheme == "rediss"}
+                ),
+                db=opts.db,
+                username=opts.username,
+                password=opts.password,
+                socket_connect_timeout=opts.connect_timeout,
+                socket_timeout=opts.timeout,
+                client_name=opts.client_name,
+            )
+            prefix = prefix or opts.prefix
             self._owned = True
         else:
             self._owned = False
@@ -285,61 +297,49 @@ class AsyncRedisStore(EvalBinding):
         self._scripts = _Scripts()
         self._closed = False
 
-    async def aeval(
-        self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
-    ) -> Sequence[Any]:
-        t = self._scripts.get(name)
-        client = self._client
+    async def _commands(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+        import redis
+
         try:
-            try:
-                return await client.execute_command(  # type: ignore[no-any-return]
-                    "EVALSHA", t.sha, len(keys), *keys, now_ms, *args
-                )
-            except NoScriptError:
-                await client.script_load(t.source)
-                return await client.execute_command(  # type: ignore[no-any-return]
-                    "EVALSHA", t.sha, len(keys), *keys, now_ms, *args
-                )
-        except ResponseError as exc:
-            raise _script_error(t, exc) from exc
-        except RedisError as exc:
+            pipe = self._client.pipeline(transaction=False)
+            for c in cmds:
+                pipe.execute_command(*c)
+            results = await pipe.execute(raise_on_error=False)
+        except redis.RedisError as exc:
             raise StoreError(f"redis: {exc}", exc) from exc
+        except OSError as exc:
+            raise StoreError(f"redis: {exc}", exc) from exc
+        return [_resp.from_redis_py(r) if isinstance(r, BaseException) else r for r in results]
+
+    async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply:
+        return (await self.aeval_many(name, (keys,), now_ms, args))[0]
 
     async def aeval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Sequence[Any]]:
+    ) -> list[Reply]:
         t = self._scripts.get(name)
-        try:
-            results = await self._pipeline(t, keys, now_ms, args)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:
-                await self.client.script_load(t.source)
-                again = await self._pipeline(t, [keys[i] for i in missing], now_ms, args)
-                for i, r in zip(missing, again):
-                    results[i] = r
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
-        return _replies(t, results)
+        replies = await self._commands([_evalsha(t, ks, now_ms, args) for ks in keys])
 
-    async def _pipeline(
-        self, t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
-    ) -> list[Any]:
-        pipe: Any = self.client.pipeline(transaction=False)
-        for ks in keys:
-            pipe.execute_command("EVALSHA", t.sha, len(ks), *ks, now_ms, *args)
-        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+        async def serve(request: _resp.Request) -> Any:
+            if request is _resp.LOAD:
+                return (await self._commands([("SCRIPT", "LOAD", t.source)]))[0]
+            return await self._commands([_evalsha(t, keys[i], now_ms, args) for i in request])
+
+        return await _resp.adrive(_resp.settle(t, replies, keys), serve)
 
     async def aping(self) -> None:
-        try:
-            await self.client.ping()
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
+        (reply,) = await self._commands([("PING",)])
+        if reply.__class__ is ReplyError:
+            raise StoreError(f"redis: PING failed: {reply}")
+        if isinstance(reply, StoreError):
+            raise reply
 
     async def adelete(self, key: str) -> None:
-        try:
-            await self.client.delete(key)
-        except RedisError as exc:
-            raise StoreError(f"redis: {exc}", exc) from exc
+        (reply,) = await self._commands([("DEL", key)])
+        if reply.__class__ is ReplyError:
+            raise StoreError(f"redis: DEL failed: {reply}")
+        if isinstance(reply, StoreError):
+            raise reply
 
     async def aclose(self) -> None:
         if not self._closed:

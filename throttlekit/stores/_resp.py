@@ -1,0 +1,185 @@
+"""The one Redis command path, without I/O: RESP framing, reply classification and EVALSHA-or-load.
+
+Every Redis store (the sync :class:`~throttlekit.RedisStore`, the asyncio
+:class:`~throttlekit.stores.PipelinedRedisStore` and the redis-py based
+:class:`~throttlekit.AsyncRedisStore`) frames commands with :func:`pack` / :func:`bulk` /
+:func:`evalsha_head`, turns an error reply into an exception with :func:`error`, and recovers a
+``NOSCRIPT`` with the :func:`settle` generator (SCRIPT LOAD, then one resend of the commands that missed),
+which each store drives with its own transport (:func:`drive` for blocking I/O, :func:`adrive` for asyncio).
+
+Error replies: a code in :data:`UNAVAILABLE` (``BUSY``, ``OOM``, ``LOADING``, ``READONLY``, ...) means the
+store cannot serve right now and becomes :class:`~throttlekit.StoreError`, like a refused connection;
+``WRONGTYPE`` becomes :class:`~throttlekit.WrongTypeError` carrying the call's keys; any other error reply
+is the script's own failure, :class:`~throttlekit.ScriptError`. See ``docs/stores.md`` (Redis).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, Optional
+
+import hiredis
+
+from .._errors import ScriptError, StoreError, ThrottleKitError, WrongTypeError
+from .._loader import Transform
+
+__all__ = [
+    "UNAVAILABLE",
+    "ReplyError",
+    "adrive",
+    "bulk",
+    "drive",
+    "error",
+    "evalsha_head",
+    "from_redis_py",
+    "is_error",
+    "pack",
+    "settle",
+]
+
+ReplyError = hiredis.ReplyError
+_pack: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
+
+#: Error-reply codes that mean "the store cannot serve now" (a store outage, not a script bug).
+UNAVAILABLE = frozenset(
+    {
+        "BUSY",
+        "OOM",
+        "LOADING",
+        "READONLY",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MISCONF",
+        "NOREPLICAS",
+        "NOAUTH",
+        "WRONGPASS",
+        "NOPERM",
+        "MOVED",
+        "ASK",
+    }
+)
+
+
+def pack(*args: Any) -> bytes:
+    """One command as RESP (an array of bulk strings; ints as decimal, floats as ``repr``, str UTF-8)."""
+    return _pack(args)  # type: ignore[no-any-return]
+
+
+def bulk(v: Any) -> bytes:
+    """One RESP bulk string, encoded exactly as :func:`pack` encodes an argument."""
+    b = v if v.__class__ is bytes else (v if v.__class__ is str else repr(v)).encode()
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def evalsha_head(t: Transform, nargs: int) -> bytes:
+    """``EVALSHA <sha> <numkeys>`` with the array header for ``numkeys`` keys and ``nargs`` ARGV items:
+    append the keys' and arguments' :func:`bulk` strings to get the whole command."""
+    nkeys = len(t.keys)
+    return b"*%d\r\n" % (3 + nkeys + nargs) + bulk("EVALSHA") + bulk(t.sha) + bulk(nkeys)
+
+
+def is_error(reply: Any) -> bool:
+    return reply.__class__ is ReplyError
+
+
+def _code(message: str) -> str:
+    return message.split(" ", 1)[0]
+
+
+def error(t: Transform, reply: Any, keys: Sequence[str] = ()) -> ThrottleKitError:
+    """The exception for an error reply to transform ``t`` called on ``keys``."""
+    message = str(reply)
+    code = _code(message)
+    if code in UNAVAILABLE:
+        return StoreError(f"redis: {message}")
+    if code == "WRONGTYPE" or message.startswith("ERR WRONGTYPE"):
+        return WrongTypeError(t.name, t.sha, message, tuple(keys))
+    return ScriptError(t.name, t.sha, message)
+
+
+def from_redis_py(exc: BaseException) -> Any:
+    """A redis-py exception as the reply it stands for: a :data:`ReplyError` with its code restored
+    (redis-py strips the code of the replies it maps to classes), or a :class:`StoreError` for a
+    transport failure (refused, reset, timed out, ``LOADING``)."""
+    from redis import exceptions as rx
+
+    if isinstance(exc, rx.ResponseError):
+        code = getattr(exc, "status_code", None)
+        if code is None:
+            code = next((c for cls, c in _REDIS_PY_CODES if isinstance(exc, getattr(rx, cls, ()))), None)
+        message = str(exc)
+        if code is not None and not message.startswith(code):
+            message = f"{code} {message}"
+        elif code is None and _code(message).upper() != _code(message):
+            message = f"ERR {message}"
+        return ReplyError(message)
+    if isinstance(exc, rx.BusyLoadingError):
+        return StoreError(f"redis: LOADING {exc}", exc)
+    return StoreError(f"redis: {exc}", exc)
+
+
+#: redis-py exception class name -> the reply code it stands for (versions without ``status_code``).
+_REDIS_PY_CODES = (
+    ("NoScriptError", "NOSCRIPT"),
+    ("ReadOnlyError", "READONLY"),
+    ("OutOfMemoryError", "OOM"),
+    ("NoPermissionError", "NOPERM"),
+    ("TryAgainError", "TRYAGAIN"),
+    ("ClusterDownError", "CLUSTERDOWN"),
+    ("MasterDownError", "MASTERDOWN"),
+    ("MovedError", "MOVED"),
+    ("AskError", "ASK"),
+    ("ExecAbortError", "EXECABORT"),
+)
+
+#: What :func:`settle` asks its driver for: ``LOAD`` (send ``SCRIPT LOAD``, answer with the reply) or a
+#: list of indexes (resend those commands of the batch, answer with their replies in that order).
+LOAD = None
+Request = Optional[list[int]]  # noqa: UP045 - a runtime alias (Python 3.10)
+
+
+def settle(
+    t: Transform, replies: list[Any], keys: Sequence[Sequence[str]]
+) -> Generator[Request, Any, list[Any]]:
+    """EVALSHA-or-load, once for every store: given a batch's replies, load the script if any reply is
+    ``NOSCRIPT`` and resend those commands once; then raise the first error reply (see :func:`error`).
+    ``keys[i]`` are the keys of command ``i`` (for :class:`WrongTypeError`)."""
+    missing = [
+        i for i, r in enumerate(replies) if r.__class__ is ReplyError and str(r).startswith("NOSCRIPT")
+    ]
+    if missing:
+        loaded = yield LOAD
+        if loaded.__class__ is ReplyError:
+            raise error(t, loaded)
+        again = yield missing
+        for i, r in zip(missing, again):
+            replies[i] = r
+    for i, r in enumerate(replies):
+        if r.__class__ is ReplyError:
+            raise error(t, r, keys[i])
+        if isinstance(r, StoreError):
+            raise r
+    return replies
+
+
+def drive(gen: Generator[Request, Any, list[Any]], serve: Callable[[Request], Any]) -> list[Any]:
+    """Run :func:`settle` over blocking I/O: ``serve(request)`` answers each request."""
+    try:
+        request = next(gen)
+        while True:
+            request = gen.send(serve(request))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(
+    gen: Generator[Request, Any, list[Any]], serve: Callable[[Request], Awaitable[Any]]
+) -> list[Any]:
+    """Run :func:`settle` over asyncio: ``await serve(request)`` answers each request."""
+    try:
+        request = next(gen)
+        while True:
+            request = gen.send(await serve(request))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
