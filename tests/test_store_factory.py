@@ -8,7 +8,6 @@ check on the same URL; a raw client then finds the very same full key in the ver
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +18,10 @@ import redis as redis_lib
 from click.testing import CliRunner
 
 import throttlekit as tk
+from tests._support.env import REDIS_URL
 from throttlekit.stores import open_async, open_sync, store_from_flags
 from throttlekit.stores._redisconn import redis_options
 
-REDIS_URL = os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _BASE = REDIS_URL.rsplit("/", 1)[0] if REDIS_URL.count("/") > 2 else REDIS_URL.rstrip("/")
 
 

@@ -18,6 +18,7 @@ from ._errors import (
     ScriptError,
     StoreError,
     ThrottleKitError,
+    WrongTypeError,
 )
 from ._types import Decision, Forecast
 from .strategies import (
@@ -44,7 +45,7 @@ if _typing.TYPE_CHECKING:
     )
     from .limiter import AsyncLimiter, Limiter
     from .meters import LeakyBucket, LeaseSpender, Reservation, TokenBudget
-    from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url
+    from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url, from_url_async
     from .two_tier import TwoTierLimiter
 
 #: Public names imported on first use (PEP 562), so ``import throttlekit`` loads neither grpc, protobuf
@@ -68,6 +69,7 @@ _LAZY = {
     "MemoryStore": "stores",
     "RedisStore": "stores",
     "from_url": "stores",
+    "from_url_async": "stores",
     "TwoTierLimiter": "two_tier",
 }
 
@@ -126,6 +128,8 @@ __all__ = [
     "TokenBucket",
     "TokenBudget",
     "TwoTierLimiter",
+    "WrongTypeError",
     "from_url",
+    "from_url_async",
     "parse_duration",
 ]
