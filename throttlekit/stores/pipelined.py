@@ -32,6 +32,18 @@ from .base import AsyncBoundCall, Reply
 __all__ = ["PipelinedRedisStore"]
 
 
+def _drop(transport: asyncio.Transport) -> None:
+    """Abort a transport, also one whose event loop is closed already (``asyncio.run`` returned):
+    ``abort`` cannot schedule the close on a closed loop, so the socket is closed here."""
+    try:
+        transport.abort()
+    except RuntimeError:
+        sock = getattr(transport, "_sock", None)  # asyncio's socket transports keep their socket there
+        if sock is not None:
+            sock.close()
+            transport._sock = None  # type: ignore[attr-defined]
+
+
 class _Batch:
     """The sink of ``n`` consecutive replies: one future resolved with the list."""
 
@@ -182,10 +194,7 @@ class PipelinedRedisStore:
             )
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
-            try:
-                conn.transport.abort()
-            except RuntimeError:  # its loop is closed: the socket goes with the transport
-                pass
+            _drop(conn.transport)
         self._connecting, self._out, self._watchdog, self._loop = None, [], None, loop
 
     async def _connection(self) -> _Protocol:
@@ -347,10 +356,10 @@ class PipelinedRedisStore:
             self._watchdog = None
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
-            try:
+            if self._loop is asyncio.get_running_loop():
                 conn.transport.close()
-            except RuntimeError:  # pragma: no cover - its loop is closed
-                pass
+            else:
+                _drop(conn.transport)
 
     def __repr__(self) -> str:
         return f"PipelinedRedisStore({self.options.address!r}, prefix={self.prefix!r})"

@@ -87,10 +87,13 @@ class RedisStore:
         """The redis-py client: the one given, or one made on first use with the store's options."""
         if self._client is None:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
             o = self.options
             assert o is not None
             kw: dict[str, Any] = {
+                "retry": Retry(NoBackoff(), 0),
                 "db": o.db,
                 "username": o.username,
                 "password": o.password,
@@ -273,8 +276,12 @@ class AsyncRedisStore(EvalBinding):
         import redis.asyncio as aredis
 
         if client is None:
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
             opts = redis_options(url or "redis://127.0.0.1:6379/0", **kwargs)
             client = aredis.Redis(
+                retry=Retry(NoBackoff(), 0),  # every step bounded once: no silent retries
                 **(
                     {"unix_socket_path": opts.path}
                     if opts.scheme == "unix"
@@ -296,10 +303,22 @@ class AsyncRedisStore(EvalBinding):
         self.prefix = prefix
         self._scripts = _Scripts()
         self._closed = False
+        self._loop: Any = None
 
     async def _commands(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+        import asyncio
+
         import redis
 
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None:
+                raise StoreError(
+                    f"{self!r} is bound to the event loop it first ran on (a redis.asyncio client cannot "
+                    "move between loops): create one per event loop, or use the pipelined store "
+                    "(tk.from_url_async), which follows the running loop"
+                )
+            self._loop = loop
         try:
             pipe = self._client.pipeline(transaction=False)
             for c in cmds:
