@@ -4,24 +4,20 @@ Every comparison runs its contenders interleaved, in several short rounds, in on
 the median round: on a shared, noisy machine only ratios measured together mean anything.
 
 Embedded: our ``Limiter.check`` on the memory store (LuaJIT and PUC Lua 5.1) per strategy, against the
-``limits`` library's in-memory strategies. Redis: our ``Limiter.check`` per strategy, sequential and
-``check_many`` of 100 keys, against raw redis-py ``evalsha`` of the very same script and against
-``limits``' Redis strategies (``hit``).
+``limits`` library's in-memory strategies. Redis: :mod:`throttlekit._bench_redis` (each path next to its
+ceiling: a raw socket sending the same bytes).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._clock import SERVER_TIME
-from ._loader import load_manifest
 from .limiter import Limiter
-from .stores import MemoryStore, RedisStore
+from .stores import MemoryStore
 from .strategies import FixedWindow, Gcra, Quota, SlidingWindow, SlidingWindowLog, Strategy, TokenBucket
 
 __all__ = ["Row", "run_bench"]
@@ -47,6 +43,8 @@ class Row:
     us: float
     baseline: str = ""
     ratio: float | None = None
+    #: min..max over rounds of the per-round ratio to ``baseline`` (rows measured against a ceiling)
+    spread: tuple[float, float] | None = None
 
 
 def _rate(fn: Callable[[int], None], n: int) -> float:
@@ -124,90 +122,16 @@ def embedded(n: int = 50_000, rounds: int = 5) -> list[Row]:
     return rows
 
 
-def redis_rows(url: str, n: int = 3_000, rounds: int = 5, batch: int = 100) -> list[Row]:
-    """Our Redis store per strategy (sequential and check_many) vs raw EVALSHA and ``limits``' Redis."""
-    import redis
-    from limits import RateLimitItemPerHour
-    from limits.storage import RedisStorage
-    from limits.strategies import (
-        FixedWindowRateLimiter,
-        MovingWindowRateLimiter,
-        SlidingWindowCounterRateLimiter,
-    )
-
-    client = redis.Redis.from_url(url)
-    client.ping()
-    prefix = f"tkbench-{uuid.uuid4().hex[:8]}"
-    store = RedisStore(client, prefix=prefix)
-    manifest = load_manifest()
-    rows: list[Row] = []
-    storage = RedisStorage(url, key_prefix=prefix)
-    item = RateLimitItemPerHour(1_000_000_000)
-    moving_item = RateLimitItemPerHour(1000)
-    try:
-        for name, strategy in STRATEGIES.items():
-            limiter = Limiter(strategy, store=store)
-            t = manifest[strategy.check_transform]
-            args = (*strategy.params, 1)
-            key = f"{prefix}:raw-{name}"
-
-            def raw(
-                n: int,
-                sha: str = t.sha,
-                args: tuple[Any, ...] = args,
-                key: str = key,
-                evalsha: Any = client.evalsha,
-            ) -> None:
-                for _ in range(n):
-                    evalsha(sha, 1, key, SERVER_TIME, *args)
-
-            keys = [f"{name}-{i}" for i in range(batch)]
-            many = limiter.check_many
-
-            def batched(n: int, keys: list[str] = keys, many: Any = many) -> None:
-                for _ in range(max(1, n // len(keys))):
-                    many(keys)
-
-            # each contender makes n decisions per call (check_many: n // batch calls of batch keys)
-            contenders = {
-                f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}"),
-                f"raw redis-py EVALSHA {name}": raw,
-                f"throttlekit {name} check_many({batch})": batched,
-            }
-            group = _compare(f"redis {name}", contenders, n - n % batch, rounds)
-            base = group[1]
-            for r in (group[0], group[2]):
-                r.baseline, r.ratio = base.name, r.per_sec / base.per_sec
-            rows.extend(group)
-
-        contenders = {
-            "throttlekit fixedWindow check": _loop_check(
-                Limiter(STRATEGIES["fixedWindow"], store=store), "bench-vs-limits"
-            ),
-            "limits FixedWindow (redis)": _limits_hit(FixedWindowRateLimiter(storage), item),
-            "limits SlidingWindowCounter (redis)": _limits_hit(
-                SlidingWindowCounterRateLimiter(storage), item
-            ),
-            "limits MovingWindow (redis, limit 1000)": _limits_hit(
-                MovingWindowRateLimiter(storage), moving_item
-            ),
-        }
-        group = _compare("redis vs limits", contenders, n, rounds)
-        base = next(r for r in group if r.name == "limits FixedWindow (redis)")
-        group[0].baseline, group[0].ratio = base.name, group[0].per_sec / base.per_sec
-        rows.extend(group)
-    finally:
-        for k in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(k)
-        for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
-            client.delete(k)
-    return rows
-
-
-def run_bench(redis_url: str | None, quick: bool = False) -> list[Row]:
-    """Every table; ``quick`` shrinks the rounds (a smoke run for tests)."""
+def run_bench(
+    redis_url: str | None, quick: bool = False, progress: Callable[[str], None] | None = None
+) -> list[Row]:
+    """Every table; ``quick`` shrinks the rounds (a smoke run for tests); ``progress`` gets a line per group."""
     n_mem, n_red, rounds = (2_000, 200, 2) if quick else (50_000, 3_000, 5)
+    if progress is not None:
+        progress("embedded ...")
     rows = embedded(n_mem, rounds)
     if redis_url:
-        rows += redis_rows(redis_url, n_red, rounds)
+        from ._bench_redis import redis_rows
+
+        rows += redis_rows(redis_url, n_red, rounds, progress=progress)
     return rows

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .._errors import ConfigError, StoreError
+
 __all__ = ["bench"]
 
 
@@ -21,13 +23,15 @@ def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
     from .._bench import run_bench
 
     try:
-        rows = run_bench(None if no_redis else redis_url, quick=quick)
+        rows = run_bench(
+            None if no_redis else redis_url, quick=quick, progress=lambda line: click.echo(line, err=True)
+        )
     except ImportError as exc:
         raise click.ClickException(
             f"{exc}: install the extra with pip install 'throttlekit-server[bench]'"
         ) from exc
     except Exception as exc:  # e.g. Redis unreachable: say so instead of a traceback
-        if type(exc).__module__.startswith("redis"):
+        if type(exc).__module__.startswith("redis") or isinstance(exc, (StoreError, ConfigError)):
             raise click.ClickException(f"Redis at {redis_url}: {exc} (or pass --no-redis)") from exc
         raise
     if as_json:
@@ -38,6 +42,8 @@ def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
         if r.group != group:
             group = r.group
             click.echo(f"\n{group}")
-            click.echo(f"  {'contender':48} {'decisions/s':>12} {'us/op':>8}  ratio")
+            click.echo(f"  {'contender':56} {'decisions/s':>12} {'us/op':>8}  ratio [spread over rounds]")
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
-        click.echo(f"  {r.name:48} {r.per_sec:12,.0f} {r.us:8.2f}  {ratio}")
+        if r.spread is not None:
+            ratio = f"{r.ratio:.2f}x [{r.spread[0]:.2f}..{r.spread[1]:.2f}] of {r.baseline}"
+        click.echo(f"  {r.name:56} {r.per_sec:12,.0f} {r.us:8.2f}  {ratio}")

@@ -14,7 +14,7 @@ from typing import Any
 from .._clock import Clock
 from .._types import Decision, Forecast
 from ..limiter import AsyncLimiter, Limiter
-from ..stores import AsyncRedisStore, RedisStore
+from ..stores import AsyncRedisStore, RedisStore, open_async, open_sync
 from ..strategies import Strategy
 
 __all__ = ["AsyncRedisBackend", "RedisBackend"]
@@ -34,7 +34,10 @@ class RedisBackend:
     ) -> None:
         if strategy is None:
             raise TypeError("RedisBackend needs a strategy, e.g. Gcra(100, '1m')")
-        self.store = RedisStore(client, url=url)
+        # a client is used as given; a URL goes through the store factory (its db, prefix and timeouts)
+        self.store: Any = (
+            RedisStore(client) if client is not None else open_sync(url or "redis://127.0.0.1:6379/0")
+        )
         self.limiter = Limiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
     def check(self, key: str, cost: float = 1) -> Decision:
@@ -64,7 +67,8 @@ class RedisBackend:
 
 
 class AsyncRedisBackend:
-    """The asyncio twin of :class:`RedisBackend` (``client`` is a ``redis.asyncio.Redis``)."""
+    """The asyncio twin of :class:`RedisBackend` (``client`` is a ``redis.asyncio.Redis``; with ``url=`` the
+    pipelined store)."""
 
     def __init__(
         self,
@@ -77,7 +81,10 @@ class AsyncRedisBackend:
     ) -> None:
         if strategy is None:
             raise TypeError("AsyncRedisBackend needs a strategy, e.g. Gcra(100, '1m')")
-        self.store = AsyncRedisStore(client, url=url)
+        # a redis.asyncio client is used as given; a URL gets the pipelined store from the factory
+        self.store: Any = (
+            AsyncRedisStore(client) if client is not None else open_async(url or "redis://127.0.0.1:6379/0")
+        )
         self.limiter = AsyncLimiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
     async def check(self, key: str, cost: float = 1) -> Decision:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import struct
 import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -221,6 +222,21 @@ def options_from_client(client: Any) -> RedisOptions | None:
     return base
 
 
+def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
+    """Bound every send and receive by ``seconds`` in the kernel (``SO_SNDTIMEO``/``SO_RCVTIMEO``) on a
+    blocking socket: a round trip is two system calls, where a Python socket timeout polls before each
+    (measured by ``tk bench``). A wait that expires raises ``BlockingIOError`` (an ``OSError``). Where the
+    options are missing, Python's own socket timeout bounds the waits instead."""
+    whole = int(seconds)
+    tv = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    except (OSError, AttributeError, struct.error):  # pragma: no cover - platforms without them
+        sock.settimeout(seconds)
+
+
 class Connection:
     """One blocking connection: every step bounded (connect and TLS by ``connect_timeout``; the
     handshake and each reply by ``timeout``). Raises :class:`StoreError` on any failure."""
@@ -249,7 +265,7 @@ class Connection:
                         raise
         except (OSError, ssl.SSLError) as exc:
             raise StoreError(f"redis: cannot connect to {opts.address}: {exc}", exc) from exc
-        sock.settimeout(opts.timeout)
+        _kernel_timeout(sock, opts.timeout)
         self.sock = sock
         self.reader = hiredis.Reader()
         for name, cmd in opts.handshake():
@@ -270,7 +286,10 @@ class Connection:
         sock.sendall(payload)
         reply = reader.gets()
         while reply is False:
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                raise TimeoutError(f"timed out: no reply within {_timeout(sock)}") from None
             if not data:
                 raise ConnectionResetError("connection closed by the server")
             reader.feed(data)
@@ -289,7 +308,10 @@ class Connection:
                 if len(out) == n:
                     return out
                 reply = reader.gets()
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                raise TimeoutError(f"timed out: no reply within {_timeout(sock)}") from None
             if not data:
                 raise ConnectionResetError("connection closed by the server")
             reader.feed(data)
@@ -304,6 +326,14 @@ class Connection:
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close()
+
+
+def _timeout(sock: socket.socket) -> str:
+    try:
+        sec, usec = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        return f"{sec + usec / 1e6:g} s"
+    except (OSError, struct.error):  # pragma: no cover
+        return "the timeout"
 
 
 _pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()

@@ -30,6 +30,7 @@ __all__ = [
     "bulk",
     "drive",
     "error",
+    "evalsha_batch",
     "evalsha_head",
     "from_redis_py",
     "is_error",
@@ -77,6 +78,18 @@ def evalsha_head(t: Transform, nargs: int) -> bytes:
     append the keys' and arguments' :func:`bulk` strings to get the whole command."""
     nkeys = len(t.keys)
     return b"*%d\r\n" % (3 + nkeys + nargs) + bulk("EVALSHA") + bulk(t.sha) + bulk(nkeys)
+
+
+def evalsha_batch(t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]) -> bytes:
+    """``EVALSHA`` of ``t`` for every key set at one ``now_ms`` with the same ``args``, as one payload
+    (the constant head and tail packed once; the batch paths of every store)."""
+    head = evalsha_head(t, 1 + len(args))
+    tail = bulk(now_ms) + b"".join(map(bulk, args))
+    if len(t.keys) == 1:
+        return b"".join(
+            [b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, tail) for kb in [ks[0].encode() for ks in keys]]
+        )
+    return b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys])
 
 
 def is_error(reply: Any) -> bool:

@@ -26,7 +26,7 @@ from .._errors import ConfigError, ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import RedisOptions, redis_options
-from ._resp import ReplyError, bulk, evalsha_head, pack
+from ._resp import ReplyError, bulk, evalsha_batch, evalsha_head, pack
 from .base import AsyncBoundCall, Reply
 
 __all__ = ["PipelinedRedisStore"]
@@ -301,10 +301,7 @@ class PipelinedRedisStore:
         t = self._transform(name)
         if not keys:
             return []
-        head = evalsha_head(t, 1 + len(args))
-        tail = bulk(now_ms) + b"".join(map(bulk, args))
-        payload = b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys])
-        replies = await self._send_many(payload, len(keys))
+        replies = await self._send_many(evalsha_batch(t, keys, now_ms, args), len(keys))
         for r in replies:
             if r.__class__ is ReplyError:
                 return await self._settle(t, replies, keys, now_ms, args)

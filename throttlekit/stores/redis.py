@@ -17,11 +17,12 @@ from typing import Any
 
 import hiredis
 
+from .._clock import SERVER_TIME
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import ConnectionPool, RedisOptions, options_from_client, redis_options
-from ._resp import ReplyError, bulk, evalsha_head, pack
+from ._resp import ReplyError, bulk, evalsha_batch, evalsha_head, pack
 from .base import BoundCall, EvalBinding, Reply
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
@@ -179,11 +180,7 @@ class RedisStore:
     ) -> list[Reply]:
         t = self._scripts.get(name)
         if self._pool is not None:
-            head = evalsha_head(t, 1 + len(args))
-            tail = bulk(now_ms) + b"".join(map(bulk, args))
-            replies = self._roundtrip(
-                b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys]), len(keys)
-            )
+            replies = self._roundtrip(evalsha_batch(t, keys, now_ms, args), len(keys))
         else:
             replies = self._commands([_evalsha(t, ks, now_ms, args) for ks in keys])
         for r in replies:
@@ -202,36 +199,52 @@ class RedisStore:
             return lambda key, now, cost: evaluate(name, (key,), now, (*fixed, cost))
         head = evalsha_head(t, len(fixed) + 2)
         mid = b"".join(map(bulk, fixed))
-        pop = pool.free.pop
-        connect, give_back, settle = pool.get, pool.put, self._settle
+        # the common call (the store's clock, cost 1) has its whole tail packed once
+        common_tail = bulk(SERVER_TIME) + mid + bulk(1)
+        free = pool.free
+        pop, append, max_idle = free.pop, free.append, pool.max_idle
+        connect, settle = pool.get, self._settle
 
         def call(key: str, now_ms: float, cost: float) -> Reply:
             kb = key.encode()
-            nb = repr(now_ms).encode()
-            cb = repr(cost).encode()
-            payload = b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
-                head,
-                len(kb),
-                kb,
-                len(nb),
-                nb,
-                mid,
-                len(cb),
-                cb,
-            )
+            if now_ms == SERVER_TIME and cost == 1:
+                payload = b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, common_tail)
+            else:
+                nb = repr(now_ms).encode()
+                cb = repr(cost).encode()
+                payload = b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
+                    head, len(kb), kb, len(nb), nb, mid, len(cb), cb
+                )  # fmt: skip
             try:
                 c = pop()
             except IndexError:
                 c = connect()
-            try:
-                reply = c.call(payload)
+            try:  # Connection.call, inlined: this is the hot path
+                sock, reader = c.sock, c.reader
+                sock.sendall(payload)
+                reply = reader.gets()
+                while reply is False:
+                    data = sock.recv(65536)
+                    if not data:
+                        raise ConnectionResetError("connection closed by the server")
+                    reader.feed(data)
+                    reply = reader.gets()
+            except BlockingIOError as exc:
+                c.close()
+                raise StoreError(
+                    f"redis: timed out: no reply within {pool.options.timeout:g} s ({pool.options.address})",
+                    exc,
+                ) from exc
             except _TRANSPORT as exc:
                 c.close()
                 raise StoreError(f"redis: {exc!r} ({pool.options.address})", exc) from exc
             except BaseException:
                 c.close()
                 raise
-            give_back(c)
+            if len(free) < max_idle:
+                append(c)
+            else:
+                c.close()
             if reply.__class__ is ReplyError:
                 return settle(t, [reply], ((key,),), now_ms, (*fixed, cost))[0]  # type: ignore[no-any-return]
             return reply  # type: ignore[no-any-return]

@@ -1,0 +1,287 @@
+"""The Redis rows of ``tk bench``: each of our paths next to its physical ceiling, measured in the same run.
+
+Per strategy, interleaved in rounds on one machine:
+
+* ``Limiter.check`` on one thread vs a raw socket + hiredis sending the very same EVALSHA bytes
+  (the command our store sends, captured once) and reading the reply: nothing can be cheaper.
+* ``Limiter.check_many(100)`` vs the same 100 EVALSHAs in one write on a raw socket.
+* ``AsyncLimiter.check_many(100)`` on the pipelined store vs the sync ``check_many(100)``.
+
+Every row carries the median of the per-round ratios and their spread (min..max over rounds): on a shared,
+noisy machine only ratios measured side by side mean anything. ``limits``' Redis strategies are listed
+for orientation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+
+from ._bench import STRATEGIES, Row
+from ._clock import SERVER_TIME
+from ._loader import load_manifest
+from .limiter import AsyncLimiter, Limiter
+from .stores import open_async, open_sync
+from .stores._redisconn import RedisOptions, redis_options
+from .stores._resp import bulk, evalsha_head
+
+__all__ = ["redis_rows"]
+
+Progress = Callable[[str], None]
+
+
+def _rate(fn: Callable[[int], None], n: int) -> float:
+    start = time.perf_counter()
+    fn(n)
+    return n / (time.perf_counter() - start)
+
+
+def _against(
+    group: str,
+    ceiling: tuple[str, Callable[[int], None]],
+    ours: dict[str, Callable[[int], None]],
+    n: int,
+    rounds: int,
+) -> list[Row]:
+    """Interleave the ceiling and our contenders for ``rounds`` rounds of ``n`` decisions each. Rates are
+    medians; each of our rows gets the median per-round ratio to the ceiling and its min..max."""
+    name0, fn0 = ceiling
+    for fn in (fn0, *ours.values()):  # warm-up: connections, script load
+        fn(max(1, n // 10))
+    base: list[float] = []
+    rates: dict[str, list[float]] = {k: [] for k in ours}
+    for _ in range(rounds):
+        base.append(_rate(fn0, n))
+        for k, fn in ours.items():
+            rates[k].append(_rate(fn, n))
+    b = statistics.median(base)
+    rows = [Row(group, name0, b, 1e6 / b, "", None)]
+    for k, vals in rates.items():
+        ratios = [v / c for v, c in zip(vals, base)]
+        r = statistics.median(vals)
+        rows.append(Row(group, k, r, 1e6 / r, name0, statistics.median(ratios), (min(ratios), max(ratios))))
+    return rows
+
+
+def _raw_socket(opts: RedisOptions) -> tuple[socket.socket, Any]:
+    """A plain blocking socket (no timeout: the cheapest possible wait), AUTH/SELECT done."""
+    if opts.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(opts.path)
+    else:
+        sock = socket.create_connection((opts.host, opts.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ctx = opts.ssl_context()
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_hostname=opts.host)
+    reader = hiredis.Reader()
+    for _, cmd in opts.handshake():
+        sock.sendall(cmd)
+        while reader.gets() is False:
+            reader.feed(sock.recv(65536))
+    return sock, reader
+
+
+def _raw_one(sock: socket.socket, reader: Any, payload: bytes) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
+        for _ in range(n):
+            send(payload)
+            reply = gets()
+            while reply is False:
+                feed(recv(65536))
+                reply = gets()
+
+    return run
+
+
+def _raw_batch(sock: socket.socket, reader: Any, payload: bytes, batch: int) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
+        for _ in range(max(1, n // batch)):
+            send(payload)
+            got = 0
+            while got < batch:
+                if gets() is False:
+                    feed(recv(65536))
+                else:
+                    got += 1
+
+    return run
+
+
+def _loop_check(limiter: Limiter, key: str) -> Callable[[int], None]:
+    check = limiter.check
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            check(key)
+
+    return run
+
+
+def _many(limiter: Limiter, keys: list[str]) -> Callable[[int], None]:
+    many = limiter.check_many
+
+    def run(n: int) -> None:
+        for _ in range(max(1, n // len(keys))):
+            many(keys)
+
+    return run
+
+
+def _amany(loop: asyncio.AbstractEventLoop, limiter: AsyncLimiter, keys: list[str]) -> Callable[[int], None]:
+    many = limiter.check_many
+
+    async def go(calls: int) -> None:
+        for _ in range(calls):
+            await many(keys)
+
+    def run(n: int) -> None:
+        loop.run_until_complete(go(max(1, n // len(keys))))
+
+    return run
+
+
+def _limits_rows(url: str, prefix: str, n: int, rounds: int, store_url: str) -> list[Row]:
+    from limits import RateLimitItemPerHour
+    from limits.storage import RedisStorage
+    from limits.strategies import (
+        FixedWindowRateLimiter,
+        MovingWindowRateLimiter,
+        SlidingWindowCounterRateLimiter,
+    )
+
+    storage = RedisStorage(url, key_prefix=prefix)
+    item, moving = RateLimitItemPerHour(1_000_000_000), RateLimitItemPerHour(1000)
+
+    def hit(lim: Any, it: Any) -> Callable[[int], None]:
+        def run(k: int) -> None:
+            for _ in range(k):
+                lim.hit(it, "bench")
+
+        return run
+
+    ours = Limiter(STRATEGIES["fixedWindow"], store=store_url)
+    try:
+        return _against(
+            "redis vs limits (informative)",
+            ("limits FixedWindow (redis)", hit(FixedWindowRateLimiter(storage), item)),
+            {
+                "throttlekit fixedWindow check": _loop_check(ours, "bench-vs-limits"),
+                "limits SlidingWindowCounter (redis)": hit(SlidingWindowCounterRateLimiter(storage), item),
+                "limits MovingWindow (redis, limit 1000)": hit(MovingWindowRateLimiter(storage), moving),
+            },
+            n,
+            rounds,
+        )
+    finally:
+        ours.close()
+
+
+def redis_rows(
+    url: str, n: int = 3_000, rounds: int = 5, batch: int = 100, progress: Progress | None = None
+) -> list[Row]:
+    """Every Redis row (see the module docstring); ``progress`` gets one line per group."""
+    say = progress or (lambda _line: None)
+    prefix = f"tkbench-{uuid.uuid4().hex[:8]}"
+    opts = redis_options(url)
+    store_url = url + ("&" if "?" in url else "?") + f"prefix={prefix}"
+    store = open_sync(store_url)
+    store.delete(f"{prefix}:probe")  # reachable, or a StoreError now
+    sock, reader = _raw_socket(opts)
+    manifest = load_manifest()
+    loop = asyncio.new_event_loop()
+    astore = open_async(store_url)
+    rows: list[Row] = []
+    # many short interleaved rounds: a loaded machine's noise hits every contender alike
+    rounds, n = rounds * 3, max(batch, n // 3 - (n // 3) % batch)
+    groups = [*(f"redis {s}" for s in STRATEGIES), "redis async check_many", "redis vs limits"]
+    step = 0
+
+    def next_group(name: str) -> None:
+        nonlocal step
+        step += 1
+        say(f"[{step}/{len(groups)}] {name} ...")
+
+    try:
+        for name, strategy in STRATEGIES.items():
+            next_group(f"redis {name}")
+            limiter = Limiter(strategy, store=store)
+            t = manifest[strategy.check_transform]
+            params = tuple(strategy.params)
+
+            def command(key: str, t: Any = t, params: tuple[Any, ...] = params) -> bytes:
+                full = f"{prefix}:{key}"
+                return b"".join(
+                    [
+                        evalsha_head(t, len(params) + 2),
+                        bulk(full),
+                        bulk(SERVER_TIME),
+                        *map(bulk, params),
+                        bulk(1),
+                    ]
+                )
+
+            rows += _against(
+                f"redis {name}: check, one thread",
+                (
+                    "ceiling: raw socket + hiredis, same EVALSHA bytes",
+                    _raw_one(sock, reader, command(f"raw-{name}")),
+                ),
+                {f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}")},
+                n,
+                rounds,
+            )
+            keys = [f"{name}-{i}" for i in range(batch)]
+            rows += _against(
+                f"redis {name}: check_many({batch})",
+                (
+                    f"ceiling: raw socket, the same {batch} EVALSHAs in one write",
+                    _raw_batch(sock, reader, b"".join(command(f"raw-{k}") for k in keys), batch),
+                ),
+                {f"throttlekit {name} check_many({batch})": _many(limiter, keys)},
+                n,
+                rounds,
+            )
+
+        next_group("redis async check_many")
+        name = "gcra"
+        keys = [f"async-{i}" for i in range(batch)]
+        rows += _against(
+            f"redis {name}: async check_many({batch}), pipelined store",
+            (f"sync Limiter.check_many({batch})", _many(Limiter(STRATEGIES[name], store=store), keys)),
+            {
+                f"AsyncLimiter.check_many({batch}) (PipelinedRedisStore)": _amany(
+                    loop, AsyncLimiter(STRATEGIES[name], store=astore), keys
+                )
+            },
+            n,
+            rounds,
+        )
+
+        next_group("redis vs limits")
+        try:
+            rows += _limits_rows(url, prefix, n, rounds, store_url)
+        except ImportError:
+            say("  (limits not installed: skipped)")
+    finally:
+        loop.run_until_complete(astore.aclose())
+        loop.close()
+        sock.close()
+        import redis
+
+        with redis.Redis.from_url(url) as client:
+            for k in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(k)
+            for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
+                client.delete(k)
+        store.close()
+    return rows
