@@ -203,15 +203,15 @@ def test_a_wrong_password_is_a_store_error_naming_auth(own_redis: OwnRedis) -> N
         _fails_fast(path(url), "AUTH failed" if path is not _redis_py_async_check else "redis")
 
 
-def _busy(own: OwnRedis) -> threading.Thread:
-    """Run a script that spins ~1.5 s: Redis answers BUSY to everyone else meanwhile."""
+def _busy(own: OwnRedis, seconds: float = 1.5) -> threading.Thread:
+    """Run a script that spins ``seconds``: Redis answers BUSY to everyone else meanwhile."""
     client = own.client()
 
     def spin() -> None:
         try:
             client.eval("local t = redis.call('TIME') local s = t[1] + t[2] / 1e6 "
-                        "while true do t = redis.call('TIME') if t[1] + t[2] / 1e6 - s > 1.5 then break end end "
-                        "return 1", 0)  # fmt: skip
+                        "while true do t = redis.call('TIME') if t[1] + t[2] / 1e6 - s > tonumber(ARGV[1]) then break end end "
+                        "return 1", 0, seconds)  # fmt: skip
         except redis_lib.RedisError:
             pass
 
@@ -361,4 +361,56 @@ def test_script_load_and_retry_on_noscript_for_every_store(own_redis: OwnRedis) 
 
     assert asyncio.run(run(tk.from_url_async(url))) == [9, 8, 9]
     assert asyncio.run(run(tk.AsyncRedisStore(url=url))) == [7, 6, 8]
+    sync.close()
+
+
+def test_busy_is_answered_per_fail_mode_by_the_server(own_redis: OwnRedis) -> None:
+    """The server's view of BUSY: a store outage, so the decision is synthesized per ``fail``."""
+    from throttlekit.server import create_rate_limiter_service_from_config
+
+    url = own_redis.url(query="socket_timeout=5&socket_connect_timeout=1")
+    text = "version: 1\nlimiters:\n  api: { strategy: fixedWindow, limit: 10, period: 1h }\n"
+
+    async def run(fail: str) -> list[tk.Decision]:
+        svc = create_rate_limiter_service_from_config(text, store=url, fail=fail)  # type: ignore[arg-type]
+        try:
+            return [await svc.check("api", "k"), *(await svc.check_many("api", ["a", "b"]))]
+        finally:
+            await svc.aclose()
+
+    asyncio.run(run("open"))  # connected and loaded before Redis turns busy
+    spinner = _busy(own_redis, 4.0)
+    closed = asyncio.run(run("closed"))
+    opened = asyncio.run(run("open"))
+    spinner.join()
+    assert [(d.allowed, d.remaining, d.reset_at) for d in closed] == [(False, 0, 0)] * 3
+    assert [(d.allowed, d.remaining, d.reset_at) for d in opened] == [(True, 10, 0)] * 3
+
+
+def test_bind_and_abind_fast_paths_match_eval_and_reload_scripts(own_redis: OwnRedis) -> None:
+    """The stores' fast paths (constant parts packed once; the common tail too) answer as ``eval`` does,
+    for the store's clock and cost 1 and for an explicit clock and cost, and survive a SCRIPT FLUSH."""
+    url = own_redis.url()
+    client = own_redis.client()
+    strategy = tk.FixedWindow(10, "1h")
+    name, params = strategy.check_transform, tuple(strategy.params)
+    sec, usec = client.time()
+    now = sec * 1000 + usec // 1000  # Redis' own clock: explicit and SERVER_TIME calls share one window
+    sync = open_sync(url)
+    bound = sync.bind(name, params)
+    assert list(bound("a", tk.SERVER_TIME, 1))[:3] == [1, 10, 9]
+    client.script_flush()
+    assert list(bound("a", now, 3))[:3] == [1, 10, 6]
+    assert list(sync.eval(name, ("a",), now, (*params, 1)))[:3] == [1, 10, 5]
+
+    async def run() -> list[Any]:
+        store = open_async(url)
+        call = store.abind(name, params)
+        client.script_flush()
+        out = [list(await call("b", now, 2))[:3], list(await call("b", tk.SERVER_TIME, 1))[:3]]
+        out.append(list(await store.aeval(name, ("b",), now, (*params, 1)))[:3])
+        await store.aclose()
+        return out
+
+    assert asyncio.run(run()) == [[1, 10, 8], [1, 10, 7], [1, 10, 6]]
     sync.close()
