@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -39,19 +38,36 @@ def _wait_tcp(port: int, timeout_s: float = 10.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s} s")
 
 
-class Moto:
-    """``moto_server`` (DynamoDB) on 127.0.0.1:<ephemeral>."""
+#: moto's server, with one request at a time. moto's ``Table.put_item`` reads the current item, evaluates
+#: the condition (parsing the expression each time) and only then stores the new item, in Python with no
+#: lock, on a threaded server: a thread switch in between lets two puts conditioned on the same version
+#: both succeed (seen here as a fixed window admitting more than its limit under load). Real DynamoDB
+#: applies a conditional write atomically; serializing requests gives moto that property.
+_MOTO = r"""
+import sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serialized(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(sys.argv[1], int(sys.argv[2]), serialized, threaded=True, request_handler=MotoRequestHandler)
+"""
 
-    def __init__(self) -> None:
+
+class Moto:
+    """moto's DynamoDB server on 127.0.0.1:<ephemeral>, serving one request at a time (see ``_MOTO``);
+    ``env`` adds environment variables (e.g. ``INITIAL_NO_AUTH_ACTION_COUNT=0`` to check credentials)."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("moto_server")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
         self.proc = subprocess.Popen(
-            [*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-c", _MOTO, "127.0.0.1", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **AWS_ENV},
+            env={**os.environ, **AWS_ENV, **(env or {})},
         )
         deadline = time.monotonic() + 20
         while True:
@@ -120,3 +136,65 @@ class Proxy:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+_DELAY_PROXY = r"""
+import asyncio, sys
+listen, target, delay, every, match = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5].encode()
+seen = 0
+
+async def message(r):
+    head = await r.readuntil(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            n = int(v)
+    return head + (await r.readexactly(n) if n else b"")
+
+async def handle(cr, cw):
+    global seen
+    try:
+        while True:
+            request = await message(cr)
+            tr, tw = await asyncio.open_connection("127.0.0.1", target)
+            tw.write(request)
+            await tw.drain()
+            response = await message(tr)
+            tw.close()
+            if match in request:
+                seen += 1
+                if seen % every == 0:
+                    await asyncio.sleep(delay)  # applied upstream; the answer arrives late
+            cw.write(response)
+            await cw.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        cw.close()
+
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", listen)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+"""
+
+
+class DelayProxy:
+    """An HTTP/1.1 forwarder 127.0.0.1:<port> -> 127.0.0.1:<target> (a subprocess) that forwards every
+    request at once but holds back the **response** of every ``every``-th request containing ``match``
+    for ``delay_s``: the upstream applied it, the client times out and (botocore) retries it."""
+
+    def __init__(self, target: int, *, delay_s: float, every: int, match: str) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _DELAY_PROXY, str(self.port), str(target), str(delay_s), str(every), match]
+        )
+        _wait_tcp(self.port)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
-from tests._support.services import Moto, free_port
+from tests._support.services import DelayProxy, Moto, free_port
 from throttlekit.stores import from_url
 from throttlekit.stores.dynamodb import DynamoDBStore, create_table, make_client
 
@@ -59,12 +59,12 @@ def test_conflicts_exhaust_bounded_retries(ddb_store: Any) -> None:
     s.eval("fixed_window", [k], 0, [100, 1000, 1])
     real_write = s._write
 
-    def racing_write(reqs: Any) -> bool:  # another writer bumps the version between our read and write
+    def racing_write(puts: Any, token: str) -> bool:  # another writer bumps the version in between
         item = _item(s, k)
         assert item is not None
         item["version"] = {"N": str(int(item["version"]["N"]) + 1)}
         s.client.put_item(TableName=s.table, Item=item)
-        return real_write(reqs)  # type: ignore[no-any-return]
+        return real_write(puts, token)  # type: ignore[no-any-return]
 
     s._write = racing_write
     try:
@@ -133,3 +133,54 @@ def test_round_trips_per_decision(ddb_store: Any) -> None:
             assert s.round_trips - before == trips
     finally:
         s.close()
+
+
+def test_a_write_applied_behind_a_timeout_is_spent_once(moto: Moto, ddb_table: str) -> None:
+    """Four stores (as four processes would) on one key through a proxy that answers every second
+    PutItem late, after the client's read timeout: moto applied it, botocore retried it, and the retry
+    failed its version condition. Reading that as a lost race re-ran the decision on top of our own
+    write (two units spent for one answer: the stored count ran ahead of the admitted calls). Each
+    write's token now tells that it applied: stored count == admitted == calls, no errors."""
+    import threading
+
+    proxy = DelayProxy(moto.port, delay_s=1.0, every=2, match="DynamoDB_20120810.PutItem")
+    clock = tk.ManualClock(5_000)  # one fixed window for the whole test
+    prefix = f"tkt-{uuid.uuid4().hex[:8]}"
+    stores = [
+        DynamoDBStore(
+            ddb_table,
+            region="us-east-1",
+            endpoint=proxy.endpoint,
+            clock=clock,
+            prefix=prefix,
+            max_retries=200,
+            read_timeout_s=0.6,
+        )
+        for _ in range(4)
+    ]
+    admitted: list[bool] = []
+    errors: list[BaseException] = []
+
+    def worker(s: DynamoDBStore) -> None:
+        lim = tk.Limiter(tk.FixedWindow(1000, 60_000), store=s)
+        for _ in range(6):
+            try:
+                admitted.append(lim.check("k").allowed)
+            except tk.StoreError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        item = _item(stores[0], f"{prefix}:k")
+        assert item is not None
+        assert errors == []
+        assert admitted == [True] * 24
+        assert json.loads(item["state"]["S"])["count"] == 24
+    finally:
+        for s in stores:
+            s.close()
+        proxy.stop()

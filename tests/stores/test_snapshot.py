@@ -16,13 +16,9 @@ from throttlekit.vectors import bundled_vector_files, run_suites
 
 
 class _DictTxn:
-    def __init__(self, store: DictStore, keys: Sequence[str], now: int) -> None:
+    def __init__(self, store: DictStore, keys: Sequence[str]) -> None:
         self.store = store
-        self.records = []
-        for k in keys:
-            r = store.rows.get(k)
-            live = r is not None and (r.expires_at_ms is None or now <= r.expires_at_ms)
-            self.records.append(r if live else None)
+        self.records = [store.rows.get(k) for k in keys]  # expired ones included: the executor decides
 
     def commit(self, changes: Sequence[Change]) -> bool:
         with self.store.lock:
@@ -52,8 +48,8 @@ class DictStore(SnapshotStore):
         self.writes = 0
         self._transport = self
 
-    def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> _DictTxn:
-        return _DictTxn(self, keys, now_ms)
+    def begin(self, keys: Sequence[str], write: bool) -> _DictTxn:
+        return _DictTxn(self, keys)
 
     def delete(self, key: str) -> None:
         self.rows.pop(key, None)
@@ -90,11 +86,37 @@ def test_a_lost_race_retries_then_raises_concurrent_update() -> None:
             self.store.rows["k"] = Record(self.store.rows["k"].state, 1000, self.store.rows["k"].version + 1)
             return super().commit(changes)
 
-    s.begin = lambda keys, now, write: Racing(s, keys, now)  # type: ignore[method-assign]
+    s.begin = lambda keys, write: Racing(s, keys)  # type: ignore[method-assign]
     with pytest.raises(tk.ConcurrentUpdateError) as info:
         s.eval("fixed_window", ["k"], 0, [10, 1000, 1])
     assert info.value.attempts == 4 and info.value.key == "k"
     assert isinstance(info.value, tk.StoreError)
+
+
+def test_the_clock_is_read_after_the_state_so_now_never_precedes_it() -> None:
+    """A decision delayed between reading its clock and reading the state (a lock wait, a slow GetItem)
+    must not apply its old ``now`` to state a later writer left. Here writer B runs entirely inside A's
+    read, just after a fixedWindow boundary: reading the clock before the read (the old order) made A
+    reset B's new window to a fresh count of the old window, expiring at once, and the new window then
+    admitted limit + 1. Reading it after the read gives A the later time: the window keeps its count."""
+    clock = tk.ManualClock(999)
+    store = DictStore(clock)
+    other = DictStore(clock)
+    other.rows = store.rows  # a second process on the same rows
+    lim = tk.Limiter(tk.FixedWindow(2, 1000), store=store)  # SERVER_TIME: the store's clock decides
+    lim_b = tk.Limiter(tk.FixedWindow(2, 1000), store=other)
+    real_begin = store.begin
+
+    def slow_begin(keys: Sequence[str], write: bool) -> _DictTxn:
+        if clock.now_ms() == 999:  # A is "delayed": B crosses the boundary and decides meanwhile
+            clock.set(1000)
+            assert lim_b.check("k").allowed
+        return real_begin(keys, write)
+
+    store.begin = slow_begin  # type: ignore[method-assign]
+    assert lim.check("k").allowed  # A: in window [1000, 2000) now, the window's second unit
+    assert not lim_b.check("k").allowed  # the window is full: 2 of 2
+    assert json.loads(store.rows["k"].state) == {"start": 1000, "count": 2}
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,15 @@ back only what changed; a lost race retries (bounded, then :class:`ConcurrentUpd
 transforms never write. No algorithm lives here: codecs translate layouts, the Lua decides.
 
 Expiry: a record carries its absolute deadline (epoch ms on the store's clock, ``None`` = persistent);
-it is live while ``now <= deadline`` (as in Redis and the memory store). Stores skip expired records on
-read (lazy expiry) and sweep them periodically.
+it is live while ``now <= deadline`` (as in Redis and the memory store). Transports return every stored
+record; this module alone decides liveness (lazy expiry), and stores sweep expired records periodically.
+
+Time: the clock is read **after** ``begin`` returns, i.e. once the guard is held and the state read. The
+writer whose state we read took its clock before it wrote, so (on one host's clock) a decision's ``now``
+is never older than the state it starts from, as with Redis ``TIME`` inside a script. Reading the clock
+before the read let a decision delayed between the two (a lock wait, a slow GetItem) apply an old ``now``
+to newer state: at a fixedWindow boundary it reset the new window's count to a fresh count of the old
+window (expiring at once), so the new window admitted more than its limit (152 of 150 in the fleet test).
 
 Threading: the engine is guarded by one lock held only while Lua runs (microseconds), never during
 I/O. The async path runs Lua on the event-loop thread (see docs/ARCHITECTURE.md, "Threads and event loops").
@@ -74,7 +81,7 @@ class StateTxn(Protocol):
 
     @property
     def records(self) -> Sequence[Record | None]:
-        """Live records in the order of ``keys`` (None: missing or expired; never an error)."""
+        """Stored records in the order of ``keys`` (None: missing; expired ones included)."""
         ...
 
     def commit(self, changes: Sequence[Change]) -> bool:
@@ -90,8 +97,9 @@ class StateTxn(Protocol):
 class StateStore(Protocol):
     """Transport of JSON state. Implementations must be thread-safe; expiry is theirs (lazy + sweep)."""
 
-    def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> StateTxn:
-        """Read ``keys`` live at ``now_ms``; with ``write`` under the guard that makes ``commit`` atomic."""
+    def begin(self, keys: Sequence[str], write: bool) -> StateTxn:
+        """Read ``keys`` (expired records included); with ``write`` under the guard that makes ``commit``
+        atomic."""
         ...
 
     def delete(self, key: str) -> None:
@@ -113,7 +121,7 @@ class AsyncStateTxn(Protocol):
 class AsyncStateStore(Protocol):
     """The asyncio twin of :class:`StateStore`."""
 
-    async def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> AsyncStateTxn: ...
+    async def begin(self, keys: Sequence[str], write: bool) -> AsyncStateTxn: ...
 
     async def delete(self, key: str) -> None: ...
 
@@ -145,7 +153,9 @@ class SnapshotExecutor:
         now_ms: float,
         args: Sequence[Any],
     ) -> tuple[list[Any], list[Change]]:
-        """Reply items and the changed keys (empty for read-only transforms and untouched state)."""
+        """Reply items and the changed keys (empty for read-only transforms and untouched state).
+        ``records`` are as stored: the expired ones (``clock_ms`` past their deadline) count as absent, but
+        a change to such a key still carries the record it replaces (its version, for compare-and-set)."""
         idx = self._slots_arg[t.name]
         try:
             slots = int(args[idx]) if idx is not None else 0
@@ -153,13 +163,17 @@ class SnapshotExecutor:
             slots = 0
         engine = self.engine
         loaded: list[tuple[str, Any, int | None] | None] = []
+        live = [
+            r if r is not None and (r.expires_at_ms is None or clock_ms <= r.expires_at_ms) else None
+            for r in records
+        ]
         try:
-            layouts = [None if r is None else decode(t.state, r.state, slots) for r in records]
+            layouts = [None if r is None else decode(t.state, r.state, slots) for r in live]
         except CodecError as exc:
             raise ScriptError(t.name, t.sha, f"stored state does not decode as {t.state!r}: {exc}") from None
         with self._lock:
             engine.flush()
-            for key, r, lay in zip(keys, records, layouts):
+            for key, r, lay in zip(keys, live, layouts):
                 if r is None or lay is None:
                     loaded.append(None)
                     continue
@@ -282,10 +296,10 @@ class SnapshotStore(EvalBinding):
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(_backoff_s(attempt))
-            clock_ms = int(self.clock.now_ms())
-            now = clock_ms if now_ms == SERVER_TIME else now_ms
-            txn = transport.begin(keys, clock_ms, not t.read_only)
+            txn = transport.begin(keys, not t.read_only)
             try:
+                clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
+                now = clock_ms if now_ms == SERVER_TIME else now_ms
                 reply, changes = self._exec.run(t, keys, txn.records, clock_ms, now, args)
                 if txn.commit(changes):
                     return reply
@@ -296,9 +310,9 @@ class SnapshotStore(EvalBinding):
     def eval_many(
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Sequence[Any]]:
-        """One decision per key set, in input order (each its own transaction, at one ``now_ms``)."""
-        now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
-        return [self.eval(name, ks, now, args) for ks in keys]
+        """One decision per key set, in input order, each its own transaction. An explicit ``now_ms`` is
+        shared; ``SERVER_TIME`` resolves per decision, after its read (see the module doc: Time)."""
+        return [self.eval(name, ks, now_ms, args) for ks in keys]
 
     async def aeval(
         self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]
@@ -317,10 +331,10 @@ class SnapshotStore(EvalBinding):
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(_backoff_s(attempt))
-            clock_ms = int(self.clock.now_ms())
-            now = clock_ms if now_ms == SERVER_TIME else now_ms
-            txn = await transport.begin(keys, clock_ms, not t.read_only)
+            txn = await transport.begin(keys, not t.read_only)
             try:
+                clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
+                now = clock_ms if now_ms == SERVER_TIME else now_ms
                 reply, changes = self._exec.run(t, keys, txn.records, clock_ms, now, args)
                 if await txn.commit(changes):
                     return reply
@@ -332,14 +346,14 @@ class SnapshotStore(EvalBinding):
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Sequence[Any]]:
         """See :meth:`eval_many`; the key sets run concurrently (each its own transaction)."""
-        now = int(self.clock.now_ms()) if now_ms == SERVER_TIME else now_ms
-        calls: list[Awaitable[Sequence[Any]]] = [self.aeval(name, ks, now, args) for ks in keys]
+        calls: list[Awaitable[Sequence[Any]]] = [self.aeval(name, ks, now_ms, args) for ks in keys]
         return list(await asyncio.gather(*calls))
 
     async def aping(self) -> None:
-        """Read one (absent) key through the transport: reachable, authorised and the table exists."""
+        """Read one (absent) key through the transport: reachable, authorised and the table exists.
+        Stores override this with a check that names what is wrong."""
         transport = await self._atransport()
-        txn = await transport.begin([f"{self.prefix}:__throttlekit_ping__"], int(self.clock.now_ms()), False)
+        txn = await transport.begin([f"{self.prefix}:__throttlekit_ping__"], False)
         await txn.close()
 
     def delete(self, key: str) -> None:

@@ -1,27 +1,32 @@
 """DynamoDB store: the Lua transforms under lupa over an item per key, with version compare-and-set.
 
 One decision: a consistent ``GetItem`` per key (**1 round trip**), the Lua, then, only if the state
-changed, a conditional ``PutItem`` (``version = :v``, or ``attribute_not_exists(pk)`` on first touch;
-an expired-but-present item is overwritten through its stale version) or a conditional ``DeleteItem``
-(**1 more round trip**; ``TransactWriteItems`` for multi-key transforms). A lost race
-(``ConditionalCheckFailedException``) retries from the read, with jittered backoff, at most
-``max_retries`` times (default 16), then raises :class:`~throttlekit.ConcurrentUpdateError`.
+changed, a conditional ``PutItem`` (**1 more round trip**; ``TransactWriteItems`` for multi-key
+transforms) conditioned on the version (and write token) read, or ``attribute_not_exists(pk)`` on first
+touch; an expired-but-present item is overwritten through its stale version, and a key the Lua deletes
+becomes a tombstone (``expires_at_ms`` 0). A lost race (``ConditionalCheckFailedException``) retries
+from the read, with jittered backoff, at most ``max_retries`` times (default 16), then raises
+:class:`~throttlekit.ConcurrentUpdateError`. A write whose outcome is unknown (botocore retried it after a
+timeout, or it failed without an answer) is read back: its random token ``w`` says whether it applied,
+so one decision never spends twice (see :class:`_Txn`).
 
 Item: ``pk`` (hash key, the full key), ``state`` (JSON in the upstream shapes), ``version`` (number),
-``expires_at`` (epoch **seconds**, ``ceil(deadline / 1000)``, for DynamoDB's native TTL) and
-``expires_at_ms`` (the exact deadline; an item is live while ``now <= expires_at_ms``). Persistent state
-has neither. Native TTL deletes late (hours): reads ignore expired items, so that is only storage.
+``w`` (the random token of the last write), ``expires_at`` (epoch **seconds**, ``ceil(deadline / 1000)``,
+for DynamoDB's native TTL) and ``expires_at_ms`` (the exact deadline; an item is live while ``now <=
+expires_at_ms``). Persistent state has neither. Native TTL deletes late (hours): reads ignore expired
+items, so that is only storage.
 
 Timeouts: botocore ``connect_timeout``/``read_timeout`` (default 2 s each) with one retry at most, so an
 unreachable endpoint answers ``StoreError`` within about ``2 x (connect + read)``. boto3 is imported
 lazily; clients are thread-safe. The async API runs the HTTP calls in worker threads
-(``asyncio.to_thread``) and the Lua on the loop thread.
+(``asyncio.to_thread``) and the Lua on the loop thread. :meth:`DynamoDBStore.aping` is the startup check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -114,6 +119,85 @@ def _code(exc: BaseException) -> str:
     return ""
 
 
+_AUTH_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException",
+    "ExpiredTokenException", "MissingAuthenticationTokenException", "InvalidClientTokenId",
+    "IncompleteSignatureException", "AuthFailure", "SignatureDoesNotMatch",
+})  # fmt: skip
+
+
+def _startup_error(exc: BaseException, where: str) -> Exception:
+    """The startup check's verdict on ``exc``: ``ConfigError`` when DynamoDB answered, else ``StoreError``."""
+    code = _code(exc)
+    if code == "ResourceNotFoundException":
+        return ConfigError(
+            f"dynamodb: {where} does not exist (create it, or pass create=1 / --dynamodb-create-table)"
+        )
+    if code in _AUTH_CODES:
+        return ConfigError(f"dynamodb: credentials rejected for {where}: {code}: {_message(exc)}")
+    name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "NoRegionError"):
+        return ConfigError(f"dynamodb: {where}: {exc}")
+    if code:  # any other answer from DynamoDB: the request itself is wrong
+        return ConfigError(f"dynamodb: {where}: {code}: {_message(exc)}")
+    return StoreError(f"dynamodb: cannot reach {where}: {name}: {exc}", exc)
+
+
+def _message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Message", "")) or str(exc)
+    return str(exc)
+
+
+#: Tokens of the last writes an item keeps (``ws``): an unconfirmed write is still recognisable after
+#: this many later writes to the same key.
+HISTORY = 32
+
+
+def _tokens(item: dict[str, Any]) -> list[str]:
+    """The item's write tokens, newest first (``ws``; else its single ``w``; none for foreign writers)."""
+    if "ws" in item:
+        return [t["S"] for t in item["ws"]["L"]]
+    return [item["w"]["S"]] if "w" in item else []
+
+
+def _verdict(put: dict[str, Any], token: str, item: dict[str, Any] | None, conflict: bool) -> bool | None:
+    """Did our unconfirmed ``put`` apply? True, False (it did not and never will: retry the decision), or
+    None (cannot tell). ``item`` is the key as read back; ``conflict``: the last attempt was refused by
+    its condition (so no earlier attempt can still apply: the condition no longer holds)."""
+    if item is not None and token in _tokens(item):
+        return True
+    written = int(put["Item"]["version"]["N"])
+    if not conflict:  # no answer: the request may still be in flight, and apply if its condition holds
+        values = put.get("ExpressionAttributeValues", {})
+        if item is None:
+            still_possible = "attribute_not_exists" in put["ConditionExpression"]
+        else:
+            version = int(item["version"]["N"]) if "version" in item else 0
+            held = _tokens(item)
+            still_possible = (
+                "attribute_not_exists" not in put["ConditionExpression"]
+                and str(version) == values[":v"]["N"]
+                and (":w" not in values or (held[:1] == [values[":w"]["S"]]))
+            )
+        if still_possible:
+            return None
+    if item is None:
+        return False  # the key is gone (reset): our write is not there and cannot apply any more
+    version = int(item["version"]["N"]) if "version" in item else 0
+    covered = version - len(_tokens(item)) < written <= version  # our version's token would be listed
+    return False if covered or written > version else None
+
+
+def _retry_attempts(exc: BaseException) -> int:
+    """How many times botocore retried the request that raised ``exc`` (0 when unknown)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
+    return 0
+
+
 def _store_error(exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
@@ -121,81 +205,105 @@ def _store_error(exc: BaseException) -> StoreError:
 
 
 class _Txn:
-    """One attempt: the items as read (live or not) and their versions."""
+    """One attempt: the items as read (expired ones included), their versions and write tokens.
 
-    def __init__(
-        self, store: DynamoDBStore, keys: Sequence[str], items: list[dict[str, Any] | None], now: int
-    ):
+    Every write is a conditional ``PutItem`` carrying a fresh random token, conditioned on the version
+    (and token, when the item has one) that was read; the item keeps the tokens of its last
+    :data:`HISTORY` writes, newest first (``ws``). A key the Lua deleted becomes a tombstone
+    (``expires_at_ms`` 0: dead for every reader, removed by native TTL) rather than a ``DeleteItem``, so
+    every write stays recognisable.
+
+    Why: botocore retries a request that timed out. When the first attempt did apply, the retry fails
+    its condition (``ConditionalCheckFailedException``), and treating that as a lost race re-ran the
+    decision on top of our own applied write: two units spent for one answer (the fleet test's counts
+    drifted from the answers under load). An unconfirmed write is now read back and judged by
+    :func:`_verdict`. The token in the condition also closes the ABA hole of versions restarting at 0
+    after a delete: a recreated item has other tokens.
+    """
+
+    def __init__(self, store: DynamoDBStore, keys: Sequence[str], items: list[dict[str, Any] | None]):
         self._store = store
-        self.versions: dict[str, int | None] = {}
+        self._read: dict[str, tuple[int, list[str]] | None] = {}
         recs: list[Record | None] = []
         for key, item in zip(keys, items):
             if item is None:
-                self.versions[key] = None
+                self._read[key] = None
                 recs.append(None)
                 continue
             version = int(item["version"]["N"]) if "version" in item else 0
-            self.versions[key] = version
+            self._read[key] = (version, _tokens(item))
             if "expires_at_ms" in item:
                 deadline: int | None = int(float(item["expires_at_ms"]["N"]))
             elif "expires_at" in item:
                 deadline = int(float(item["expires_at"]["N"])) * 1000
             else:
                 deadline = None
-            live = deadline is None or now <= deadline
-            recs.append(Record(item["state"]["S"], deadline, version) if live else None)
+            recs.append(Record(item["state"]["S"], deadline, version))
         self.records = recs
 
-    def requests(self, changes: Sequence[Change]) -> list[tuple[str, dict[str, Any]]]:
-        """(operation, parameters) per change, each conditioned on the version read."""
+    def requests(self, changes: Sequence[Change]) -> tuple[list[dict[str, Any]], str]:
+        """The conditional puts for ``changes`` and the token they carry."""
         s = self._store
-        out: list[tuple[str, dict[str, Any]]] = []
+        token = secrets.token_urlsafe(6)
+        out: list[dict[str, Any]] = []
         for c in changes:
-            version = self.versions.get(c.key)
-            if version is None:
+            read = self._read.get(c.key)
+            if read is None:
+                if c.state is None:
+                    continue  # nothing stored: nothing to delete
                 cond: dict[str, Any] = {
                     "ConditionExpression": "attribute_not_exists(#pk)",
                     "ExpressionAttributeNames": {"#pk": s.hash_key},
                 }
             else:
-                cond = {
-                    "ConditionExpression": "#v = :v",
-                    "ExpressionAttributeNames": {"#v": "version"},
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            if c.state is None:
-                if version is None:
-                    continue  # nothing stored: nothing to delete
-                out.append(("Delete", {"TableName": s.table, "Key": {s.hash_key: {"S": c.key}}, **cond}))
-                continue
+                version, old = read
+                names = {"#v": "version"}
+                values: dict[str, Any] = {":v": {"N": str(version)}}
+                expr = "#v = :v"
+                if old:
+                    names["#w"] = "w"
+                    values[":w"] = {"S": old[0]}
+                    expr += " AND #w = :w"
+                cond = {"ConditionExpression": expr, "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values}  # fmt: skip
+            history = [token, *(read[1] if read is not None else [])][:HISTORY]
             item: dict[str, Any] = {
                 s.hash_key: {"S": c.key},
-                "state": {"S": c.state},
-                "version": {"N": str(0 if version is None else version + 1)},
+                "version": {"N": str(0 if read is None else read[0] + 1)},
+                "w": {"S": token},
+                "ws": {"L": [{"S": t} for t in history]},
             }
-            if c.expires_at_ms is not None:
-                item["expires_at"] = {"N": str(math.ceil(c.expires_at_ms / 1000))}
-                item["expires_at_ms"] = {"N": str(int(c.expires_at_ms))}
-            out.append(("Put", {"TableName": s.table, "Item": item, **cond}))
-        return out
+            if c.state is None:  # a tombstone: dead for every reader, swept by native TTL
+                item["state"] = {"S": "null"}
+                item["expires_at"] = {"N": str(math.ceil(time.time()))}
+                item["expires_at_ms"] = {"N": "0"}
+            else:
+                item["state"] = {"S": c.state}
+                if c.expires_at_ms is not None:
+                    item["expires_at"] = {"N": str(math.ceil(c.expires_at_ms / 1000))}
+                    item["expires_at_ms"] = {"N": str(int(c.expires_at_ms))}
+            out.append({"TableName": s.table, "Item": item, **cond})
+        return out, token
 
     def commit(self, changes: Sequence[Change]) -> bool:
-        return self._store._write(self.requests(changes))
+        puts, token = self.requests(changes)
+        return self._store._write(puts, token)
 
     def close(self) -> None:
         pass
 
 
 class _ATxn:
-    def __init__(self, txn: _Txn) -> None:
+    def __init__(self, txn: _Txn, store: DynamoDBStore) -> None:
         self._txn = txn
+        self._store = store
         self.records = txn.records
 
     async def commit(self, changes: Sequence[Change]) -> bool:
-        reqs = self._txn.requests(changes)
-        if not reqs:
+        puts, token = self._txn.requests(changes)
+        if not puts:
             return True
-        return await asyncio.to_thread(self._txn._store._write, reqs)
+        return await asyncio.to_thread(self._store._write, puts, token)
 
     async def close(self) -> None:
         pass
@@ -205,9 +313,8 @@ class _AsyncTransport:
     def __init__(self, store: DynamoDBStore) -> None:
         self._s = store
 
-    async def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> _ATxn:
-        items = await asyncio.to_thread(self._s._read, keys)
-        return _ATxn(_Txn(self._s, keys, items, now_ms))
+    async def begin(self, keys: Sequence[str], write: bool) -> _ATxn:
+        return _ATxn(await asyncio.to_thread(self._s.begin, keys, write), self._s)
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._s.delete, key)
@@ -282,31 +389,50 @@ class DynamoDBStore(SnapshotStore):
             out.append(resp.get("Item"))
         return out
 
-    def _write(self, reqs: list[tuple[str, dict[str, Any]]]) -> bool:
-        """Apply the conditional writes; False when a condition failed (another writer won)."""
-        if not reqs:
+    def _write(self, puts: list[dict[str, Any]], token: str) -> bool:
+        """Apply the conditional puts (one transaction for several); False when another writer won.
+
+        When the outcome is unknown (a failed condition after botocore retried, or no answer at all),
+        the first item is read back and :func:`_verdict` decides; a write whose fate cannot be told
+        raises ``StoreError`` (the fail mode answers) instead of risking a second spend.
+        """
+        if not puts:
             return True
         self.round_trips += 1
         try:
-            if len(reqs) == 1:
-                op, params = reqs[0]
-                if op == "Put":
-                    self.client.put_item(**params)
-                else:
-                    self.client.delete_item(**params)
+            if len(puts) == 1:
+                self.client.put_item(**puts[0])
             else:
-                self.client.transact_write_items(TransactItems=[{op: params} for op, params in reqs])
+                self.client.transact_write_items(TransactItems=[{"Put": p} for p in puts])
         except Exception as exc:
             code = _code(exc)
-            if code == "ConditionalCheckFailedException":
-                return False
-            if code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(exc):
-                return False
-            raise _store_error(exc) from exc
+            conflict = code == "ConditionalCheckFailedException" or (
+                code == "TransactionCanceledException" and "ConditionalCheckFailed" in str(exc)
+            )
+            if conflict and _retry_attempts(exc) == 0:
+                return False  # our only attempt was refused: a lost race, nothing of ours applied
+            if not conflict and code:
+                raise _store_error(exc) from exc  # DynamoDB answered with an error: nothing applied
+            put = puts[0]
+            self.round_trips += 1
+            try:
+                item = self.client.get_item(
+                    TableName=self.table, Key={self.hash_key: put["Item"][self.hash_key]}, ConsistentRead=True
+                ).get("Item")
+            except Exception:
+                raise _store_error(exc) from exc  # still unreachable: report the original failure
+            verdict = _verdict(put, token, item, conflict)
+            if verdict is None:
+                raise StoreError(
+                    f"dynamodb: the outcome of a write to {put['Item'][self.hash_key]['S']!r} is unknown "
+                    f"({type(exc).__name__}: {exc})",
+                    exc,
+                ) from exc
+            return verdict
         return True
 
-    def begin(self, keys: Sequence[str], now_ms: int, write: bool) -> _Txn:
-        return _Txn(self, keys, self._read(keys), now_ms)
+    def begin(self, keys: Sequence[str], write: bool) -> _Txn:
+        return _Txn(self, keys, self._read(keys))
 
     async def _atransport(self) -> _AsyncTransport:
         return self._aio
@@ -329,6 +455,37 @@ class DynamoDBStore(SnapshotStore):
 
     async def aclose(self) -> None:
         self.close()
+
+    def ping(self) -> None:
+        """The startup check: the table exists (created when ``create``) with the key schema this store
+        writes, and the credentials are accepted. ``StoreError`` when the endpoint cannot be reached,
+        ``ConfigError`` naming the table, region and what is wrong otherwise."""
+        where = f"table {self.table!r} in region {self.client.meta.region_name!r}"
+        if self.endpoint:
+            where += f" at {self.endpoint}"
+        try:
+            if self._create:
+                self._ensure_table()
+            desc = self.client.describe_table(TableName=self.table)["Table"]
+            self.client.get_item(
+                TableName=self.table,
+                Key={self.hash_key: {"S": f"{self.prefix}:__ping__"}},
+                ConsistentRead=True,
+            )
+        except StoreError as exc:
+            raise _startup_error(exc.store_error or exc, where) from exc
+        except Exception as exc:
+            raise _startup_error(exc, where) from exc
+        schema = [(k["AttributeName"], k["KeyType"]) for k in desc.get("KeySchema", [])]
+        if schema != [(self.hash_key, "HASH")]:
+            raise ConfigError(
+                f"dynamodb: {where} has key schema {schema}; this store needs a single string partition "
+                f"key {self.hash_key!r} (hash_key=) and no sort key"
+            )
+
+    async def aping(self) -> None:
+        """See :meth:`ping` (run in a worker thread)."""
+        await asyncio.to_thread(self.ping)
 
     def __enter__(self) -> DynamoDBStore:
         return self

@@ -1,0 +1,162 @@
+"""The Postgres store's transport: connecting (sync and asyncio), one simple-query exchange, errors.
+
+:func:`exchange` / :func:`aexchange` send one query string (several statements) on a psycopg connection's
+libpq handle and wait for all of its results, bounded by ``op_timeout_s``; psycopg's cursor layer is
+not involved (it costs more client CPU than the round trip itself). What is sent and how replies are
+read lives in :mod:`throttlekit.stores._pgsql`; pooling in :mod:`throttlekit.stores._pgpool`.
+
+Errors: every failure becomes :class:`~throttlekit.StoreError` (:func:`store_error`), except in the
+startup check, where an answer from the server (a wrong database, role, password, schema or table)
+is a :class:`~throttlekit.ConfigError` (:func:`startup_error`). Passwords never appear in messages:
+:func:`redact` is the only way a URL is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from .._errors import ConfigError, StoreError
+
+__all__ = [
+    "INSTALL_HINT",
+    "aconnect",
+    "aexchange",
+    "conn_kwargs",
+    "connect",
+    "exchange",
+    "is_connection_error",
+    "psycopg",
+    "redact",
+    "startup_error",
+    "store_error",
+]
+
+INSTALL_HINT = "the Postgres store needs psycopg: pip install 'throttlekit-server[postgres]'"
+
+
+def psycopg() -> Any:
+    """The psycopg module (``ConfigError`` with the install hint when the extra is missing)."""
+    try:
+        import psycopg as module
+    except ImportError as exc:  # pragma: no cover - exercised without the extra
+        raise ConfigError(INSTALL_HINT) from exc
+    return module
+
+
+def redact(url: str) -> str:
+    """``postgresql://host:port/db`` for messages: never the password (nor the query string)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        d = conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://<unparsable URL>"
+    host = d.get("host") or "localhost"
+    port = d.get("port") or "5432"
+    user = f"{d['user']}@" if d.get("user") else ""
+    return f"postgresql://{user}{host}:{port}/{d.get('dbname') or ''}"
+
+
+def conn_kwargs(
+    url: str, connect_timeout_s: int, statement_ms: int, lock_ms: int, op_timeout_s: float, extra: str = ""
+) -> dict[str, Any]:
+    """libpq parameters: timeouts, keepalives and the settings the inlined literals rely on, merged into
+    any ``options`` the URL already has. ``extra`` adds server settings (``-c name=value ...``)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url)
+    except Exception as exc:
+        raise ConfigError(f"invalid postgres URL ({redact(url)}): {exc}") from None
+    opts = (
+        f"-c statement_timeout={int(statement_ms)} -c lock_timeout={int(lock_ms)} "
+        f"-c idle_in_transaction_session_timeout={max(int(op_timeout_s * 1000), int(statement_ms)) * 2} "
+        "-c standard_conforming_strings=on"
+    )
+    if extra:
+        opts += " " + extra
+    kw: dict[str, Any] = {"options": f"{given['options']} {opts}" if given.get("options") else opts}
+    kw["client_encoding"] = "UTF8"
+    kw.setdefault("connect_timeout", given.get("connect_timeout", max(1, int(connect_timeout_s))))
+    for k, v in (
+        ("keepalives", 1),
+        ("keepalives_idle", 5),
+        ("keepalives_interval", 2),
+        ("keepalives_count", 2),
+        ("tcp_user_timeout", int(op_timeout_s * 1000)),
+    ):
+        kw[k] = given.get(k, v)
+    return kw
+
+
+def store_error(exc: BaseException) -> StoreError:
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(f"postgres: {type(exc).__name__}: {str(exc).strip() or 'error'}", exc)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A dropped connection (worth one retry on a fresh one), not a timeout (retrying would double it)."""
+    pg = psycopg()
+    if type(exc).__name__ == "_WaitTimeout" or isinstance(exc, asyncio.TimeoutError):
+        return False
+    return isinstance(exc, (pg.OperationalError, pg.InterfaceError)) and not isinstance(
+        exc, (pg.errors.QueryCanceled, pg.errors.LockNotAvailable)
+    )
+
+
+def startup_error(exc: BaseException, url: str) -> Exception:
+    """The startup check's verdict: the server answered (it has a SQLSTATE) -> ``ConfigError`` with its
+    message; nothing answered (refused, timed out, unknown host) -> ``StoreError``."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate and not sqlstate.startswith(("08", "57")):  # connection exceptions / shutdowns: outages
+        diag = getattr(exc, "diag", None)
+        message = (getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[-1]).strip()
+        if message.startswith("FATAL:"):
+            message = message[6:].strip()
+        return ConfigError(f"postgres: {message} ({redact(url)})")
+    return StoreError(f"postgres: cannot reach {redact(url)}: {str(exc).strip() or type(exc).__name__}", exc)
+
+
+_WAIT_TIMEOUT: list[bool] = []
+
+
+def _wait_takes_timeout() -> bool:
+    if not _WAIT_TIMEOUT:
+        _WAIT_TIMEOUT.append("timeout" in inspect.signature(psycopg().Connection.wait).parameters)
+    return _WAIT_TIMEOUT[0]
+
+
+def connect(url: str, kwargs: dict[str, Any]) -> Any:
+    """A sync psycopg connection in autocommit (``connect_timeout`` bounds it). Raises psycopg errors."""
+    return psycopg().Connection.connect(url, autocommit=True, **kwargs)
+
+
+async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> Any:
+    """The asyncio twin of :func:`connect`."""
+    return await asyncio.wait_for(
+        psycopg().AsyncConnection.connect(url, autocommit=True, **kwargs), op_timeout_s
+    )
+
+
+def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
+    """Send ``query`` (one simple-query message) and return every result; bounded by ``op_timeout_s``
+    (psycopg >= 3.2; older versions wait on the TCP keepalives)."""
+    from psycopg import generators
+
+    pgconn = conn.pgconn
+    pgconn.send_query(query)
+    if _wait_takes_timeout():
+        return list(conn.wait(generators.execute(pgconn), timeout=op_timeout_s))
+    return list(conn.wait(generators.execute(pgconn)))  # pragma: no cover
+
+
+async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
+    """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable)."""
+    from psycopg import generators
+
+    pgconn = conn.pgconn
+    pgconn.send_query(query)
+    return list(await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s))

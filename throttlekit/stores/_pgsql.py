@@ -1,0 +1,157 @@
+"""The Postgres store's I/O-free core: the statements (as simple-query text) and the decoding of replies.
+
+Both halves of :class:`~throttlekit.stores.postgres.PostgresStore` (sync and asyncio) send exactly these
+bytes and read the replies with exactly these functions; only the waiting differs (see
+:mod:`throttlekit.stores._pgconn`). A decision that writes is two round trips, each one simple-query
+message (several statements, one network exchange, no per-statement protocol overhead):
+
+1. :meth:`Statements.begin_read`: ``BEGIN; SELECT pg_advisory_xact_lock(...) (one per key, in one global
+   order); SELECT key, state, expires_at ...``. In READ COMMITTED every statement takes its own snapshot,
+   so the read sees everything committed before the lock was granted.
+2. :meth:`Statements.write`: the upserts / deletes of what changed, then ``COMMIT`` (or ``COMMIT`` alone).
+
+A read-only transform is one round trip (:meth:`Statements.read`, autocommit, no lock). Values are
+inlined as SQL literals (:func:`literal`), so the connection must run with
+``standard_conforming_strings=on`` and ``client_encoding=UTF8`` (the transport sets both).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import ConfigError, StoreError
+from ._snapshot import NEVER, Change, Record
+
+__all__ = ["IDENT", "Statements", "literal", "records", "results_ok"]
+
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+#: Rows deleted per sweep statement.
+SWEEP_BATCH = 10_000
+
+
+def literal(text: str) -> bytes:
+    """``text`` as a standard-conforming SQL string literal. Postgres text cannot hold NUL."""
+    if "\x00" in text:
+        raise StoreError(f"postgres: a key or state cannot contain NUL (0x00): {text[:40]!r}")
+    return b"'" + text.replace("'", "''").encode() + b"'"
+
+
+def _ident(name: str) -> bytes:
+    return b".".join(b'"' + part.encode() + b'"' for part in name.split("."))
+
+
+class Statements:
+    """The statements for one table, built from its validated name."""
+
+    def __init__(self, table: str) -> None:
+        if not isinstance(table, str) or not IDENT.match(table):
+            raise ConfigError(
+                f"postgres table must match ^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$, got {table!r}"
+            )
+        self.table = table
+        self.schema, _, self.name = table.rpartition(".")
+        t = _ident(table)
+        idx = _ident(f"{self.name}_expires_at_idx")
+        self._select = b"SELECT key, state, expires_at FROM " + t + b" WHERE key "
+        self._upsert = b"INSERT INTO " + t + b" (key, state, expires_at) VALUES ("
+        self._conflict = (
+            b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at"
+        )
+        self._delete = b"DELETE FROM " + t + b" WHERE key = "
+        self._sweep = (
+            b"DELETE FROM " + t + b" WHERE key IN (SELECT key FROM " + t + b" WHERE expires_at < %d LIMIT "
+            + str(SWEEP_BATCH).encode() + b")"
+        )  # fmt: skip
+        self.create = (
+            b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + literal(f"throttlekit:ddl:{table}")
+            + b", 0)); CREATE TABLE IF NOT EXISTS " + t
+            + b" (key TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at BIGINT NOT NULL); CREATE INDEX IF NOT EXISTS "
+            + idx + b" ON " + t + b" (expires_at); COMMIT"
+        )  # fmt: skip
+        self.drop = b"DROP TABLE IF EXISTS " + t
+        #: one row: (table exists, its missing privileges or '', its columns as "name type" text)
+        self.inspect = (
+            b"SELECT to_regclass(" + literal(table) + b") IS NOT NULL, "
+            b"CASE WHEN to_regclass(" + literal(table) + b") IS NULL THEN '' ELSE concat_ws(', ', "
+            + b", ".join(
+                b"CASE WHEN has_table_privilege(" + literal(table) + b", '" + p + b"') THEN NULL ELSE '" + p + b"' END"
+                for p in (b"SELECT", b"INSERT", b"UPDATE", b"DELETE")
+            )
+            + b") END, (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' "
+            b"ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = to_regclass(" + literal(table)
+            + b") AND a.attnum > 0 AND NOT a.attisdropped)"
+        )  # fmt: skip
+        self.schema_exists = (
+            b"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = "
+            + (literal(self.schema) if self.schema else b"current_schema()")
+            + b")"
+        )
+
+    def _where(self, keys: Sequence[str]) -> bytes:
+        if len(keys) == 1:
+            return b"= " + literal(keys[0])
+        return b"IN (" + b", ".join(literal(k) for k in keys) + b")"
+
+    def read(self, keys: Sequence[str]) -> bytes:
+        """The lock-free read of a read-only transform (autocommit)."""
+        return self._select + self._where(keys)
+
+    def begin_read(self, keys: Sequence[str]) -> bytes:
+        """Open the transaction, take every key's advisory lock (sorted: no deadlock between multi-key
+        transforms), then read; the transaction stays open until :meth:`write`."""
+        locks = b"".join(
+            b"SELECT pg_advisory_xact_lock(hashtextextended(" + literal(k) + b", 0)); "
+            for k in sorted(set(keys))
+        )
+        return b"BEGIN; " + locks + self._select + self._where(keys)
+
+    def write(self, changes: Sequence[Change]) -> bytes:
+        """The changes, then ``COMMIT`` (just ``COMMIT`` when nothing changed: it releases the locks)."""
+        parts = []
+        for c in changes:
+            if c.state is None:
+                parts.append(self._delete + literal(c.key))
+            else:
+                expires = NEVER if c.expires_at_ms is None else int(c.expires_at_ms)
+                parts.append(
+                    self._upsert + literal(c.key) + b", " + literal(c.state) + b", " + str(expires).encode()
+                    + self._conflict
+                )  # fmt: skip
+        parts.append(b"COMMIT")
+        return b"; ".join(parts)
+
+    def delete(self, key: str) -> bytes:
+        return self._delete + literal(key)
+
+    def sweep(self, now_ms: int) -> bytes:
+        return self._sweep % int(now_ms)
+
+
+def results_ok(results: Sequence[Any]) -> Any:
+    """The last result of a simple-query exchange; raises the server's error (a psycopg ``Error``
+    subclass by SQLSTATE) when a statement failed."""
+    from psycopg import errors, pq
+
+    for res in results:
+        if res.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(res, encoding="utf-8")
+    if not results:
+        raise StoreError("postgres: the server returned no result")
+    return results[-1]
+
+
+def records(keys: Sequence[str], result: Any) -> list[Record | None]:
+    """The rows of a read as records in the order of ``keys`` (expired ones included)."""
+    by_key: dict[str, Record] = {}
+    for i in range(result.ntuples):
+        k, s, e = result.get_value(i, 0), result.get_value(i, 1), result.get_value(i, 2)
+        expires = int(e)
+        by_key[k.decode()] = Record(s.decode(), None if expires >= NEVER else expires)
+    return [by_key.get(k) for k in keys]
+
+
+def row(result: Any) -> list[bytes | None]:
+    """The first row of a result (for the startup check's inspections)."""
+    return [result.get_value(0, c) for c in range(result.nfields)]
