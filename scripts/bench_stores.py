@@ -3,6 +3,13 @@
     /tmp/venv/bin/python scripts/bench_stores.py [--seconds 3] [--stores memory,redis,postgres,dynamodb]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--redis-url redis://127.0.0.1:6379/0]
 
+With ``--pg-ceiling`` it instead measures one Postgres decision (sync ``Limiter.check``, one process, gcra)
+beside its ceiling, the very same statements sent by raw psycopg (libpq's simple-query exchange, a fixed
+JSON state instead of the Lua), interleaved round by round, with ``synchronous_commit`` on (the default)
+and off: each row prints decisions/s (median over ``--rounds``), the ratio to the ceiling and its spread.
+``--ceiling pipeline`` measures against the statements of the earlier pipeline-mode store instead
+(to rerun the "before" row on an older checkout: ``PYTHONPATH=<old checkout> python scripts/...``).
+
 With ``--grpc`` the same Check also goes through the gRPC door: one server process per store, 1 and 4
 client processes with 8 calls in flight each (round trips are the server's, as in the rows above).
 
@@ -235,6 +242,93 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto_server did not start")
 
 
+def _pg_ceiling_decide(mode: str, table: str) -> Any:
+    """A closed-loop decision by raw psycopg with the store's statements; ``mode`` "simple" (two simple-query
+    exchanges: BEGIN + lock + read, then upsert + COMMIT) or "pipeline" (the pipeline-mode statements)."""
+    from psycopg import generators
+
+    state = '{"tat":1}'
+
+    def lit(x: str) -> bytes:
+        return b"'" + x.replace("'", "''").encode() + b"'"
+
+    t = b'"' + table.encode() + b'"'
+    if mode == "simple":
+
+        def decide(conn: Any, key: str) -> None:
+            k = lit(key)
+            pg = conn.pgconn
+            pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
+                          b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
+            res = conn.wait(generators.execute(pg))
+            _ = res[-1].get_value(0, 1) if res[-1].ntuples else None  # read the state, as the store does
+            pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", " + lit(state)
+                          + b", 9223372036854775807) ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
+                          b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+            conn.wait(generators.execute(pg))
+
+        return decide
+    select = f'SELECT key, state, expires_at FROM "{table}" WHERE key = %s AND expires_at >= %s'
+    upsert = (f'INSERT INTO "{table}" (key, state, expires_at) VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE '
+              "SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at")  # fmt: skip
+
+    def decide_pipeline(conn: Any, key: str) -> None:
+        with conn.pipeline() as p:
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            cur = conn.execute(select, [key, 0])
+            p.sync()
+            cur.fetchall()
+        with conn.pipeline():
+            conn.execute(upsert, [key, state, 9223372036854775807])
+            conn.execute("COMMIT")
+
+    return decide_pipeline
+
+
+def run_pg_ceiling(url: str, table: str, prefix: str, rounds: int, seconds: float, mode: str) -> list[str]:
+    """Rows of ours vs the raw-psycopg ceiling, synchronous_commit on and off, interleaved per round."""
+    import psycopg
+
+    from throttlekit.stores.postgres import from_url
+
+    out = []
+    for sync_commit in ("on", "off"):
+        sep = "&" if "?" in url else "?"
+        opts = f"{sep}options=-c%20synchronous_commit%3D{sync_commit}"
+        store = from_url(url + opts, table=table, prefix=prefix, sweep_interval_ms=0)
+        lim = tk.Limiter(STRATEGY, store=store)
+        conn = psycopg.connect(url, autocommit=True, options=f"-c synchronous_commit={sync_commit}")
+        decide = _pg_ceiling_decide(mode, table)
+        keys = [f"k{i}" for i in range(1000)]
+        raw_keys = [f"raw:{k}" for k in keys]
+        for i in range(50):  # warm up both: connections, table, plans
+            lim.check(keys[i])
+            decide(conn, raw_keys[i])
+        ours: list[float] = []
+        ceiling: list[float] = []
+        perf = time.perf_counter
+        for r in range(rounds):
+            for side in ("ours", "ceiling"):
+                n, end = 0, perf() + seconds
+                while perf() < end:
+                    if side == "ours":
+                        lim.check(keys[n % 1000])
+                    else:
+                        decide(conn, raw_keys[n % 1000])
+                    n += 1
+                (ours if side == "ours" else ceiling).append(n / seconds)
+            print(f"  postgres synchronous_commit={sync_commit} round {r + 1}/{rounds}: ours {ours[-1]:,.0f}/s, "
+                  f"ceiling ({mode}) {ceiling[-1]:,.0f}/s, ratio {ours[-1] / ceiling[-1]:.2f}", flush=True)  # fmt: skip
+        store.close()
+        conn.close()
+        ratios = sorted(o / c for o, c in zip(ours, ceiling))
+        mo, mc = statistics.median(ours), statistics.median(ceiling)
+        out.append(f"| Postgres decision, synchronous_commit={sync_commit} | {mo:,.0f} | {mc:,.0f} | "
+                   f"{mo / mc:.2f}x | {ratios[0]:.2f}-{ratios[-1]:.2f} |")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -242,9 +336,26 @@ def main() -> None:
     ap.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--grpc", action="store_true", help="Also through the gRPC door (one server process).")
+    ap.add_argument("--pg-ceiling", action="store_true", help="Postgres decision vs raw psycopg, in rounds.")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ceiling", choices=("simple", "pipeline"), default="simple")
     a = ap.parse_args()
     os.environ.update(AWS)
     run = uuid.uuid4().hex[:8]
+    if a.pg_ceiling:
+        from throttlekit.stores.postgres import PostgresStore
+
+        table = f"tk_bench_{run}"
+        try:
+            rows_pg = run_pg_ceiling(a.postgres_url, table, f"bench-{run}", a.rounds, a.seconds, a.ceiling)
+        finally:
+            s = PostgresStore(a.postgres_url, table=table, sweep_interval_ms=0)
+            s.drop_table()
+            s.close()
+        print("\n| path | ours (decisions/s) | ceiling: same statements, raw psycopg | ratio | spread |")
+        print("|---|---:|---:|---:|---:|")
+        print("\n".join(rows_pg))
+        return
     opts: dict[str, Any] = {"redis_url": a.redis_url, "postgres_url": a.postgres_url, "prefix": f"bench-{run}",
                             "table": f"tk_bench_{run}", "ddb_table": f"tk-bench-{run}"}  # fmt: skip
     moto = None

@@ -107,17 +107,31 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+#: FATAL answers that mean "not now" (an outage), not "wrong configuration".
+_TRANSIENT = (
+    "starting up",
+    "shutting down",
+    "in recovery mode",
+    "too many clients",
+    "terminating connection",
+)
+
+
 def startup_error(exc: BaseException, url: str) -> Exception:
-    """The startup check's verdict: the server answered (it has a SQLSTATE) -> ``ConfigError`` with its
-    message; nothing answered (refused, timed out, unknown host) -> ``StoreError``."""
+    """The startup check's verdict: the server answered (a SQLSTATE, or libpq's ``FATAL:`` text from the
+    handshake) -> ``ConfigError`` with the server's message; nothing answered (refused, timed out,
+    unknown host) or the server is not ready -> ``StoreError``."""
+    text = str(exc).strip()
     sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate and not sqlstate.startswith(("08", "57")):  # connection exceptions / shutdowns: outages
+    message = None
+    if sqlstate and not sqlstate.startswith(("08", "57", "53")):  # connection, shutdown, resources
         diag = getattr(exc, "diag", None)
-        message = (getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[-1]).strip()
-        if message.startswith("FATAL:"):
-            message = message[6:].strip()
-        return ConfigError(f"postgres: {message} ({redact(url)})")
-    return StoreError(f"postgres: cannot reach {redact(url)}: {str(exc).strip() or type(exc).__name__}", exc)
+        message = getattr(diag, "message_primary", None) or text.splitlines()[-1]
+    elif "FATAL:" in text and not any(t in text for t in _TRANSIENT):
+        message = text.split("FATAL:", 1)[1].strip().splitlines()[0]
+    if message:
+        return ConfigError(f"postgres: {message.strip()} ({redact(url)})")
+    return StoreError(f"postgres: cannot reach {redact(url)}: {text or type(exc).__name__}", exc)
 
 
 _WAIT_TIMEOUT: list[bool] = []

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -129,6 +130,17 @@ _AUTH_CODES = frozenset({
 def _startup_error(exc: BaseException, where: str) -> Exception:
     """The startup check's verdict on ``exc``: ``ConfigError`` when DynamoDB answered, else ``StoreError``."""
     code = _code(exc)
+    response = getattr(exc, "response", None)
+    status = (
+        response.get("ResponseMetadata", {}).get("HTTPStatusCode") if isinstance(response, dict) else None
+    )
+    if code and code not in _AUTH_CODES and status in (401, 403):  # an auth failure in a non-JSON body
+        found = re.search(r"<Code>(.*?)</Code>", str(exc))
+        code = found.group(1) if found else "AccessDenied"
+        found = re.search(r"<Message>(.*?)</Message>", str(exc))
+        return ConfigError(
+            f"dynamodb: credentials rejected for {where}: {code}: {found.group(1) if found else status}"
+        )
     if code == "ResourceNotFoundException":
         return ConfigError(
             f"dynamodb: {where} does not exist (create it, or pass create=1 / --dynamodb-create-table)"
@@ -467,21 +479,20 @@ class DynamoDBStore(SnapshotStore):
             if self._create:
                 self._ensure_table()
             desc = self.client.describe_table(TableName=self.table)["Table"]
-            self.client.get_item(
-                TableName=self.table,
-                Key={self.hash_key: {"S": f"{self.prefix}:__ping__"}},
-                ConsistentRead=True,
-            )
+            schema = [(k["AttributeName"], k["KeyType"]) for k in desc.get("KeySchema", [])]
+            if schema != [(self.hash_key, "HASH")]:
+                raise ConfigError(
+                    f"dynamodb: {where} has key schema {schema}; this store needs a single string partition "
+                    f"key {self.hash_key!r} (hash_key=) and no sort key"
+                )
+            key = {self.hash_key: {"S": f"{self.prefix}:__ping__"}}
+            self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True)
+        except ConfigError:
+            raise
         except StoreError as exc:
             raise _startup_error(exc.store_error or exc, where) from exc
         except Exception as exc:
             raise _startup_error(exc, where) from exc
-        schema = [(k["AttributeName"], k["KeyType"]) for k in desc.get("KeySchema", [])]
-        if schema != [(self.hash_key, "HASH")]:
-            raise ConfigError(
-                f"dynamodb: {where} has key schema {schema}; this store needs a single string partition "
-                f"key {self.hash_key!r} (hash_key=) and no sort key"
-            )
 
     async def aping(self) -> None:
         """See :meth:`ping` (run in a worker thread)."""

@@ -502,7 +502,7 @@ def from_url(url: str, **kwargs: Any) -> PostgresStore:
     query: ``table``, ``prefix``, ``pool_size``, ``sweep_interval_ms``, ``statement_timeout_ms``,
     ``lock_timeout_ms``, ``synchronous_commit``; libpq's own parameters (``sslmode``,
     ``connect_timeout``, ...) go to libpq. Anything else is a ``ConfigError`` naming it."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
     pgc.psycopg()
     parts = urlsplit(url)
@@ -525,5 +525,7 @@ def from_url(url: str, **kwargs: Any) -> PostgresStore:
                 f"store URL {shown}: unknown parameter {k!r}; allowed: {', '.join(sorted(_URL_OPTIONS))} "
                 f"and libpq's ({', '.join(sorted(libpq))})"
             )
-    clean = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(rest), ""))
+    clean = urlunsplit(
+        ("postgresql", parts.netloc, parts.path, urlencode(rest, quote_via=quote), "")
+    )  # libpq: %20
     return PostgresStore(clean, **kwargs)
