@@ -138,9 +138,17 @@ _WAIT_TIMEOUT: list[bool] = []
 
 
 def _wait_takes_timeout() -> bool:
+    global generators
     if not _WAIT_TIMEOUT:
+        from psycopg import generators as module
+
+        generators = module
         _WAIT_TIMEOUT.append("timeout" in inspect.signature(psycopg().Connection.wait).parameters)
     return _WAIT_TIMEOUT[0]
+
+
+#: ``psycopg.generators``, imported by the first :func:`_wait_takes_timeout` (psycopg is an extra).
+generators: Any = None
 
 
 def connect(url: str, kwargs: dict[str, Any]) -> Any:
@@ -158,8 +166,6 @@ async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> Any
 def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
     """Send ``query`` (one simple-query message) and return every result; bounded by ``op_timeout_s``
     (psycopg >= 3.2; older versions wait on the TCP keepalives)."""
-    from psycopg import generators
-
     pgconn = conn.pgconn
     pgconn.send_query(query)
     if _wait_takes_timeout():
@@ -169,8 +175,7 @@ def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
 
 async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
     """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable)."""
-    from psycopg import generators
-
+    _wait_takes_timeout()
     pgconn = conn.pgconn
     pgconn.send_query(query)
     return list(await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s))

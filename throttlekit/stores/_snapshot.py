@@ -172,17 +172,18 @@ class SnapshotExecutor:
         except CodecError as exc:
             raise ScriptError(t.name, t.sha, f"stored state does not decode as {t.state!r}: {exc}") from None
         with self._lock:
-            engine.flush()
-            for key, r, lay in zip(keys, live, layouts):
-                if r is None or lay is None:
-                    loaded.append(None)
-                    continue
-                engine.load(clock_ms, key, lay[0], lay[1], r.expires_at_ms)
-                loaded.append((lay[0], lay[1], r.expires_at_ms))
-            with engine.lock:
-                out = engine.runner(t.name)(clock_ms, *keys, now_ms, *args)
-            after = [engine.dump(clock_ms, k) for k in keys] if not t.read_only else []
-            engine.flush()
+            try:  # the engine is empty between runs: one flush, on every exit
+                for key, r, lay in zip(keys, live, layouts):
+                    if r is None or lay is None:
+                        loaded.append(None)
+                        continue
+                    engine.load(clock_ms, key, lay[0], lay[1], r.expires_at_ms)
+                    loaded.append((lay[0], lay[1], r.expires_at_ms))
+                with engine.lock:
+                    out = engine.runner(t.name)(clock_ms, *keys, now_ms, *args)
+                after = [engine.dump(clock_ms, k) for k in keys] if not t.read_only else []
+            finally:
+                engine.flush()
         reply = list(out[1:]) if out[0] else [out[1]]
         changes: list[Change] = []
         for key, r, before, now in zip(keys, records, loaded, after):

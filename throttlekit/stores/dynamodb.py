@@ -468,7 +468,7 @@ class DynamoDBStore(SnapshotStore):
     async def aclose(self) -> None:
         self.close()
 
-    def ping(self) -> None:
+    def check_startup(self) -> None:
         """The startup check: the table exists (created when ``create``) with the key schema this store
         writes, and the credentials are accepted. ``StoreError`` when the endpoint cannot be reached,
         ``ConfigError`` naming the table, region and what is wrong otherwise."""
@@ -495,8 +495,8 @@ class DynamoDBStore(SnapshotStore):
             raise _startup_error(exc, where) from exc
 
     async def aping(self) -> None:
-        """See :meth:`ping` (run in a worker thread)."""
-        await asyncio.to_thread(self.ping)
+        """See :meth:`check_startup` (run in a worker thread)."""
+        await asyncio.to_thread(self.check_startup)
 
     def __enter__(self) -> DynamoDBStore:
         return self

@@ -294,7 +294,7 @@ class PostgresStore(SnapshotStore):
         return aio
 
     # -- the startup check ------------------------------------------------------------------------
-    def ping(self) -> None:
+    def check_startup(self) -> None:
         """The startup check, on a dedicated connection: the server is reachable (else ``StoreError``,
         bounded by the connect timeout), the database, role and password are accepted, and the table
         exists with the expected columns and privileges or can be created (else ``ConfigError`` saying
@@ -336,10 +336,10 @@ class PostgresStore(SnapshotStore):
             raise pgc.startup_error(exc, self.url) from None
 
     async def aping(self) -> None:
-        """See :meth:`ping` (run in a worker thread: startup only)."""
+        """See :meth:`check_startup` (run in a worker thread: startup only)."""
         if self._closed:
             raise StoreError("postgres store is closed")
-        await asyncio.to_thread(self.ping)
+        await asyncio.to_thread(self.check_startup)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:
