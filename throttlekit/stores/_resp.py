@@ -82,10 +82,16 @@ def evalsha_head(t: Transform, nargs: int) -> bytes:
 
 def evalsha_batch(t: Transform, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]) -> bytes:
     """``EVALSHA`` of ``t`` for every key set at one ``now_ms`` with the same ``args``, as one payload
-    (the constant head and tail packed once; the batch paths of every store)."""
+    (the constant head and tail packed once; the batch paths of every store). ASCII keys are framed as
+    text and encoded once (about twice as fast as per-key bytes formatting)."""
     head = evalsha_head(t, 1 + len(args))
     tail = bulk(now_ms) + b"".join(map(bulk, args))
     if len(t.keys) == 1:
+        if tail.isascii():
+            hs, ts = head.decode(), tail.decode()
+            text = "".join([f"{hs}${len(ks[0])}\r\n{ks[0]}\r\n{ts}" for ks in keys])
+            if text.isascii():
+                return text.encode()
         return b"".join(
             [b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, tail) for kb in [ks[0].encode() for ks in keys]]
         )
