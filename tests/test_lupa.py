@@ -156,7 +156,7 @@ def test_key_flood_is_bounded_and_evicts_expired_first(runtime: str) -> None:
 
 
 def test_max_keys_is_validated() -> None:
-    with pytest.raises(ConfigError, match="max_keys must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match="max_keys is out of range, got 0"):
         tk.MemoryStore(max_keys=0)
     with pytest.raises(ConfigError, match="runtime must be one of"):
         tk.MemoryStore(runtime="lua54")

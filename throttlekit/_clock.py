@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Protocol
+
+from ._validate import MAX_SAFE_INTEGER, integer
 
 __all__ = ["SERVER_TIME", "Clock", "ManualClock", "SystemClock"]
 
@@ -41,11 +42,7 @@ class ManualClock:
 
     @staticmethod
     def _valid(name: str, v: float) -> int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{name} must be a finite number >= 0 (epoch ms), got {v!r}")
-        if v != int(v):
-            raise ValueError(f"{name} must be a whole number of milliseconds, got {v!r}")
-        return int(v)
+        return integer(name, v, 0, MAX_SAFE_INTEGER, " (epoch ms)")
 
     def now_ms(self) -> int:
         return self._now

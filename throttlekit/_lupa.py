@@ -30,6 +30,7 @@ from lupa import lua51 as _lua51
 
 from ._errors import ConfigError, ScriptError
 from ._loader import Transform
+from ._validate import MAX_SAFE_INTEGER, integer
 
 __all__ = ["ALLOWED_COMMANDS", "RUNTIMES", "LuaEngine", "unpack_reply"]
 
@@ -506,8 +507,7 @@ class LuaEngine:
     def __init__(
         self, transforms: Sequence[Transform], *, max_keys: int = 1_000_000, runtime: str | None = None
     ) -> None:
-        if not isinstance(max_keys, int) or isinstance(max_keys, bool) or max_keys < 1:
-            raise ConfigError(f"max_keys must be an integer >= 1, got {max_keys!r}")
+        max_keys = integer("max_keys", max_keys, 1, MAX_SAFE_INTEGER)
         runtime = runtime or DEFAULT_RUNTIME
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(sorted(RUNTIMES))}, got {runtime!r}")

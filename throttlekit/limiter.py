@@ -14,6 +14,7 @@ from typing import Any
 from ._clock import SERVER_TIME, Clock, SystemClock
 from ._errors import ConfigError, ScriptError
 from ._types import Decision, Forecast, make_decision
+from ._validate import MAX_SAFE_INTEGER as _MAX_COST
 from .stores import MemoryStore, RedisStore, join_prefix, resolve_async, resolve_sync
 from .strategies import Strategy, validate_cost
 
@@ -81,7 +82,7 @@ class Limiter(_Base):
 
         Raises :class:`ConfigError` for a bad key or cost, :class:`StoreError` when the store fails.
         """
-        if cost.__class__ is not int or cost <= 0 or cost > 9007199254740991:
+        if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
             validate_cost(cost)
         if key.__class__ is not str:
             _key(key)
@@ -98,7 +99,7 @@ class Limiter(_Base):
         system = clock is None and type(store.clock) is SystemClock
 
         def check(key: str, cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost <= 0 or cost > 9007199254740991:
+            if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
                 validate_cost(cost)
             if key.__class__ is not str:
                 _key(key)
@@ -122,7 +123,7 @@ class Limiter(_Base):
         kp, clock, make = self._kp, self.clock, make_decision
 
         def check(key: str, cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost <= 0 or cost > 9007199254740991:
+            if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
                 validate_cost(cost)
             if key.__class__ is not str:
                 _key(key)

@@ -177,3 +177,11 @@ def test_tk_config_validate_lists_every_kind_of_error_at_once(tmp_path: Path) ->
         "limiters.far.period",
         "limiters.a:b.prefix",
     ]
+
+
+def test_huge_keys_and_names_are_cut_in_paths() -> None:
+    spec = {"strategy": "gcra", "limit": 1, "period": "1s"}
+    issues = _issues(json.dumps({"limiters": {"a": {**spec, "x" * 100_000: 1}, "y" * 300: spec}}))
+    assert issues[0].startswith("limiters.a.xxx") and issues[0].split(":")[0].endswith("\u2026")
+    assert issues[1].startswith("limiters.'yyy") and "policy name is 300 characters long" in issues[1]
+    assert all(len(i) < 600 for i in issues)

@@ -13,6 +13,8 @@ __all__ = ["MISSING", "ConfigIssue", "Issues", "PolicyConfigError", "did_you_mea
 
 #: Marks an issue about a value that is absent (so ``None`` can still be reported as a bad value).
 MISSING: Any = NO_VALUE
+#: Longest path shown in an issue, in characters.
+_PATH_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Issues:
         self.items: list[ConfigIssue] = []
 
     def add(self, path: str, message: str, value: Any = MISSING, allowed: str = "", hint: str = "") -> None:
+        if len(path) > _PATH_LIMIT:  # a path holds keys from the file, which may be huge
+            path = path[: _PATH_LIMIT - 1] + "\u2026"
         self.items.append(ConfigIssue(self.source, path, message, value, allowed, hint))
 
     def add_error(self, path: str, error: ConfigError, fields: dict[str, str] | None = None) -> None:

@@ -141,7 +141,12 @@ def _valid_name(name: Any, issues: Issues) -> bool:
     """Policy names: non-blank strings of at most MAX_POLICY_NAME characters, no control characters."""
     allowed = f"1 to {MAX_POLICY_NAME} characters, no control characters"
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_POLICY_NAME:
-        issues.add(f"limiters.{quote(name)}", "policy names must be non-empty strings", name, allowed)
+        problem = (
+            "policy names must be non-empty strings"
+            if not isinstance(name, str) or not name.strip()
+            else f"policy name is {len(name)} characters long"
+        )
+        issues.add(f"limiters.{quote(name)}", problem, name, allowed)
         return False
     control = _CONTROL.search(name)
     if control is not None:
