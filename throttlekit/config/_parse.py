@@ -1,9 +1,10 @@
-"""Text to data: JSON when the text starts with ``{`` or ``[``, else YAML (PyYAML's safe loader).
+"""Text to data: JSON when the text starts with ``{`` or ``[``, else YAML (PyYAML's safe loader, on
+libyaml's parser when PyYAML has it).
 
 Stricter than a plain ``yaml.safe_load``: a key repeated in one mapping is an error (YAML and JSON
-both keep the last one silently), aliases (``*name``) and nesting deeper than 64 levels are refused
-(so a small file cannot expand into an exponential amount of work), and exponent floats without a dot (``1e6``) are numbers, as in
-YAML 1.2 and JSON, rather than strings.
+both keep the last one silently), aliases (``*name``) and nesting deeper than 64 levels are refused (so
+a small file cannot expand into an exponential amount of work), and exponent floats without a dot
+(``1e6``) are numbers, as in YAML 1.2 and JSON, rather than strings.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["parse_text"]
 MAX_DEPTH = 64
 
 
-#: Resolved scalar tags by (text, implicit flags); cleared when it reaches _TAGS_MAX entries.
+#: Resolved tags of short scalars by (text, implicit flags); cleared when it reaches _TAGS_MAX entries.
 _TAGS: dict[tuple[str, Any], str] = {}
 _TAGS_MAX = 4096
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when installed
@@ -40,7 +41,7 @@ class _StrictLoader(_Base):  # type: ignore[misc]
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         # The parser asks for every scalar's tag; a policy file repeats a few dozen distinct scalars
         # (keys, strategy names, durations) thousands of times, so remember the answers (bounded).
-        if kind is not yaml.ScalarNode:
+        if kind is not yaml.ScalarNode or len(value) > 64:
             return super().resolve(kind, value, implicit)
         key = (value, implicit)
         tag = _TAGS.get(key)
