@@ -1,8 +1,9 @@
 """Strategy value objects: validated parameters that select a Lua transform and its ARGV.
 
-A strategy computes nothing: it checks its parameters (the upstream's rules, plus finiteness guards
-so no derived value can become infinite or zero), names the transforms that implement it, and lays out
-their ARGV. Durations are milliseconds or strings such as ``"500ms"``, ``"30s"``, ``"1m"``, ``"1h"``,
+A strategy computes nothing: it checks its parameters (the upstream's rules, plus the bounds of
+:mod:`throttlekit._validate`, so no derived value leaves what the Lua and Redis represent exactly; all
+bad fields are reported at once in ``ConfigError.errors``), names the transforms that implement it, and
+lays out their ARGV. Durations are milliseconds or strings such as ``"500ms"``, ``"30s"``, ``"1m"``, ``"1h"``,
 ``"1d"``.
 """
 
@@ -46,12 +47,12 @@ def validate_cost(cost: Any, name: str = "cost") -> Number:
     return v.cost(cost, name)
 
 
-def _window(c: v.Checks, field: str, window: Any, buckets: int | None = 1) -> Number | None:
+def _window(c: v.Checks, name: str, window: Any, buckets: int | None = 1) -> Number | None:
     """A window (and its bucket width when ``buckets``): a duration the Lua can divide instants by."""
-    ms = c(v.duration, field, window)
+    ms = c(v.duration, name, window)
     if ms is not None and buckets is not None:
         what = "the bucket width window/buckets" if buckets > 1 else "the window"
-        if c(v.span, field, what, ms / buckets, divides_now=True) is None:
+        if c(v.span, name, what, ms / buckets, divides_now=True) is None:
             return None
     return ms
 
