@@ -40,31 +40,35 @@ def _redis(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
 
 
 def _postgres(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
-    from ..stores.postgres import PostgresStore
+    from ..stores import open_store
 
     url, table = opts["postgres_url"], opts["postgres_table"]
-    probe = PostgresStore(url, table=table, sweep_interval_ms=0)
     try:
-        probe.sweep()  # connects, creates the table on first use
+        probe = open_store(url, asynchronous=False, table=table, sweep_interval_ms=0)
+        try:
+            probe.sweep()  # connects, creates the table on first use
+        finally:
+            probe.close()
     except ThrottleKitError as exc:
         raise click.ClickException(f"cannot reach Postgres at {url}: {exc}") from exc
-    finally:
-        probe.close()
-    return lambda clock: PostgresStore(url, table=table, clock=clock, sweep_interval_ms=0)
+    return lambda clock: open_store(url, asynchronous=False, clock=clock, table=table, sweep_interval_ms=0)
 
 
 def _dynamodb(opts: dict[str, Any]) -> Callable[[ManualClock], Any]:
-    from ..stores.dynamodb import DynamoDBStore
+    from ..stores import open_store
+    from ..stores._factory import dynamodb_url
 
-    kw = {"region": opts["dynamodb_region"], "endpoint": opts["dynamodb_endpoint"]}
-    probe = DynamoDBStore(opts["dynamodb_table"], create=opts["dynamodb_create_table"], **kw)
+    table = opts["dynamodb_table"]
+    url = dynamodb_url(table, region=opts["dynamodb_region"], endpoint=opts["dynamodb_endpoint"])
     try:
-        probe.eval("gcra_peek", ["tk-verify-probe"], 0, [1000, 1, 1])
+        probe = open_store(url, asynchronous=False, create=opts["dynamodb_create_table"])
+        try:
+            probe.eval("gcra_peek", ["tk-verify-probe"], 0, [1000, 1, 1])
+        finally:
+            probe.close()
     except ThrottleKitError as exc:
-        raise click.ClickException(f"cannot use DynamoDB table {opts['dynamodb_table']!r}: {exc}") from exc
-    finally:
-        probe.close()
-    return lambda clock: DynamoDBStore(opts["dynamodb_table"], clock=clock, **kw)
+        raise click.ClickException(f"cannot use DynamoDB table {table!r}: {exc}") from exc
+    return lambda clock: open_store(url, asynchronous=False, clock=clock)
 
 
 #: ``--store`` choices: name -> builder(options) -> store factory(clock). One entry per store.

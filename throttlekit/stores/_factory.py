@@ -38,6 +38,7 @@ from .base import AsyncScriptStore, ScriptStore
 __all__ = [
     "STORES",
     "StoreKind",
+    "dynamodb_url",
     "open_async",
     "open_store",
     "open_sync",
@@ -159,6 +160,32 @@ def resolve_async(store: Any, clock: Clock | None = None) -> tuple[AsyncScriptSt
     return store, False
 
 
+def dynamodb_url(
+    table: str,
+    *,
+    region: str | None = None,
+    endpoint: str | None = None,
+    prefix: str = "",
+    create: bool = False,
+) -> str:
+    """``dynamodb://TABLE?...`` for flag values (the server's and ``tk lua verify``'s)."""
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        {
+            k: v
+            for k, v in (
+                ("region", region),
+                ("endpoint", endpoint),
+                ("prefix", prefix),
+                ("create", "1" if create else ""),
+            )
+            if v
+        }
+    )
+    return f"dynamodb://{table}" + (f"?{query}" if query else "")
+
+
 def store_from_flags(
     backend: str,
     *,
@@ -189,19 +216,12 @@ def store_from_flags(
     if backend == "dynamodb":
         if not dynamodb_table:
             raise ConfigError("the dynamodb store needs a table (--dynamodb-table NAME)")
-        from urllib.parse import urlencode
-
-        query = urlencode(
-            {
-                k: v
-                for k, v in (
-                    ("region", dynamodb_region),
-                    ("endpoint", dynamodb_endpoint),
-                    ("prefix", dynamodb_prefix),
-                    ("create", "1" if dynamodb_create_table else ""),
-                )
-                if v
-            }
+        url = dynamodb_url(
+            dynamodb_table,
+            region=dynamodb_region,
+            endpoint=dynamodb_endpoint,
+            prefix=dynamodb_prefix,
+            create=dynamodb_create_table,
         )
-        return open_async(f"dynamodb://{dynamodb_table}" + (f"?{query}" if query else ""), clock=clock)
+        return open_async(url, clock=clock)
     raise ConfigError(f"unknown store {backend!r}: expected memory, redis, postgres or dynamodb")
