@@ -1,34 +1,40 @@
 #!/usr/bin/env python3
-"""Benchmark ``RateLimiter.Check`` through the gRPC door, for the memory store and Redis.
+"""Benchmark ``RateLimiter.Check`` through the gRPC door against its ceiling, measured in the same run.
 
-The load generator is h2load (Debian ``nghttp2-client``; ``apt-get install -y nghttp2-client``), a C
-HTTP/2 client sending a prebuilt gRPC frame, so the generator costs the 2-core machine little and the
-server is what saturates. Per store it runs:
+The ceiling is a bare ``grpc.aio`` server (same server options, one process) whose Check handler
+answers fixed bytes: what one Python gRPC process can do at all on this machine. Beside it the script
+starts ``throttlekit-server`` on the memory store and on Redis, and drives all of them with the same
+h2load load (Debian ``nghttp2-client``: ``apt-get install -y nghttp2-client``), a C HTTP/2 client sending
+a prebuilt gRPC frame, so the generator costs the machine little and the server is what saturates.
+Without h2load it falls back to several Python client processes (weaker: they share the cores).
 
-* ``saturate``: 4 connections x 16 concurrent streams, as fast as the server answers;
-* ``paced``: the target rate (memory 5,000/s, Redis 3,000/s) from 10 connections, latency at that load;
-* ``500/s``: one connection paced at 500 requests/s (the issue's latency target).
+Rounds interleave the servers (echo, memory, redis, echo, ...) so drifting background load hits them
+alike; each row reports the median Check/s, the median ratio to the echo of the same round and the
+spread (min-max) of that ratio over the rounds. A progress line per group goes to stderr.
 
-Latency percentiles come from h2load's per-request log (time to the end of the response). The policy
-is a fixed window with a huge limit, so every Check takes the ALLOW path on one hot key; after each
-store's runs the script Peeks the key and checks that the server counted exactly the requests h2load
-saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
+The policy is a fixed window with a huge limit, so every Check takes the ALLOW path on one hot key;
+after the rounds the script Peeks the key and checks that the server counted exactly the requests the
+load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 
-Usage: ``python scripts/bench_grpc.py [--seconds 4] [--redis redis://127.0.0.1:6379/0] [--stores memory,redis]``
+Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import os
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,18 +44,9 @@ from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
 
 LIMIT = 10**15
 CONFIG = f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {LIMIT}, period: 1d }}\n"
-TARGET_RPS = {"memory": 5000, "redis": 3000}
-
-
-@dataclass
-class Result:
-    store: str
-    phase: str
-    requests: int
-    ok: int
-    rps: float
-    p50_ms: float
-    p99_ms: float
+METHOD = "/throttlekit.v1.RateLimiter/Check"
+#: h2load's load: connections x concurrent streams per connection.
+CLIENTS, STREAMS = 4, 16
 
 
 def grpc_frame(message: bytes) -> bytes:
@@ -57,7 +54,12 @@ def grpc_frame(message: bytes) -> bytes:
     return b"\x00" + struct.pack(">I", len(message)) + message
 
 
+def _port_of(line: str) -> int:
+    return int(line.split("listening on ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
+
+
 def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
+    """``throttlekit-server`` on ``store`` (memory or redis) on a free port: (process, port)."""
     args = [
         sys.executable,
         "-c",
@@ -71,22 +73,56 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     ]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
+    return _spawn(args)
+
+
+def start_echo() -> tuple[subprocess.Popen[str], int]:
+    """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``)."""
+    return _spawn([sys.executable, str(Path(__file__).resolve()), "--echo"])
+
+
+def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
         raise SystemExit(f"server did not start: {line!r}")
-    port = int(line.split("listening on ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
-    return proc, port
+    return proc, _port_of(line)
+
+
+def echo_main() -> None:
+    """Serve the echo on a free port; print the port like throttlekit-server does; stop on SIGTERM."""
+    from throttlekit.server._app import _OPTIONS
+
+    answer = pb.CheckResponse(
+        decision=pb.Decision(allowed=True, limit=LIMIT, remaining=LIMIT - 1, reset_at=1, retry_after_ms=0)
+    ).SerializeToString()
+
+    async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return answer
+
+    async def run() -> None:
+        server = grpc.aio.server(options=_OPTIONS)
+        handler = grpc.unary_unary_rpc_method_handler(check)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("throttlekit.v1.RateLimiter", {"Check": handler}),)
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        print(f"echo listening on 127.0.0.1:{port}", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.stop(0)
+
+    asyncio.run(run())
 
 
 def h2load(
-    port: int, frame: Path, log: Path, *, n: int, clients: int, streams: int, rps: int | None
+    port: int, frame: Path, log: Path | None, *, n: int, clients: int, streams: int, rps: int | None
 ) -> tuple[int, float]:
-    """Run h2load; return (succeeded requests, requests per second)."""
-    if log.exists():
-        log.unlink()  # h2load appends
+    """Run h2load against Check; return (succeeded requests, requests per second)."""
     args = [
         "h2load",
         "-n",
@@ -101,15 +137,15 @@ def h2load(
         "content-type: application/grpc",
         "-H",
         "te: trailers",
-        f"--log-file={log}",
     ]
+    if log is not None:
+        if log.exists():
+            log.unlink()  # h2load appends
+        args.append(f"--log-file={log}")
     if rps:
         args += ["--rps", str(rps)]
     out = subprocess.run(
-        [*args, f"http://127.0.0.1:{port}/throttlekit.v1.RateLimiter/Check"],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*args, f"http://127.0.0.1:{port}{METHOD}"], capture_output=True, text=True, check=True
     ).stdout
     ok = rate = 0.0
     for line in out.splitlines():
@@ -120,9 +156,57 @@ def h2load(
     return int(ok), rate
 
 
-def percentiles(log: Path) -> tuple[float, float]:
-    lat = sorted(int(line.split("\t")[2]) for line in log.read_text().splitlines() if line.strip())
-    return lat[len(lat) // 2] / 1000, lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1000
+def _client_process(port: int, n: int, streams: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    async def run() -> int:
+        request = pb.CheckRequest(policy="bench", key="hot", cost=1)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = pb_grpc.RateLimiterStub(ch)
+            left = n
+            ok = 0
+
+            async def worker() -> None:
+                nonlocal left, ok
+                while left > 0:
+                    left -= 1
+                    await stub.Check(request, timeout=10)
+                    ok += 1
+
+            await asyncio.gather(*(worker() for _ in range(streams)))
+            return ok
+
+    out.put(asyncio.run(run()))
+
+
+def python_load(port: int, *, n: int, clients: int, streams: int) -> tuple[int, float]:
+    """The fallback load generator: ``clients`` processes x ``streams`` concurrent calls each."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    procs = [
+        multiprocessing.Process(target=_client_process, args=(port, n // clients, streams, queue))
+        for _ in range(clients)
+    ]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    ok = sum(queue.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return ok, ok / (time.perf_counter() - t0)
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen[str]
+    port: int
+    counts: bool  # a throttlekit server: Peek tells how many Checks it decided
+    sent: int = 0
+    rates: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per RPC
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def counted(port: int) -> int:
@@ -131,59 +215,90 @@ def counted(port: int) -> int:
     return LIMIT - d.remaining
 
 
-def bench_store(store: str, seconds: float, redis_url: str, tmp: Path, frame: Path) -> list[Result]:
-    config = tmp / "bench.yaml"
-    config.write_text(CONFIG)
-    proc, port = start_server(config, store, redis_url)
-    log = tmp / "h2load.log"
-    results: list[Result] = []
-    sent = 0
-    try:
-        h2load(port, frame, log, n=2000, clients=4, streams=16, rps=None)  # warm up
-        sent += 2000
-        target = TARGET_RPS[store]
-        phases = [
-            ("saturate", dict(n=int(9000 * seconds), clients=4, streams=16, rps=None)),
-            (f"paced {target}/s", dict(n=int(target * seconds), clients=10, streams=1, rps=target // 10)),
-            ("paced 500/s", dict(n=int(500 * seconds), clients=1, streams=1, rps=500)),
-        ]
-        for name, kw in phases:
-            ok, rate = h2load(port, frame, log, **kw)  # type: ignore[arg-type]
-            sent += ok
-            p50, p99 = percentiles(log)
-            results.append(Result(store, name, kw["n"], ok, rate, p50, p99))  # type: ignore[arg-type]
-        seen = counted(port)
-        if seen != sent:
-            raise SystemExit(f"{store}: the server decided {seen} Checks but h2load saw {sent} succeed")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    return results
-
-
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=4.0, help="duration of each measured phase")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers (default 5)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="rough length of one measured run")
     ap.add_argument(
         "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    ap.add_argument("--stores", default="memory,redis")
+    ap.add_argument("--stores", default="memory,redis", help="comma-separated: memory, redis")
     args = ap.parse_args()
-    if shutil.which("h2load") is None:
-        print("h2load not found: apt-get install -y nghttp2-client", file=sys.stderr)
-        return 2
+    if args.echo:
+        echo_main()
+        return 0
+    use_h2load = shutil.which("h2load") is not None
+    if not use_h2load:
+        print(
+            "h2load not found (apt-get install -y nghttp2-client): falling back to Python client "
+            "processes, which share the cores with the server and understate every row",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         frame = tmp / "check.bin"
         frame.write_bytes(grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString()))
-        results = [
-            r for s in args.stores.split(",") for r in bench_store(s, args.seconds, args.redis, tmp, frame)
-        ]
-    print(f"\nCheck over gRPC, {os.cpu_count()} CPUs, h2load load generator, {args.seconds:g} s per phase\n")
-    print("| store | phase | requests ok | Check/s | p50 ms | p99 ms |")
-    print("|---|---|--:|--:|--:|--:|")
-    for r in results:
-        print(f"| {r.store} | {r.phase} | {r.ok} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |")
+        config = tmp / "bench.yaml"
+        config.write_text(CONFIG)
+        targets: list[Target] = []
+        try:
+            proc, port = start_echo()
+            targets.append(Target("echo (ceiling)", proc, port, counts=False))
+            for store in args.stores.split(","):
+                proc, port = start_server(config, store, args.redis)
+                targets.append(Target(f"Check, {store}", proc, port, counts=True))
+
+            def load(t: Target, n: int) -> tuple[int, float]:
+                if use_h2load:
+                    return h2load(t.port, frame, None, n=n, clients=CLIENTS, streams=STREAMS, rps=None)
+                return python_load(t.port, n=n, clients=CLIENTS, streams=STREAMS)
+
+            for t in targets:  # warm up, and size a run so the echo takes about --seconds
+                ok, rate = load(t, 3000)
+                t.sent += ok
+            ok, rate = load(targets[0], 4000)
+            n = max(2000, int(rate * args.seconds))
+            for r in range(1, args.rounds + 1):
+                line = []
+                for t in targets:
+                    cpu0 = t.cpu_s()
+                    ok, rate = load(t, n)
+                    t.cpu_us.append((t.cpu_s() - cpu0) / max(ok, 1) * 1e6)
+                    t.sent += ok
+                    t.rates.append(rate)
+                    line.append(f"{t.name} {rate:,.0f}/s {t.cpu_us[-1]:.0f} us CPU/RPC")
+                print(f"round {r}/{args.rounds}: " + ", ".join(line), file=sys.stderr, flush=True)
+            for t in targets:
+                if t.counts:
+                    seen = counted(t.port)
+                    if seen != t.sent:
+                        raise SystemExit(f"{t.name}: the server decided {seen} Checks but {t.sent} succeeded")
+        finally:
+            for t in targets:
+                t.proc.send_signal(signal.SIGTERM)
+            for t in targets:
+                t.proc.wait(timeout=30)
+    echo = targets[0].rates
+    gen = f"h2load -c {CLIENTS} -m {STREAMS}" if use_h2load else f"{CLIENTS} Python client processes"
+    print(
+        f"\nCheck over gRPC, one server process each, {os.cpu_count()} CPUs, {gen}, "
+        f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key\n"
+    )
+    echo_cpu = targets[0].cpu_us
+    print(
+        "| server | Check/s (median) | ratio to echo (median) | spread | server CPU us/RPC "
+        "| CPU ratio (echo/ours) | spread |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|")
+    for t in targets:
+        ratios = [a / b for a, b in zip(t.rates, echo, strict=True)]
+        cpu = [b / a for a, b in zip(t.cpu_us, echo_cpu, strict=True)]
+        print(
+            f"| {t.name} | {statistics.median(t.rates):,.0f} | {statistics.median(ratios):.2f}x "
+            f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(t.cpu_us):.0f} "
+            f"| {statistics.median(cpu):.2f}x | {min(cpu):.2f}-{max(cpu):.2f}x |"
+        )
     return 0
 
 

@@ -18,6 +18,9 @@ import reprlib
 from collections.abc import Sequence
 from typing import Any
 
+#: Longest error text :func:`loggable` returns.
+LOGGABLE_CHARS = 300
+
 
 class ThrottleKitError(Exception):
     """Root of every error raised by throttlekit."""
@@ -178,3 +181,16 @@ class NotSupportedError(ThrottleKitError):
     """The strategy or store does not offer this operation."""
 
     code = "not_implemented"
+
+
+def loggable(exc: BaseException) -> str:
+    """``exc``'s message fit for a log line: the client keys it carries (``key``/``keys`` attributes)
+    replaced by ``<key>``, control characters escaped, at most :data:`LOGGABLE_CHARS` characters."""
+    text = str(exc)
+    keys = [getattr(exc, "key", None), *(getattr(exc, "keys", None) or ())]
+    for key in sorted((k for k in keys if isinstance(k, str) and k), key=len, reverse=True):
+        text = text.replace(repr(key), "<key>").replace(key, "<key>")
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > LOGGABLE_CHARS:
+        text = text[: LOGGABLE_CHARS - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from . import _validate as v
 from ._clock import Clock, SystemClock
-from ._errors import NotSupportedError, StoreError
+from ._errors import NotSupportedError, StoreError, loggable
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
 from .stores import MemoryStore, ScriptStore, resolve_async
@@ -342,7 +342,8 @@ class TwoTierLimiter:
             try:
                 await self._grant(key, self.batch, True)
             except Exception as exc:
-                log.warning("two-tier proactive refill for %r failed: %s", key, exc)
+                # never the key itself: client keys stay out of the logs
+                log.warning("two-tier proactive refill (prefix %r) failed: %s", self.l2.prefix, loggable(exc))
             finally:
                 entry.refilling = False
 

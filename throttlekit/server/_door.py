@@ -10,7 +10,14 @@ with these documented limits):
 
 A denial is a normal reply. A store outage is a synthesized decision (the service's fail mode); only a
 Forecast, which has no honest synthesized answer, reports UNAVAILABLE. Ops a policy kind does not offer
-answer UNIMPLEMENTED naming the op and the policy; a transform error is INTERNAL.
+answer UNIMPLEMENTED naming the op and the policy. A store key holding another strategy's state (Redis
+``WRONGTYPE``: another client of a shared store uses the policy's prefix) is FAILED_PRECONDITION naming the
+policy. A transform's own error, or a decision the wire cannot carry, is INTERNAL with a generic message;
+the detail goes to the server log once per burst (never a Lua traceback, a path or a client key to the
+client, never a log line per request).
+
+The response is built inside the same error handling as the decision: nothing a store returns can make
+grpc answer UNKNOWN with a traceback.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from typing import Any, NoReturn
 
 import grpc
 
-from .._errors import NotSupportedError, StoreError, ThrottleKitError
+from .._errors import NotSupportedError, ScriptError, StoreError, ThrottleKitError, loggable
 from .._proto import throttlekit_pb2 as pb
 from .._proto import throttlekit_pb2_grpc as pb_grpc
 from .._types import Decision
+from ..stores.base import Reply
 from ..strategies import MAX_COST
 from ._service import RateLimiterService, UnknownPolicyError
 
@@ -39,6 +47,9 @@ MAX_KEYS = 1000
 
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _PbDecision = pb.Decision
+_CheckResponse = pb.CheckResponse
+_FIELDS = ("allowed", "limit", "remaining", "reset_at", "retry_after_ms")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def _pb(d: Decision) -> Any:
@@ -49,6 +60,41 @@ def _pb(d: Decision) -> Any:
         reset_at=d.reset_at,
         retry_after_ms=d.retry_after_ms,
     )
+
+
+def _reply_pb(r: Reply) -> Any:
+    """The wire Decision straight from a transform's reply items (``allowed`` is 1/0 or a bool)."""
+    return _PbDecision(allowed=r[0] == 1, limit=r[1], remaining=r[2], reset_at=r[3], retry_after_ms=r[4])
+
+
+class _Unencodable(Exception):
+    """A response field the wire cannot carry (not an integer, or outside int64)."""
+
+
+def _bad_fields(names: Sequence[str], values: Sequence[Any]) -> list[str]:
+    bad = []
+    for name, v in zip(names, values, strict=False):
+        if v.__class__ is not int and v.__class__ is not bool:
+            bad.append(f"{name}={v!r} is not an integer")
+        elif not _INT64[0] <= v <= _INT64[1]:
+            bad.append(f"{name}={v} is outside int64")
+    return bad
+
+
+def _wire(exc: Exception, answer: Any) -> Exception:
+    """``exc`` raised while building a response from ``answer`` (reply items, a Decision or a Forecast):
+    an :class:`_Unencodable` naming the fields without a wire form, else ``exc`` itself."""
+    if answer is None or not isinstance(exc, (TypeError, ValueError)):
+        return exc
+    if isinstance(answer, (tuple, list)):
+        names, values = _FIELDS[1:], list(answer)[1:]
+    elif hasattr(answer, "__dataclass_fields__"):
+        names = tuple(f for f in answer.__dataclass_fields__ if f != "allowed")
+        values = [getattr(answer, f) for f in names]
+    else:
+        return exc
+    bad = _bad_fields(names, values)
+    return _Unencodable("; ".join(bad)) if bad else exc
 
 
 class _Reject(Exception):
@@ -73,6 +119,17 @@ def _key(key: str) -> str:
     if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise _Reject(_INVALID, f"key is longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+#: Keys of at most this many characters cannot exceed MAX_KEY_BYTES: the hot path skips the check.
+_SHORT_KEY = MAX_KEY_BYTES // 4
+
+
+def _policy_name(request: Any) -> str:
+    try:
+        return str(request.policy)
+    except _Reject:  # a malformed request has no policy
+        return ""
 
 
 class _Malformed:
@@ -131,29 +188,74 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             raise _Reject(_INVALID, "policy is required")
         raise _Reject(grpc.StatusCode.NOT_FOUND, str(UnknownPolicyError(name, self.service.names)))
 
-    async def _fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
-        if isinstance(exc, _Reject):
-            await context.abort(exc.code, exc.details)
-        if isinstance(exc, NotSupportedError):
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
-        if isinstance(exc, StoreError):
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"store unavailable: {exc}")
-        if isinstance(exc, ThrottleKitError):
-            log.error("request failed: %s", exc)
-            await context.abort(grpc.StatusCode.INTERNAL, str(exc))
-        log.exception("unexpected error in a RateLimiter handler")
-        await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, exc: BaseException, policy: str = ""
+    ) -> NoReturn:
+        code, details = self._status(exc, policy)
+        await context.abort(code, details)
         raise AssertionError("unreachable: abort raises")
 
+    def _status(self, exc: BaseException, policy: str) -> tuple[grpc.StatusCode, str]:
+        """The status and client-facing message for ``exc``; faults are logged once per burst."""
+        if isinstance(exc, _Reject):
+            return exc.code, exc.details
+        if isinstance(exc, NotSupportedError):
+            return grpc.StatusCode.UNIMPLEMENTED, str(exc)
+        rt = self._policies.get(policy)
+        name = f'policy "{policy}"' if rt is not None else "this request"
+        errors = self.service.errors
+        if isinstance(exc, StoreError):
+            self.service.outage.failed(exc, 0)
+            return grpc.StatusCode.UNAVAILABLE, f"{name}: the store is unavailable (fail {self.service.fail})"
+        if isinstance(exc, ScriptError) and "WRONGTYPE" in str(exc):
+            strategy = getattr(getattr(rt, "policy", None), "strategy", None)
+            kind = f" ({strategy.kind})" if strategy is not None else ""
+            prefix = getattr(getattr(rt, "policy", None), "prefix", "")
+            errors.report(
+                f"wrongtype:{policy}",
+                f"{name}{kind}: a store key under prefix {prefix!r} holds "
+                "another strategy's state (WRONGTYPE): another client of the shared store writes "
+                "this prefix with a different strategy",
+            )
+            return grpc.StatusCode.FAILED_PRECONDITION, (
+                f"{name}{kind}: the store holds another strategy's state at this key (another client of "
+                f"the shared store uses prefix {prefix!r} with a different strategy); the key belongs to "
+                f"{name}: give the other client another prefix"
+            )
+        if isinstance(exc, _Unencodable):
+            errors.report(f"unencodable:{policy}", f"{name}: a decision the wire cannot carry: {exc}")
+            return grpc.StatusCode.INTERNAL, (
+                f"{name}: the decision for this request has no wire form (a field out of range); "
+                "the server log has the detail"
+            )
+        if isinstance(exc, ThrottleKitError):
+            errors.report(f"{type(exc).__name__}:{policy}", f"{name}: request failed: {loggable(exc)}")
+            return grpc.StatusCode.INTERNAL, f"{name}: internal error; the server log has the detail"
+        errors.report(
+            f"unexpected:{type(exc).__name__}:{policy}",
+            f"{name}: unexpected error in a RateLimiter handler: {loggable(exc)}",
+        )
+        return grpc.StatusCode.INTERNAL, f"{name}: internal error; the server log has the detail"
+
     async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        r: Any = None
         try:
-            rt = self._policy(request.policy)
-            d = await rt.check(_key(request.key), _cost(request.cost))
+            rt = self._policies.get(request.policy) or self._policy(request.policy)
+            key = request.key
+            if len(key) > _SHORT_KEY:
+                _key(key)
+            cost = request.cost
+            if not 0 < cost <= MAX_COST:
+                cost = _cost(cost)
+            r = rt.check_reply(key, cost)
+            if not rt.inline:
+                r = await r
+            return _CheckResponse(decision=_reply_pb(r))
         except Exception as exc:
-            await self._fail(context, exc)
-        return pb.CheckResponse(decision=_pb(d))
+            await self._fail(context, _wire(exc, r), _policy_name(request))
 
     async def CheckMany(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        rs: Any = None
         try:
             rt = self._policy(request.policy)
             keys: Sequence[str] = request.keys
@@ -162,43 +264,48 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             cost = _cost(request.cost)
             for k in keys:
                 _key(k)
-            ds = await rt.check_many(list(keys), cost)
+            rs = await rt.check_many_replies(list(keys), cost)
+            return pb.CheckManyResponse(decisions=[_reply_pb(r) for r in rs])
         except Exception as exc:
-            await self._fail(context, exc)
-        return pb.CheckManyResponse(decisions=[_pb(d) for d in ds])
+            if rs is not None:
+                exc = next((e for e in (_wire(exc, r) for r in rs) if e is not exc), exc)
+            await self._fail(context, exc, _policy_name(request))
 
     async def Peek(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        d = None
         try:
             d = await self._policy(request.policy).peek(_key(request.key))
+            return pb.PeekResponse(decision=_pb(d))
         except Exception as exc:
-            await self._fail(context, exc)
-        return pb.PeekResponse(decision=_pb(d))
+            await self._fail(context, _wire(exc, d), _policy_name(request))
 
     async def Forecast(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        f = None
         try:
             f = await self._policy(request.policy).forecast(_key(request.key), _cost(request.cost))
-        except Exception as exc:
-            await self._fail(context, exc)
-        return pb.ForecastResponse(
-            forecast=pb.Forecast(
-                spendable_now=f.spendable_now, next_replenish_at=f.next_replenish_at, full_at=f.full_at
+            return pb.ForecastResponse(
+                forecast=pb.Forecast(
+                    spendable_now=f.spendable_now, next_replenish_at=f.next_replenish_at, full_at=f.full_at
+                )
             )
-        )
+        except Exception as exc:
+            await self._fail(context, _wire(exc, f), _policy_name(request))
 
     async def Debit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        d = None
         try:
             rt = self._policy(request.policy)
             d = await rt.debit(_key(request.key), _cost(request.tokens, "tokens"))
+            return pb.DebitResponse(decision=_pb(d))
         except Exception as exc:
-            await self._fail(context, exc)
-        return pb.DebitResponse(decision=_pb(d))
+            await self._fail(context, _wire(exc, d), _policy_name(request))
 
     async def Admit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             self._policy(request.policy)
             raise self.service.unsupported(request.policy, "admit")
         except Exception as exc:
-            await self._fail(context, exc)
+            await self._fail(context, exc, _policy_name(request))
 
     async def Release(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Malformed):

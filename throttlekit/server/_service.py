@@ -6,9 +6,16 @@ the decision synthesized for a store outage under ``fail`` (spec 4.4): ``allowed
 ``limit`` = the strategy's limit, ``remaining`` = the limit when allowed else 0, ``reset_at`` = 0,
 ``retry_after_ms`` = 0.
 
-The memory store is called synchronously on the event-loop thread (lupa is fast from one thread and
-slow across threads); a Redis URL becomes a :class:`PipelinedRedisStore`, so concurrent requests share
-one write per loop tick on one pipelined connection.
+Runtimes are typed against the store protocols only: a store whose ``inline`` is True (the memory store:
+no I/O) is called synchronously on the event-loop thread (lupa is fast from one thread and slow across
+threads), any other through its awaitable methods. The rate runtime's hot path (``check_reply``,
+``check_many_replies``) hands the transform's reply items straight to the door, which builds the wire
+message from them (no intermediate :class:`Decision`). A Redis URL becomes a pipelined store, so
+concurrent requests share one write per loop tick on one connection.
+
+Errors: every :class:`StoreError` is an outage answered per ``fail`` and logged once per burst
+(:class:`OutageLog`); a transform's own failure is logged once per burst too (:class:`ErrorLog`), with its
+detail, and the door answers the client a generic message. Log lines never carry a client key.
 """
 
 from __future__ import annotations
@@ -16,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from .._clock import Clock
-from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError
-from .._types import Decision, Forecast
+from .._clock import SERVER_TIME, Clock
+from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
+from .._types import Decision, Forecast, make_decision
 from ..config import (
     FleetBudgetPolicy,
     Policy,
@@ -33,12 +40,13 @@ from ..config import (
 )
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
-from ..stores import AsyncRedisStore, AsyncScriptStore, MemoryStore, RedisStore, open_async
+from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
 from ..stores._factory import store_kind
-from ..stores.pipelined import PipelinedRedisStore
+from ..stores.base import Reply, join_prefix
 from ..two_tier import TwoTierLimiter
 
 __all__ = [
+    "ErrorLog",
     "FailMode",
     "OutageLog",
     "RateLimiterService",
@@ -66,6 +74,7 @@ class OutageLog:
     """Logs a store outage once when it starts, a reminder at most every ``remind_s``, and once on recovery.
 
     ``failed`` and ``recovered`` are called on every decision; both are O(1) and cheap when nothing changes.
+    Messages carry the error's text through :func:`~throttlekit._errors.loggable` (no client key).
     """
 
     def __init__(self, fail: FailMode, *, remind_s: float = 60.0, logger: logging.Logger = log) -> None:
@@ -83,7 +92,9 @@ class OutageLog:
         if not self.down:
             self.down, self._since, self._reminded = True, now, now
             self.log.warning(
-                "store outage: %s; failing %s (synthesized decisions) until it recovers", exc, self.fail
+                "store outage: %s; failing %s (synthesized decisions) until it recovers",
+                loggable(exc),
+                self.fail,
             )
         elif now - self._reminded >= self.remind_s:
             self._reminded = now
@@ -92,7 +103,7 @@ class OutageLog:
                 now - self._since,
                 self.synthesized,
                 self.fail,
-                exc,
+                loggable(exc),
             )
 
     def recovered(self) -> None:
@@ -107,23 +118,64 @@ class OutageLog:
             self.synthesized = 0
 
 
+class ErrorLog:
+    """Logs each kind of request failure once per burst: the first occurrence with its detail, then at
+    most one line every ``remind_s`` per kind counting what was suppressed in between.
+
+    ``report(kind, message)``: ``kind`` groups repeats (e.g. the policy and the error class), ``message``
+    is logged as is (callers pass text already made loggable). O(1) per call.
+    """
+
+    def __init__(
+        self, *, remind_s: float = 60.0, logger: logging.Logger = log, max_kinds: int = 1024
+    ) -> None:
+        self.remind_s = remind_s
+        self.log = logger
+        self.max_kinds = max_kinds
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def report(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        seen = self._last.get(kind)
+        if seen is None or now - seen[0] >= self.remind_s:
+            suppressed = 0 if seen is None else seen[1]
+            if seen is None and len(self._last) >= self.max_kinds:
+                self._last.pop(next(iter(self._last)))
+            self._last[kind] = (now, 0)
+            more = f" ({suppressed} more since the last report)" if suppressed else ""
+            self.log.error("%s%s", message, more)
+        else:
+            self._last[kind] = (seen[0], seen[1] + 1)
+
+
 def _unsupported(name: str, op: str) -> NotSupportedError:
     return NotSupportedError(f'policy "{name}" does not support {op}')
 
 
+def _decision(r: Reply) -> Decision:
+    return make_decision(r[0] == 1, r[1], r[2], r[3], r[4])
+
+
 class _Runtime:
     """A policy bound to the service's store. Every op a kind does not serve is UNIMPLEMENTED (spec 4.4);
-    a runtime overrides the ones it serves. ``limit`` feeds the fail-mode decision."""
+    a runtime overrides the ones it serves. ``limit`` feeds the fail-mode decision.
+
+    The door calls ``check_reply`` (and ``check_many_replies``): reply items in the order of
+    :class:`Decision`'s fields. When ``inline`` is True ``check_reply`` is a plain function (no await);
+    otherwise it returns an awaitable. The Decision-returning methods serve the embedding API.
+    """
 
     policy: Any
     outage: OutageLog
     limit: int
+    inline = False
+    _failed: tuple[bool, int, int, int, int]
 
     def _fail_decision(self) -> None:
         allowed = self.outage.fail == "open"
-        self._failed = Decision(allowed, self.limit, self.limit if allowed else 0, 0, 0)
+        self._failed = (allowed, self.limit, self.limit if allowed else 0, 0, 0)
 
-    def _synthesize(self, exc: StoreError, decisions: int = 1) -> Decision:
+    def _synthesize(self, exc: StoreError, decisions: int = 1) -> tuple[bool, int, int, int, int]:
         self.outage.failed(exc, decisions)
         return self._failed
 
@@ -132,10 +184,23 @@ class _Runtime:
         try:
             d = await pending
         except StoreError as exc:
-            return self._synthesize(exc)
+            return _decision(self._synthesize(exc))
         if self.outage.down:
             self.outage.recovered()
         return d
+
+    def check_reply(self, key: str, cost: int) -> Any:
+        return self._acheck_reply(key, cost)
+
+    async def _acheck_reply(self, key: str, cost: int) -> Reply:
+        d = await self.check(key, cost)
+        return (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
+
+    async def check_many_replies(self, keys: Sequence[str], cost: int) -> list[Reply]:
+        return [
+            (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
+            for d in await self.check_many(keys, cost)
+        ]
 
     async def check(self, key: str, cost: int) -> Decision:
         raise _unsupported(self.policy.name, "check")
@@ -157,65 +222,104 @@ class _Runtime:
 
 
 class _RateRuntime(_Runtime):
-    """One rate policy bound to the service's store: check, check_many, peek, forecast."""
+    """One rate policy bound to the service's store: check, check_many, peek, forecast.
+
+    Check runs the store's bound transform (:meth:`ScriptStore.bind` / :meth:`AsyncScriptStore.abind`)
+    and CheckMany one ``eval_many``/``aeval_many`` batch; peek and forecast go through a limiter."""
 
     def __init__(self, policy: RatePolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
-        self.limit = int(policy.strategy.limit_value)
-        self.sync = isinstance(store, MemoryStore)
-        self._limiter: Any = (Limiter if self.sync else AsyncLimiter)(
-            policy.strategy, store=store, prefix=policy.prefix, clock=clock
+        strategy = policy.strategy
+        self.limit = int(strategy.limit_value)
+        self.inline = bool(store.inline)
+        self.store = store
+        self._limiter: Any = (Limiter if self.inline else AsyncLimiter)(
+            strategy, store=store, prefix=policy.prefix, clock=clock
         )
+        self._kp = join_prefix(store.prefix, policy.prefix)
+        self._transform = strategy.check_transform
+        self._params = tuple(strategy.params)
+        self._now: Callable[[], float] = clock.now_ms if clock is not None else (lambda: SERVER_TIME)
         self._fail_decision()
+        self.check_reply = self._inline_check if self.inline else self._async_check  # type: ignore[method-assign]
+        self._run: Any = (store.bind if self.inline else store.abind)(self._transform, self._params)
 
-    async def check(self, key: str, cost: int) -> Decision:
+    def _inline_check(self, key: str, cost: int) -> Reply:
         try:
-            d: Decision = (
-                self._limiter.check(key, cost) if self.sync else await self._limiter.check(key, cost)
-            )
+            r = self._run(self._kp + key, self._now(), cost)
         except StoreError as exc:
             return self._synthesize(exc)
         if self.outage.down:
             self.outage.recovered()
-        return d
+        return r  # type: ignore[no-any-return]
 
-    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+    async def _async_check(self, key: str, cost: int) -> Reply:
         try:
-            lim = self._limiter
-            ds: list[Decision] = lim.check_many(keys, cost) if self.sync else await lim.check_many(keys, cost)
+            r = await self._run(self._kp + key, self._now(), cost)
+        except StoreError as exc:
+            return self._synthesize(exc)
+        if self.outage.down:
+            self.outage.recovered()
+        return r  # type: ignore[no-any-return]
+
+    async def check(self, key: str, cost: int) -> Decision:
+        r = self.check_reply(key, cost)
+        return _decision(r if self.inline else await r)
+
+    async def check_many_replies(self, keys: Sequence[str], cost: int) -> list[Reply]:
+        """Every key at one ``now`` in one store call (one write on Redis); input order kept."""
+        if not keys:
+            return []
+        kp = self._kp
+        full = [(kp + k,) for k in keys]
+        args = (*self._params, cost)
+        try:
+            if self.inline:
+                rs = self.store.eval_many(self._transform, full, self._now(), args)
+            else:
+                rs = await self.store.aeval_many(self._transform, full, self._now(), args)
         except StoreError as exc:
             return [self._synthesize(exc, len(keys))] * len(keys)
         if self.outage.down:
             self.outage.recovered()
-        return ds
+        return rs  # type: ignore[no-any-return]
+
+    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+        return [_decision(r) for r in await self.check_many_replies(keys, cost)]
 
     async def peek(self, key: str) -> Decision:
         try:
-            d: Decision = self._limiter.peek(key) if self.sync else await self._limiter.peek(key)
+            d: Decision = self._limiter.peek(key) if self.inline else await self._limiter.peek(key)
         except StoreError as exc:
-            return self._synthesize(exc)
+            return _decision(self._synthesize(exc))
         if self.outage.down:
             self.outage.recovered()
         return d
 
     async def forecast(self, key: str, cost: int) -> Forecast:
         """A store outage propagates (:class:`StoreError`): there is no honest forecast to synthesize."""
-        f: Forecast = (
-            self._limiter.forecast(key, cost) if self.sync else await self._limiter.forecast(key, cost)
-        )
+        try:
+            f: Forecast = (
+                self._limiter.forecast(key, cost) if self.inline else await self._limiter.forecast(key, cost)
+            )
+        except StoreError as exc:
+            self.outage.failed(exc, 0)
+            raise
+        if self.outage.down:
+            self.outage.recovered()
         return f
 
 
 class _TwoTierRuntime(_Runtime):
     """A ``twoTier:`` policy: a :class:`TwoTierLimiter` whose L2 is the shared store (a private memory
-    store when the service runs on memory). Check and CheckMany (concurrent checks) only."""
+    store when the service's store is in-process). Check and CheckMany (concurrent checks) only."""
 
     def __init__(self, policy: TwoTierPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
         self.limit = int(policy.strategy.limit_value)
-        l2 = MemoryStore(clock=clock) if isinstance(store, MemoryStore) else store
+        l2 = MemoryStore(clock=clock) if store.inline else store
         self._private = l2 is not store
         self.limiter = TwoTierLimiter(
             policy.strategy,
@@ -244,13 +348,14 @@ class _TwoTierRuntime(_Runtime):
 
 class _BudgetRuntime(_Runtime):
     """A ``tokenBudget:`` (per-process meters in a private memory store bounded by ``maxKeys``) or
-    ``fleetBudget:`` (the shared store, keys under the prefix; a private store without one). Debit only."""
+    ``fleetBudget:`` (the shared store, keys under the prefix; a private store when the service's store is
+    in-process). Debit only."""
 
     def __init__(self, policy: TokenBudgetPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
         fleet = isinstance(policy, FleetBudgetPolicy)
-        shared = fleet and not isinstance(store, MemoryStore)
+        shared = fleet and not store.inline
         own = None if shared else MemoryStore(clock=clock, max_keys=policy.max_keys)
         self._own = own
         prefix = policy.prefix if isinstance(policy, FleetBudgetPolicy) else ""
@@ -277,27 +382,31 @@ RUNTIMES: dict[type[Policy], type[Any]] = {
 }
 
 
-def _open_store(store: Any, clock: Clock | None) -> tuple[Any, str, bool]:
+def store_label(store: Any) -> str:
+    """A short name for ``store`` in messages: ``memory``, ``redis``, ``postgres``, ``dynamodb``, ..."""
+    name = type(store).__name__
+    for affix in ("Pipelined", "Async"):
+        name = name.removeprefix(affix)
+    return name.removesuffix("Store").lower() or type(store).__name__
+
+
+def _open_store(store: Any, clock: Clock | None) -> tuple[AsyncScriptStore, str, bool]:
     """(store for the runtimes, display name, owned) from None, a URL (through the store factory) or a
-    store object."""
+    store object (typed by the protocol: any :class:`~throttlekit.stores.AsyncScriptStore`)."""
     if store is None or store == "memory":
         store = "memory://"
     if isinstance(store, str):
         kind = store_kind(store)
         return open_async(store, clock=clock), kind.name, True
-    if isinstance(store, MemoryStore):
-        return store, "memory", False
-    if isinstance(store, (PipelinedRedisStore, AsyncRedisStore)):
-        return store, "redis", False
-    if isinstance(store, RedisStore):
+    if isinstance(store, AsyncScriptStore):
+        return store, store_label(store), False
+    if isinstance(store, ScriptStore):
         raise ConfigError(
-            "the server needs an AsyncRedisStore (or a redis:// URL), not the synchronous RedisStore"
+            f"the server needs an async script store (or a URL), not the synchronous {type(store).__name__}"
         )
-    if isinstance(store, AsyncScriptStore):  # Postgres, DynamoDB, ...: aeval on the loop thread
-        return store, type(store).__name__, False
     raise ConfigError(
-        f"unsupported store {store!r}: expected a MemoryStore, an async script store (AsyncRedisStore, "
-        "PostgresStore, DynamoDBStore, ...) or a URL"
+        f"unsupported store {type(store).__name__}: expected an async script store (memory, Redis, "
+        "Postgres, DynamoDB, ...) or a URL"
     )
 
 
@@ -313,8 +422,8 @@ class RateLimiterService:
     """Policies by name over one store, with a fail mode. Build it with
     :func:`create_rate_limiter_service_from_config` or from a loaded :class:`PolicyConfig`.
 
-    ``store``: None or ``"memory://"`` (in-process), a ``redis://`` URL, a :class:`MemoryStore` or an
-    :class:`AsyncRedisStore`. ``fail``: ``"open"`` admits, ``"closed"`` denies while the store is down.
+    ``store``: None or ``"memory://"`` (in-process), a ``redis://`` URL, or any async script store
+    (:class:`~throttlekit.stores.AsyncScriptStore`: memory, Redis, Postgres, DynamoDB). ``fail``: ``"open"`` admits, ``"closed"`` denies while the store is down.
     ``clock`` fixes ``now`` (tests use a :class:`~throttlekit.ManualClock`); by default the store's clock
     decides (Redis ``TIME``: no skew across a fleet). ``close_store``: whether :meth:`aclose` closes the
     store (default: only a store the service opened from None or a URL).
@@ -337,6 +446,7 @@ class RateLimiterService:
         self.store, self.store_name, owned = _open_store(store, clock)
         self._owns_store = owned if close_store is None else close_store
         self.outage = OutageLog(fail)
+        self.errors = ErrorLog()
         self.policies: dict[str, Any] = {}
         for name, policy in config.policies.items():
             runtime = RUNTIMES.get(type(policy))
