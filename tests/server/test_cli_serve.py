@@ -21,7 +21,7 @@ LINE = re.compile(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.Signals) -> None:
-    proc = launch("--config", str(EXAMPLE), "--port", "0", "--fail", "closed")
+    proc = launch("--config", str(EXAMPLE), "--port", "0", "--fail", "closed", "--drain-grace", "0")
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -42,7 +42,7 @@ def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.S
 
 
 def test_non_loopback_host_without_tls_warns() -> None:
-    proc = launch("serve", "--config", str(EXAMPLE), "--port", "0", "--host", "0.0.0.0")
+    proc = launch("serve", "--config", str(EXAMPLE), "--port", "0", "--host", "0.0.0.0", "--drain-grace", "0")
     try:
         assert proc.stdout is not None
         assert LINE.match(proc.stdout.readline().strip())

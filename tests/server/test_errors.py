@@ -13,8 +13,8 @@ import grpc
 import pytest
 
 import throttlekit as tk
-from tests.conftest import redis_client
-from tests.server.conftest import Starter, async_redis_store, make_store, pb
+from tests._support.env import redis_client
+from tests._support.server import Starter, async_redis_store, make_store, pb
 from throttlekit.stores.base import AsyncBoundCall
 
 GCRA = {"strategy": "gcra", "limit": 10, "period": "1m"}

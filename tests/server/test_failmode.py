@@ -4,84 +4,19 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
-import redis
 
 import throttlekit as tk
-from tests._support.env import IN_CI
+from tests._support.redis_server import OwnRedis, free_port
 from tests._support.server import Served, Starter, pb
 from throttlekit.server import redis_store
 
 pytestmark = pytest.mark.redis
 POLICIES = {"api": {"strategy": "fixedWindow", "limit": 5, "period": "1m"}}
 NOW = 1_700_000_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server subprocess on a fixed port, stoppable and restartable."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if IN_CI:
-                pytest.fail("CI=true but redis-server is not installed")
-            pytest.skip("redis-server binary not found")
-        self.binary = binary
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:  # wait for the port, bounded: this is process start-up, not the behaviour under test
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture
@@ -134,7 +69,7 @@ def test_fail_open_and_closed_synthesize_decisions_then_recover(
 
 
 def test_a_store_that_is_down_at_startup_is_a_fail_decision_not_a_crash(start_server: Starter) -> None:
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     served = start_server(POLICIES, store=redis_store(url, "x"), fail="closed")
     assert not served.check("api", "k").allowed
     assert served.service.outage.down

@@ -101,16 +101,22 @@ def _security(cert: str | None, key: str | None, ca: str | None) -> str:
     return "mTLS" if ca else "TLS" if cert else "insecure"
 
 
-async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -> None:
+async def _run(service: Any, host: str, port: int, credentials: Any, tag: str, drain: float) -> None:
     from ..server import start
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    handle: Any = None
 
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
-            click.echo(f"{sig.name} received, draining…", err=True)
+            click.echo(
+                f"{sig.name} received, draining: health NOT_SERVING for {drain:g} s, then stopping…", err=True
+            )
             stop.set()
+        elif handle is not None:
+            click.echo(f"{sig.name} received again: stopping now", err=True)
+            handle.skip_drain()
 
     # handlers first: a supervisor may send SIGTERM as soon as it reads the startup line
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -123,7 +129,7 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str) -
     )
     sys.stdout.flush()
     await stop.wait()
-    await handle.aclose()
+    await handle.aclose(drain=drain)
     click.echo("throttlekit-server stopped", err=True)
 
 
@@ -204,6 +210,16 @@ async def _ping(service: Any) -> None:
     help="PEM CA: require and verify client certificates (mTLS).",
 )
 @click.option(
+    "--drain-grace",
+    type=click.FloatRange(0, 3600),
+    default=5.0,
+    show_default=True,
+    envvar="THROTTLEKIT_DRAIN_GRACE",
+    help="Seconds after SIGTERM during which health reports NOT_SERVING while the port still serves, so "
+    "load balancers stop routing here first; then the port closes and calls in flight finish. A second "
+    "signal skips the rest.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve(
@@ -217,6 +233,7 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
+    drain_grace: float,
     log_level: str,
     **shared: Any,
 ) -> None:
@@ -261,7 +278,7 @@ def serve(
         if backend == "redis":
             await _ping(service)
         try:
-            await _run(service, host, port, credentials, f"{backend}, {security}, fail={fail}")
+            await _run(service, host, port, credentials, f"{backend}, {security}, fail={fail}", drain_grace)
         except OSError as exc:
             await service.aclose()
             raise click.ClickException(str(exc)) from None

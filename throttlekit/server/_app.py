@@ -6,8 +6,12 @@ its own loop and returns a :class:`ServerHandle` whose ``close()`` drains and st
 and tests). Port 0 picks a free port (``handle.port``).
 
 Health (``grpc.health.v1.Health``) reports SERVING for ``""`` and each served service, NOT_FOUND for
-any other name, and NOT_SERVING for all of them from the moment shutdown starts, while in-flight
-calls drain.
+any other name, and NOT_SERVING for all of them from the moment shutdown starts.
+
+Shutdown (``aclose(grace, drain=...)``) runs in two phases: first the **drain**: health says NOT_SERVING
+while the port keeps answering every call, for ``drain`` seconds, so a load balancer that probes health
+sees it and stops routing here before anything is refused; then the **stop**: the port stops accepting,
+and calls already received finish (up to ``grace`` seconds) before the store is closed.
 """
 
 from __future__ import annotations
@@ -27,11 +31,23 @@ from .._proto import throttlekit_pb2 as pb
 from ._door import RateLimiterDoor, add_to_server
 from ._service import RateLimiterService
 
-__all__ = ["AsyncServerHandle", "ServerHandle", "serve", "server_credentials", "start"]
+__all__ = [
+    "DRAIN_S",
+    "GRACE_S",
+    "AsyncServerHandle",
+    "ServerHandle",
+    "serve",
+    "server_credentials",
+    "start",
+]
 
 RATE_LIMITER = pb.DESCRIPTOR.services_by_name["RateLimiter"].full_name
 #: Default seconds a shutdown waits for in-flight calls.
 GRACE_S = 5.0
+#: Default seconds ``throttlekit-server`` reports NOT_SERVING while still serving, after SIGTERM. Two
+#: health probes at a 2 s interval fit in it, and drain plus in-flight grace stay within ``docker stop``'s
+#: 10 s and Kubernetes' 30 s default before SIGKILL.
+DRAIN_S = 5.0
 _OPTIONS = (
     ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -74,6 +90,7 @@ class AsyncServerHandle:
         self.port = port
         self.secure = secure
         self._closing: asyncio.Task[None] | None = None
+        self._draining: asyncio.Event | None = None
 
     @property
     def address(self) -> str:
@@ -81,15 +98,27 @@ class AsyncServerHandle:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    async def aclose(self, grace: float = GRACE_S) -> None:
-        """Report NOT_SERVING, stop accepting, let in-flight calls finish (up to ``grace`` s), close the
-        service's store. Idempotent; concurrent calls wait for the same shutdown."""
+    async def aclose(self, grace: float = GRACE_S, *, drain: float = 0.0) -> None:
+        """Report NOT_SERVING and keep serving for ``drain`` s, then stop accepting, let in-flight calls
+        finish (up to ``grace`` s) and close the service's store. Idempotent; concurrent calls wait for
+        the same shutdown (see :meth:`skip_drain`)."""
         if self._closing is None:
-            self._closing = asyncio.ensure_future(self._shutdown(grace))
+            self._draining = asyncio.Event()
+            self._closing = asyncio.ensure_future(self._shutdown(grace, drain, self._draining))
         await asyncio.shield(self._closing)
 
-    async def _shutdown(self, grace: float) -> None:
+    def skip_drain(self) -> None:
+        """End a drain in progress now (a second signal: the operator wants the port closed)."""
+        if self._draining is not None:
+            self._draining.set()
+
+    async def _shutdown(self, grace: float, drain: float, skip: asyncio.Event) -> None:
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            try:
+                await asyncio.wait_for(skip.wait(), drain)
+            except asyncio.TimeoutError:
+                pass
         await self.server.stop(grace)
         await self.service.aclose()
 
@@ -146,13 +175,13 @@ class ServerHandle:
         self.address = inner.address
         self.service = inner.service
 
-    def close(self, grace: float = GRACE_S) -> None:
-        """Drain and stop (idempotent)."""
+    def close(self, grace: float = GRACE_S, *, drain: float = 0.0) -> None:
+        """Drain (NOT_SERVING for ``drain`` s while serving) and stop (idempotent)."""
         if not self._thread.is_alive():
             return
-        fut = asyncio.run_coroutine_threadsafe(self.inner.aclose(grace), self._loop)
+        fut = asyncio.run_coroutine_threadsafe(self.inner.aclose(grace, drain=drain), self._loop)
         try:
-            fut.result(timeout=grace + 10)
+            fut.result(timeout=drain + grace + 10)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
