@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from .._errors import ConfigError
+from .._errors import ConfigError, StoreError, loggable
 from ..config import PolicyConfigError, load_config_file
 
-__all__ = ["is_loopback", "serve"]
+__all__ = ["check_store", "is_loopback", "serve"]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -133,13 +133,25 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str, d
     click.echo("throttlekit-server stopped", err=True)
 
 
-async def _ping(service: Any) -> None:
+#: Seconds the startup check waits for the store before treating it as unreachable.
+STARTUP_CHECK_S = 5.0
+
+
+async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK_S) -> None:
+    """The startup check (``aping``) of the service's store. A store that answers but is misconfigured
+    (wrong database, role, table, credentials: :class:`ConfigError`) refuses to start: ClickException,
+    exit 1. An unreachable one (:class:`StoreError`, no answer in ``timeout`` s) starts with a warning
+    naming the store and the fail mode: decisions follow ``--fail`` until it answers."""
     try:
-        store = service.store
-        await asyncio.wait_for(store.ping() if hasattr(store, "ping") else store.client.ping(), 1.0)
-    except Exception as exc:
+        await asyncio.wait_for(service.store.aping(), timeout)
+    except ConfigError as exc:
+        await service.aclose()
+        raise click.ClickException(f"the {backend} store answered but cannot be used: {exc}") from None
+    except (StoreError, asyncio.TimeoutError, OSError) as exc:
+        why = f"no answer within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else loggable(exc)
         click.echo(
-            f"warning: Redis is not reachable yet ({exc}); decisions fail {service.fail} until it is",
+            f"warning: the {backend} store is not reachable yet ({why}); decisions fail {service.fail} "
+            "until it is",
             err=True,
         )
 
@@ -275,8 +287,7 @@ def serve(
             service = RateLimiterService(cfg, store=the_store, fail=fail, close_store=owned)  # type: ignore[arg-type]
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        if backend == "redis":
-            await _ping(service)
+        await check_store(service, backend)
         try:
             await _run(service, host, port, credentials, f"{backend}, {security}, fail={fail}", drain_grace)
         except OSError as exc:

@@ -13,7 +13,16 @@ From async code use ``handle = await start(service, host, port)`` and ``await ha
 from __future__ import annotations
 
 from ..stores.pipelined import PipelinedRedisStore
-from ._app import AsyncServerHandle, ServerHandle, serve, server_credentials, start
+from ._app import (
+    DRAIN_S,
+    GRACE_S,
+    AsyncServerHandle,
+    ServerHandle,
+    check_tls_files,
+    serve,
+    server_credentials,
+    start,
+)
 from ._door import MAX_KEY_BYTES, MAX_KEYS, RateLimiterDoor
 from ._service import (
     FailMode,
@@ -25,6 +34,8 @@ from ._service import (
 )
 
 __all__ = [
+    "DRAIN_S",
+    "GRACE_S",
     "MAX_KEYS",
     "MAX_KEY_BYTES",
     "AsyncServerHandle",
@@ -35,6 +46,7 @@ __all__ = [
     "RateLimiterService",
     "ServerHandle",
     "UnknownPolicyError",
+    "check_tls_files",
     "create_rate_limiter_service_from_config",
     "redis_store",
     "serve",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "GRACE_S",
     "AsyncServerHandle",
     "ServerHandle",
+    "check_tls_files",
     "serve",
     "server_credentials",
     "start",
@@ -57,18 +59,85 @@ _OPTIONS = (
 def server_credentials(
     cert: str | Path, key: str | Path, ca: str | Path | None = None
 ) -> grpc.ServerCredentials:
-    """TLS credentials from PEM files; with ``ca``, clients must present a certificate signed by it (mTLS)."""
+    """TLS credentials from PEM files; with ``ca``, clients must present a certificate signed by it (mTLS).
+
+    The files are checked first (:func:`check_tls_files`): a :class:`ConfigError` names the file that is
+    wrong and why, instead of grpc's "cannot bind" later."""
+    cert_pem, key_pem, ca_pem = check_tls_files(cert, key, ca)
+    return grpc.ssl_server_credentials(
+        [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=ca_pem is not None
+    )
+
+
+def check_tls_files(
+    cert: str | Path, key: str | Path, ca: str | Path | None = None, *, now: datetime | None = None
+) -> tuple[bytes, bytes, bytes | None]:
+    """Read and validate the server's PEM files; returns their bytes ``(cert, key, ca)``.
+
+    Raises :class:`ConfigError` naming the flag and file when one cannot be read, holds no PEM
+    certificate (``--tls-cert``, ``--tls-ca``) or private key (``--tls-key``; an encrypted key is refused:
+    the server has no passphrase to give), when the key is not the certificate's, or when the
+    certificate is expired or not yet valid."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
 
     def read(label: str, path: str | Path) -> bytes:
         try:
             return Path(path).read_bytes()
         except OSError as exc:
-            raise ConfigError(f"--tls-{label}: cannot read {path}: {exc}") from exc
+            raise ConfigError(f"--tls-{label}: cannot read {path}: {exc.strerror or exc}") from exc
 
-    cert_pem = read("cert", cert)
-    pair = (read("key", key), cert_pem)
-    root = read("ca", ca) if ca is not None else None
-    return grpc.ssl_server_credentials([pair], root_certificates=root, require_client_auth=root is not None)
+    def certificates(label: str, path: str | Path, data: bytes) -> list[x509.Certificate]:
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--tls-{label} {path}: not a PEM certificate ({_reason(exc)}); expected "
+                "'-----BEGIN CERTIFICATE-----' blocks"
+            ) from None
+        return certs
+
+    cert_pem, key_pem = read("cert", cert), read("key", key)
+    ca_pem = read("ca", ca) if ca is not None else None
+    chain = certificates("cert", cert, cert_pem)
+    try:
+        private = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise ConfigError(
+            f"--tls-key {key}: the private key is encrypted; give the server an unencrypted PEM key"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(
+            f"--tls-key {key}: not a PEM private key ({_reason(exc)}); expected a "
+            "'-----BEGIN PRIVATE KEY-----' (or RSA/EC PRIVATE KEY) block"
+        ) from None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    leaf = chain[0]
+    if leaf.public_key().public_bytes(der, spki) != private.public_key().public_bytes(der, spki):
+        raise ConfigError(
+            f"--tls-key {key} does not match --tls-cert {cert}: the key is not the private key of the "
+            f"certificate's public key (subject {leaf.subject.rfc4514_string()})"
+        )
+    at = now or datetime.now(timezone.utc)
+    if at > leaf.not_valid_after_utc:
+        raise ConfigError(
+            f"--tls-cert {cert}: the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if at < leaf.not_valid_before_utc:
+        raise ConfigError(
+            f"--tls-cert {cert}: the certificate is not valid before "
+            f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if ca is not None and ca_pem is not None:
+        certificates("ca", ca, ca_pem)
+    return cert_pem, key_pem, ca_pem
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
 
 
 class AsyncServerHandle:

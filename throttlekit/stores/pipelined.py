@@ -55,6 +55,10 @@ class _Batch:
         self.replies: list[Any] = []
 
 
+#: Error replies of the connection setup that mean "reachable but misconfigured" (for ``aping``).
+_MISCONFIGURED = ("WRONGPASS", "NOAUTH", "NOPERM", "invalid password", "DB index is out of range")
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self, owner: PipelinedRedisStore) -> None:
         import hiredis
@@ -346,10 +350,23 @@ class PipelinedRedisStore:
         return True
 
     async def aping(self) -> None:
-        """Returns when Redis answers PING; raises :class:`StoreError` otherwise."""
-        reply = await self._send(pack("PING"))
+        """Returns when Redis answers PING. Raises :class:`ConfigError` when Redis answers but refuses the
+        connection's setup (wrong password or user, no permission, a database that does not exist), and
+        :class:`StoreError` when it cannot be reached."""
+        try:
+            reply = await self._send(pack("PING"))
+        except StoreError as exc:
+            text = str(exc)
+            if any(code in text for code in _MISCONFIGURED):
+                raise ConfigError(f"redis at {self._where()}: {text.removeprefix('redis: ')}") from exc
+            raise
         if reply.__class__ is ReplyError:
+            if any(code in str(reply) for code in _MISCONFIGURED):
+                raise ConfigError(f"redis at {self._where()}: PING refused: {reply}")
             raise StoreError(f"redis: PING failed: {reply}")
+
+    def _where(self) -> str:
+        return self.options.address
 
     async def aclose(self) -> None:
         """Close the connection (idempotent); commands in flight fail with StoreError."""
