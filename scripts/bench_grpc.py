@@ -70,6 +70,8 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
         "0",
         "--log-level",
         "warning",
+        "--drain-grace",
+        "0",
     ]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]

@@ -212,7 +212,7 @@ def _serve(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[str, Any]:
     cfg.write_text("version: 1\nlimiters:\n  a: { strategy: gcra, limit: 1, period: 1s }\n")
     seen: dict[str, Any] = {}
 
-    async def fake_run(service: Any, host: str, port: int, credentials: Any, tag: str) -> None:
+    async def fake_run(service: Any, host: str, port: int, credentials: Any, tag: str, *rest: Any) -> None:
         seen["tag"], seen["store"] = tag, service.store
         await service.aclose()
 

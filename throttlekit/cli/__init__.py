@@ -19,6 +19,7 @@ __all__ = ["main", "server_main"]
 _PLUGINS = (
     ("throttlekit.cli.bench", "bench"),
     ("throttlekit.cli.serve", "serve"),
+    ("throttlekit.cli.serve", "health"),
     ("throttlekit.cli.config", "config"),
 )
 

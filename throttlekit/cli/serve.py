@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,7 +21,7 @@ import click
 from .._errors import ConfigError, StoreError, loggable
 from ..config import PolicyConfigError, load_config_file
 
-__all__ = ["check_store", "is_loopback", "serve"]
+__all__ = ["check_store", "health", "is_loopback", "probe", "serve"]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -167,13 +168,18 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
     help="Policy file (YAML or JSON).",
 )
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Bind host (0.0.0.0 for every interface)."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="THROTTLEKIT_HOST",
+    help="Bind host (0.0.0.0 for every interface).",
 )
 @click.option(
     "-p",
     "--port",
     default=50051,
     show_default=True,
+    envvar="THROTTLEKIT_PORT",
     type=click.IntRange(0, 65535),
     help="Bind port (0 = any free port).",
 )
@@ -213,11 +219,20 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
     help="Decision while the store is down: admit (open) or deny (closed).",
 )
 @click.option(
-    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM server certificate chain."
+    "--tls-cert",
+    envvar="THROTTLEKIT_TLS_CERT",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM server certificate chain.",
 )
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM server private key.")
+@click.option(
+    "--tls-key",
+    envvar="THROTTLEKIT_TLS_KEY",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM server private key.",
+)
 @click.option(
     "--tls-ca",
+    envvar="THROTTLEKIT_TLS_CA",
     type=click.Path(exists=True, dir_okay=False),
     help="PEM CA: require and verify client certificates (mTLS).",
 )
@@ -295,3 +310,151 @@ def serve(
             raise click.ClickException(str(exc)) from None
 
     asyncio.run(main())
+
+
+def _dial_host(host: str) -> str:
+    """The address a local probe dials for a server bound on ``host`` (any-address binds -> loopback)."""
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _name_override(cert_pem: bytes, dial: str) -> str | None:
+    """The TLS name to verify the server's certificate against when dialling ``dial``: None when the
+    certificate names ``dial`` itself, else its first DNS name (or its common name)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    leaf = x509.load_pem_x509_certificates(cert_pem)[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+        dns = san.get_values_for_type(x509.DNSName)
+        if dial in ips or dial in dns:
+            return None
+        if dns:
+            return dns[0]
+    cn = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cn[0].value) if cn else None
+
+
+def probe(
+    host: str,
+    port: int,
+    *,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_ca: str | None = None,
+    tls_root: str | None = None,
+    client_cert: str | None = None,
+    client_key: str | None = None,
+    service: str = "",
+    timeout: float = 2.0,
+) -> tuple[bool, str]:
+    """Ask the health service of the server bound on ``host:port`` with the server's own TLS settings;
+    returns (SERVING?, what was seen). Under TLS the server's certificate is verified against ``tls_root``
+    (default: the certificate file itself, which holds for a self-signed certificate or a chain file that
+    ends in its root); under mTLS (``tls_ca``) the probe presents ``client_cert``/``client_key``, by
+    default the server's own pair (valid when the client CA signed it for client use)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ..server import check_tls_files
+
+    dial = _dial_host(host)
+    target = f"[{dial}]:{port}" if ":" in dial else f"{dial}:{port}"
+    if tls_cert:
+        cert_pem, key_pem, _ = check_tls_files(tls_cert, tls_key or tls_cert)
+        root = Path(tls_root).read_bytes() if tls_root else cert_pem
+        pair: tuple[bytes | None, bytes | None] = (None, None)
+        if client_cert or tls_ca:
+            pair = (
+                (Path(client_key).read_bytes(), Path(client_cert).read_bytes())
+                if client_cert and client_key
+                else (key_pem, cert_pem)
+            )
+        creds = grpc.ssl_channel_credentials(root, pair[0], pair[1])
+        name = _name_override(cert_pem, dial)
+        options = [("grpc.ssl_target_name_override", name)] if name else []
+        channel = grpc.secure_channel(target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(target)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return False, f"{target}: {exc.code().name}: {exc.details()}"
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING, f"{target}: {status}"
+
+
+@click.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="THROTTLEKIT_HOST", help="The server's --host."
+)
+@click.option(
+    "-p",
+    "--port",
+    default=50051,
+    show_default=True,
+    envvar="THROTTLEKIT_PORT",
+    type=click.IntRange(1, 65535),
+    help="The server's --port.",
+)
+@click.option("--tls-cert", envvar="THROTTLEKIT_TLS_CERT", help="The server's --tls-cert (then TLS).")
+@click.option("--tls-key", envvar="THROTTLEKIT_TLS_KEY", help="The server's --tls-key.")
+@click.option("--tls-ca", envvar="THROTTLEKIT_TLS_CA", help="The server's --tls-ca (then mTLS).")
+@click.option(
+    "--tls-root",
+    envvar="THROTTLEKIT_TLS_ROOT",
+    help="PEM root that signed the server's certificate (default: the --tls-cert file itself).",
+)
+@click.option(
+    "--client-cert",
+    envvar="THROTTLEKIT_PROBE_CERT",
+    help="Client certificate under mTLS (default: the server's own pair).",
+)
+@click.option("--client-key", envvar="THROTTLEKIT_PROBE_KEY", help="Client key under mTLS.")
+@click.option("--service", default="", help="Health service name ('' = the whole server).")
+@click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(0.1, 60), help="Seconds.")
+def health(
+    host: str,
+    port: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    tls_root: str | None,
+    client_cert: str | None,
+    client_key: str | None,
+    service: str,
+    timeout: float,
+) -> None:
+    """Probe a running server's gRPC health with the same address and TLS settings (flags or the same
+    THROTTLEKIT_* variables) as ``serve``: exit 0 when SERVING, 1 otherwise (NOT_SERVING while it
+    drains, unreachable, a TLS failure). The container's HEALTHCHECK."""
+    try:
+        ok, seen = probe(
+            host,
+            port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_ca=tls_ca,
+            tls_root=tls_root,
+            client_cert=client_cert,
+            client_key=client_key,
+            service=service,
+            timeout=timeout,
+        )
+    except (ConfigError, OSError) as exc:
+        raise click.ClickException(f"health probe: {exc}") from None
+    click.echo(seen, err=not ok)
+    if not ok:
+        sys.exit(1)
