@@ -4,11 +4,13 @@ the store and the fail mode."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from tests._support.env import IN_CI
 from tests._support.redis_server import OwnRedis, free_port
 from tests._support.server import launch
 
@@ -80,3 +82,19 @@ def test_an_unreachable_redis_starts_with_a_warning_naming_it_and_the_fail_mode(
     assert proc.returncode == 0, err
     assert "warning: the redis store is not reachable yet" in err
     assert "decisions fail closed until it is" in err
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_that_does_not_exist_refuses_to_start(tmp_path: Path) -> None:
+    psycopg = pytest.importorskip("psycopg")
+    url = os.environ.get("THROTTLEKIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"CI=true but Postgres is unreachable at {url}: {exc}")
+        pytest.skip(f"Postgres unreachable at {url}")
+    base, _, _db = url.rpartition("/")
+    err = _refused(tmp_path, "--postgres-url", f"{base}/throttlekit_no_such_database")
+    assert "the postgres store answered but cannot be used" in err, err
+    assert "throttlekit_no_such_database" in err

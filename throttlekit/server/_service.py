@@ -320,7 +320,7 @@ class _TwoTierRuntime(_Runtime):
         self.outage = outage
         self.limit = int(policy.strategy.limit_value)
         l2 = MemoryStore(clock=clock) if store.inline else store
-        self._private = l2 is not store
+        self._private: MemoryStore | None = l2 if l2 is not store else None
         self.limiter = TwoTierLimiter(
             policy.strategy,
             store=l2,
@@ -342,8 +342,8 @@ class _TwoTierRuntime(_Runtime):
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
-        if self._private:
-            self.limiter.l2.store.close()
+        if self._private is not None:
+            self._private.close()
 
 
 class _BudgetRuntime(_Runtime):
