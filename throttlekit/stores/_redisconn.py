@@ -96,6 +96,36 @@ class RedisOptions:
             ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         return ctx
 
+    def redis_py_kwargs(self) -> dict[str, Any]:
+        """These options as keyword arguments of ``redis.Redis`` / ``redis.asyncio.Redis`` (retries off:
+        every step is bounded once, as on the store's own connections)."""
+        kw: dict[str, Any] = {
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.timeout,
+            "client_name": self.client_name,
+        }
+        if self.scheme == "unix":
+            kw["unix_socket_path"] = self.path
+            return kw
+        kw.update(host=self.host, port=self.port)
+        if self.scheme == "rediss":
+            reqs = _CERT_REQS[self.ssl_cert_reqs]
+            check = (
+                self.ssl_check_hostname if self.ssl_check_hostname is not None else reqs == ssl.CERT_REQUIRED
+            )
+            kw.update(
+                ssl=True,
+                ssl_cert_reqs=self.ssl_cert_reqs,
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_check_hostname=check and reqs != ssl.CERT_NONE,
+            )
+        return kw
+
     def handshake(self) -> list[tuple[str, bytes]]:
         """``(command name, packed command)`` to send on every (re)connect: AUTH, SELECT, CLIENT SETNAME."""
         out: list[tuple[str, bytes]] = []

@@ -376,10 +376,8 @@ class PipelinedRedisStore:
             self._watchdog = None
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
-            if self._loop is asyncio.get_running_loop():
-                conn.transport.close()
-            else:
-                _drop(conn.transport)
+            # abort, not close: no TLS close_notify exchange left pending when the loop ends right after
+            _drop(conn.transport)
 
     def __repr__(self) -> str:
         return f"PipelinedRedisStore({self.options.address!r}, prefix={self.prefix!r})"

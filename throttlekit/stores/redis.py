@@ -91,30 +91,8 @@ class RedisStore:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            o = self.options
-            assert o is not None
-            kw: dict[str, Any] = {
-                "retry": Retry(NoBackoff(), 0),
-                "db": o.db,
-                "username": o.username,
-                "password": o.password,
-                "socket_connect_timeout": o.connect_timeout,
-                "socket_timeout": o.timeout,
-                "client_name": o.client_name,
-            }
-            if o.scheme == "unix":
-                self._client = redis.Redis(unix_socket_path=o.path, **kw)
-            else:
-                tls: dict[str, Any] = {}
-                if o.scheme == "rediss":
-                    tls = {
-                        "ssl": True,
-                        "ssl_cert_reqs": o.ssl_cert_reqs,
-                        "ssl_ca_certs": o.ssl_ca_certs,
-                        "ssl_certfile": o.ssl_certfile,
-                        "ssl_keyfile": o.ssl_keyfile,
-                    }
-                self._client = redis.Redis(host=o.host, port=o.port, **kw, **tls)
+            assert self.options is not None
+            self._client = redis.Redis(retry=Retry(NoBackoff(), 0), **self.options.redis_py_kwargs())
             self._owns_client = True
         return self._client
 
@@ -293,20 +271,7 @@ class AsyncRedisStore(EvalBinding):
             from redis.backoff import NoBackoff
 
             opts = redis_options(url or "redis://127.0.0.1:6379/0", **kwargs)
-            client = aredis.Redis(
-                retry=Retry(NoBackoff(), 0),  # every step bounded once: no silent retries
-                **(
-                    {"unix_socket_path": opts.path}
-                    if opts.scheme == "unix"
-                    else {"host": opts.host, "port": opts.port, "ssl": opts.scheme == "rediss"}
-                ),
-                db=opts.db,
-                username=opts.username,
-                password=opts.password,
-                socket_connect_timeout=opts.connect_timeout,
-                socket_timeout=opts.timeout,
-                client_name=opts.client_name,
-            )
+            client = aredis.Redis(retry=Retry(NoBackoff(), 0), **opts.redis_py_kwargs())
             prefix = prefix or opts.prefix
             self._owned = True
         else:

@@ -1,0 +1,111 @@
+"""``rediss://`` on every Redis store, against a TLS redis-server of the test's own (mutual TLS): the URL's
+TLS options (CA, client certificate and key) mean the same on the sync, pipelined and redis-py stores, and
+a server certificate from another CA is a StoreError, never a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import throttlekit as tk
+from tests._support.certs import Pki, make_pki
+
+STRATEGY = tk.FixedWindow(10, "1h")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Pki]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
+    pki = make_pki(tmp_path)
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--tls-cert-file", str(pki.server_cert), "--tls-key-file", str(pki.server_key),
+         "--tls-ca-cert-file", str(pki.ca), "--tls-auth-clients", "yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=0.5) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+            ):
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                pytest.skip(f"redis-server without TLS support: {err[-300:]}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    yield port, pki
+    proc.kill()
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def _url(port: int, pki: Pki, ca: Path | None = None) -> str:
+    return (
+        f"rediss://127.0.0.1:{port}/2?prefix=tls&ssl_ca_certs={ca or pki.ca}"
+        f"&ssl_certfile={pki.client_cert}&ssl_keyfile={pki.client_key}"
+        "&socket_connect_timeout=2&socket_timeout=2"
+    )
+
+
+def test_rediss_on_every_redis_store(tls_redis: tuple[int, Pki]) -> None:
+    port, pki = tls_redis
+    url = _url(port, pki)
+    with tk.Limiter(STRATEGY, store=url, prefix="api") as sync:
+        assert sync.check("k").remaining == 9
+        assert [d.remaining for d in sync.check_many(["k", "j"])] == [8, 9]
+
+    async def run(store: Any) -> int:
+        lim = tk.AsyncLimiter(STRATEGY, store=store, prefix="api")
+        remaining = (await lim.check("k")).remaining
+        await store.aclose()
+        await asyncio.sleep(0.05)  # redis-py closes TLS gracefully (close_notify) on later ticks
+        return remaining
+
+    assert asyncio.run(run(tk.from_url_async(url))) == 7  # one counter: same db 2, prefix, key
+    assert asyncio.run(run(tk.AsyncRedisStore(url=url))) == 6
+
+
+def test_a_server_certificate_from_another_ca_is_a_store_error(tls_redis: tuple[int, Pki]) -> None:
+    port, pki = tls_redis
+    url = _url(port, pki, ca=pki.other_ca)
+    with pytest.raises(tk.StoreError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        tk.Limiter(STRATEGY, store=url).check("k")
+
+    async def run() -> None:
+        async with tk.AsyncLimiter(STRATEGY, store=url) as lim:
+            try:
+                await lim.check("k")
+            finally:
+                await asyncio.sleep(0.05)  # asyncio closes the failed handshake's transport on a later tick
+
+    with pytest.raises(tk.StoreError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        asyncio.run(run())
