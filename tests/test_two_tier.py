@@ -13,12 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import throttlekit as tk
+from throttlekit.stores.base import EvalBinding
 from throttlekit.two_tier import TwoTierLimiter
 
 T0 = 1_000_000  # a window start for 1000 ms windows
 
 
-class Counting:
+class Counting(EvalBinding):
     """An async L2 store that counts transform runs and can run a hook after each."""
 
     def __init__(self, clock: tk.ManualClock) -> None:

@@ -30,11 +30,21 @@ def test_bundled_files_are_the_golden_and_project_suites() -> None:
 
 
 class Recording:
-    """A store proxy that records which transforms ran (and, not being a MemoryStore, takes the
-    limiter's generic path)."""
+    """A store proxy that records which transforms ran (every call, bound or not)."""
+
+    inline = True
 
     def __init__(self, inner: tk.MemoryStore, seen: Counter[str]) -> None:
         self.inner, self.seen, self.prefix = inner, seen, inner.prefix
+
+    def bind(self, name: str, params: Any) -> Any:
+        call = self.inner.bind(name, params)
+
+        def run(*args: Any) -> Any:
+            self.seen[name] += 1
+            return call(*args)
+
+        return run
 
     def eval(self, name: str, *args: Any) -> Any:
         self.seen[name] += 1

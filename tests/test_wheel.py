@@ -24,6 +24,7 @@ def test_wheel_contains_the_lua_sources(tmp_path: Path) -> None:
         for inc in t.includes:
             assert f"throttlekit/_lua/{inc}" in names
     assert "throttlekit/_lua/manifest.toml" in names
+    assert "throttlekit/_lua/runtime/shim.lua" in names
     assert "throttlekit/_vectors/golden-vectors.json" in names
     assert "throttlekit/_vectors/project-vectors.json" in names
     # installed elsewhere, the loader finds the bundled copy and the SHAs are identical

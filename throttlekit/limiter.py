@@ -3,19 +3,24 @@
 Nothing here computes a decision; the transform does. A limiter reads its clock once per call (once
 per batch for ``check_many``); without a clock it sends the ``SERVER_TIME`` sentinel and the store's
 clock decides (Redis ``TIME``: no skew across a fleet; the memory store's injected clock).
+
+A limiter is typed against the store protocols only: ``check`` runs the callable the store's
+``bind``/``abind`` returned (each store's fast path lives there), arguments are packed by the
+manifest's ARGV names (:meth:`Strategy.arguments`) and replies read by its reply names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from time import time_ns as _time_ns
 from typing import Any
 
-from ._clock import SERVER_TIME, Clock, SystemClock
-from ._errors import ConfigError, ScriptError
+from ._clock import SERVER_TIME, Clock
+from ._errors import ConfigError
+from ._loader import DECISION_REPLY, FORECAST_REPLY, load_manifest, reply_index
 from ._types import Decision, Forecast, make_decision
 from ._validate import MAX_SAFE_INTEGER as _MAX_COST
-from .stores import MemoryStore, RedisStore, join_prefix, resolve_async, resolve_sync
+from .stores import join_prefix, resolve_async, resolve_sync
+from .stores.base import Reply
 from .strategies import Strategy, validate_cost
 
 __all__ = ["AsyncLimiter", "Limiter"]
@@ -27,8 +32,25 @@ def _key(key: Any) -> str:
     return key
 
 
-def _decision(r: Sequence[Any]) -> Decision:
-    return make_decision(r[0] == 1, r[1], r[2], r[3], r[4])
+def decision_decoder(transform: str) -> Callable[[Reply], Decision]:
+    """``reply -> Decision`` for a decision transform, reading the fields by the manifest's reply names."""
+    a, lim, rem, rst, rty = reply_index(load_manifest()[transform], DECISION_REPLY)
+    make = make_decision
+
+    def decode(r: Reply) -> Decision:
+        return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+
+    return decode
+
+
+def forecast_decoder(transform: str) -> Callable[[Reply], Forecast]:
+    """``reply -> Forecast`` for a forecast transform, by the manifest's reply names."""
+    s, n, f = reply_index(load_manifest()[transform], FORECAST_REPLY)
+
+    def decode(r: Reply) -> Forecast:
+        return Forecast(r[s], r[n], r[f])
+
+    return decode
 
 
 class _Base:
@@ -47,7 +69,15 @@ class _Base:
         self.prefix = prefix
         self.clock = clock
         self._kp = join_prefix(getattr(store, "prefix", ""), prefix)
-        self._params = tuple(strategy.params)
+        self._check = strategy.check_transform
+        self._peek = strategy.peek_transform
+        self._forecast = strategy.forecast_transform
+        self._params = strategy.arguments(self._check)
+        self._peek_args = strategy.arguments(self._peek)
+        self._forecast_args = strategy.arguments(self._forecast)
+        self._decode = decision_decoder(self._check)
+        self._decode_peek = decision_decoder(self._peek)
+        self._decode_forecast = forecast_decoder(self._forecast)
 
     def _now(self) -> float:
         return SERVER_TIME if self.clock is None else self.clock.now_ms()
@@ -69,66 +99,41 @@ class Limiter(_Base):
         self, strategy: Strategy, *, store: Any = None, prefix: str = "", clock: Clock | None = None
     ) -> None:
         super().__init__(strategy, store, prefix, clock)
-        self._check = strategy.check_transform
-        self._peek = strategy.peek_transform
-        self._forecast = strategy.forecast_transform
-        if isinstance(self.store, MemoryStore):
-            self.check = self._memory_check()  # type: ignore[method-assign]
-        elif isinstance(self.store, RedisStore):
-            self.check = self._redis_check()  # type: ignore[method-assign]
+        self.check = self._bound_check()  # type: ignore[method-assign]
 
     def check(self, key: str, cost: float = 1) -> Decision:
         """Consume ``cost`` (> 0) units for ``key``. A denial is a Decision with ``allowed=False``.
 
         Raises :class:`ConfigError` for a bad key or cost, :class:`StoreError` when the store fails.
         """
-        if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
-            validate_cost(cost)
-        if key.__class__ is not str:
-            _key(key)
-        return _decision(self.store.eval(self._check, (self._kp + key,), self._now(), (*self._params, cost)))
+        return self._bound_check()(key, cost)
 
-    def _memory_check(self) -> Callable[..., Decision]:
-        """The memory store's hot path: a closure over a private copy of the transform with the strategy
-        parameters bound, so one decision is one call into Lua (measured by ``tk bench``)."""
-        store: MemoryStore = self.store
-        run = store.engine.bound_runner(self._check, self._params)
-        lua_error = store.engine.lua_error
-        kp, name, clock, make = self._kp, self._check, self.clock, make_decision
-        store_now = store.clock.now_ms
-        system = clock is None and type(store.clock) is SystemClock
-
-        def check(key: str, cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
-                validate_cost(cost)
-            if key.__class__ is not str:
-                _key(key)
-            if system:
-                t = _time_ns() // 1_000_000
-                now = t
-            else:
-                t = store_now()
-                now = t if clock is None else clock.now_ms()
-            try:
-                return make(*run(t, kp + key, now, cost))
-            except lua_error as exc:
-                raise ScriptError(name, "", str(exc)) from None
-
-        check.__doc__ = Limiter.check.__doc__
-        return check
-
-    def _redis_check(self) -> Callable[..., Decision]:
-        """The Redis store's hot path: the EVALSHA command's constant parts packed once."""
+    def _bound_check(self) -> Callable[..., Decision]:
+        """``check`` over the store's bound call: the constant ARGV prepared once by the store."""
         run = self.store.bind(self._check, self._params)
         kp, clock, make = self._kp, self.clock, make_decision
+        a, lim, rem, rst, rty = reply_index(load_manifest()[self._check], DECISION_REPLY)
 
-        def check(key: str, cost: float = 1) -> Decision:
-            if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
-                validate_cost(cost)
-            if key.__class__ is not str:
-                _key(key)
-            r = run(kp + key, SERVER_TIME if clock is None else clock.now_ms(), cost)
-            return make(r[0] == 1, r[1], r[2], r[3], r[4])
+        if clock is None:
+
+            def check(key: str, cost: float = 1) -> Decision:
+                if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
+                    validate_cost(cost)
+                if key.__class__ is not str:
+                    _key(key)
+                r = run(kp + key, SERVER_TIME, cost)
+                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+
+        else:
+            now_ms = clock.now_ms
+
+            def check(key: str, cost: float = 1) -> Decision:
+                if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
+                    validate_cost(cost)
+                if key.__class__ is not str:
+                    _key(key)
+                r = run(kp + key, now_ms(), cost)
+                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
 
         check.__doc__ = Limiter.check.__doc__
         return check
@@ -140,17 +145,22 @@ class Limiter(_Base):
         if not full:
             return []
         replies = self.store.eval_many(self._check, full, self._now(), (*self._params, cost))
-        return [_decision(r) for r in replies]
+        decode = self._decode
+        return [decode(r) for r in replies]
 
     def peek(self, key: str) -> Decision:
         """What a cost-1 request would see now, without consuming anything."""
-        return _decision(self.store.eval(self._peek, (self._kp + _key(key),), self._now(), self._params))
+        return self._decode_peek(
+            self.store.eval(self._peek, (self._kp + _key(key),), self._now(), self._peek_args)
+        )
 
     def forecast(self, key: str, cost: float = 1) -> Forecast:
         """How many ``cost`` requests fit now and when capacity returns; consumes nothing."""
         validate_cost(cost)
-        r = self.store.eval(self._forecast, (self._kp + _key(key),), self._now(), (*self._params, cost))
-        return Forecast(r[0], r[1], r[2])
+        r = self.store.eval(
+            self._forecast, (self._kp + _key(key),), self._now(), (*self._forecast_args, cost)
+        )
+        return self._decode_forecast(r)
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s state."""
@@ -180,13 +190,13 @@ class AsyncLimiter(_Base):
     ) -> None:
         super().__init__(strategy, store, prefix, clock)
 
+        self._acall = self.store.abind(self._check, self._params)
+
     async def check(self, key: str, cost: float = 1) -> Decision:
         """See :meth:`Limiter.check`."""
-        validate_cost(cost)
-        r = await self.store.aeval(
-            self.strategy.check_transform, (self._kp + _key(key),), self._now(), (*self._params, cost)
-        )
-        return _decision(r)
+        if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
+            validate_cost(cost)
+        return self._decode(await self._acall(self._kp + _key(key), self._now(), cost))
 
     async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         """See :meth:`Limiter.check_many`."""
@@ -194,25 +204,22 @@ class AsyncLimiter(_Base):
         full = [(self._kp + _key(k),) for k in keys]
         if not full:
             return []
-        replies = await self.store.aeval_many(
-            self.strategy.check_transform, full, self._now(), (*self._params, cost)
-        )
-        return [_decision(r) for r in replies]
+        replies = await self.store.aeval_many(self._check, full, self._now(), (*self._params, cost))
+        decode = self._decode
+        return [decode(r) for r in replies]
 
     async def peek(self, key: str) -> Decision:
         """See :meth:`Limiter.peek`."""
-        r = await self.store.aeval(
-            self.strategy.peek_transform, (self._kp + _key(key),), self._now(), self._params
-        )
-        return _decision(r)
+        r = await self.store.aeval(self._peek, (self._kp + _key(key),), self._now(), self._peek_args)
+        return self._decode_peek(r)
 
     async def forecast(self, key: str, cost: float = 1) -> Forecast:
         """See :meth:`Limiter.forecast`."""
         validate_cost(cost)
         r = await self.store.aeval(
-            self.strategy.forecast_transform, (self._kp + _key(key),), self._now(), (*self._params, cost)
+            self._forecast, (self._kp + _key(key),), self._now(), (*self._forecast_args, cost)
         )
-        return Forecast(r[0], r[1], r[2])
+        return self._decode_forecast(r)
 
     async def reset(self, key: str) -> None:
         """See :meth:`Limiter.reset`."""

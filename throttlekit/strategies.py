@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from . import _validate as v
 from ._errors import ConfigError
+from ._loader import load_manifest
 
 __all__ = [
     "MAX_COST",
@@ -61,7 +62,9 @@ class Strategy:
     """Base of the strategy value objects.
 
     ``kind`` is the wire/config name; ``check_transform``, ``peek_transform`` and ``forecast_transform``
-    name manifest entries; ``params`` is the ARGV between ``now_ms`` and ``cost``.
+    name manifest entries. ``param_values`` holds the parameters by the manifest's ARGV names;
+    :meth:`arguments` packs them in the order a transform's manifest entry lists them (``params`` is the
+    check transform's packing): the manifest, not this class, decides ARGV positions.
     """
 
     kind: ClassVar[str]
@@ -70,8 +73,27 @@ class Strategy:
     forecast_transform: ClassVar[str]
 
     @property
-    def params(self) -> tuple[Number, ...]:
+    def param_values(self) -> dict[str, Number]:
+        """The strategy's parameters by ARGV name (as ``lua/manifest.toml`` names them)."""
         raise NotImplementedError
+
+    def arguments(self, transform: str) -> tuple[Number, ...]:
+        """The ARGV of ``transform`` between ``now_ms`` and the per-call ``cost`` (absent for a peek),
+        packed by the manifest's names."""
+        t = load_manifest()[transform]
+        names = t.argv[1:-1] if t.argv[-1] == "cost" else t.argv[1:]
+        values = self.param_values
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ConfigError(
+                f"{self.kind}: transform {transform!r} needs ARGV {missing} the strategy does not define"
+            )
+        return tuple(values[n] for n in names)
+
+    @property
+    def params(self) -> tuple[Number, ...]:
+        """The check transform's ARGV between ``now_ms`` and ``cost``."""
+        return self.arguments(self.check_transform)
 
     @property
     def limit_value(self) -> Number:
@@ -115,8 +137,8 @@ class Gcra(Strategy):
         object.__setattr__(self, "period_ms", period)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        return (self.period_ms, self.limit, self.burst)  # type: ignore[return-value]
+    def param_values(self) -> dict[str, Number]:
+        return {"period_ms": self.period_ms, "limit": self.limit, "burst": self.burst}  # type: ignore[dict-item]
 
     @property
     def limit_value(self) -> Number:
@@ -152,8 +174,8 @@ class TokenBucket(Strategy):
         object.__setattr__(self, "refill_per_sec", refill)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        return (self.capacity, self.refill_per_sec)
+    def param_values(self) -> dict[str, Number]:
+        return {"capacity": self.capacity, "refill_per_sec": self.refill_per_sec}
 
     @property
     def limit_value(self) -> Number:
@@ -188,8 +210,8 @@ class FixedWindow(Strategy):
         object.__setattr__(self, "window_ms", window)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        return (self.limit, self.window_ms)
+    def param_values(self) -> dict[str, Number]:
+        return {"limit": self.limit, "window_ms": self.window_ms}
 
     @property
     def limit_value(self) -> Number:
@@ -227,8 +249,8 @@ class SlidingWindow(Strategy):
         object.__setattr__(self, "buckets", buckets)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        return (self.window_ms, self.limit, self.buckets)
+    def param_values(self) -> dict[str, Number]:
+        return {"window_ms": self.window_ms, "limit": self.limit, "buckets": self.buckets}
 
     @property
     def limit_value(self) -> Number:
@@ -263,8 +285,8 @@ class SlidingWindowLog(Strategy):
         object.__setattr__(self, "window_ms", window)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        return (self.window_ms, self.limit)
+    def param_values(self) -> dict[str, Number]:
+        return {"window_ms": self.window_ms, "limit": self.limit}
 
     @property
     def limit_value(self) -> Number:
@@ -342,12 +364,17 @@ class Quota(Strategy):
         return "sliding_window_forecast" if self.reset_cadence == "rolling" else "quota_forecast"
 
     @property
-    def params(self) -> tuple[Number, ...]:
+    def param_values(self) -> dict[str, Number]:
         if self.reset_cadence == "rolling":
-            return (self.period_ms, self.limit, self.buckets)
-        mode = _CADENCE_MODE[self.reset_cadence]
-        period = self.period_ms if self.reset_cadence == "fixed" else 0
-        return (self.limit, mode, period, self.anchor, self.offset_minutes * 60_000, self.week_starts_on)
+            return {"window_ms": self.period_ms, "limit": self.limit, "buckets": self.buckets}
+        return {
+            "limit": self.limit,
+            "mode": _CADENCE_MODE[self.reset_cadence],
+            "period_ms": self.period_ms if self.reset_cadence == "fixed" else 0,
+            "anchor": self.anchor,
+            "offset_ms": self.offset_minutes * 60_000,
+            "week_starts_on": self.week_starts_on,
+        }
 
     @property
     def limit_value(self) -> Number:

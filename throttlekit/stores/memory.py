@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from time import time_ns as _time_ns
 from typing import Any
 
 from .._clock import SERVER_TIME, Clock, SystemClock
@@ -11,7 +12,10 @@ from .._loader import load_manifest
 from .._lupa import LuaEngine, unpack_reply
 from .base import AsyncBoundCall, BoundCall, Reply
 
-__all__ = ["MemoryStore"]
+__all__ = ["DEFAULT_MAX_KEYS", "MemoryStore"]
+
+#: The default key bound (worst-case bytes per strategy at this bound: docs/stores.md, README).
+DEFAULT_MAX_KEYS = 1_000_000
 
 
 class MemoryStore:
@@ -19,8 +23,9 @@ class MemoryStore:
 
     ``clock`` measures TTLs and answers the ``SERVER_TIME`` sentinel (default: the system clock).
     ``runtime`` is ``"luajit"`` (default where available) or ``"lua51"`` (PUC Lua 5.1, as Redis).
-    ``max_keys`` bounds the keyspace (default 1,000,000): at the bound a new key reclaims expired keys
-    first, then evicts the oldest. Thread-safe: each decision is one call into the Lua runtime,
+    ``max_keys`` bounds the keyspace (default :data:`DEFAULT_MAX_KEYS`): at the bound a new key reclaims
+    expired keys first, then evicts the least recently used (CLOCK, an approximate LRU; see
+    ``docs/stores.md`` for the bytes per key of each strategy); ``stats()`` counts evictions. Thread-safe: each decision is one call into the Lua runtime,
     which lupa serialises; a batch holds ``lock`` so no other call interleaves. Per process: two processes never share it.
     """
 
@@ -28,7 +33,7 @@ class MemoryStore:
         self,
         *,
         clock: Clock | None = None,
-        max_keys: int = 1_000_000,
+        max_keys: int = DEFAULT_MAX_KEYS,
         prefix: str = "",
         runtime: str | None = None,
     ) -> None:
@@ -42,21 +47,32 @@ class MemoryStore:
     inline = True
 
     def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
-        """A decision transform with its strategy parameters bound: ``(key, now_ms, cost) -> (allowed,
-        limit, remaining, reset_at, retry_after_ms)`` with ``allowed`` a bool, one call into Lua.
+        """The fast path: a private copy of single-key transform ``name`` with ``params`` fixed, so one
+        call ``(key, now_ms, cost) -> reply`` (the manifest's reply items) is one crossing into Lua.
         ``now_ms`` may be ``SERVER_TIME``: this store's clock decides. Raises :class:`ScriptError`."""
-        run = self.engine.bound_runner(name, params)
-        clock_now = self.clock.now_ms
+        run = self.engine.bind(name, params)
         lua_error = self.engine.lua_error
+        sha = self.engine.transform(name).sha
 
-        def call(key: str, now_ms: float, cost: float) -> Reply:
-            t = clock_now()
+        if type(self.clock) is SystemClock:  # the wall clock read inline (one call less per decision)
+
+            def call(key: str, now_ms: float, cost: float) -> Reply:
+                try:
+                    return run(_time_ns() // 1_000_000, key, now_ms, cost)  # type: ignore[no-any-return]
+                except lua_error as exc:
+                    raise ScriptError(name, sha, str(exc)) from None
+
+            return call
+
+        clock_now = self.clock.now_ms
+
+        def call_clock(key: str, now_ms: float, cost: float) -> Reply:
             try:
-                return run(t, key, t if now_ms == SERVER_TIME else now_ms, cost)  # type: ignore[no-any-return]
+                return run(clock_now(), key, now_ms, cost)  # type: ignore[no-any-return]
             except lua_error as exc:
-                raise ScriptError(name, "", str(exc)) from None
+                raise ScriptError(name, sha, str(exc)) from None
 
-        return call
+        return call_clock
 
     def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
         call = self.bind(name, params)
@@ -69,10 +85,15 @@ class MemoryStore:
     async def aping(self) -> None:
         """Always reachable (in-process)."""
 
-    def runner(self, name: str) -> Any:
-        """Fast path for limiters: the Lua runner ``(clock_ms, *keys, now_ms, *args) -> (is_array, *items)``,
-        raising ``engine.lua_error`` on a script error."""
-        return self.engine.raw_runner(name)
+    def stats(self) -> dict[str, int]:
+        """Operator counters: ``keys`` held, ``max_keys``, ``evictions`` (live keys evicted at the bound,
+        least recently used first) and ``expired`` (keys dropped once their TTL passed)."""
+        return self.engine.stats()
+
+    @property
+    def evictions(self) -> int:
+        """Live keys evicted at ``max_keys`` since the store was created."""
+        return self.stats()["evictions"]
 
     def eval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         t = self.clock.now_ms()

@@ -1,0 +1,620 @@
+--[[ shim: the Redis keyspace and redis.call under lupa, so the transforms run in-process unchanged.
+Loaded once per Lua runtime by throttlekit/_lupa.py (`...` = max_keys); returns the runner API:
+  compile(prologue, body, name, nkeys, nargs)  -> run(clock_ms, key1.., arg1..) -> (is_array, items...)
+  bind(prologue, body, name, nreply, p1..pn)   -> run(clock_ms, key, now_ms, cost) -> nreply items
+  count() / stats() / sweep(t) / flush() / del(t, k) / dump(t, k) / load(t, k, kind, value, deadline)
+`prologue` is a transform's constant part (its header, `local rcall = redis.call` and included helpers),
+evaluated once per compile; `body` is the rest, run per call. The text is the loader's expanded source
+split at Transform.body_line, so the bytes are the ones Redis runs.
+
+Commands: only those the transforms use (ALLOWED_COMMANDS in _lupa.py; a test compares it with the C
+table below), with Redis' replies: a missing bulk is false, integers are numbers, strings stay strings,
+hash and sorted-set replies are flat arrays of strings. Values keep Redis' types: a string is a Lua
+string, a hash a plain table, a sorted set a table with the ZSET metatable.
+
+Expiry and eviction. meta[k] is the key's deadline in ms on the executor clock (math.huge = none),
+negated while the key is "referenced" (used since the eviction hand last passed it). A key lives while
+clock <= deadline (lazy expiry on access, as Redis). At max_keys a new key first reclaims expired keys
+(a full sweep when some deadline may have passed, at most once per max_keys/64 insertions: O(1)
+amortised, and at most max_keys/64 live keys evicted while expired ones wait), then evicts with the CLOCK
+algorithm, an approximate LRU: the hand walks the keyspace, clears the reference mark of used keys and
+evicts the first key that is expired or unused since its last pass. Expired keys are also swept
+whenever as many keys were created as are live. Deadlines are positive (clocks are epoch ms >= 0).
+]]
+local MAX_KEYS = ...
+local type, tonumber, tostring, select, error, pairs, next = type, tonumber, tostring, select, error, pairs, next
+local setmetatable, getmetatable, pcall, loadstring, setfenv = setmetatable, getmetatable, pcall, loadstring, setfenv
+local floor, ceil, huge, fmt, upper, sub = math.floor, math.ceil, math.huge, string.format, string.upper, string.sub
+local tsort, tconcat = table.sort, table.concat
+local unpack, ipairs = unpack, ipairs
+
+local data, meta = {}, {}
+local nkeys, since_sweep, since_full_sweep, hand = 0, 0, 0, nil
+local evicted, expired = 0, 0
+local earliest = huge -- no deadline set since the last full sweep is earlier than this
+local SWEEP_EVERY = floor(MAX_KEYS / 64)
+if SWEEP_EVERY < 1 then SWEEP_EVERY = 1 end
+local NOW = 0 -- the executor clock (ms): set by every runner call
+
+local ZSET = {} -- metatable marking a sorted set
+
+local function err(msg) error(msg, 0) end
+
+local function drop(k)
+  data[k], meta[k] = nil, nil
+  nkeys = nkeys - 1
+end
+
+local function sweep()
+  local now, first = NOW, huge
+  for k, e in pairs(meta) do
+    if e < 0 then e = -e end
+    if e < now then drop(k); expired = expired + 1 elseif e < first then first = e end
+  end
+  since_sweep, earliest = 0, first
+end
+
+local function deadline_set(k, d)
+  meta[k] = -d
+  if d < earliest then earliest = d end
+end
+
+local function evict_one()
+  local k = hand
+  if k ~= nil and meta[k] == nil then k = nil end
+  local e
+  while true do
+    k, e = next(meta, k)
+    if k == nil then k, e = next(meta) end
+    if k == nil then hand = nil; return end
+    if e > 0 or -e < NOW then
+      hand = next(meta, k)
+      drop(k)
+      if e < 0 then e = -e end
+      if e < NOW then expired = expired + 1 else evicted = evicted + 1 end
+      return
+    end
+    meta[k] = -e -- second chance: clear the reference mark
+  end
+end
+
+-- live value of k, or nil; marks k referenced
+local function live(k)
+  local v = data[k]
+  if v == nil then return nil end
+  local e = meta[k]
+  if e > 0 then
+    if e < NOW then drop(k); expired = expired + 1; return nil end
+    meta[k] = -e
+  elseif -e < NOW then
+    drop(k); expired = expired + 1; return nil
+  end
+  return v
+end
+
+local function create(k, v, deadline)
+  if nkeys >= MAX_KEYS then
+    if earliest < NOW and since_full_sweep >= SWEEP_EVERY then sweep(); since_full_sweep = 0 end
+    while nkeys >= MAX_KEYS do evict_one() end
+  end
+  data[k] = v
+  deadline_set(k, deadline)
+  nkeys = nkeys + 1
+  since_sweep, since_full_sweep = since_sweep + 1, since_full_sweep + 1
+  if since_sweep >= nkeys and since_sweep >= 64 then sweep() end
+end
+
+local function str(v)
+  local t = type(v)
+  if t == 'string' then return v end
+  if t == 'number' then return fmt('%.17g', v) end
+  err('ERR Lua redis lib command arguments must be strings or integers')
+end
+
+local function num(v, what)
+  local n = tonumber(v)
+  if n == nil then err('ERR ' .. what .. ' is not an integer or out of range') end
+  return n
+end
+
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+
+local function kind_of(v)
+  if type(v) == 'string' then return 'string' end
+  if getmetatable(v) == ZSET then return 'zset' end
+  return 'hash'
+end
+
+local function get_string(k)
+  local v = live(k)
+  if v ~= nil and type(v) ~= 'string' then err(WRONGTYPE) end
+  return v
+end
+
+local function get_hash(k)
+  local v = live(k)
+  if v ~= nil and (type(v) ~= 'table' or getmetatable(v) ~= nil) then err(WRONGTYPE) end
+  return v
+end
+
+local function get_zset(k)
+  local v = live(k)
+  if v ~= nil and getmetatable(v) ~= ZSET then err(WRONGTYPE) end
+  return v
+end
+
+local function expire_ms(px, what)
+  local ms = px
+  if type(ms) ~= 'number' then ms = num(px, 'value') end
+  if ms ~= floor(ms) then err('ERR value is not an integer or out of range') end
+  if ms <= 0 then err("ERR invalid expire time in '" .. what .. "' command") end
+  return ms
+end
+
+local C = {}
+local OK = {ok = 'OK'}
+
+C.GET = function(k)
+  local v = get_string(k)
+  if v == nil then return false end
+  return v
+end
+
+C.SET = function(k, v, opt, px, ...)
+  if select('#', ...) > 0 then err('ERR syntax error') end
+  if type(v) ~= 'string' then v = str(v) end
+  local deadline = huge
+  if opt ~= nil then
+    if opt ~= 'PX' and opt ~= 'px' and upper(str(opt)) ~= 'PX' then err('ERR syntax error') end
+    deadline = NOW + expire_ms(px, 'set')
+  end
+  if live(k) == nil then create(k, v, deadline) else data[k] = v; deadline_set(k, deadline) end
+  return OK
+end
+
+C.PEXPIRE = function(k, ms)
+  ms = num(ms, 'value')
+  if ms ~= floor(ms) then err('ERR value is not an integer or out of range') end
+  if live(k) == nil then return 0 end
+  if ms <= 0 then drop(k) else deadline_set(k, NOW + ms) end
+  return 1
+end
+
+C.TIME = function()
+  local now = NOW
+  local s = floor(now / 1000)
+  return {tostring(s), tostring(floor((now - s * 1000) * 1000))}
+end
+
+C.HGET = function(k, f)
+  local h = get_hash(k)
+  if h == nil then return false end
+  local v = h[str(f)]
+  if v == nil then return false end
+  return v
+end
+
+C.HMGET = function(k, ...)
+  local h = get_hash(k)
+  local out = {}
+  for i = 1, select('#', ...) do
+    local v = nil
+    if h ~= nil then v = h[str((select(i, ...)))] end
+    if v == nil then out[i] = false else out[i] = v end
+  end
+  return out
+end
+
+C.HSET = function(k, ...)
+  local n = select('#', ...)
+  if n == 0 or n % 2 ~= 0 then err("ERR wrong number of arguments for 'hset' command") end
+  local h = get_hash(k)
+  if h == nil then h = {}; create(k, h, huge) end
+  local added = 0
+  for i = 1, n, 2 do
+    local f, v = str((select(i, ...))), str((select(i + 1, ...)))
+    if h[f] == nil then added = added + 1 end
+    h[f] = v
+  end
+  return added
+end
+
+C.HDEL = function(k, ...)
+  local h = get_hash(k)
+  if h == nil then return 0 end
+  local n = 0
+  for i = 1, select('#', ...) do
+    local f = str((select(i, ...)))
+    if h[f] ~= nil then h[f] = nil; n = n + 1 end
+  end
+  if next(h) == nil then drop(k) end
+  return n
+end
+
+C.HGETALL = function(k)
+  local h = get_hash(k)
+  local out, i = {}, 0
+  if h == nil then return out end
+  for f, v in pairs(h) do out[i + 1] = f; out[i + 2] = v; i = i + 2 end
+  return out
+end
+
+-- Sorted set: m = {member -> score}; o[h..t] = members sorted by (score, member); p = members added
+-- out of order since the last read (merged, sorted, before any ranged read). ZADD is O(1) amortised,
+-- a read O(n + p log p) only after out-of-order adds, removing a lowest-score range O(log n + removed).
+local function zless(m, a, b)
+  local sa, sb = m[a], m[b]
+  if sa ~= sb then return sa < sb end
+  return a < b
+end
+
+local function znew()
+  return setmetatable({m = {}, o = {}, h = 1, t = 0, p = nil}, ZSET)
+end
+
+local function znormalize(z)
+  local p = z.p
+  if p == nil then return end
+  local m = z.m
+  tsort(p, function(a, b) return zless(m, a, b) end)
+  local o, h, t = z.o, z.h, z.t
+  local out, j, i, q, np = {}, 0, h, 1, #p
+  while i <= t or q <= np do
+    local take_o
+    if i > t then take_o = false elseif q > np then take_o = true else take_o = not zless(m, p[q], o[i]) end
+    j = j + 1
+    if take_o then out[j] = o[i]; i = i + 1 else out[j] = p[q]; q = q + 1 end
+  end
+  z.o, z.h, z.t, z.p = out, 1, j, nil
+end
+
+local function zcard(z)
+  local n = z.t - z.h + 1
+  if z.p ~= nil then n = n + #z.p end
+  return n
+end
+
+-- first position in o[h..t] whose score is > s (strict) or >= s
+local function zsearch(z, s, strict)
+  local o, m = z.o, z.m
+  local lo, hi = z.h, z.t
+  while lo <= hi do
+    local mid = floor((lo + hi) / 2)
+    local ms = m[o[mid]]
+    if ms < s or (strict and ms == s) then lo = mid + 1 else hi = mid - 1 end
+  end
+  return lo
+end
+
+local function zremove_member(z, mem)
+  znormalize(z)
+  local o = z.o
+  for i = z.h, z.t do
+    if o[i] == mem then
+      for j = i, z.t - 1 do o[j] = o[j + 1] end
+      o[z.t] = nil
+      z.t = z.t - 1
+      break
+    end
+  end
+  z.m[mem] = nil
+end
+
+local function zinsert(z, mem, score)
+  local m = z.m
+  m[mem] = score
+  local t = z.t
+  if z.p == nil and (t < z.h or zless(m, z.o[t], mem)) then
+    z.t = t + 1
+    z.o[t + 1] = mem
+  else
+    local p = z.p
+    if p == nil then p = {}; z.p = p end
+    p[#p + 1] = mem
+  end
+end
+
+C.ZADD = function(k, ...)
+  local n = select('#', ...)
+  if n == 0 or n % 2 ~= 0 then err('ERR syntax error') end
+  local z = get_zset(k)
+  if z == nil then z = znew(); create(k, z, huge) end
+  local added = 0
+  for i = 1, n, 2 do
+    local score, mem = num((select(i, ...)), 'value'), str((select(i + 1, ...)))
+    if score ~= score then err('ERR value is not a valid float') end
+    local old = z.m[mem]
+    if old == nil then
+      added = added + 1
+      zinsert(z, mem, score)
+    elseif old ~= score then
+      zremove_member(z, mem)
+      zinsert(z, mem, score)
+    end
+  end
+  return added
+end
+
+C.ZCARD = function(k)
+  local z = get_zset(k)
+  if z == nil then return 0 end
+  return zcard(z)
+end
+
+C.ZRANGE = function(k, start, stop, opt, ...)
+  if select('#', ...) > 0 then err('ERR syntax error') end
+  local withscores = false
+  if opt ~= nil then
+    if upper(str(opt)) ~= 'WITHSCORES' then err('ERR syntax error') end
+    withscores = true
+  end
+  start, stop = num(start, 'value'), num(stop, 'value')
+  local z = get_zset(k)
+  local out = {}
+  if z == nil then return out end
+  znormalize(z)
+  local len = z.t - z.h + 1
+  if start < 0 then start = len + start end
+  if stop < 0 then stop = len + stop end
+  if start < 0 then start = 0 end
+  if stop >= len then stop = len - 1 end
+  local o, m, base, j = z.o, z.m, z.h - 1, 0
+  for i = start + 1, stop + 1 do
+    local mem = o[base + i]
+    j = j + 1; out[j] = mem
+    if withscores then j = j + 1; out[j] = fmt('%.17g', m[mem]) end
+  end
+  return out
+end
+
+local function zscore_value(s)
+  if s == '-inf' then return -huge, false end
+  if s == '+inf' or s == 'inf' then return huge, false end
+  s = str(s)
+  if sub(s, 1, 1) == '(' then return num(sub(s, 2), 'min or max'), true end
+  return num(s, 'min or max'), false
+end
+
+C.ZREMRANGEBYSCORE = function(k, min, max)
+  local lo, lox = zscore_value(min)
+  local hi, hix = zscore_value(max)
+  local z = get_zset(k)
+  if z == nil then return 0 end
+  znormalize(z)
+  local first = zsearch(z, lo, lox)
+  local last = zsearch(z, hi, not hix) - 1
+  if last < first then return 0 end
+  local o, m, h, t = z.o, z.m, z.h, z.t
+  for i = first, last do m[o[i]] = nil end
+  local removed = last - first + 1
+  if first == h then
+    for i = first, last do o[i] = nil end
+    z.h = last + 1
+    if z.h > 64 and z.h > 2 * (t - z.h + 1) then -- compact a dead prefix larger than the live part
+      local out, j = {}, 0
+      for i = z.h, t do j = j + 1; out[j] = o[i] end
+      z.o, z.h, z.t = out, 1, j
+    end
+  else
+    local j = first - 1
+    for i = last + 1, t do j = j + 1; o[j] = o[i] end
+    for i = j + 1, t do o[i] = nil end
+    z.t = j
+  end
+  if z.t < z.h then drop(k) end
+  return removed
+end
+
+local function dispatch(cmd, ...)
+  local f = C[cmd]
+  if f == nil then
+    if type(cmd) ~= 'string' then err('ERR Please specify at least one argument for this redis lib call') end
+    f = C[upper(cmd)]
+    if f == nil then err("ERR unknown command '" .. cmd .. "' (not in the throttlekit lupa shim allowlist)") end
+  end
+  return f(...)
+end
+
+-- redis.call raises the command's error (a string, as Redis reports it); redis.pcall returns {err=...}
+local redis = {}
+redis.call = dispatch
+redis.pcall = function(...)
+  local ok, res = pcall(dispatch, ...)
+  if ok then return res end
+  return {err = tostring(res)}
+end
+redis.error_reply = function(msg) return {err = msg} end
+redis.status_reply = function(msg) return {ok = msg} end
+
+-- Redis' Lua -> reply conversion: numbers truncated toward zero, true -> 1, false -> nil, a table to an
+-- array cut at the first nil, {err=...} raised, {ok=...} its status. Nested arrays stay Lua tables.
+local function conv1(v)
+  local t = type(v)
+  if t == 'number' then
+    if v >= 0 then return floor(v) end
+    return ceil(v)
+  elseif t == 'boolean' then
+    if v then return 1 end
+    return nil
+  elseif t == 'table' then
+    if v.err ~= nil then error(v.err, 0) end
+    if v.ok ~= nil then return v.ok end
+    local out, i = {}, 1
+    while v[i] ~= nil do out[i] = conv1(v[i]); if out[i] == nil then break end; i = i + 1 end
+    return out
+  end
+  return v
+end
+
+-- (true, items...) for an array reply, (false, scalar) otherwise
+local function convert(r)
+  if type(r) == 'table' and r.err == nil and r.ok == nil then
+    local n = 0
+    while true do
+      local v = r[n + 1]
+      if v == nil then break end
+      v = conv1(v)
+      if v == nil then break end
+      r[n + 1] = v
+      n = n + 1
+    end
+    return true, unpack(r, 1, n)
+  end
+  return false, conv1(r)
+end
+
+local SAFE = {
+  math = math, string = string, table = table, tonumber = tonumber, tostring = tostring, type = type,
+  pairs = pairs, ipairs = ipairs, next = next, unpack = unpack, select = select, error = error,
+  pcall = pcall, assert = assert, redis = redis,
+}
+-- the sandbox globals, bound as locals of the compiled chunk (same values, no global lookups per call)
+local NAMES = {}
+for name in pairs(SAFE) do NAMES[#NAMES + 1] = name end
+tsort(NAMES)
+local SHADOW = 'local KEYS, ARGV, ' .. tconcat(NAMES, ', ') .. ' = KEYS, ARGV, ' .. tconcat(NAMES, ', ') .. ' '
+
+local function make_env(KEYS, ARGV)
+  local env = {KEYS = KEYS, ARGV = ARGV}
+  return setmetatable(env, {
+    __index = function(_, k)
+      local v = SAFE[k]
+      if v == nil then error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
+      return v
+    end,
+    __newindex = function(_, k) error("Script attempted to create global variable '" .. tostring(k) .. "'", 2) end,
+  })
+end
+
+-- the body as a function of the chunk: the prologue (constant) runs once, the body per call; the
+-- added text shares lines with the script's own so error line numbers are the loader's
+local function load_body(prologue, body, name, KEYS, ARGV)
+  local src = SHADOW .. prologue .. 'return function() ' .. body .. '\nend'
+  local chunk, cerr = loadstring(src, '=' .. name)
+  if chunk == nil then return nil, cerr end
+  setfenv(chunk, make_env(KEYS, ARGV))
+  local ok, fn = pcall(chunk)
+  if not ok then return nil, fn end
+  return fn
+end
+
+local function compile(prologue, body, name, nkeys, nargs)
+  local KEYS, ARGV = {}, {}
+  local fn, cerr = load_body(prologue, body, name, KEYS, ARGV)
+  if fn == nil then return nil, cerr end
+  local params, assign = {'t'}, {}
+  for i = 1, nkeys do params[#params + 1] = 'k' .. i; assign[#assign + 1] = 'K[' .. i .. ']=k' .. i end
+  for i = 1, nargs do params[#params + 1] = 'a' .. i; assign[#assign + 1] = 'A[' .. i .. ']=a' .. i end
+  local gen = 'local set_now, convert, fn, K, A = ...\nreturn function(' .. tconcat(params, ',') ..
+    ')\nset_now(t)\n' .. tconcat(assign, '\n') .. '\nreturn convert(fn())\nend'
+  local factory = loadstring(gen, '=runner:' .. name)
+  return factory(function(t) NOW = t end, convert, fn, KEYS, ARGV)
+end
+
+local function item(v)
+  if type(v) == 'number' then
+    if v >= 0 then return floor(v) end
+    return ceil(v)
+  end
+  return conv1(v)
+end
+
+-- bind: a private copy of a single-key transform whose ARGV[2..n+1] are fixed to `...`; a call crosses
+-- the boundary as (clock, key, now, cost) and returns the first `nreply` reply items, converted by Redis'
+-- rules. now == -1 (the server-clock sentinel) is the executor clock, as the transform's TIME would say.
+local function bind(prologue, body, name, nreply, ...)
+  local KEYS, ARGV = {}, {}
+  local fn, cerr = load_body(prologue, body, name, KEYS, ARGV)
+  if fn == nil then return nil, cerr end
+  local n = select('#', ...)
+  for i = 1, n do ARGV[i + 1] = (select(i, ...)) end
+  local last = n + 2
+  if nreply == 5 then
+    return function(t, k, now, cost)
+      NOW = t
+      KEYS[1] = k
+      if now == -1 then now = t end
+      ARGV[1] = now
+      ARGV[last] = cost
+      local r = fn()
+      if type(r) ~= 'table' or r.err ~= nil or r.ok ~= nil then return item(r) end
+      return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5])
+    end
+  end
+  return function(t, k, now, cost)
+    NOW = t
+    KEYS[1] = k
+    if now == -1 then now = t end
+    ARGV[1] = now
+    ARGV[last] = cost
+    local r = fn()
+    if type(r) ~= 'table' or r.err ~= nil or r.ok ~= nil then return item(r) end
+    local out = {}
+    for i = 1, nreply do out[i] = item(r[i]) end
+    return unpack(out, 1, nreply)
+  end
+end
+
+local api = {}
+api.compile = compile
+api.bind = bind
+api.count = function() return nkeys end
+api.stats = function() return nkeys, evicted, expired end
+api.sweep = function(t) NOW = t; sweep(); return nkeys end
+api.flush = function()
+  data, meta = {}, {}
+  nkeys, since_sweep, since_full_sweep, hand, earliest = 0, 0, 0, nil, huge
+end
+api.dump = function(t, k)
+  NOW = t
+  local v = data[k]
+  if v == nil then return nil end
+  local e = meta[k]
+  if e < 0 then e = -e end
+  if e < NOW then return nil end
+  if e == huge then e = nil end
+  local kind = kind_of(v)
+  if kind == 'string' then return kind, v, e end
+  if kind == 'hash' then
+    local out = {}
+    for f, x in pairs(v) do out[f] = x end
+    return kind, out, e
+  end
+  znormalize(v)
+  local out, j = {}, 0
+  for i = v.h, v.t do j = j + 1; out[j] = {v.o[i], v.m[v.o[i]]} end
+  return kind, out, e
+end
+api.del = function(t, k)
+  NOW = t
+  if live(k) == nil then return 0 end
+  drop(k)
+  return 1
+end
+-- load(t, k, kind, value, deadline): install one key (the snapshot stores' transport); an already
+-- expired deadline installs nothing
+api.load = function(t, k, kind, value, deadline)
+  NOW = t
+  if live(k) ~= nil then drop(k) end
+  if deadline ~= nil and deadline < t then return end
+  local v
+  if kind == 'string' then
+    v = value
+  elseif kind == 'hash' then
+    v = {}
+    for f, x in pairs(value) do v[f] = x end
+  elseif kind == 'zset' then
+    v = znew()
+    local p = {}
+    for _, pair in ipairs(value) do
+      if v.m[pair[1]] == nil then p[#p + 1] = pair[1] end
+      v.m[pair[1]] = pair[2]
+    end
+    if #p > 0 then v.p = p end
+    znormalize(v)
+  else
+    error('unknown kind ' .. tostring(kind))
+  end
+  create(k, v, deadline or huge)
+end
+return api
