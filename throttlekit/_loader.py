@@ -34,9 +34,9 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "DECISION_REPLY",
     "FORECAST_REPLY",
+    "RUNTIME_FILES",
     "Transform",
     "expand",
-    "RUNTIME_FILES",
     "load_manifest",
     "lock_entries",
     "lua_root",
