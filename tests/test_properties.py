@@ -122,7 +122,7 @@ def test_fixed_quota_admits_at_most_limit_per_period(
 
 
 def _live(dump: Any, horizon: int) -> Any:
-    return None if dump is None else [e for e in dump[1] if e[1] > horizon]
+    return [] if dump is None else [e for e in dump[1] if e[1] > horizon]
 
 
 @SETTINGS

@@ -28,7 +28,7 @@ STRATEGIES: dict[str, Strategy] = {
     "tokenBucket": TokenBucket(1_000_000, 1_000_000),
     "fixedWindow": FixedWindow(1_000_000_000, "1h"),
     "slidingWindow": SlidingWindow(1_000_000_000, "1h", buckets=10),
-    "slidingWindowLog": SlidingWindowLog(1_000_000_000, "10ms"),
+    "slidingWindowLog": SlidingWindowLog(SlidingWindowLog.MAX_LIMIT, "1ms"),
     "quota": Quota(1_000_000_000, "calendar-month"),
 }
 

@@ -44,7 +44,7 @@ ALLOWED_COMMANDS = frozenset(
     {
         "GET", "SET", "PEXPIRE", "TIME",
         "HGET", "HMGET", "HSET", "HDEL", "HGETALL",
-        "ZADD", "ZCARD", "ZRANGE", "ZREMRANGEBYSCORE",
+        "ZADD", "ZCARD", "ZCOUNT", "ZRANGE", "ZREMRANGEBYSCORE",
     }
 )  # fmt: skip
 

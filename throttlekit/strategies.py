@@ -276,9 +276,14 @@ class SlidingWindowLog(Strategy):
     peek_transform: ClassVar[str] = "sliding_window_log_peek"
     forecast_transform: ClassVar[str] = "sliding_window_log_forecast"
 
+    #: The largest ``limit``: the log holds one entry per admitted unit, so one request may write
+    #: ``limit`` entries and a key hold ``limit`` of them. At this bound the worst single request takes
+    #: milliseconds (docs/stores.md, "Worst single request"); use slidingWindow above it.
+    MAX_LIMIT: ClassVar[int] = 10_000
+
     def __post_init__(self) -> None:
         c = v.Checks("slidingWindowLog")
-        limit = c(v.number, "limit", self.limit)
+        limit = c(v.number, "limit", self.limit, high=self.MAX_LIMIT)
         window = _window(c, "windowMs", self.window)
         c.done()
         object.__setattr__(self, "limit", limit)

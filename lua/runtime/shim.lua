@@ -375,6 +375,17 @@ local function zscore_value(s)
   return num(s, 'min or max'), false
 end
 
+C.ZCOUNT = function(k, min, max)
+  local lo, lox = zscore_value(min)
+  local hi, hix = zscore_value(max)
+  local z = get_zset(k)
+  if z == nil then return 0 end
+  znormalize(z)
+  local n = zsearch(z, hi, not hix) - zsearch(z, lo, lox)
+  if n < 0 then return 0 end
+  return n
+end
+
 C.ZREMRANGEBYSCORE = function(k, min, max)
   local lo, lox = zscore_value(min)
   local hi, hix = zscore_value(max)

@@ -10,17 +10,17 @@ Writes   HSET s c + PEXPIRE max(1, ceil(reset_at - now)) on allow only.
 local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
+--- @include "lib/window_count"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local limit, window, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local window_start = math.floor(now / window) * window
 local reset_at = window_start + window
-local st = rcall('HMGET', KEYS[1], 's', 'c')
-local count = 0
-if st[1] and st[2] and tonumber(st[1]) == window_start then count = tonumber(st[2]) end
+local count = window_count(KEYS[1], window_start)
 if count + cost <= limit then
   local nc = count + cost
   rcall('HSET', KEYS[1], 's', fmt17(window_start), 'c', fmt17(nc))
   rcall('PEXPIRE', KEYS[1], math.max(1, math.ceil(reset_at - now)))
-  return {1, limit, math.max(0, math.floor(limit - nc)), math.ceil(reset_at), 0}
+  return clamp53({1, limit, math.max(0, math.floor(limit - nc)), math.ceil(reset_at), 0})
 end
-return {0, limit, math.max(0, math.floor(limit - count)), math.ceil(reset_at), math.ceil(reset_at - now)}
+return clamp53({0, limit, math.max(0, math.floor(limit - count)), math.ceil(reset_at), math.ceil(reset_at - now)})

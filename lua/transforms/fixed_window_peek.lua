@@ -5,17 +5,16 @@ ARGV[2]  limit      number  units per window
 ARGV[3]  window_ms  number  ms
 Reply    {allowed 0|1, limit, remaining, reset_at (epoch ms), retry_after_ms}
 ]]
-local rcall = redis.call
 --- @include "lib/now"
+--- @include "lib/window_count"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
 local window_start = math.floor(now / window) * window
 local reset_at = window_start + window
-local st = rcall('HMGET', KEYS[1], 's', 'c')
-local count = 0
-if st[1] and st[2] and tonumber(st[1]) == window_start then count = tonumber(st[2]) end
+local count = window_count(KEYS[1], window_start)
 local remaining = math.max(0, math.floor(limit - count))
 if count + 1 <= limit then
-  return {1, limit, remaining, math.ceil(reset_at), 0}
+  return clamp53({1, limit, remaining, math.ceil(reset_at), 0})
 end
-return {0, limit, remaining, math.ceil(reset_at), math.ceil(reset_at - now)}
+return clamp53({0, limit, remaining, math.ceil(reset_at), math.ceil(reset_at - now)})

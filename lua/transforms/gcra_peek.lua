@@ -6,17 +6,16 @@ ARGV[3]  limit      number  units per period
 ARGV[4]  burst      number  units
 Reply    {allowed 0|1, limit (= burst), remaining, reset_at (epoch ms), retry_after_ms}
 ]]
-local rcall = redis.call
 --- @include "lib/now"
+--- @include "lib/gcra_tat"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local period, limit, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local T = period / limit
 local tau = T * burst
-local raw = rcall('GET', KEYS[1])
-local tat_eff = now
-if raw and tonumber(raw) > now then tat_eff = tonumber(raw) end
+local tat_eff = gcra_tat(KEYS[1], now)
 local remaining = math.max(0, math.floor((tau - (tat_eff - now)) / T))
 if remaining >= 1 then
-  return {1, burst, remaining, math.ceil(tat_eff), 0}
+  return clamp53({1, burst, remaining, math.ceil(tat_eff), 0})
 end
-return {0, burst, remaining, math.ceil(tat_eff), math.ceil(tat_eff + T - tau - now)}
+return clamp53({0, burst, remaining, math.ceil(tat_eff), math.ceil(tat_eff + T - tau - now)})

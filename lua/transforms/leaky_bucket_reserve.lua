@@ -11,6 +11,7 @@ Writes   SET key departure PX max(1, ceil(departure - now)) when accepted only.
 local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local rate, max_queue, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local T = 1000 / rate
@@ -19,8 +20,8 @@ local departure = now
 if raw and tonumber(raw) > now then departure = tonumber(raw) end
 local delay = departure - now
 if delay > max_queue then
-  return {0, math.ceil(delay - max_queue)}
+  return clamp53({0, math.ceil(delay - max_queue)})
 end
 local nd = departure + T * cost
 rcall('SET', KEYS[1], fmt17(nd), 'PX', math.max(1, math.ceil(nd - now)))
-return {1, math.ceil(delay)}
+return clamp53({1, math.ceil(delay)})

@@ -15,17 +15,17 @@ local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
 --- @include "lib/quota_period"
+--- @include "lib/window_count"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local limit, cost = tonumber(ARGV[2]), tonumber(ARGV[8])
 local start, reset = quota_period(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7]))
-local st = rcall('HMGET', KEYS[1], 's', 'c')
-local count = 0
-if st[1] and st[2] and tonumber(st[1]) == start then count = tonumber(st[2]) end
+local count = window_count(KEYS[1], start)
 if count + cost <= limit then
   local nc = count + cost
   rcall('HSET', KEYS[1], 's', fmt17(start), 'c', fmt17(nc))
   rcall('PEXPIRE', KEYS[1], math.max(1, math.ceil(reset - now)))
-  return {1, limit, math.max(0, math.floor(limit - nc)), math.ceil(reset), 0}
+  return clamp53({1, limit, math.max(0, math.floor(limit - nc)), math.ceil(reset), 0})
 end
-return {0, limit, math.max(0, math.floor(limit - count)), math.ceil(reset), math.ceil(reset - now)}
+return clamp53({0, limit, math.max(0, math.floor(limit - count)), math.ceil(reset), math.ceil(reset - now)})

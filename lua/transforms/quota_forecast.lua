@@ -6,11 +6,11 @@ Reply    {spendable_now, next_replenish_at (= period end), full_at (= period end
 ]]
 --- @include "lib/now"
 --- @include "lib/quota_period"
+--- @include "lib/window_count"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local limit, cost = tonumber(ARGV[2]), tonumber(ARGV[8])
 local start, reset = quota_period(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7]))
-local st = redis.call('HMGET', KEYS[1], 's', 'c')
-local count = 0
-if st[1] and st[2] and tonumber(st[1]) == start then count = tonumber(st[2]) end
-return {math.floor(math.max(0, limit - count) / cost), math.ceil(reset), math.ceil(reset)}
+local count = window_count(KEYS[1], start)
+return clamp53({math.floor(math.max(0, limit - count) / cost), math.ceil(reset), math.ceil(reset)})

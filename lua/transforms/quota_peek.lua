@@ -5,15 +5,15 @@ Reply    {allowed 0|1, limit, remaining, reset_at (epoch ms), retry_after_ms}
 ]]
 --- @include "lib/now"
 --- @include "lib/quota_period"
+--- @include "lib/window_count"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local limit = tonumber(ARGV[2])
 local start, reset = quota_period(now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6]), tonumber(ARGV[7]))
-local st = redis.call('HMGET', KEYS[1], 's', 'c')
-local count = 0
-if st[1] and st[2] and tonumber(st[1]) == start then count = tonumber(st[2]) end
+local count = window_count(KEYS[1], start)
 local remaining = math.max(0, math.floor(limit - count))
 if count + 1 <= limit then
-  return {1, limit, remaining, math.ceil(reset), 0}
+  return clamp53({1, limit, remaining, math.ceil(reset), 0})
 end
-return {0, limit, remaining, math.ceil(reset), math.ceil(reset - now)}
+return clamp53({0, limit, remaining, math.ceil(reset), math.ceil(reset - now)})

@@ -11,6 +11,7 @@ Writes   HSET current slot + PEXPIRE ceil(window_ms + window_ms/buckets) on allo
 local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/ring_estimate"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, limit, buckets, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local c, w, weight, full, oldest, current = ring_estimate(KEYS[1], now, window, buckets)
@@ -20,7 +21,7 @@ local reset_at = math.ceil((c + 1) * w + window)
 if projected <= limit then
   rcall('HSET', KEYS[1], c % (buckets + 1), c .. ':' .. (current + cost))
   rcall('PEXPIRE', KEYS[1], math.ceil(window + w))
-  return {1, limit, math.max(0, math.floor(limit - projected)), reset_at, 0}
+  return clamp53({1, limit, math.max(0, math.floor(limit - projected)), reset_at, 0})
 end
 local d = projected - limit
 local retry
@@ -29,4 +30,4 @@ if oldest > 0 and d <= oldest * weight then
 else
   retry = math.ceil((c + 1) * w - now)
 end
-return {0, limit, math.max(0, math.floor(limit - estimate)), reset_at, math.max(1, retry)}
+return clamp53({0, limit, math.max(0, math.floor(limit - estimate)), reset_at, math.max(1, retry)})

@@ -9,8 +9,9 @@ Reply    {spendable_now, next_replenish_at (next bucket boundary), full_at (epoc
 ]]
 --- @include "lib/now"
 --- @include "lib/ring_estimate"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, limit, buckets, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local c, w, weight, full, oldest = ring_estimate(KEYS[1], now, window, buckets)
 local available = math.max(0, math.floor(limit - (full + oldest * weight)))
-return {math.floor(available / cost), math.ceil((c + 1) * w), math.ceil((c + 1) * w + window)}
+return clamp53({math.floor(available / cost), math.ceil((c + 1) * w), math.ceil((c + 1) * w + window)})

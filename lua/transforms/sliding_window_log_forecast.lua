@@ -7,21 +7,14 @@ ARGV[4]  cost       number  units per request (> 0)
 Reply    {spendable_now, next_replenish_at (epoch ms), full_at (epoch ms)}
 ]]
 --- @include "lib/now"
+--- @include "lib/log_live"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, limit, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local flat = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local first, last, count = nil, nil, 0
-for i = 2, #flat, 2 do
-  local t = tonumber(flat[i])
-  if t > now - window then
-    count = count + 1
-    if not first then first = t end
-    last = t
-  end
-end
+local live, count = log_live(KEYS[1], now, window)
 local next_at, full_at = now, now
-if first then
-  next_at = math.ceil(first + window)
-  full_at = math.ceil(last + window)
+if count > 0 then
+  next_at = math.ceil(live[1] + window)
+  full_at = math.ceil(live[count] + window)
 end
-return {math.floor(math.max(0, limit - count) / cost), next_at, full_at}
+return clamp53({math.floor(math.max(0, limit - count) / cost), next_at, full_at})

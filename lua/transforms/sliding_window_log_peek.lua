@@ -6,19 +6,16 @@ ARGV[3]  limit      number  units per window
 Reply    {allowed 0|1, limit, remaining, reset_at (epoch ms), retry_after_ms}
 ]]
 --- @include "lib/now"
+--- @include "lib/log_live"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local flat = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-local live, count = {}, 0
-for i = 2, #flat, 2 do
-  local t = tonumber(flat[i])
-  if t > now - window then count = count + 1; live[count] = t end
-end
+local live, count = log_live(KEYS[1], now, window)
 local oldest = now
 if count > 0 then oldest = live[1] end
 local remaining = math.max(0, limit - count)
 if count + 1 <= limit then
-  return {1, limit, remaining, math.ceil(oldest + window), 0}
+  return clamp53({1, limit, remaining, math.ceil(oldest + window), 0})
 end
 local retry = window
 if count > 0 then
@@ -26,4 +23,4 @@ if count > 0 then
   if k < 1 then k = 1 elseif k > count then k = count end
   retry = math.max(1, math.ceil(live[k] + window - now))
 end
-return {0, limit, remaining, math.ceil(oldest + window), retry}
+return clamp53({0, limit, remaining, math.ceil(oldest + window), retry})

@@ -8,6 +8,7 @@ Reply    {allowed 0|1, limit, remaining, reset_at (epoch ms), retry_after_ms}
 ]]
 --- @include "lib/now"
 --- @include "lib/ring_estimate"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, limit, buckets = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local c, w, weight, full, oldest = ring_estimate(KEYS[1], now, window, buckets)
@@ -15,7 +16,7 @@ local estimate = full + oldest * weight
 local reset_at = math.ceil((c + 1) * w + window)
 local remaining = math.max(0, math.floor(limit - estimate))
 if estimate + 1 <= limit then
-  return {1, limit, remaining, reset_at, 0}
+  return clamp53({1, limit, remaining, reset_at, 0})
 end
 local d = estimate + 1 - limit
 local retry
@@ -24,4 +25,4 @@ if oldest > 0 and d <= oldest * weight then
 else
   retry = math.ceil((c + 1) * w - now)
 end
-return {0, limit, remaining, reset_at, math.max(1, retry)}
+return clamp53({0, limit, remaining, reset_at, math.max(1, retry)})

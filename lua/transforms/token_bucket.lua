@@ -10,21 +10,17 @@ Writes   HSET t l + PEXPIRE max(1, ceil(capacity / refill_per_ms)) on allow only
 local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
+--- @include "lib/bucket_tokens"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local capacity, refill_per_sec, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refill_per_ms = refill_per_sec / 1000
-local st = rcall('HMGET', KEYS[1], 't', 'l')
-local prev, last = capacity, now
-if st[1] then prev = tonumber(st[1]) end
-if st[2] then last = tonumber(st[2]) end
-local elapsed = 0
-if now > last then elapsed = now - last end
-local tokens = math.min(capacity, prev + elapsed * refill_per_ms)
+local tokens = bucket_tokens(KEYS[1], now, capacity, refill_per_ms)
 if tokens >= cost then
   local nt = tokens - cost
   rcall('HSET', KEYS[1], 't', fmt17(nt), 'l', fmt17(now))
   rcall('PEXPIRE', KEYS[1], math.max(1, math.ceil(capacity / refill_per_ms)))
-  return {1, capacity, math.max(0, math.floor(nt)), now + math.ceil((capacity - nt) / refill_per_ms), 0}
+  return clamp53({1, capacity, math.max(0, math.floor(nt)), now + math.ceil((capacity - nt) / refill_per_ms), 0})
 end
-return {0, capacity, math.max(0, math.floor(tokens)), now + math.ceil((capacity - tokens) / refill_per_ms),
-  math.ceil((cost - tokens) / refill_per_ms)}
+return clamp53({0, capacity, math.max(0, math.floor(tokens)),
+  now + math.ceil((capacity - tokens) / refill_per_ms), math.ceil((cost - tokens) / refill_per_ms)})

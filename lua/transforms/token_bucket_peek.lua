@@ -5,21 +5,15 @@ ARGV[2]  capacity        number  tokens
 ARGV[3]  refill_per_sec  number  tokens per second
 Reply    {allowed 0|1, limit (= capacity), remaining, reset_at (epoch ms), retry_after_ms}
 ]]
-local rcall = redis.call
 --- @include "lib/now"
+--- @include "lib/bucket_tokens"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local capacity, refill_per_sec = tonumber(ARGV[2]), tonumber(ARGV[3])
 local refill_per_ms = refill_per_sec / 1000
-local st = rcall('HMGET', KEYS[1], 't', 'l')
-local tokens = capacity
-if st[1] and st[2] then
-  local last = tonumber(st[2])
-  local elapsed = 0
-  if now > last then elapsed = now - last end
-  tokens = math.min(capacity, tonumber(st[1]) + elapsed * refill_per_ms)
-end
+local tokens = bucket_tokens(KEYS[1], now, capacity, refill_per_ms)
 local reset_at = now + math.ceil((capacity - tokens) / refill_per_ms)
 if tokens >= 1 then
-  return {1, capacity, math.max(0, math.floor(tokens)), reset_at, 0}
+  return clamp53({1, capacity, math.max(0, math.floor(tokens)), reset_at, 0})
 end
-return {0, capacity, math.max(0, math.floor(tokens)), reset_at, math.ceil((1 - tokens) / refill_per_ms)}
+return clamp53({0, capacity, math.max(0, math.floor(tokens)), reset_at, math.ceil((1 - tokens) / refill_per_ms)})

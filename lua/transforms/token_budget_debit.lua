@@ -13,6 +13,7 @@ Writes   HSET w s + PEXPIRE max(1, ceil(w + window_ms - now)) on allow only. A b
 local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, budget, tokens = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local st = rcall('HMGET', KEYS[1], 'w', 's')
@@ -23,9 +24,9 @@ if st[1] and now < tonumber(st[1]) + window then
 end
 local reset_at = math.ceil(ws + window)
 if served >= budget then
-  return {0, budget, 0, reset_at, math.max(0, math.ceil(reset_at - now))}
+  return clamp53({0, budget, 0, reset_at, math.max(0, math.ceil(reset_at - now))})
 end
 local ns = served + tokens
 rcall('HSET', KEYS[1], 'w', fmt17(ws), 's', fmt17(ns))
 rcall('PEXPIRE', KEYS[1], math.max(1, math.ceil(ws + window - now)))
-return {1, budget, math.max(0, budget - ns), reset_at, 0}
+return clamp53({1, budget, math.max(0, budget - ns), reset_at, 0})

@@ -6,6 +6,7 @@ ARGV[3]  budget     number  whole tokens per window
 Reply    {remaining, limit (= budget), reset_at (window end, epoch ms)}
 ]]
 --- @include "lib/now"
+--- @include "lib/clamp53"
 local now = resolve_now(ARGV[1])
 local window, budget = tonumber(ARGV[2]), tonumber(ARGV[3])
 local st = redis.call('HMGET', KEYS[1], 'w', 's')
@@ -14,4 +15,4 @@ if st[1] and now < tonumber(st[1]) + window then
   ws = tonumber(st[1])
   served = tonumber(st[2] or '0')
 end
-return {math.max(0, budget - served), budget, math.ceil(ws + window)}
+return clamp53({math.max(0, budget - served), budget, math.ceil(ws + window)})
