@@ -1,193 +1,253 @@
-"""Load-time bounds: each maximum passes and decides exactly on every store; one past it is refused
-with the field, the value and the maximum named (docs/server.md, "Bounds")."""
+"""Bounds: the work of one request, integer ranges of every reply, and the memory store's key bound."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import throttlekit as tk
-from throttlekit._validate import MAX_DURATION_MS, MAX_SAFE_INTEGER
-from throttlekit.config import PolicyConfigError, load_config
+from tests._support.stores import STORES, unique_prefix
+from throttlekit._loader import Transform
+from throttlekit._lupa import RUNTIMES, LuaEngine
+from throttlekit.strategies import MAX_COST
 
-D = MAX_DURATION_MS
-NOW = 1_000_000
-
-
-def _ints(d: tk.Decision) -> None:
-    for name in ("limit", "remaining", "reset_at", "retry_after_ms"):
-        value = getattr(d, name)
-        assert type(value) is int and abs(value) <= MAX_SAFE_INTEGER, (name, value)
+LOG_MAX = tk.SlidingWindowLog.MAX_LIMIT
+SAFE = 2**53 - 1
 
 
-#: (label, strategy at the bound, expected first decision, expected second decision with cost=1 or None)
-AT_MAX: list[tuple[str, Callable[[], tk.Strategy], tk.Decision, tk.Decision | None]] = [
-    (
-        "fixedWindow window",
-        lambda: tk.FixedWindow(1, D),
-        tk.Decision(True, 1, 0, D, 0),
-        tk.Decision(False, 1, 0, D, D - NOW),
-    ),
-    (
-        "fixedWindow window as a string",
-        lambda: tk.FixedWindow(1, "11574074d"),  # 999,999,993,600,000 ms
-        tk.Decision(True, 1, 0, 999_999_993_600_000, 0),
-        None,
-    ),
-    (
-        "fixedWindow limit",
-        lambda: tk.FixedWindow(MAX_SAFE_INTEGER, "1s"),
-        tk.Decision(True, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER - 1, 1_001_000, 0),
-        tk.Decision(True, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER - 2, 1_001_000, 0),
-    ),
-    (
-        "gcra period",
-        lambda: tk.Gcra(1, D),
-        tk.Decision(True, 1, 0, NOW + D, 0),
-        tk.Decision(False, 1, 0, NOW + D, D),
-    ),
-    (
-        "slidingWindow window",
-        lambda: tk.SlidingWindow(1, D, buckets=1),
-        tk.Decision(True, 1, 0, 2 * D, 0),
-        None,
-    ),
-    (
-        "slidingWindowLog window",
-        lambda: tk.SlidingWindowLog(1, D),
-        tk.Decision(True, 1, 0, NOW + D, 0),
-        tk.Decision(False, 1, 0, NOW + D, D),
-    ),
-    (
-        "quota fixed period",
-        lambda: tk.Quota(1, "fixed", D),
-        tk.Decision(True, 1, 0, D, 0),
-        tk.Decision(False, 1, 0, D, D - NOW),
-    ),
-    (
-        "tokenBucket capacity",
-        lambda: tk.TokenBucket(MAX_SAFE_INTEGER, 10_000),
-        tk.Decision(True, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER - 1, NOW + 1, 0),
-        None,
-    ),
-    (
-        "tokenBucket refill time",
-        lambda: tk.TokenBucket(1, 1000 / D),
-        tk.Decision(True, 1, 0, NOW + D, 0),
-        tk.Decision(False, 1, 0, NOW + D, D),
-    ),
-    (
-        "tokenBucket rate",
-        lambda: tk.TokenBucket(1, MAX_SAFE_INTEGER),
-        tk.Decision(True, 1, 0, NOW + 1, 0),
-        None,
-    ),
-]
+@pytest.fixture(params=sorted(RUNTIMES))
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-@pytest.mark.parametrize(("label", "build", "first", "second"), AT_MAX, ids=[a[0] for a in AT_MAX])
-def test_each_maximum_decides_exactly(
-    store_factory: Any, label: str, build: Callable[[], tk.Strategy], first: tk.Decision, second: Any
-) -> None:
-    clock = tk.ManualClock(NOW)
+# --- 15.7: the work of one request ---------------------------------------------------------------
+
+
+def test_sliding_log_limit_is_capped_with_field_value_and_max() -> None:
+    with pytest.raises(tk.ConfigError) as err:
+        tk.SlidingWindowLog(LOG_MAX + 1, "1s")
+    assert err.value.field == "limit"
+    assert f"got {LOG_MAX + 1}" in str(err.value)
+    assert f"<= {LOG_MAX}" in str(err.value)
+    assert tk.SlidingWindowLog(LOG_MAX, "1s").limit == LOG_MAX
+
+
+@pytest.mark.parametrize("store_factory", [STORES["memory-luajit"], STORES["memory-lua51"], STORES["redis"]])
+def test_a_cost_above_the_limit_is_denied_without_touching_the_log(store_factory: Any) -> None:
+    clock = tk.ManualClock(1_000_000)
     store = store_factory(clock)
-    limiter = tk.Limiter(build(), store=store, prefix="bounds", clock=clock)
-    d = limiter.check("k")
-    _ints(d)
-    assert d == first
-    if second is not None:
-        d = limiter.check("k")
-        _ints(d)
-        assert d == second
-    limiter.reset("k")
-    store.close()
+    lim = tk.Limiter(tk.SlidingWindowLog(5, 1000), store=store, prefix=unique_prefix(), clock=clock)
+    try:
+        for dt in (0, 100, 300):  # three entries at 1_000_000, 1_000_100, 1_000_400
+            clock.advance(dt)
+            assert lim.check("k").allowed
+        clock.set(1_001_050)  # the first entry has aged out but is not pruned yet
+        raw = _log_scores(store, lim)
+        d = lim.check("k", MAX_COST)
+        # the decision the vectors define: 2 live entries, retry at the newest's exit, reset at the oldest's
+        assert d == tk.Decision(False, 5, 3, 1_001_100, 1_001_400 - 1_001_050)
+        assert _log_scores(store, lim) == raw  # nothing pruned, nothing added
+        assert lim.check("k", 6) == tk.Decision(False, 5, 3, 1_001_100, 350)
+        assert lim.check("k", 3).allowed  # 2 live + 3 = the limit
+    finally:
+        lim.reset("k")
+        store.close()
 
 
-def test_meters_at_their_maximum_window(store_factory: Any) -> None:
-    clock = tk.ManualClock(NOW)
-    store = store_factory(clock)
-    budget = tk.TokenBudget(MAX_SAFE_INTEGER, D, store=store, prefix="bounds-tb", clock=clock)
-    d = budget.debit("k", MAX_SAFE_INTEGER)
-    _ints(d)
-    assert d == tk.Decision(True, MAX_SAFE_INTEGER, 0, D, 0)
-    assert budget.debit("k") == tk.Decision(False, MAX_SAFE_INTEGER, 0, D, D - NOW)
-    shaper = tk.LeakyBucket(1000 / D, D, store=store, prefix="bounds-lb", clock=clock)
-    assert shaper.reserve("k") == (True, 0)
-    assert shaper.reserve("k") == (True, D)
-    assert shaper.reserve("k") == (False, D)
-    store.delete(budget._kp + "k")
-    store.delete(shaper._kp + "k")
-    store.close()
+def _log_scores(store: Any, lim: tk.Limiter) -> list[float]:
+    key = lim._kp + "k"
+    if isinstance(store, tk.MemoryStore):
+        dump = store.dump(key)
+        return [] if dump is None else [s for _, s in dump[1]]
+    return [s for _, s in store.client.zrange(key, 0, -1, withscores=True)]
 
 
-#: (build one past the bound, the scoped field, the offending value as quoted, the maximum quoted)
-PAST_MAX: list[tuple[Callable[[], Any], str, str, str]] = [
-    (lambda: tk.FixedWindow(1, D + 1), "fixedWindow.windowMs", str(D + 1), str(D)),
-    (lambda: tk.FixedWindow(1, 1e20), "fixedWindow.windowMs", "1e+20", str(D)),
-    (lambda: tk.FixedWindow(1, "9999999999999999999999d"), "fixedWindow.windowMs", "'9999999999999999999999d'", str(D)),
-    (lambda: tk.FixedWindow(MAX_SAFE_INTEGER + 1, "1s"), "fixedWindow.limit", str(MAX_SAFE_INTEGER + 1), str(MAX_SAFE_INTEGER)),
-    (lambda: tk.Gcra(1, D + 1), "gcra.period", str(D + 1), str(D)),
-    (lambda: tk.Gcra(1, "1d", burst=1e12), "gcra", "", str(D)),
-    (lambda: tk.SlidingWindow(1, D + 1), "slidingWindow.windowMs", str(D + 1), str(D)),
-    (lambda: tk.SlidingWindowLog(1, D + 1), "slidingWindowLog.windowMs", str(D + 1), str(D)),
-    (lambda: tk.Quota(1, "fixed", 1e20), "quota.periodMs", "1e+20", str(D)),
-    (lambda: tk.Quota(1, "rolling", D + 1), "quota.periodMs", str(D + 1), str(D)),
-    (lambda: tk.TokenBucket(MAX_SAFE_INTEGER + 1, 1e6), "tokenBucket.capacity", str(MAX_SAFE_INTEGER + 1), str(MAX_SAFE_INTEGER)),
-    (lambda: tk.TokenBucket(1, MAX_SAFE_INTEGER + 1), "tokenBucket.refillPerSec", str(MAX_SAFE_INTEGER + 1), str(MAX_SAFE_INTEGER)),
-    (lambda: tk.TokenBucket(1, 1000 / D / 2), "tokenBucket", "", str(D)),
-    (lambda: tk.TokenBudget(1, D + 1), "tokenBudget.windowMs", str(D + 1), str(D)),
-    (lambda: tk.TokenBudget(MAX_SAFE_INTEGER + 1, 1000), "tokenBudget.budget", str(MAX_SAFE_INTEGER + 1), str(MAX_SAFE_INTEGER)),
-    (lambda: tk.LeakyBucket(1000 / D / 2, 0), "leakyBucket.ratePerSec", "", str(D)),
-    (lambda: tk.LeakyBucket(1, D + 1), "leakyBucket.maxQueueMs", str(D + 1), str(D)),
-]  # fmt: skip
+def test_one_request_at_the_log_bound_runs_and_keeps_redis_order(runtime: str) -> None:
+    """cost = MAX_LIMIT on an empty log, then again once every entry aged out (prune + add)."""
+    clock = tk.ManualClock(5_000_000)
+    store = tk.MemoryStore(clock=clock, runtime=runtime)
+    lim = tk.Limiter(tk.SlidingWindowLog(LOG_MAX, 1000), store=store, clock=clock)
+    assert lim.check("k", LOG_MAX) == tk.Decision(True, LOG_MAX, 0, 5_001_000, 0)
+    clock.advance(1000)
+    assert lim.check("k", LOG_MAX) == tk.Decision(True, LOG_MAX, 0, 5_002_000, 0)
+    dump = store.dump("k")
+    assert dump is not None
+    members = [m for m, _ in dump[1]]
+    assert len(members) == LOG_MAX
+    assert members == sorted(members)  # one score: Redis orders the members lexicographically
+    assert members[0] == "5001000-1" and members[-1] == "5001000-9999"
 
 
-@pytest.mark.parametrize(
-    ("build", "field", "value", "maximum"), PAST_MAX, ids=[p[1] + p[2][:12] for p in PAST_MAX]
+class _Zset:
+    """Redis' sorted-set semantics for the commands the shim implements, as a reference model."""
+
+    def __init__(self) -> None:
+        self.m: dict[str, float] = {}
+
+    def order(self) -> list[tuple[str, float]]:
+        return sorted(self.m.items(), key=lambda kv: (kv[1], kv[0]))
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 20), st.integers(0, 30)),
+        st.tuples(st.just("rem"), st.integers(-1, 21), st.integers(-1, 21)),
+        st.tuples(st.just("range"), st.integers(-5, 5), st.integers(-5, 5)),
+        st.tuples(st.just("count"), st.integers(-1, 21), st.integers(-1, 21)),
+    ),
+    max_size=40,
 )
-def test_one_past_each_maximum_is_refused(
-    build: Callable[[], Any], field: str, value: str, maximum: str
-) -> None:
-    with pytest.raises(tk.ConfigError) as info:
-        build()
-    text = str(info.value)
-    assert text.startswith(field), text
-    assert (f"got {value}" in text) if value else True, text
-    assert maximum in text, text
-    error = info.value.errors[0]
-    assert f"{error.scope}.{error.field}".strip(".") == field
 
 
-@pytest.mark.parametrize(
-    ("policy", "path", "value"),
-    [
-        ("{strategy: fixedWindow, limit: 1, period: 1e20}", "limiters.p.period", 1e20),
-        ("{strategy: fixedWindow, limit: 1, period: 9999999999999999999999d}", "limiters.p.period", "9999999999999999999999d"),
-        ("{strategy: gcra, limit: 1, periodMs: 1000000000000001}", "limiters.p.periodMs", D + 1),
-        ("{strategy: quota, limit: 1, resetCadence: fixed, period: 1e20}", "limiters.p.period", 1e20),
-        ("{strategy: tokenBucket, capacity: 9007199254740992, refillPerSec: 1e6}", "limiters.p.capacity", 2**53),
-        ("{fleetBudget: {budget: 1, windowMs: 1e20}}", "limiters.p.fleetBudget.windowMs", 1e20),
-        ("{strategy: fixedWindow, limit: 9, period: 1s, twoTier: {batch: 2, returnIdleAfterMs: 1e20}}",
-         "limiters.p.twoTier.returnIdleAfterMs", 1e20),
-    ],
-)  # fmt: skip
-def test_config_validate_refuses_what_redis_cannot_store(policy: str, path: str, value: Any) -> None:
-    with pytest.raises(PolicyConfigError) as info:
-        load_config(f"limiters:\n  p: {policy}\n", "x.yaml")
-    (issue,) = info.value.issues
-    assert (issue.path, issue.value) == (path, value)
-    maximum = MAX_SAFE_INTEGER if path.endswith("capacity") else D
-    assert str(maximum) in issue.allowed
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops)
+def test_the_shim_sorted_set_matches_redis_semantics(runtime: str, steps: list[tuple[str, int, int]]) -> None:
+    script = Transform(
+        "z", "z.lua", ("k",), ("now_ms", "op", "a", "b"), (), False, 1, "log",
+        "local op, a, b = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+        "if op == 'add' then return redis.call('ZADD', KEYS[1], a, 'm' .. b) end\n"
+        "if op == 'rem' then return redis.call('ZREMRANGEBYSCORE', KEYS[1], a, '(' .. b) end\n"
+        "if op == 'count' then return redis.call('ZCOUNT', KEYS[1], '(' .. a, b) end\n"
+        "if op == 'card' then return redis.call('ZCARD', KEYS[1]) end\n"
+        "return redis.call('ZRANGE', KEYS[1], a, b, 'WITHSCORES')\n",
+        "0" * 40, (),
+    )  # fmt: skip
+    e = LuaEngine([script], runtime=runtime)
+    model = _Zset()
+    for op, a, b in steps:
+        got = e.call("z", 0, ["k"], [0, op, a, b])
+        if op == "add":
+            assert got == [0 if f"m{b}" in model.m else 1]
+            model.m[f"m{b}"] = a
+        elif op == "rem":
+            gone = [m for m, s in model.m.items() if a <= s < b]
+            for m in gone:
+                del model.m[m]
+            assert got == [len(gone)]
+        elif op == "count":
+            assert got == [sum(1 for s in model.m.values() if a < s <= b)]
+        else:
+            order = model.order()
+            n = len(order)
+            lo, hi = (a + n if a < 0 else a), (b + n if b < 0 else b)
+            lo, hi = max(lo, 0), min(hi, n - 1)
+            want = [x for m, s in order[lo : hi + 1] for x in (m, f"{s:.17g}")] if lo <= hi else []
+            assert got == want
+        assert e.call("z", 0, ["k"], [0, "card", 0, 0]) == [len(model.m)]
 
 
-def test_config_error_carries_every_field_and_a_bounded_value() -> None:
-    with pytest.raises(tk.ConfigError) as info:
-        tk.Gcra(0, "x" * 10_000, burst=0.5)
-    fields = [(e.scope, e.field) for e in info.value.errors]
-    assert fields == [("gcra", "limit"), ("gcra", "period"), ("gcra", "burst")]
-    assert info.value.field == "limit" and info.value.value == 0
-    period = info.value.errors[1]
-    assert period.value == "x" * 10_000
-    assert len(str(period)) < 400 and "..." in str(period)
+# --- 15.9: every field an integer in range ---------------------------------------------------------
+
+_STRATEGIES = {
+    "gcra": tk.Gcra(10, "1m"),
+    "tokenBucket": tk.TokenBucket(10, 5),
+    "fixedWindow": tk.FixedWindow(10, "1m"),
+    "slidingWindow": tk.SlidingWindow(10, "1m", buckets=6),
+    "slidingWindowLog": tk.SlidingWindowLog(10, "1m"),
+    "quota": tk.Quota(10, "calendar-month"),
+}
+costs = st.one_of(
+    st.integers(1, MAX_COST),
+    st.floats(min_value=1e-3, max_value=float(MAX_COST), allow_nan=False, allow_infinity=False),
+    st.sampled_from([MAX_COST, MAX_COST - 1, 2**52 + 1, 10**15]),
+)
+
+
+def _in_range(*values: Any) -> bool:
+    return all(type(v) is int and -SAFE <= v <= SAFE for v in values)
+
+
+@pytest.mark.parametrize("store_name", ["memory-luajit", "memory-lua51", "redis"])
+@pytest.mark.parametrize("kind", sorted(_STRATEGIES))
+def test_every_field_is_an_integer_in_range_for_any_cost(store_name: str, kind: str) -> None:
+    factory = STORES[store_name].values[0]
+
+    @settings(max_examples=25 if store_name == "redis" else 60, deadline=None)
+    @given(st.lists(st.tuples(costs, st.integers(0, 120_000)), min_size=1, max_size=6))
+    def run(steps: list[tuple[float, int]]) -> None:
+        clock = tk.ManualClock(1_800_000_000_000)
+        store = factory(clock)
+        lim = tk.Limiter(_STRATEGIES[kind], store=store, prefix=unique_prefix(), clock=clock)
+        try:
+            for cost, dt in steps:
+                clock.advance(dt)
+                d = lim.check("k", cost)
+                assert _in_range(d.limit, d.remaining, d.reset_at, d.retry_after_ms), (cost, d)
+                assert type(d.allowed) is bool
+                p = lim.peek("k")
+                assert _in_range(p.limit, p.remaining, p.reset_at, p.retry_after_ms), p
+                f = lim.forecast("k", cost)
+                assert _in_range(f.spendable_now, f.next_replenish_at, f.full_at), (cost, f)
+        finally:
+            lim.reset("k")
+            store.close()
+
+    run()
+
+
+def test_gcra_max_cost_is_clamped_not_a_float_or_negative() -> None:
+    clock = tk.ManualClock(0)
+    d = tk.Limiter(tk.Gcra(10, "1m"), store=tk.MemoryStore(clock=clock), clock=clock).check("k", MAX_COST)
+    assert d == tk.Decision(False, 10, 10, 0, SAFE)
+    assert math.isfinite(d.retry_after_ms) and type(d.retry_after_ms) is int
+
+
+# --- 15.14: memory store bounds ------------------------------------------------------------------
+
+
+def test_eviction_spares_keys_in_use_and_is_counted(runtime: str) -> None:
+    clock = tk.ManualClock(1_000_000)
+    store = tk.MemoryStore(clock=clock, runtime=runtime, max_keys=100)
+    lim = tk.Limiter(tk.Gcra(1000, "1h"), store=store, clock=clock)
+    hot = [f"hot{i}" for i in range(20)]
+    for k in [f"cold{i}" for i in range(80)] + hot:
+        lim.check(k)
+    stats = store.stats()
+    assert {k: stats[k] for k in ("keys", "max_keys", "evictions", "expired")} == {
+        "keys": 100,
+        "max_keys": 100,
+        "evictions": 0,
+        "expired": 0,
+    }
+    assert stats["lua_bytes"] > 0
+    for i in range(500):  # a flood of one-off keys while the hot keys keep being used
+        for k in hot:
+            lim.check(k)
+        lim.check(f"flood{i}")
+        clock.advance(1)
+    stats = store.stats()
+    assert stats["keys"] == 100
+    assert stats["evictions"] == 500 and store.evictions == 500
+    assert all(store.dump(k) is not None for k in hot)  # used keys are never the ones evicted
+    assert store.dump("cold0") is None or store.dump("cold79") is None
+
+
+def test_expired_keys_go_before_any_live_key(runtime: str) -> None:
+    clock = tk.ManualClock(1_000_000)
+    store = tk.MemoryStore(clock=clock, runtime=runtime, max_keys=64)
+    short = tk.Limiter(tk.FixedWindow(5, 100), store=store, prefix="s", clock=clock)
+    long = tk.Limiter(tk.FixedWindow(5, "1h"), store=store, prefix="l", clock=clock)
+    for i in range(16):
+        short.check(f"{i}")
+    for i in range(48):
+        long.check(f"{i}")
+    clock.advance(200)  # the short keys' windows (and TTLs) are over
+    for i in range(16):
+        long.check(f"new{i}")
+    assert store.key_count() == 64
+    assert all(store.dump(f"l:{i}") is not None for i in range(48))
+    assert store.stats()["evictions"] == 0
+    assert store.stats()["expired"] == 16
+
+
+def test_the_default_bound_is_stated() -> None:
+    from throttlekit.stores.memory import DEFAULT_MAX_KEYS
+
+    store = tk.MemoryStore()
+    assert store.stats()["max_keys"] == DEFAULT_MAX_KEYS
+    readme = (__import__("pathlib").Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"{DEFAULT_MAX_KEYS:,}" in readme

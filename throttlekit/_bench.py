@@ -4,18 +4,26 @@ Every comparison runs its contenders interleaved, in several short rounds, in on
 the median round: on a shared, noisy machine only ratios measured together mean anything.
 
 Embedded: our ``Limiter.check`` on the memory store (LuaJIT and PUC Lua 5.1) per strategy, against the
-``limits`` library's in-memory strategies. Redis: :mod:`throttlekit._bench_redis` (each path next to its
-ceiling: a raw socket sending the same bytes).
+``limits`` library's in-memory strategies; and at the ceiling: ``Limiter(Gcra).check`` against a
+pure-Python GCRA on a dict returning the same :class:`~throttlekit.Decision` (time per decision), and
+the memory store's bytes per GCRA key against a dict of floats (RSS delta over 400k keys, each measured
+in a fresh subprocess). Redis: :mod:`throttlekit._bench_redis` (each path next to its ceiling: a raw
+socket sending the same bytes).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._types import Decision, make_decision
 from .limiter import Limiter
 from .stores import MemoryStore
 from .strategies import FixedWindow, Gcra, Quota, SlidingWindow, SlidingWindowLog, Strategy, TokenBucket
@@ -45,6 +53,8 @@ class Row:
     ratio: float | None = None
     #: min..max over rounds of the per-round ratio to ``baseline`` (rows measured against a ceiling)
     spread: tuple[float, float] | None = None
+    #: for memory rows: bytes per key (median round); ``per_sec``/``us`` are then 0
+    bytes_per_key: float | None = None
 
 
 def _rate(fn: Callable[[int], None], n: int) -> float:
@@ -122,6 +132,134 @@ def embedded(n: int = 50_000, rounds: int = 5) -> list[Row]:
     return rows
 
 
+def python_gcra(strategy: Gcra) -> Callable[..., Decision]:
+    """The embedded ceiling: a GCRA in pure Python over a dict, returning the same public Decision the
+    engine returns (the Lua's arithmetic, no TTLs, no validation). A benchmark yardstick only: no
+    decision of the package is ever computed here."""
+    period, limit, burst = strategy.period_ms, strategy.limit, strategy.burst
+    t = period / limit
+    tau = t * burst  # type: ignore[operator]
+    state: dict[str, float] = {}
+    get, floor, ceil, now_ns, make = state.get, math.floor, math.ceil, time.time_ns, make_decision
+
+    def check(key: str, cost: float = 1) -> Decision:
+        now = now_ns() // 1_000_000
+        tat = get(key, now)
+        tat_eff = tat if tat > now else now
+        new_tat = tat_eff + t * cost
+        allow_at = new_tat - tau
+        if now < allow_at:
+            remaining = max(0, floor((tau - (tat_eff - now)) / t))
+            return make(False, burst, remaining, ceil(tat_eff), ceil(allow_at - now))  # type: ignore[arg-type]
+        state[key] = new_tat
+        return make(True, burst, max(0, floor((tau - (new_tat - now)) / t)), ceil(new_tat), 0)  # type: ignore[arg-type]
+
+    return check
+
+
+def _spread(
+    group: str, contenders: dict[str, Callable[[int], None]], base: str, n: int, rounds: int
+) -> list[Row]:
+    """Like :func:`_compare`, plus each row's per-round ratio to ``base`` (min..max over rounds)."""
+    for fn in contenders.values():
+        fn(max(1, n // 10))
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            samples[name].append(_rate(fn, n))
+    rows = []
+    for name, vals in samples.items():
+        rate = statistics.median(vals)
+        row = Row(group, name, rate, 1e6 / rate)
+        if name != base:
+            ratios = [v / b for v, b in zip(vals, samples[base])]
+            row.baseline, row.ratio, row.spread = base, statistics.median(ratios), (min(ratios), max(ratios))
+        rows.append(row)
+    return rows
+
+
+def ceiling_rows(n: int = 50_000, rounds: int = 9, keys: int = 400_000, mem_rounds: int = 3) -> list[Row]:
+    """Embedded at the ceiling: ``Limiter(Gcra).check`` (both runtimes) vs :func:`python_gcra`, and the
+    memory store's bytes per GCRA key vs a dict (RSS delta over ``keys`` keys, fresh subprocesses)."""
+    gcra = Gcra(1_000_000, "1s")
+    ceiling = "pure-Python GCRA on a dict (same Decision)"
+    contenders: dict[str, Callable[[int], None]] = {
+        f"throttlekit Limiter(Gcra).check ({rt})": _loop_check(
+            Limiter(gcra, store=MemoryStore(runtime=rt, max_keys=1000)), "bench-gcra"
+        )
+        for rt in ("luajit", "lua51")
+    }
+    ceiling_check = python_gcra(gcra)
+
+    def ceiling_loop(count: int) -> None:
+        for _ in range(count):
+            ceiling_check("bench-gcra")
+
+    contenders[ceiling] = ceiling_loop
+    rows = _spread("embedded at the ceiling", contenders, ceiling, n, rounds)
+    rows += per_key_rows(keys, mem_rounds)
+    return rows
+
+
+def per_key_rows(keys: int = 400_000, rounds: int = 3) -> list[Row]:
+    """Bytes per GCRA key on the memory store (each runtime) vs a dict of floats, RSS delta / keys."""
+    base = f"Python dict of floats ({keys:,} keys)"
+    which = {f"memory store, gcra keys ({rt}, {keys:,} keys)": rt for rt in ("luajit", "lua51")}
+    samples: dict[str, list[float]] = {name: [] for name in [*which, base]}
+    for _ in range(rounds):
+        for name in samples:
+            samples[name].append(_per_key_subprocess(which.get(name, "dict"), keys))
+    rows = []
+    for name, vals in samples.items():
+        row = Row("embedded memory per key (RSS)", name, 0.0, 0.0, bytes_per_key=statistics.median(vals))
+        if name != base:
+            ratios = [v / b for v, b in zip(vals, samples[base])]
+            row.baseline, row.ratio, row.spread = base, statistics.median(ratios), (min(ratios), max(ratios))
+        rows.append(row)
+    return rows
+
+
+def _per_key_subprocess(kind: str, keys: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-m", "throttlekit._bench", "per-key", kind, str(keys)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(json.loads(out.stdout)["bytes_per_key"])
+
+
+def _rss() -> int:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def per_key_bytes(kind: str, keys: int) -> float:
+    """RSS delta per key after inserting ``keys`` GCRA keys (``kind`` a runtime) or dict entries."""
+    import gc
+
+    # each key string is made inside the measured loop: the dict keeps it, the Lua keyspace its own copy
+    if kind == "dict":
+        d: dict[str, float] = {}
+        gc.collect()
+        before = _rss()
+        for i in range(keys):
+            d[f"user:{i:08d}"] = 1.7e12 + i * 0.5
+        gc.collect()
+        return (_rss() - before) / keys
+    store = MemoryStore(max_keys=keys + 16, runtime=kind)
+    check = Limiter(Gcra(10, "1h"), store=store).check
+    check("warm")
+    gc.collect()
+    store.engine.collect()
+    before = _rss()
+    for i in range(keys):
+        check(f"user:{i:08d}")
+    store.engine.collect()
+    gc.collect()
+    return (_rss() - before) / keys
+
+
 def run_bench(
     redis_url: str | None, quick: bool = False, progress: Callable[[str], None] | None = None
 ) -> list[Row]:
@@ -130,8 +268,17 @@ def run_bench(
     if progress is not None:
         progress("embedded ...")
     rows = embedded(n_mem, rounds)
+    if progress is not None:
+        progress("embedded at the ceiling (check vs a Python GCRA; bytes per key vs a dict) ...")
+    rows += ceiling_rows(n_mem, 3 if quick else 9, 20_000 if quick else 400_000, 1 if quick else 3)
     if redis_url:
         from ._bench_redis import redis_rows
 
         rows += redis_rows(redis_url, n_red, rounds, progress=progress)
     return rows
+
+
+# the per-key measurement runs in a fresh interpreter: python -m throttlekit._bench per-key <kind> <keys>
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["per-key"]:
+        print(json.dumps({"bytes_per_key": per_key_bytes(sys.argv[2], int(sys.argv[3]))}))

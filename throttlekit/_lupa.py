@@ -134,11 +134,13 @@ class LuaEngine:
         except KeyError:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
-    def bind(self, name: str, params: Sequence[Any]) -> Any:
+    def bind(self, name: str, params: Sequence[Any], *, wall: bool = False) -> tuple[Any, bool]:
         """A private copy of single-key transform ``name`` (ARGV ``[now_ms, *params, <last>]``) with
-        ``params`` fixed: the Lua function ``(clock_ms, key, now_ms, last) -> reply items`` (as many as the
-        manifest's reply names, converted by Redis' rules; ``now_ms`` -1 means ``clock_ms``). It raises
-        ``self.lua_error`` on a script error: callers wrap it once, not per call."""
+        ``params`` fixed: ``(run, walled)``. ``run`` is a Lua function ``(clock_ms, key, now_ms, last) ->
+        reply items`` (as many as the manifest's reply names, converted by Redis' rules; ``now_ms`` -1
+        means ``clock_ms``) that raises :class:`ScriptError` itself. With ``wall=True`` and a runtime
+        that can read the wall clock (LuaJIT's FFI), ``walled`` is True and ``run`` is ``(key, now_ms,
+        last)``, reading the clock in Lua: one Python call per decision, nothing around it."""
         t = self.transform(name)
         if len(t.keys) != 1 or len(params) != len(t.argv) - 2:
             raise ScriptError(
@@ -147,11 +149,16 @@ class LuaEngine:
                 f"bind needs a single-key transform with ARGV [now_ms, *params, last]; "
                 f"{name} has keys {list(t.keys)} and argv {list(t.argv)}, got {len(params)} params",
             )
+        sha = t.sha
+
+        def fail(message: str) -> None:
+            raise ScriptError(name, sha, message)
+
         prologue, body = _split(t)
-        result = self._api.bind(prologue, body, t.name, len(t.reply), *params)
-        if isinstance(result, tuple):
+        result = self._api.bind(prologue, body, t.name, len(t.reply), fail, wall, *params)
+        if result[0] is None:
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
-        return result
+        return result[0], bool(result[1])
 
     def runner(self, name: str) -> Callable[..., tuple[Any, ...]]:
         """The runner of a transform, raising :class:`ScriptError` on a script error. One call is
@@ -171,16 +178,23 @@ class LuaEngine:
             return int(self._api.count())
 
     def stats(self) -> dict[str, int]:
-        """``keys`` held, ``max_keys``, ``evictions`` (live keys evicted at the bound) and ``expired``
-        (keys dropped because their TTL passed), counted since the engine was created."""
+        """``keys`` held, ``max_keys``, ``evictions`` (live keys evicted at the bound), ``expired``
+        (keys dropped because their TTL passed), counted since the engine was created, and
+        ``lua_bytes`` (the runtime's heap now, garbage not yet collected included)."""
         with self.lock:
-            keys, evicted, expired = self._api.stats()
+            keys, evicted, expired, kb = self._api.stats()
         return {
             "keys": int(keys),
             "max_keys": self.max_keys,
             "evictions": int(evicted),
             "expired": int(expired),
+            "lua_bytes": int(kb * 1024),
         }
+
+    def collect(self) -> int:
+        """Run a full Lua garbage collection; returns the heap size in bytes after it."""
+        with self.lock:
+            return int(self._api.collect() * 1024)
 
     def sweep(self, clock_ms: int) -> int:
         """Drop every expired key now; returns the live key count."""

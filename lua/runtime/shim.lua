@@ -1,8 +1,8 @@
 --[[ shim: the Redis keyspace and redis.call under lupa, so the transforms run in-process unchanged.
 Loaded once per Lua runtime by throttlekit/_lupa.py (`...` = max_keys); returns the runner API:
   compile(prologue, body, name, nkeys, nargs)  -> run(clock_ms, key1.., arg1..) -> (is_array, items...)
-  bind(prologue, body, name, nreply, p1..pn)   -> run(clock_ms, key, now_ms, cost) -> nreply items
-  count() / stats() / sweep(t) / flush() / del(t, k) / dump(t, k) / load(t, k, kind, value, deadline)
+  bind(prologue, body, name, nreply, fail, wall, p1..pn) -> run([clock_ms,] key, now_ms, cost) -> items
+  count() / stats() / collect() / sweep(t) / flush() / del(t, k) / dump(t, k) / load(t, k, kind, value, deadline)
 `prologue` is a transform's constant part (its header, `local rcall = redis.call` and included helpers),
 evaluated once per compile; `body` is the rest, run per call. The text is the loader's expanded source
 split at Transform.body_line, so the bytes are the ones Redis runs.
@@ -13,7 +13,8 @@ hash and sorted-set replies are flat arrays of strings. Values keep Redis' types
 string, a hash a plain table, a sorted set a table with the ZSET metatable.
 
 Expiry and eviction. meta[k] is the key's deadline in ms on the executor clock (math.huge = none),
-negated while the key is "referenced" (used since the eviction hand last passed it). A key lives while
+negated while the key is "referenced" (used again since it was created or since the eviction hand last
+passed it; creating a key does not reference it, so a flood of one-off keys evicts one-off keys first). A key lives while
 clock <= deadline (lazy expiry on access, as Redis). At max_keys a new key first reclaims expired keys
 (a full sweep when some deadline may have passed, at most once per max_keys/64 insertions: O(1)
 amortised, and at most max_keys/64 live keys evicted while expired ones wait), then evicts with the CLOCK
@@ -22,10 +23,13 @@ evicts the first key that is expired or unused since its last pass. Expired keys
 whenever as many keys were created as are live. Deadlines are positive (clocks are epoch ms >= 0).
 ]]
 local MAX_KEYS = ...
+-- a GC cycle starts when the heap reaches 1.2x its size after the last one (default 2x): every decision
+-- leaves a reply table behind, and at 2x that garbage, held by the allocator, is ~30% of the RSS per key
+collectgarbage('setpause', 120)
 local type, tonumber, tostring, select, error, pairs, next = type, tonumber, tostring, select, error, pairs, next
 local setmetatable, getmetatable, pcall, loadstring, setfenv = setmetatable, getmetatable, pcall, loadstring, setfenv
 local floor, ceil, huge, fmt, upper, sub = math.floor, math.ceil, math.huge, string.format, string.upper, string.sub
-local tsort, tconcat = table.sort, table.concat
+local tsort, tconcat, collectgarbage = table.sort, table.concat, collectgarbage
 local unpack, ipairs = unpack, ipairs
 
 local data, meta = {}, {}
@@ -35,6 +39,7 @@ local earliest = huge -- no deadline set since the last full sweep is earlier th
 local SWEEP_EVERY = floor(MAX_KEYS / 64)
 if SWEEP_EVERY < 1 then SWEEP_EVERY = 1 end
 local NOW = 0 -- the executor clock (ms): set by every runner call
+local fresh = nil -- the key created by the current call (its later commands in that call do not use it again)
 
 local ZSET = {} -- metatable marking a sorted set
 
@@ -54,8 +59,8 @@ local function sweep()
   since_sweep, earliest = 0, first
 end
 
-local function deadline_set(k, d)
-  meta[k] = -d
+local function deadline_set(k, d) -- keeps the reference mark
+  if meta[k] > 0 then meta[k] = d else meta[k] = -d end
   if d < earliest then earliest = d end
 end
 
@@ -85,7 +90,7 @@ local function live(k)
   local e = meta[k]
   if e > 0 then
     if e < NOW then drop(k); expired = expired + 1; return nil end
-    meta[k] = -e
+    if k ~= fresh then meta[k] = -e end
   elseif -e < NOW then
     drop(k); expired = expired + 1; return nil
   end
@@ -97,8 +102,8 @@ local function create(k, v, deadline)
     if earliest < NOW and since_full_sweep >= SWEEP_EVERY then sweep(); since_full_sweep = 0 end
     while nkeys >= MAX_KEYS do evict_one() end
   end
-  data[k] = v
-  deadline_set(k, deadline)
+  data[k], meta[k], fresh = v, deadline, k -- created unreferenced: a key used once goes before one used twice
+  if deadline < earliest then earliest = deadline end
   nkeys = nkeys + 1
   since_sweep, since_full_sweep = since_sweep + 1, since_full_sweep + 1
   if since_sweep >= nkeys and since_sweep >= 64 then sweep() end
@@ -519,7 +524,7 @@ local function compile(prologue, body, name, nkeys, nargs)
   local gen = 'local set_now, convert, fn, K, A = ...\nreturn function(' .. tconcat(params, ',') ..
     ')\nset_now(t)\n' .. tconcat(assign, '\n') .. '\nreturn convert(fn())\nend'
   local factory = loadstring(gen, '=runner:' .. name)
-  return factory(function(t) NOW = t end, convert, fn, KEYS, ARGV)
+  return factory(function(t) NOW, fresh = t, nil end, convert, fn, KEYS, ARGV)
 end
 
 local function item(v)
@@ -530,54 +535,90 @@ local function item(v)
   return conv1(v)
 end
 
+local function items(r, n)
+  local out = {}
+  for i = 1, n do out[i] = item(r[i]) end
+  return unpack(out, 1, n)
+end
+
+-- the slow end of a bound call: a script error or an error reply goes to `fail` (a Python function that
+-- raises ScriptError), any other reply is converted generically
+local function finish(fail, ok, r, n)
+  if not ok then fail(tostring(r)) end
+  if type(r) ~= 'table' then return item(r) end
+  if r.err ~= nil then fail(tostring(r.err)) end
+  if r.ok ~= nil then return r.ok end
+  local ok2, a, b, c, d, e, f, g = pcall(items, r, n)
+  if not ok2 then fail(tostring(a)) end
+  if n <= 7 then return a, b, c, d, e, f, g end
+  return items(r, n)
+end
+
+-- the wall clock in epoch ms (LuaJIT FFI clock_gettime(CLOCK_REALTIME), as Python's time.time_ns()), or
+-- nil where unavailable (PUC Lua, no FFI): a bound call can then read its clock without leaving Lua
+local wallclock = nil
+do
+  local has_ffi, ffi = pcall(require, 'ffi')
+  if has_ffi then
+    local ok, clock = pcall(function()
+      ffi.cdef('typedef struct { long tv_sec; long tv_nsec; } tk_timespec; int clock_gettime(int, tk_timespec *);')
+      local ts, lib = ffi.new('tk_timespec'), ffi.C
+      local function read()
+        lib.clock_gettime(0, ts)
+        return tonumber(ts.tv_sec) * 1000 + floor(tonumber(ts.tv_nsec) / 1000000)
+      end
+      read()
+      return read
+    end)
+    if ok then wallclock = clock end
+  end
+end
+
 -- bind: a private copy of a single-key transform whose ARGV[2..n+1] are fixed to `...`; a call crosses
--- the boundary as (clock, key, now, cost) and returns the first `nreply` reply items, converted by Redis'
--- rules. now == -1 (the server-clock sentinel) is the executor clock, as the transform's TIME would say.
-local function bind(prologue, body, name, nreply, ...)
+-- the boundary as (clock, key, now, last) and returns the first `nreply` reply items, converted by
+-- Redis' rules; now == -1 (the server-clock sentinel) is the executor clock, as the transform's TIME
+-- would say. A script error calls `fail(message)`, which raises in Python. With `wall` (and a wall clock
+-- here) the call is (key, now, last) and reads the wall clock itself; the second result says which.
+local function bind(prologue, body, name, nreply, fail, wall, ...)
   local KEYS, ARGV = {}, {}
   local fn, cerr = load_body(prologue, body, name, KEYS, ARGV)
   if fn == nil then return nil, cerr end
   local n = select('#', ...)
   for i = 1, n do ARGV[i + 1] = (select(i, ...)) end
   local last = n + 2
-  if nreply == 5 then
-    return function(t, k, now, cost)
-      NOW = t
-      KEYS[1] = k
-      if now == -1 then now = t end
-      ARGV[1] = now
-      ARGV[last] = cost
-      local r = fn()
-      if type(r) ~= 'table' or r.err ~= nil or r.ok ~= nil then return item(r) end
-      return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5])
-    end
-  end
-  return function(t, k, now, cost)
-    NOW = t
+  local five = nreply == 5
+  local function run(t, k, now, cost)
+    NOW, fresh = t, nil
     KEYS[1] = k
     if now == -1 then now = t end
     ARGV[1] = now
     ARGV[last] = cost
-    local r = fn()
-    if type(r) ~= 'table' or r.err ~= nil or r.ok ~= nil then return item(r) end
-    local out = {}
-    for i = 1, nreply do out[i] = item(r[i]) end
-    return unpack(out, 1, nreply)
+    local ok, r = pcall(fn)
+    if five and ok and type(r) == 'table' and r.err == nil and r.ok == nil then
+      return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5])
+    end
+    return finish(fail, ok, r, nreply)
   end
+  if wall and wallclock ~= nil then
+    local clock = wallclock
+    return function(k, now, cost) return run(clock(), k, now, cost) end, true
+  end
+  return run, false
 end
 
 local api = {}
 api.compile = compile
 api.bind = bind
 api.count = function() return nkeys end
-api.stats = function() return nkeys, evicted, expired end
+api.stats = function() return nkeys, evicted, expired, collectgarbage('count') end
+api.collect = function() collectgarbage('collect'); return collectgarbage('count') end
 api.sweep = function(t) NOW = t; sweep(); return nkeys end
 api.flush = function()
   data, meta = {}, {}
   nkeys, since_sweep, since_full_sweep, hand, earliest = 0, 0, 0, nil, huge
 end
 api.dump = function(t, k)
-  NOW = t
+  NOW, fresh = t, nil
   local v = data[k]
   if v == nil then return nil end
   local e = meta[k]
@@ -597,7 +638,7 @@ api.dump = function(t, k)
   return kind, out, e
 end
 api.del = function(t, k)
-  NOW = t
+  NOW, fresh = t, nil
   if live(k) == nil then return 0 end
   drop(k)
   return 1
@@ -605,7 +646,7 @@ end
 -- load(t, k, kind, value, deadline): install one key (the snapshot stores' transport); an already
 -- expired deadline installs nothing
 api.load = function(t, k, kind, value, deadline)
-  NOW = t
+  NOW, fresh = t, nil
   if live(k) ~= nil then drop(k) end
   if deadline ~= nil and deadline < t then return end
   local v

@@ -46,4 +46,7 @@ def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
         ratio = f"{r.ratio:.2f}x {r.baseline}" if r.ratio is not None else ""
         if r.spread is not None:
             ratio = f"{r.ratio:.2f}x [{r.spread[0]:.2f}..{r.spread[1]:.2f}] of {r.baseline}"
+        if r.bytes_per_key is not None:
+            click.echo(f"  {r.name:56} {r.bytes_per_key:9.1f} B/key  {ratio}")
+            continue
         click.echo(f"  {r.name:56} {r.per_sec:12,.0f} {r.us:8.2f}  {ratio}")

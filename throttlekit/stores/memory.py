@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from time import time_ns as _time_ns
 from typing import Any
 
 from .._clock import SERVER_TIME, Clock, SystemClock
-from .._errors import ScriptError
 from .._loader import load_manifest
 from .._lupa import LuaEngine, unpack_reply
 from .base import AsyncBoundCall, BoundCall, Reply
@@ -48,31 +46,18 @@ class MemoryStore:
 
     def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
         """The fast path: a private copy of single-key transform ``name`` with ``params`` fixed, so one
-        call ``(key, now_ms, cost) -> reply`` (the manifest's reply items) is one crossing into Lua.
+        call ``(key, now_ms, cost) -> reply`` (the manifest's reply items) is one crossing into Lua;
+        on the system clock under LuaJIT the Lua function itself (it reads the wall clock in Lua).
         ``now_ms`` may be ``SERVER_TIME``: this store's clock decides. Raises :class:`ScriptError`."""
-        run = self.engine.bind(name, params)
-        lua_error = self.engine.lua_error
-        sha = self.engine.transform(name).sha
-
-        if type(self.clock) is SystemClock:  # the wall clock read inline (one call less per decision)
-
-            def call(key: str, now_ms: float, cost: float) -> Reply:
-                try:
-                    return run(_time_ns() // 1_000_000, key, now_ms, cost)  # type: ignore[no-any-return]
-                except lua_error as exc:
-                    raise ScriptError(name, sha, str(exc)) from None
-
-            return call
-
+        run, walled = self.engine.bind(name, params, wall=type(self.clock) is SystemClock)
+        if walled:
+            return run  # type: ignore[no-any-return]
         clock_now = self.clock.now_ms
 
-        def call_clock(key: str, now_ms: float, cost: float) -> Reply:
-            try:
-                return run(clock_now(), key, now_ms, cost)  # type: ignore[no-any-return]
-            except lua_error as exc:
-                raise ScriptError(name, sha, str(exc)) from None
+        def call(key: str, now_ms: float, cost: float) -> Reply:
+            return run(clock_now(), key, now_ms, cost)  # type: ignore[no-any-return]
 
-        return call_clock
+        return call
 
     def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
         call = self.bind(name, params)
