@@ -60,7 +60,7 @@ BAD = [
     (lambda: tk.FixedWindow(5, 1e-320), "fixedWindow.windowMs makes the window 9.99989e-321 ms, too short"),
     (
         lambda: tk.SlidingWindow(5, 1000, buckets=0),
-        "slidingWindow.buckets is out of range, got 0; allowed: an integer from 1 to 100000",
+        "slidingWindow.buckets is out of range, got 0; allowed: an integer from 1 to 1000",
     ),
     (
         lambda: tk.SlidingWindow(5, 1000, buckets=100_001),

@@ -45,8 +45,10 @@ MAX_SAFE_INTEGER = 9007199254740991
 #: bucket ahead), which stays an exact integer below 2^53 for any ``now`` before the year 10000, far
 #: inside a signed 64-bit ``PX``/``PEXPIRE`` and below the 1e17 where ``%.17g`` turns to exponents.
 MAX_DURATION_MS = 10**15
-#: Most sub-buckets of a sliding window or rolling quota.
-MAX_BUCKETS = 100_000
+#: Most sub-buckets of a sliding window or rolling quota. Every decision reads the whole ring (one hash
+#: field per bucket): at 100,000 buckets one request took 0.3-0.6 s (docs/stores.md, "Worst single
+#: request"); at 1,000 it takes milliseconds.
+MAX_BUCKETS = 1_000
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d{1,30}(?:\.\d{1,30})?)\s*(ms|s|m|h|d)?\s*$")

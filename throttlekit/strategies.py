@@ -279,7 +279,7 @@ class SlidingWindowLog(Strategy):
     #: The largest ``limit``: the log holds one entry per admitted unit, so one request may write
     #: ``limit`` entries and a key hold ``limit`` of them. At this bound the worst single request takes
     #: milliseconds (docs/stores.md, "Worst single request"); use slidingWindow above it.
-    MAX_LIMIT: ClassVar[int] = 10_000
+    MAX_LIMIT: ClassVar[int] = 1_000
 
     def __post_init__(self) -> None:
         c = v.Checks("slidingWindowLog")

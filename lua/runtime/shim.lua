@@ -324,9 +324,9 @@ C.ZADD = function(k, ...)
   if n == 0 or n % 2 ~= 0 then err('ERR syntax error') end
   local z = get_zset(k)
   if z == nil then z = znew(); create(k, z, huge) end
-  local added = 0
+  local added, args = 0, {...} -- indexed, not select(i, ...): O(n) for n arguments, not O(n^2)
   for i = 1, n, 2 do
-    local score, mem = num((select(i, ...)), 'value'), str((select(i + 1, ...)))
+    local score, mem = num(args[i], 'value'), str(args[i + 1])
     if score ~= score then err('ERR value is not a valid float') end
     local old = z.m[mem]
     if old == nil then
