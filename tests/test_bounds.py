@@ -79,7 +79,9 @@ def test_one_request_at_the_log_bound_runs_and_keeps_redis_order(runtime: str) -
     members = [m for m, _ in dump[1]]
     assert len(members) == LOG_MAX
     assert members == sorted(members)  # one score: Redis orders the members lexicographically
-    assert members[0] == "5001000-1" and members[-1] == "5001000-" + max(str(i) for i in range(1, LOG_MAX + 1))
+    assert members[0] == "5001000-1" and members[-1] == "5001000-" + max(
+        str(i) for i in range(1, LOG_MAX + 1)
+    )
 
 
 class _Zset:
