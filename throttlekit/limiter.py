@@ -111,24 +111,34 @@ class Limiter(_Base):
     def _bound_check(self) -> Callable[..., Decision]:
         """``check`` over the store's bound call: the constant ARGV prepared once by the store."""
         run = self.store.bind(self._check, self._params)
-        kp, clock, make = self._kp, self.clock, make_decision
+        kp, clock, make, top, server = self._kp, self.clock, make_decision, _MAX_COST, SERVER_TIME
         a, lim, rem, rst, rty = reply_index(load_manifest()[self._check], DECISION_REPLY)
 
-        if clock is None:
+        if clock is None and not kp:  # the common embedded case: no prefix to join, the store's clock
 
             def check(key: str, cost: float = 1) -> Decision:
-                if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
+                if cost.__class__ is not int or cost <= 0 or cost > top:
                     validate_cost(cost)
                 if key.__class__ is not str:
                     _key(key)
-                r = run(kp + key, SERVER_TIME, cost)
+                r = run(key, server, cost)
+                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+
+        elif clock is None:
+
+            def check(key: str, cost: float = 1) -> Decision:
+                if cost.__class__ is not int or cost <= 0 or cost > top:
+                    validate_cost(cost)
+                if key.__class__ is not str:
+                    _key(key)
+                r = run(kp + key, server, cost)
                 return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
 
         else:
             now_ms = clock.now_ms
 
             def check(key: str, cost: float = 1) -> Decision:
-                if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
+                if cost.__class__ is not int or cost <= 0 or cost > top:
                     validate_cost(cost)
                 if key.__class__ is not str:
                     _key(key)

@@ -31,6 +31,13 @@ if units > limit then
 end
 rcall('ZREMRANGEBYSCORE', key, '-inf', now - window)
 local count = rcall('ZCARD', key)
+-- the oldest live entry, read before anything is written: a key whose TTL is about to pass may expire
+-- while the script runs (Redis checks expiry on its clock), so nothing below reads the log back
+local oldest = now
+if count > 0 then
+  local head = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if head[2] then oldest = tonumber(head[2]) end
+end
 if count + units <= limit then
   local args, n = {}, 0
   for i = 1, units do
@@ -42,16 +49,14 @@ if count + units <= limit then
     end
   end
   rcall('PEXPIRE', key, math.max(1, math.ceil(window)))
-  local first = rcall('ZRANGE', key, 0, 0, 'WITHSCORES')
-  return clamp53({1, limit, math.max(0, limit - (count + units)), math.ceil(tonumber(first[2]) + window), 0})
+  -- the lowest score once `now` is added (the log's first entry by rank, as ZRANGE 0 0 would read it)
+  return clamp53({1, limit, math.max(0, limit - (count + units)), math.ceil(math.min(oldest, now) + window), 0})
 end
 local retry = window
-local oldest = now
 if count > 0 then
   local k = count + units - limit
   if k < 1 then k = 1 elseif k > count then k = count end
   local ref = rcall('ZRANGE', key, k - 1, k - 1, 'WITHSCORES')
-  retry = math.max(1, math.ceil(tonumber(ref[2]) + window - now))
-  oldest = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+  if ref[2] then retry = math.max(1, math.ceil(tonumber(ref[2]) + window - now)) end
 end
 return clamp53({0, limit, math.max(0, limit - count), math.ceil(oldest + window), retry})
