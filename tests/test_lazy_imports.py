@@ -21,6 +21,15 @@ def test_import_loads_no_transport() -> None:
     assert _loaded_after("import throttlekit as tk; tk.Gcra(10, '1s'); tk.ManualClock(0)") == []
 
 
+def test_an_embedded_limiter_loads_no_redis() -> None:
+    code = "import throttlekit as tk; tk.Limiter(tk.Gcra(10, '1s')).check('k')"
+    assert _loaded_after(code) == []
+
+
+def test_a_redis_store_brings_its_driver_in() -> None:
+    assert "hiredis" in _loaded_after("import throttlekit as tk; tk.RedisStore")
+
+
 def test_a_client_brings_grpc_in() -> None:
     assert "grpc" in _loaded_after("import throttlekit as tk; tk.ServiceBackend")
 

@@ -18,13 +18,29 @@ scheme          store                                       extra
 
 from __future__ import annotations
 
-from typing import Any
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any
 
 from ._factory import STORES, open_async, open_store, open_sync, resolve_async, resolve_sync, store_from_flags
 from .base import AsyncScriptStore, ScriptStore, join_prefix
 from .memory import MemoryStore
-from .pipelined import PipelinedRedisStore
-from .redis import AsyncRedisStore, RedisStore
+
+if TYPE_CHECKING:
+    from .pipelined import PipelinedRedisStore
+    from .redis import AsyncRedisStore, RedisStore
+
+#: Redis stores load on first use (PEP 562): the memory store never imports redis or hiredis.
+_LAZY = {"PipelinedRedisStore": "pipelined", "AsyncRedisStore": "redis", "RedisStore": "redis"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "STORES",

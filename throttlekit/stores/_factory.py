@@ -32,7 +32,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from .._clock import Clock
 from .._errors import ConfigError
-from ._redisconn import redis_options
 from .base import AsyncScriptStore, ScriptStore
 
 __all__ = [
@@ -71,6 +70,8 @@ def _memory(url: str, asynchronous: bool, clock: Clock | None, **options: Any) -
 
 
 def _redis(url: str, asynchronous: bool, clock: Clock | None, **options: Any) -> Any:
+    from ._redisconn import redis_options
+
     opts = redis_options(url, **options)  # Redis TIME is the store's clock: ``clock`` is the limiter's
     if asynchronous:
         from .pipelined import PipelinedRedisStore
