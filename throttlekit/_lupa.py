@@ -104,16 +104,20 @@ class LuaEngine:
         self._transforms: dict[str, Transform] = {}
         self.lua_error: type[Exception] = self._mod.LuaError
         for t in transforms:
-            self.add(t)
+            self._transforms[t.name] = t
 
     def add(self, t: Transform) -> None:
-        """Compile one transform into a fixed-arity runner."""
+        """Compile one transform into a fixed-arity runner now (``runner`` compiles on first use)."""
+        self._transforms[t.name] = t
+        self._compile(t)
+
+    def _compile(self, t: Transform) -> Callable[..., tuple[Any, ...]]:
         prologue, body = _split(t)
         result = self._api.compile(prologue, body, t.name, len(t.keys), len(t.argv))
         if isinstance(result, tuple):
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
-        self._transforms[t.name] = t
-        self._runners[t.name] = self._wrap(t.name, t.sha, result, self._mod.LuaError)
+        run = self._runners[t.name] = self._wrap(t.name, t.sha, result, self._mod.LuaError)
+        return run
 
     @staticmethod
     def _wrap(name: str, sha: str, fn: Any, lua_error: type[Exception]) -> Callable[..., tuple[Any, ...]]:
@@ -162,11 +166,12 @@ class LuaEngine:
 
     def runner(self, name: str) -> Callable[..., tuple[Any, ...]]:
         """The runner of a transform, raising :class:`ScriptError` on a script error. One call is
-        atomic; hold ``lock`` only to make several calls one unit (load, run, dump)."""
-        try:
-            return self._runners[name]
-        except KeyError:
-            raise ScriptError(name, "", f"unknown transform {name!r}") from None
+        atomic; hold ``lock`` only to make several calls one unit (load, run, dump). Transforms compile
+        on first use: a store serving one policy pays for the transforms it runs, not all of them."""
+        run = self._runners.get(name)
+        if run is None:
+            run = self._compile(self.transform(name))
+        return run
 
     def call(self, name: str, clock_ms: int, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
         """Run a transform once and return its reply as a list (Redis conversion applied)."""
