@@ -47,8 +47,8 @@ class TokenBudget:
 
     A debit is admitted iff budget remained before it; the crossing debit counts in full (overshoot at
     most ``tokens - 1``); later debits in the window are refused with a retry to the window end.
-    ``budget`` is floored to whole tokens and must be >= 1 (upstream's in-process meter accepted a
-    budget in (0, 1) and then refused everything; we reject it). On a shared store (Redis) every
+    ``budget`` is floored to whole tokens and must be >= 1 (a budget in (0, 1) would refuse every
+    debit). On a shared store (Redis) every
     process debits one budget per key.
     """
 

@@ -102,7 +102,7 @@ class Strategy:
 
     @property
     def ttl_ms(self) -> Number:
-        """The upstream strategy's ``ttlMs`` (spec 1.2: its store TTL hint), ms. Configuration, not a
+        """The strategy's store TTL hint (``ttlMs`` in the wire vocabulary), ms. Configuration, not a
         decision: the two-tier L1 uses it as the fallback ``reset_at`` offset before any lease lands."""
         raise NotImplementedError
 

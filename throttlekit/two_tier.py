@@ -1,5 +1,5 @@
 """Two-tier limiting: an in-process tier (L1) in front of a shared store (L2), trading exactness for
-round trips (the upstream's ``twoTier``, spec 6.1 to 6.3).
+round trips (``docs/server.md``, "Two-tier leasing").
 
 Modes:
 

@@ -7,10 +7,10 @@
     fleet-completions:
       fleetBudget: { budget: 100000, windowMs: 60000, prefix: llm }
 
-Stricter than upstream: ``budget`` must be at least 1 (upstream's in-process meter silently denied
-everything below 1), ``windowMs`` is a plain number of milliseconds >= 1, unknown block keys are errors.
+``budget`` must be at least 1, ``windowMs`` is a plain number of milliseconds >= 1, unknown block keys
+are errors (``docs/server.md``, "Kind blocks").
 The values are checked by the meter's own rules (:func:`throttlekit.meters.token_budget_params`).
-A fleet budget's prefix may be given in the block (as upstream) or at the policy level, not both.
+A fleet budget's prefix may be given in the block or at the policy level, not both.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The plain rate policy: ``strategy`` plus that strategy's fields (served by Check/CheckMany/Peek/Forecast).
 
-Stricter than upstream: a field that the chosen strategy does not use is an error (upstream ignores
-it), two window fields at once are an error (upstream silently prefers ``period``), windows are at least
-1 ms, and ``windowMs``/``periodMs`` are plain numbers. The values themselves (ranges, bounds, derived
+A field the chosen strategy does not use is an error, two window fields at once are an error, windows
+are at least 1 ms, and ``windowMs``/``periodMs`` are plain numbers (``docs/server.md``, "Policy files",
+lists where this is stricter than the upstream and why). The values themselves (ranges, bounds, derived
 rates) are checked once, by the strategy the policy builds: its errors come back per field.
 """
 

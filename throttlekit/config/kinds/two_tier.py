@@ -10,9 +10,9 @@
 
 The strategy fields are the plain policy's (they define L2). Block fields: ``mode`` (``strict``,
 ``cached-deny``, ``leased``; default ``leased``), and for leased only: ``batch`` (required, an integer
->= 1), ``lowWater`` (an integer below ``batch``, default 0 = off), ``windowCoupled`` (default false, as the
-upstream core), ``returnIdleAfterMs`` (ms). Stricter than upstream: leased fields on another mode are
-errors, ``batch`` and ``lowWater`` are whole units. The values are checked by the limiter's own rules
+>= 1), ``lowWater`` (an integer below ``batch``, default 0 = off), ``windowCoupled`` (default false),
+``returnIdleAfterMs`` (ms). Leased fields on another mode are errors; ``batch`` and ``lowWater`` are
+whole units. The values are checked by the limiter's own rules
 (:func:`throttlekit.two_tier.lease_options`).
 """
 
