@@ -244,10 +244,10 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 def _pg_ceiling_decide(mode: str, table: str) -> Any:
     """A closed-loop decision by raw psycopg with the store's statements; ``mode`` "simple" (two simple-query
-    exchanges: BEGIN + lock + read, then upsert + COMMIT) or "pipeline" (the pipeline-mode statements)."""
+    exchanges: BEGIN + lock + read, then upsert + COMMIT) or "pipeline" (the pipeline-mode statements).
+    It writes what a gcra decision writes (the TAT as state, a deadline that moves), so the server does the
+    same work (an update that changes the indexed ``expires_at`` cannot be HOT)."""
     from psycopg import generators
-
-    state = '{"tat":1}'
 
     def lit(x: str) -> bytes:
         return b"'" + x.replace("'", "''").encode() + b"'"
@@ -256,14 +256,15 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
     if mode == "simple":
 
         def decide(conn: Any, key: str) -> None:
+            now = int(time.time() * 1000)
             k = lit(key)
             pg = conn.pgconn
             pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
                           b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
             res = conn.wait(generators.execute(pg))
             _ = res[-1].get_value(0, 1) if res[-1].ntuples else None  # read the state, as the store does
-            pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", " + lit(state)
-                          + b", 9223372036854775807) ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
+            pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
+                          + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
                           b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
             conn.wait(generators.execute(pg))
 
@@ -273,14 +274,15 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
               "SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at")  # fmt: skip
 
     def decide_pipeline(conn: Any, key: str) -> None:
+        now = int(time.time() * 1000)
         with conn.pipeline() as p:
             conn.execute("BEGIN")
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-            cur = conn.execute(select, [key, 0])
+            cur = conn.execute(select, [key, now])
             p.sync()
             cur.fetchall()
         with conn.pipeline():
-            conn.execute(upsert, [key, state, 9223372036854775807])
+            conn.execute(upsert, [key, str(now), now + 1])
             conn.execute("COMMIT")
 
     return decide_pipeline
@@ -290,13 +292,13 @@ def run_pg_ceiling(url: str, table: str, prefix: str, rounds: int, seconds: floa
     """Rows of ours vs the raw-psycopg ceiling, synchronous_commit on and off, interleaved per round."""
     import psycopg
 
-    from throttlekit.stores.postgres import from_url
+    from throttlekit.stores.postgres import PostgresStore
 
     out = []
     for sync_commit in ("on", "off"):
         sep = "&" if "?" in url else "?"
-        opts = f"{sep}options=-c%20synchronous_commit%3D{sync_commit}"
-        store = from_url(url + opts, table=table, prefix=prefix, sweep_interval_ms=0)
+        opts = f"{sep}options=-c%20synchronous_commit%3D{sync_commit}"  # libpq's own URL parameter
+        store = PostgresStore(url + opts, table=table, prefix=prefix, sweep_interval_ms=0)
         lim = tk.Limiter(STRATEGY, store=store)
         conn = psycopg.connect(url, autocommit=True, options=f"-c synchronous_commit={sync_commit}")
         decide = _pg_ceiling_decide(mode, table)

@@ -195,8 +195,21 @@ CODECS: dict[str, Codec] = {
 }
 
 
+#: Families stored as one JSON number: the hot path skips the ``json`` module for them.
+_SCALARS = frozenset({"tat", "departure"})
+
+
 def encode(state: str, layout: Layout, slots: int = 0) -> str:
     """Redis layout -> JSON text for family ``state`` (``slots`` = S, for ``ring``)."""
+    if state in _SCALARS and layout[0] == "string":
+        try:
+            x = float(layout[1])
+        except (TypeError, ValueError):
+            pass  # the general path reports it
+        else:
+            if math.isfinite(x):
+                n = _num(x)
+                return str(n) if isinstance(n, int) else repr(n)
     try:
         codec = CODECS[state]
     except KeyError:
@@ -206,6 +219,14 @@ def encode(state: str, layout: Layout, slots: int = 0) -> str:
 
 def decode(state: str, blob: str, slots: int = 0) -> Layout:
     """JSON text -> Redis layout for family ``state`` (``slots`` = S, for ``ring``)."""
+    if state in _SCALARS:
+        try:
+            x = float(blob)  # a JSON number is valid float text; anything else takes the general path
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(x) and blob.strip()[:1] in "-0123456789":
+                return "string", format(x, ".17g")
     try:
         codec = CODECS[state]
     except KeyError:

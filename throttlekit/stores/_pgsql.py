@@ -129,13 +129,17 @@ class Statements:
         return self._sweep % int(now_ms)
 
 
+#: libpq's ``PGRES_FATAL_ERROR`` (``psycopg.pq.ExecStatus.FATAL_ERROR``).
+_FATAL_ERROR = 7
+
+
 def results_ok(results: Sequence[Any]) -> Any:
     """The last result of a simple-query exchange; raises the server's error (a psycopg ``Error``
     subclass by SQLSTATE) when a statement failed."""
-    from psycopg import errors, pq
-
     for res in results:
-        if res.status == pq.ExecStatus.FATAL_ERROR:
+        if res.status == _FATAL_ERROR:
+            from psycopg import errors
+
             raise errors.error_from_result(res, encoding="utf-8")
     if not results:
         raise StoreError("postgres: the server returned no result")

@@ -30,8 +30,8 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -240,15 +240,21 @@ class _KeyLocks:
             if entry[1] == 0:
                 del table[key]
 
-    @contextmanager
-    def hold(self, keys: Sequence[str]) -> Iterator[None]:
+    def acquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
+        """Queue behind in-process calls on ``keys``; pass the result to :meth:`release` (sync API; a plain
+        pair of calls rather than a context manager: this is on every decision's path)."""
         key = tuple(keys)
         lock = self._enter(self._sync, key, threading.Lock)
         try:
-            with lock:
-                yield
-        finally:
+            lock.acquire()
+        except BaseException:
             self._leave(self._sync, key)
+            raise
+        return key, lock
+
+    def release(self, held: tuple[tuple[str, ...], Any]) -> None:
+        held[1].release()
+        self._leave(self._sync, held[0])
 
     @asynccontextmanager
     async def ahold(self, keys: Sequence[str]) -> AsyncIterator[None]:
@@ -289,8 +295,11 @@ class SnapshotStore(EvalBinding):
         t = self._exec.transform(name)
         if t.read_only:
             return self._eval(t, keys, now_ms, args)
-        with self._keylocks.hold(keys):
+        held = self._keylocks.acquire(keys)
+        try:
             return self._eval(t, keys, now_ms, args)
+        finally:
+            self._keylocks.release(held)
 
     def _eval(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         transport = self._transport
