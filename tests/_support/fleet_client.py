@@ -31,9 +31,11 @@ async def main(ports: list[int], policy: str, key: str, n: int, conc: int, op: s
         for i in todo:
             stub = stubs[i % len(stubs)]
             if op == "debit":
-                r = await stub.Debit(pb.DebitRequest(policy=policy, key=key, tokens=1), timeout=10)
+                r = await stub.Debit(pb.DebitRequest(policy=policy, key=key, tokens=1), timeout=120)
             else:
-                r = await stub.Check(pb.CheckRequest(policy=policy, key=key, cost=1), timeout=10)
+                r = await stub.Check(
+                    pb.CheckRequest(policy=policy, key=key, cost=1), timeout=120
+                )  # a hang guard (fleet.HANG_S)
             w = windows.setdefault(r.decision.reset_at, [0, 0])
             w[0] += int(r.decision.allowed)
             w[1] += 1

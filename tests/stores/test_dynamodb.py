@@ -184,3 +184,42 @@ def test_a_write_applied_behind_a_timeout_is_spent_once(moto: Moto, ddb_table: s
         for s in stores:
             s.close()
         proxy.stop()
+
+
+def _put(version: int, read: tuple[int, str] | None) -> dict[str, Any]:
+    """A conditional put as the store builds it: writing ``version``, having read ``read``."""
+    if read is None:
+        return {"Item": {"version": {"N": str(version)}}, "ConditionExpression": "attribute_not_exists(#pk)"}
+    return {
+        "Item": {"version": {"N": str(version)}},
+        "ConditionExpression": "#v = :v AND #w = :w",
+        "ExpressionAttributeValues": {":v": {"N": str(read[0])}, ":w": {"S": read[1]}},
+    }
+
+
+def _stored(version: int, *tokens: str) -> dict[str, Any]:
+    return {"version": {"N": str(version)}, "w": {"S": tokens[0]}, "ws": {"L": [{"S": t} for t in tokens]}}
+
+
+@pytest.mark.parametrize(
+    ("put", "item", "conflict", "verdict"),
+    [
+        (_put(6, (5, "a")), _stored(6, "ours", "a"), True, True),  # applied, then the retry was refused
+        (_put(6, (5, "a")), _stored(8, "c", "b", "ours", "a"), True, True),  # applied, since superseded
+        (_put(6, (5, "a")), _stored(6, "b", "a"), True, False),  # another writer won version 6
+        (_put(6, (5, "a")), _stored(5, "a"), False, None),  # no answer, unchanged: may still apply
+        (_put(6, (5, "a")), _stored(7, "c", "b", "a"), False, False),  # no answer, and it lost for good
+        (_put(6, (5, "a")), _stored(60, *[f"t{i}" for i in range(32)]), True, None),  # beyond the history
+        (_put(6, (5, "a")), None, True, False),  # reset meanwhile: ours is not there and cannot apply
+        (_put(0, None), None, False, None),  # a first write with no answer: may still apply
+        (_put(0, None), _stored(0, "b"), False, False),  # someone else created the key
+        (_put(0, None), _stored(0, "ours"), False, True),
+        (_put(3, (2, "x")), {"version": {"N": "3"}, "state": {"S": "{}"}}, True, None),  # a foreign writer
+    ],
+)
+def test_the_verdict_on_an_unconfirmed_write(
+    put: dict[str, Any], item: dict[str, Any] | None, conflict: bool, verdict: bool | None
+) -> None:
+    from throttlekit.stores.dynamodb import _verdict
+
+    assert _verdict(put, "ours", item, conflict) is verdict

@@ -1,6 +1,12 @@
 """Fleet: three server processes on one shared store (Redis, Postgres, DynamoDB on moto), hammered
 concurrently by several client processes on the same keys. fixedWindow admits exactly ``limit`` per
-window; gcra never admits more than ``burst + rate x elapsed``. The counts are printed (``pytest -s``)."""
+window; gcra never admits more than ``burst + rate x elapsed``. The counts are printed (``pytest -s``).
+
+Deterministic on a loaded machine, window boundary included: the snapshot stores read their clock after
+the state (a decision's ``now`` is never older than the state it starts from, so a boundary splits the
+calls into two exact windows instead of resetting the new one), a DynamoDB write whose answer was lost is
+read back instead of being spent twice, and the moto service applies one request at a time as DynamoDB
+does (see docs/stores.md). Every decision counts: one synthesized by the fail mode fails the test."""
 
 from __future__ import annotations
 
