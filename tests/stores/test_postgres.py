@@ -242,3 +242,20 @@ def test_round_trips_per_decision(pg_url: str, pg_table: str) -> None:
         asyncio.run(main())
     finally:
         s.close()
+
+
+def test_keys_are_inlined_as_literals_safely(pg_url: str, pg_table: str) -> None:
+    """Statements inline values as standard-conforming literals: quotes, backslashes, semicolons and
+    non-ASCII keys are data, never SQL; NUL (which Postgres text cannot hold) is a StoreError."""
+    s = PostgresStore(pg_url, table=pg_table, prefix=f"q{uuid.uuid4().hex[:8]}", sweep_interval_ms=0)
+    lim = tk.Limiter(tk.FixedWindow(2, 3_600_000), store=s)
+    hostile = ["a'b", "x'); DROP TABLE t; --", "back\\slash\\'", "E'\\x41'", "ключ ✓", "$$dollar$$"]
+    try:
+        for key in hostile:
+            assert lim.check(key).remaining == 1
+            assert lim.check(key).remaining == 0
+        assert sorted(k.split(":", 1)[1] for k in _rows(pg_url, pg_table, s.prefix)) == sorted(hostile)
+        with pytest.raises(tk.StoreError, match="NUL"):
+            lim.check("nul\x00key")
+    finally:
+        s.close()
