@@ -69,16 +69,35 @@ class Moto:
             stderr=subprocess.DEVNULL,
             env={**os.environ, **AWS_ENV, **(env or {})},
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: a loaded machine imports moto slowly
         while True:
             try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=0.5).close()
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=5).close()
                 break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One DynamoDB request, so moto loads its DynamoDB backend now (seconds on a loaded machine)
+        rather than inside the first test's short client timeouts. Its answer does not matter."""
+        request = urllib.request.Request(
+            self.endpoint,
+            data=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "DynamoDB_20120810.ListTables",
+                "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/dynamodb/aws4_request, "
+                "SignedHeaders=host, Signature=0",
+            },
+        )
+        try:
+            urllib.request.urlopen(request, timeout=60).close()
+        except OSError:  # an HTTP error status (e.g. credentials checked) still loaded the backend
+            pass
 
     def stop(self) -> None:
         if self.proc.poll() is None:

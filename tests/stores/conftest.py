@@ -70,7 +70,9 @@ def ddb_table(moto: Moto) -> str:
     from throttlekit.stores.dynamodb import create_table, make_client
 
     name = f"tkt-{uuid.uuid4().hex[:10]}"
-    client = make_client("us-east-1", moto.endpoint)
+    client = make_client(
+        "us-east-1", moto.endpoint, connect_timeout_s=10, read_timeout_s=30
+    )  # setup, not a test
     create_table(client, name)
     client.close()
     return name  # moto's state dies with the server

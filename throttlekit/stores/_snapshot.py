@@ -210,9 +210,14 @@ def _same(a: tuple[str, Any, int | None] | None, b: tuple[str, Any, int | None] 
     return a == b
 
 
-def _backoff_s(attempt: int) -> float:
-    """Full-jitter backoff before retry ``attempt`` (1-based): up to 1, 2, 4 ... 32 ms."""
-    return random.random() * float(min(32, 1 << (attempt - 1))) / 1000.0
+def _backoff_s(attempt: int, took_s: float) -> float:
+    """Full-jitter backoff before retry ``attempt`` (1-based), over a window of 1, 2, 4, then 8 times the
+    lost attempt's duration ``took_s`` (at least 1 ms, the window at most 250 ms). Scaling by the attempt's
+    own duration spreads the contenders over the time a read-and-write really takes on this store and
+    this machine: a fixed 1-32 ms window stops separating them once an attempt takes longer (a loaded
+    host, a slow endpoint), and they keep colliding until the retries run out."""
+    window = min(0.25, max(0.001, took_s) * float(min(8, 1 << (attempt - 1))))
+    return random.random() * window
 
 
 class _KeyLocks:
@@ -303,9 +308,11 @@ class SnapshotStore(EvalBinding):
 
     def _eval(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
         transport = self._transport
+        started = 0.0
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(_backoff_s(attempt))
+                time.sleep(_backoff_s(attempt, time.monotonic() - started))
+            started = time.monotonic()
             txn = transport.begin(keys, not t.read_only)
             try:
                 clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
@@ -338,9 +345,11 @@ class SnapshotStore(EvalBinding):
         self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]
     ) -> Sequence[Any]:
         transport = await self._atransport()
+        started = 0.0
         for attempt in range(self.max_retries + 1):
             if attempt:
-                await asyncio.sleep(_backoff_s(attempt))
+                await asyncio.sleep(_backoff_s(attempt, time.monotonic() - started))
+            started = time.monotonic()
             txn = await transport.begin(keys, not t.read_only)
             try:
                 clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
