@@ -57,7 +57,7 @@ def test_conflicts_exhaust_bounded_retries(ddb_store: Any) -> None:
     s = ddb_store(tk.ManualClock(0), max_retries=2)
     k = s.prefix + ":race"
     s.eval("fixed_window", [k], 0, [100, 1000, 1])
-    real_write = s._write
+    real_write = s.write
 
     def racing_write(puts: Any, token: str) -> bool:  # another writer bumps the version in between
         item = _item(s, k)
@@ -66,7 +66,7 @@ def test_conflicts_exhaust_bounded_retries(ddb_store: Any) -> None:
         s.client.put_item(TableName=s.table, Item=item)
         return real_write(puts, token)  # type: ignore[no-any-return]
 
-    s._write = racing_write
+    s.write = racing_write  # type: ignore[method-assign]
     try:
         with pytest.raises(tk.ConcurrentUpdateError) as info:
             s.eval("fixed_window", [k], 0, [100, 1000, 1])

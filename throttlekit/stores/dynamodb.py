@@ -299,7 +299,7 @@ class _Txn:
 
     def commit(self, changes: Sequence[Change]) -> bool:
         puts, token = self.requests(changes)
-        return self._store._write(puts, token)
+        return self._store.write(puts, token)
 
     def close(self) -> None:
         pass
@@ -315,7 +315,7 @@ class _ATxn:
         puts, token = self._txn.requests(changes)
         if not puts:
             return True
-        return await asyncio.to_thread(self._store._write, puts, token)
+        return await asyncio.to_thread(self._store.write, puts, token)
 
     async def close(self) -> None:
         pass
@@ -401,7 +401,7 @@ class DynamoDBStore(SnapshotStore):
             out.append(resp.get("Item"))
         return out
 
-    def _write(self, puts: list[dict[str, Any]], token: str) -> bool:
+    def write(self, puts: list[dict[str, Any]], token: str) -> bool:
         """Apply the conditional puts (one transaction for several); False when another writer won.
 
         When the outcome is unknown (a failed condition after botocore retried, or no answer at all),
