@@ -80,17 +80,14 @@ def _env_url(store: str | None, backend: str, flag_value: str | None) -> str | N
 def _shared_store(
     backend: str, opts: dict[str, Any], redis_url: str | None = None, redis_prefix: str = ""
 ) -> Any:
-    """The store for ``backend`` from the store factory (None for memory: the service makes its own).
-    Connects lazily."""
-    if backend == "memory":
-        return None
+    """The store for ``backend`` from the store factory. Connects lazily."""
     from ..stores import store_from_flags
 
     return store_from_flags(
         backend,
         redis_url=redis_url,
         redis_prefix=redis_prefix,
-        **{k: v for k, v in opts.items() if k.startswith(("postgres_", "dynamodb_"))},
+        **{k: v for k, v in opts.items() if k.startswith(("postgres_", "dynamodb_", "memory_"))},
     )
 
 
@@ -129,9 +126,21 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str, d
         f"throttlekit-server listening on {handle.address} [{tag}] ({n} polic{'ies' if n != 1 else 'y'}: {names})"
     )
     sys.stdout.flush()
+    evictions = asyncio.ensure_future(_report_evictions(service))
     await stop.wait()
+    evictions.cancel()
     await handle.aclose(drain=drain)
     click.echo("throttlekit-server stopped", err=True)
+
+
+async def _report_evictions(service: Any, every_s: float | None = None) -> None:
+    """Every ``EVICTION_REPORT_S`` seconds, warn about stores that evicted live keys at their bound."""
+    from ..server._service import EVICTION_REPORT_S, EvictionLog
+
+    report = EvictionLog(service.bounded_stores())
+    while True:
+        await asyncio.sleep(EVICTION_REPORT_S if every_s is None else every_s)
+        report.report()
 
 
 #: Seconds the startup check waits for the store before treating it as unreachable.
@@ -202,6 +211,13 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
 )
 @click.option("--postgres-table", default="throttlekit", show_default=True, help="Postgres state table.")
 @click.option("--postgres-prefix", default="", help="Store-wide key prefix on Postgres.")
+@click.option(
+    "--memory-max-keys",
+    type=click.IntRange(1, 9007199254740991),
+    default=None,
+    help="Keys the memory store holds before it evicts the least recently used (default 1,000,000; "
+    "worst-case bytes per key per strategy: docs/stores.md). Evictions are logged once a minute.",
+)
 @click.option("--dynamodb-table", help="DynamoDB table (implies --store dynamodb).")
 @click.option("--dynamodb-region", envvar="AWS_REGION", help="DynamoDB region (default: the SDK chain).")
 @click.option("--dynamodb-endpoint", help="DynamoDB endpoint, e.g. http://localhost:8000 (DynamoDB Local).")
@@ -273,6 +289,8 @@ def serve(
     redis_url = _env_url(store, "redis", redis_url)
     shared["postgres_url"] = _env_url(store, "postgres", shared["postgres_url"])
     backend = _store(store, redis_url, shared["postgres_url"], shared["dynamodb_table"])
+    if shared.get("memory_max_keys") is not None and backend != "memory":
+        raise click.UsageError(f"--memory-max-keys applies to the memory store, not --store {backend}")
     try:
         shared_store = _shared_store(backend, shared, redis_url, redis_prefix)
     except ConfigError as exc:  # a missing driver (install hint) or a bad option

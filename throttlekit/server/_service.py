@@ -42,11 +42,13 @@ from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
 from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
 from ..stores._factory import store_kind
-from ..stores.base import Reply, join_prefix
+from ..stores.base import BoundedStore, Reply, join_prefix
 from ..two_tier import TwoTierLimiter
 
 __all__ = [
+    "EVICTION_REPORT_S",
     "ErrorLog",
+    "EvictionLog",
     "FailMode",
     "OutageLog",
     "RateLimiterService",
@@ -68,6 +70,42 @@ class UnknownPolicyError(ThrottleKitError, LookupError):
         listed = ", ".join(f'"{n}"' for n in configured) or "(none)"
         super().__init__(f'unknown policy "{name}"; configured policies: {listed}')
         self.policy = name
+
+
+class EvictionLog:
+    """Tells operators when a bounded store (the memory store, a policy's private in-process tier) evicts
+    live keys at its ``max_keys``: one warning per store per :meth:`report` in which evictions grew, with
+    the count, the bound and what to do. ``report`` is cheap (one counter read per store); the server
+    calls it every ``EVICTION_REPORT_S`` seconds off the request path."""
+
+    def __init__(self, stores: Sequence[tuple[str, BoundedStore]], logger: logging.Logger = log) -> None:
+        self.stores = list(stores)
+        self.log = logger
+        self._seen = [int(s.stats()["evictions"]) for _, s in self.stores]
+
+    def report(self) -> int:
+        """Log each store whose evictions grew since the last report; returns the new evictions in all."""
+        total = 0
+        for i, (name, store) in enumerate(self.stores):
+            stats = store.stats()
+            grown = int(stats["evictions"]) - self._seen[i]
+            if grown > 0:
+                self._seen[i] += grown
+                total += grown
+                self.log.warning(
+                    "%s: %d live keys evicted at max_keys=%d (least recently used first; %d evicted since "
+                    "start): their limits restarted from fresh state; raise the bound (--memory-max-keys, "
+                    "a policy's maxKeys) or use a shared store",
+                    name,
+                    grown,
+                    stats["max_keys"],
+                    stats["evictions"],
+                )
+        return total
+
+
+#: Seconds between two eviction reports of a running server.
+EVICTION_REPORT_S = 60.0
 
 
 class OutageLog:
@@ -169,6 +207,11 @@ class _Runtime:
     outage: OutageLog
     limit: int
     inline = False
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        """The in-process stores this runtime owns (named), for the eviction report."""
+        return []
+
     _failed: tuple[bool, int, int, int, int]
 
     def _fail_decision(self) -> None:
@@ -345,6 +388,12 @@ class _TwoTierRuntime(_Runtime):
         if self._private is not None:
             self._private.close()
 
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        own: list[tuple[str, BoundedStore]] = [("in-process tier (L1)", self.limiter.l1)]
+        if self._private is not None:
+            own.append(("private L2", self._private))
+        return own
+
 
 class _BudgetRuntime(_Runtime):
     """A ``tokenBudget:`` (per-process meters in a private memory store bounded by ``maxKeys``) or
@@ -371,6 +420,9 @@ class _BudgetRuntime(_Runtime):
     async def aclose(self) -> None:
         if self._own is not None:
             self._own.close()
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        return [] if self._own is None else [("meter store", self._own)]
 
 
 #: Policy class -> runtime class. Adding a policy kind adds one entry here (and its config module).
@@ -484,6 +536,16 @@ class RateLimiterService:
 
     def describe(self) -> list[str]:
         return self.config.describe()
+
+    def bounded_stores(self) -> list[tuple[str, BoundedStore]]:
+        """Every store of this service that evicts at a key bound, named for the log: the service's
+        store (memory) and the policies' private in-process stores."""
+        found: list[tuple[str, BoundedStore]] = []
+        if isinstance(self.store, BoundedStore):
+            found.append((f"{self.store_name} store", self.store))
+        for name, rt in self.policies.items():
+            found.extend((f"policy {name!r} {what}", s) for what, s in rt.private_stores())
+        return found
 
     async def aclose(self) -> None:
         """Close the store if the service opened it (idempotent)."""

@@ -200,12 +200,15 @@ def store_from_flags(
     dynamodb_endpoint: str | None = None,
     dynamodb_prefix: str = "",
     dynamodb_create_table: bool = False,
+    memory_max_keys: int | None = None,
     clock: Clock | None = None,
 ) -> AsyncScriptStore:
     """The server's store for ``--store`` ``backend`` and its flags (the same options a URL carries;
     a non-empty flag wins over the URL's query parameter)."""
     if backend == "memory":
-        return open_async("memory://", clock=clock)
+        if memory_max_keys is None:
+            return open_async("memory://", clock=clock)
+        return open_async("memory://", clock=clock, max_keys=memory_max_keys)
     if backend == "redis":
         if not redis_url:
             raise ConfigError("the redis store needs a URL (--redis redis://host:6379/0)")

@@ -19,6 +19,7 @@ __all__ = [
     "AsyncBoundCall",
     "AsyncScriptStore",
     "BoundCall",
+    "BoundedStore",
     "EvalBinding",
     "Reply",
     "ScriptStore",
@@ -94,6 +95,14 @@ class AsyncScriptStore(Protocol):
     async def aping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class BoundedStore(Protocol):
+    """A store with a key bound that it enforces by eviction (the memory store). ``stats()`` returns at
+    least ``keys``, ``max_keys`` and ``evictions`` (live keys evicted at the bound since creation)."""
+
+    def stats(self) -> dict[str, int]: ...
 
 
 class EvalBinding:
