@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from .._clock import SERVER_TIME
 from .._errors import ConfigError, ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import RedisOptions, redis_options
-from ._resp import ReplyError, bulk, evalsha_batch, evalsha_head, pack
+from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
 from .base import AsyncBoundCall, Reply
 
 __all__ = ["PipelinedRedisStore"]
@@ -316,23 +315,11 @@ class PipelinedRedisStore:
         """``(key, now_ms, cost) -> awaitable reply``, the command's constant parts packed once."""
         t = self._transform(name)
         fixed = tuple(params)
-        head = evalsha_head(t, len(fixed) + 2)
-        mid = b"".join(map(bulk, fixed))
+        packed = evalsha_packer(t, fixed)
         send, settle = self._send, self._settle
 
-        common_tail = bulk(SERVER_TIME) + mid + bulk(1)  # the store's clock, cost 1: packed once
-
         async def call(key: str, now_ms: float, cost: float) -> Reply:
-            kb = key.encode()
-            if now_ms == SERVER_TIME and cost == 1:
-                payload = b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, common_tail)
-            else:
-                nb = repr(now_ms).encode()
-                cb = repr(cost).encode()
-                payload = b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
-                    head, len(kb), kb, len(nb), nb, mid, len(cb), cb
-                )  # fmt: skip
-            reply = await send(payload)
+            reply = await send(packed(key, now_ms, cost))
             if reply.__class__ is ReplyError:
                 return (await settle(t, [reply], ((key,),), now_ms, (*fixed, cost)))[0]  # type: ignore[no-any-return]
             return reply  # type: ignore[no-any-return]

@@ -17,12 +17,11 @@ from typing import Any
 
 import hiredis
 
-from .._clock import SERVER_TIME
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import ConnectionPool, RedisOptions, options_from_client, redis_options
-from ._resp import ReplyError, bulk, evalsha_batch, evalsha_head, pack
+from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
 from .base import BoundCall, EvalBinding, Reply
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
@@ -175,24 +174,13 @@ class RedisStore:
         if pool is None:
             evaluate = self.eval
             return lambda key, now, cost: evaluate(name, (key,), now, (*fixed, cost))
-        head = evalsha_head(t, len(fixed) + 2)
-        mid = b"".join(map(bulk, fixed))
-        # the common call (the store's clock, cost 1) has its whole tail packed once
-        common_tail = bulk(SERVER_TIME) + mid + bulk(1)
+        packed = evalsha_packer(t, fixed)
         free = pool.free
         pop, append, max_idle = free.pop, free.append, pool.max_idle
         connect, settle = pool.get, self._settle
 
         def call(key: str, now_ms: float, cost: float) -> Reply:
-            kb = key.encode()
-            if now_ms == SERVER_TIME and cost == 1:
-                payload = b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, common_tail)
-            else:
-                nb = repr(now_ms).encode()
-                cb = repr(cost).encode()
-                payload = b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
-                    head, len(kb), kb, len(nb), nb, mid, len(cb), cb
-                )  # fmt: skip
+            payload = packed(key, now_ms, cost)
             try:
                 c = pop()
             except IndexError:
