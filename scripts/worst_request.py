@@ -1,4 +1,4 @@
-"""Measure the worst single request of each strategy, on the memory store (both Lua runtimes) and Redis.
+"""Measure the worst single request of each strategy, on the memory store (both Lua runtimes), Redis and Postgres.
 
 Each strategy is taken to the bound that maximises the work of one call (the sliding log at its
 ``MAX_LIMIT`` with cost = limit, on an empty log, on a full one whose entries all expire at once, and
@@ -93,8 +93,13 @@ def scenarios(make_store: Callable[[tk.ManualClock], Any]) -> dict[str, Callable
         key = lim._kp + "k"
         if isinstance(store, tk.MemoryStore):
             store.engine.load(c, key, "hash", ring, None)
-        else:
+        elif isinstance(store, tk.RedisStore):
             store.client.hset(key, mapping=ring)
+        else:  # a snapshot store: fill the ring through the store itself, one tick at a time
+            clock.set(c - MAX_BUCKETS)
+            for _ in range(MAX_BUCKETS):
+                lim.check("k")
+                clock.advance(1)
         return _timed(lambda: lim.check("k"))
 
     return {
@@ -113,12 +118,25 @@ def scenarios(make_store: Callable[[tk.ManualClock], Any]) -> dict[str, Callable
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--redis", default=None, help="a Redis URL to measure too (keys use a random prefix)")
+    ap.add_argument("--postgres", default=None, help="a Postgres URL to measure too (a table of its own)")
     ap.add_argument("--reps", type=int, default=5)
     opts = ap.parse_args()
     stores: dict[str, Callable[[tk.ManualClock], Any]] = {
         f"memory ({rt})": (lambda clock, rt=rt: tk.MemoryStore(clock=clock, runtime=rt))
         for rt in sorted(RUNTIMES)
     }
+    if opts.postgres:
+        from throttlekit.stores.postgres import PostgresStore
+
+        pg_table = f"tkworst_{uuid.uuid4().hex[:8]}"
+        pg: list[Any] = []
+
+        def postgres(clock: tk.ManualClock) -> Any:
+            store = PostgresStore(opts.postgres, table=pg_table, clock=clock, sweep_interval_ms=0)
+            pg.append(store)
+            return store
+
+        stores["postgres"] = postgres
     if opts.redis:
         import redis
 
@@ -140,6 +158,10 @@ def main() -> None:
         if opts.redis:
             for k in client.scan_iter(match=f"{prefix}*", count=1000):
                 client.delete(k)
+        if opts.postgres and pg:
+            pg[0].drop_table()
+            for store in pg:
+                store.close()
 
 
 if __name__ == "__main__":

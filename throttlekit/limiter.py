@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._clock import SERVER_TIME, Clock
-from ._errors import ConfigError
+from ._errors import ConfigError, quote
 from ._loader import DECISION_REPLY, FORECAST_REPLY, load_manifest, reply_index
 from ._types import Decision, Forecast, make_decision
 from ._validate import MAX_SAFE_INTEGER as _MAX_COST
@@ -28,7 +28,7 @@ __all__ = ["AsyncLimiter", "Limiter"]
 
 def _key(key: Any) -> str:
     if not isinstance(key, str):
-        raise ConfigError(f"key must be a string, got {type(key).__name__} {key!r}")
+        raise ConfigError(f"key must be a string, got {type(key).__name__} {quote(key)}")
     return key
 
 

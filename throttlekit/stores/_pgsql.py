@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import ConfigError, StoreError
+from .._errors import ConfigError, StoreError, quote
 from ._snapshot import NEVER, Change, Record
 
 __all__ = ["IDENT", "Statements", "literal", "records", "results_ok"]
@@ -48,7 +48,7 @@ class Statements:
     def __init__(self, table: str) -> None:
         if not isinstance(table, str) or not IDENT.match(table):
             raise ConfigError(
-                f"postgres table must match ^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$, got {table!r}"
+                f"postgres table must match ^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$, got {quote(table)}"
             )
         self.table = table
         self.schema, _, self.name = table.rpartition(".")
