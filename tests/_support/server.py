@@ -24,7 +24,17 @@ from throttlekit.server import RateLimiterService, ServerHandle, serve
 from .env import IN_CI, REAL_REDIS, REDIS_URL, ROOT
 from .stores import unique_prefix
 
-__all__ = ["Served", "Starter", "async_redis_store", "config_text", "launch", "make_store", "pb", "start"]
+__all__ = [
+    "Served",
+    "Starter",
+    "async_redis_store",
+    "config_text",
+    "launch",
+    "make_store",
+    "pb",
+    "start",
+    "wait_listening",
+]
 
 EXAMPLE = ROOT / "examples" / "policies.yaml"
 
@@ -40,6 +50,15 @@ def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[st
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         cwd=ROOT,
     )
+
+
+def wait_listening(proc: subprocess.Popen[str]) -> str:
+    """The ``host:port`` of a :func:`launch`-ed server, read from its startup line (the test fails with
+    the server's stderr when the line does not come)."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
+    return line.split("listening on ", 1)[1].split(" ", 1)[0]
 
 
 def async_redis_store(prefix: str | None = None) -> Any:

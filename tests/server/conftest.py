@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests._support.server import STORE_KINDS, Served, Starter, start
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Server subprocesses a test started (append them): killed if still running, then reaped."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=20)
 
 
 @pytest.fixture

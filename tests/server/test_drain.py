@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests._support.redis_server import OwnRedis
-from tests._support.server import launch, pb
+from tests._support.server import launch, pb, wait_listening
 from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
 
 CONFIG = "limiters:\n  api: { strategy: fixedWindow, limit: 100, period: 1h }\n"
@@ -27,10 +26,7 @@ def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     config = tmp_path / "policies.yaml"
     config.write_text(CONFIG)
     proc = launch("--config", str(config), "--port", "0", *args)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
-    return proc, line.split("listening on ", 1)[1].split(" ", 1)[0]
+    return proc, wait_listening(proc)
 
 
 def _health(channel: grpc.Channel) -> int:
@@ -46,21 +42,11 @@ def _until(predicate: object, what: str, limit_s: float = 20) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def cleanup() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=20)
-
-
 def test_sigterm_reports_not_serving_while_still_answering_then_closes(
-    tmp_path: Path, cleanup: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
     proc, address = _start(tmp_path, "--drain-grace", "3")
-    cleanup.append(proc)
+    processes.append(proc)
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.RateLimiterStub(channel)
         assert _health(channel) == SERVING
@@ -80,10 +66,10 @@ def test_sigterm_reports_not_serving_while_still_answering_then_closes(
 
 
 def test_a_second_signal_skips_the_rest_of_the_drain(
-    tmp_path: Path, cleanup: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
     proc, address = _start(tmp_path, "--drain-grace", "600")
-    cleanup.append(proc)
+    processes.append(proc)
     with grpc.insecure_channel(address) as channel:
         proc.send_signal(signal.SIGTERM)
         _until(lambda: _health(channel) == NOT_SERVING, "NOT_SERVING")
@@ -94,7 +80,7 @@ def test_a_second_signal_skips_the_rest_of_the_drain(
 
 @pytest.mark.redis
 def test_a_call_in_flight_at_sigterm_finishes_with_its_decision(
-    tmp_path: Path, cleanup: list[subprocess.Popen[str]]
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
     """Redis is paused (CLIENT PAUSE) so a Check is held in flight inside the server when SIGTERM
     arrives; it completes with the real decision (fail closed would deny) once Redis resumes."""
@@ -102,7 +88,7 @@ def test_a_call_in_flight_at_sigterm_finishes_with_its_decision(
     own.start()
     try:
         proc, address = _start(tmp_path, "--redis", own.url, "--fail", "closed", "--drain-grace", "0.2")
-        cleanup.append(proc)
+        processes.append(proc)
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.RateLimiterStub(channel)
             assert stub.Check(pb.CheckRequest(policy="api", key="k"), timeout=5).decision.remaining == 99

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests._support.certs import Pki, make_pki
 from tests._support.redis_server import free_port
-from tests._support.server import EXAMPLE, ROOT, launch
+from tests._support.server import EXAMPLE, ROOT, launch, wait_listening
 
 pytestmark = pytest.mark.slow
 
@@ -26,22 +25,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-def servers() -> Iterator[list[subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=20)
-
-
 def _serve(servers: list[subprocess.Popen[str]], env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     proc = launch("--config", str(EXAMPLE), "--drain-grace", "30", *args, env=env)
     servers.append(proc)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "listening on" in line, line + (proc.stderr.read() if proc.stderr else "")
+    wait_listening(proc)
     return proc
 
 
@@ -58,10 +45,10 @@ def _probe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_plain_server_on_another_port_through_the_shared_variables(
-    servers: list[subprocess.Popen[str]],
+    processes: list[subprocess.Popen[str]],
 ) -> None:
     env = {"THROTTLEKIT_PORT": str(free_port()), "THROTTLEKIT_HOST": "0.0.0.0"}
-    proc = _serve(servers, env)
+    proc = _serve(processes, env)
     ok = _probe(env)
     assert ok.returncode == 0 and f"127.0.0.1:{env['THROTTLEKIT_PORT']}: SERVING" in ok.stdout, ok
     proc.send_signal(signal.SIGTERM)  # draining: NOT_SERVING while the port still answers
@@ -80,10 +67,10 @@ def test_nothing_listening_is_unhealthy_with_the_reason() -> None:
     assert res.returncode == 1 and "UNAVAILABLE" in res.stderr
 
 
-def test_tls_server_with_flags_and_the_same_files(servers: list[subprocess.Popen[str]], pki: Pki) -> None:
+def test_tls_server_with_flags_and_the_same_files(processes: list[subprocess.Popen[str]], pki: Pki) -> None:
     port = str(free_port())
     tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
-    _serve(servers, {}, "--port", port, *tls)
+    _serve(processes, {}, "--port", port, *tls)
     assert _probe({}, "--port", port).returncode == 1  # plaintext against a TLS port is not healthy
     ok = _probe({}, "--port", port, *tls, "--tls-root", str(pki.ca))
     assert ok.returncode == 0 and "SERVING" in ok.stdout, ok
@@ -91,7 +78,7 @@ def test_tls_server_with_flags_and_the_same_files(servers: list[subprocess.Popen
     assert untrusted.returncode == 1 and "UNAVAILABLE" in untrusted.stderr
 
 
-def test_mtls_server_through_the_shared_variables(servers: list[subprocess.Popen[str]], pki: Pki) -> None:
+def test_mtls_server_through_the_shared_variables(processes: list[subprocess.Popen[str]], pki: Pki) -> None:
     env = {
         "THROTTLEKIT_PORT": str(free_port()),
         "THROTTLEKIT_TLS_CERT": str(pki.server_cert),
@@ -99,7 +86,7 @@ def test_mtls_server_through_the_shared_variables(servers: list[subprocess.Popen
         "THROTTLEKIT_TLS_CA": str(pki.ca),
         "THROTTLEKIT_TLS_ROOT": str(pki.ca),
     }
-    proc = _serve(servers, env)
+    proc = _serve(processes, env)
     assert proc.stdout is not None
     with_client = {
         **env,
