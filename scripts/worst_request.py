@@ -1,4 +1,4 @@
-"""Measure the worst single request of each strategy, on the memory store (both Lua runtimes), Redis and Postgres.
+"""Measure the worst single request of each strategy: memory store (both Lua runtimes), Redis, Postgres, DynamoDB.
 
 Each strategy is taken to the bound that maximises the work of one call (the sliding log at its
 ``MAX_LIMIT`` with cost = limit, on an empty log, on a full one whose entries all expire at once, and
@@ -119,6 +119,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--redis", default=None, help="a Redis URL to measure too (keys use a random prefix)")
     ap.add_argument("--postgres", default=None, help="a Postgres URL to measure too (a table of its own)")
+    ap.add_argument(
+        "--dynamodb",
+        default=None,
+        help="a DynamoDB endpoint to measure too (e.g. moto_server or DynamoDB Local; a table of its own)",
+    )
     ap.add_argument("--reps", type=int, default=5)
     opts = ap.parse_args()
     stores: dict[str, Callable[[tk.ManualClock], Any]] = {
@@ -137,6 +142,17 @@ def main() -> None:
             return store
 
         stores["postgres"] = postgres
+    if opts.dynamodb:
+        from throttlekit.stores.dynamodb import DynamoDBStore
+
+        ddb_table = f"tkworst-{uuid.uuid4().hex[:8]}"
+
+        def dynamodb(clock: tk.ManualClock) -> Any:
+            return DynamoDBStore(
+                ddb_table, region="us-east-1", endpoint=opts.dynamodb, clock=clock, create=True
+            )
+
+        stores["dynamodb"] = dynamodb
     if opts.redis:
         import redis
 
