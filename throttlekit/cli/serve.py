@@ -13,8 +13,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -166,6 +167,29 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
         )
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _host_option(help: str) -> Callable[[_F], _F]:
+    """``--host``: one default and one variable for the server and its probe, so the two cannot drift."""
+    return click.option(
+        "--host", default="127.0.0.1", show_default=True, envvar="THROTTLEKIT_HOST", help=help
+    )
+
+
+def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
+    """``-p/--port``, shared like :func:`_host_option` (the server accepts 0 = any free port)."""
+    return click.option(
+        "-p",
+        "--port",
+        default=50051,
+        show_default=True,
+        envvar="THROTTLEKIT_PORT",
+        type=click.IntRange(lowest, 65535),
+        help=help,
+    )
+
+
 @click.command()
 @click.option(
     "-c",
@@ -176,22 +200,8 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
     type=click.Path(dir_okay=False),
     help="Policy file (YAML or JSON).",
 )
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="THROTTLEKIT_HOST",
-    help="Bind host (0.0.0.0 for every interface).",
-)
-@click.option(
-    "-p",
-    "--port",
-    default=50051,
-    show_default=True,
-    envvar="THROTTLEKIT_PORT",
-    type=click.IntRange(0, 65535),
-    help="Bind port (0 = any free port).",
-)
+@_host_option("Bind host (0.0.0.0 for every interface).")
+@_port_option(0, "Bind port (0 = any free port).")
 @click.option(
     "--store",
     type=click.Choice(["memory", "redis", "postgres", "dynamodb"]),
@@ -415,18 +425,8 @@ def probe(
 
 
 @click.command()
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, envvar="THROTTLEKIT_HOST", help="The server's --host."
-)
-@click.option(
-    "-p",
-    "--port",
-    default=50051,
-    show_default=True,
-    envvar="THROTTLEKIT_PORT",
-    type=click.IntRange(1, 65535),
-    help="The server's --port.",
-)
+@_host_option("The server's --host.")
+@_port_option(1, "The server's --port.")
 @click.option("--tls-cert", envvar="THROTTLEKIT_TLS_CERT", help="The server's --tls-cert (then TLS).")
 @click.option("--tls-key", envvar="THROTTLEKIT_TLS_KEY", help="The server's --tls-key.")
 @click.option("--tls-ca", envvar="THROTTLEKIT_TLS_CA", help="The server's --tls-ca (then mTLS).")
