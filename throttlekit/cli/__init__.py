@@ -21,6 +21,7 @@ _PLUGINS = (
     ("throttlekit.cli.serve", "serve"),
     ("throttlekit.cli.serve", "health"),
     ("throttlekit.cli.config", "config"),
+    ("throttlekit.cli.policy", "policy"),
 )
 
 

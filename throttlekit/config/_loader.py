@@ -14,7 +14,7 @@ from ._model import Policy, PolicyConfig
 from ._parse import parse_text
 from .kinds import PENDING_BLOCKS, PolicyContext, block_kinds, plain_kind
 
-__all__ = ["MAX_POLICY_NAME", "load_config", "load_config_file"]
+__all__ = ["MAX_POLICY_NAME", "build_policy", "load_config", "load_config_file"]
 
 _TOP = ("version", "defaults", "limiters")
 #: Upstream top-level blocks this server does not serve yet.
@@ -76,6 +76,25 @@ def _load(text: str, source: str) -> PolicyConfig:
     policies = _limiters(doc.get("limiters", MISSING), default_prefix, issues)
     issues.raise_if_any()
     return PolicyConfig(source, policies, 1, default_prefix, dict(doc))
+
+
+def build_policy(
+    name: str, spec: Mapping[str, Any], default_prefix: str | None = None, source: str = "<config>"
+) -> tuple[Policy | None, list[str]]:
+    """One policy from its raw mapping, checked exactly as the loader checks it inside a file:
+    ``(policy, [])`` or ``(None, [each problem])``. Policy plans classify a file policy by policy with it
+    (a policy that does not build is reported, not fatal)."""
+    issues = Issues(source)
+    policy = None
+    if _valid_name(name, issues):
+        ctx = PolicyContext(issues, name, default_prefix)
+        if isinstance(spec, Mapping):
+            policy = _policy(ctx, spec, block_kinds())
+        else:
+            ctx.error("", "expected a mapping of policy fields", spec)
+    if issues.items:
+        return None, [str(i)[len(i.source) + 2 :] for i in issues.items]
+    return policy, []
 
 
 def _kind_of(value: Any) -> str:
