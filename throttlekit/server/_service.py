@@ -13,6 +13,11 @@ threads), any other through its awaitable methods. The rate runtime's hot path (
 message from them (no intermediate :class:`Decision`). A Redis URL becomes a pipelined store, so
 concurrent requests share one write per loop tick on one connection.
 
+Observation: every decision path ends in :meth:`_Runtime._observe`, which hands a
+:class:`~throttlekit.server._telemetry.DecisionEvent` to the service's :class:`DecisionTap` (``service.tap``)
+when an observer is registered (the telemetry hub, capture). A policy in shadow mode (``shadow: true``) is
+decided, observed and counted as usual, and answered allowed.
+
 Errors: every :class:`StoreError` is an outage answered per ``fail`` and logged once per burst
 (:class:`OutageLog`); a transform's own failure is logged once per burst too (:class:`ErrorLog`), with its
 detail, and the door answers the client a generic message. Log lines never carry a client key.
@@ -24,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter_ns
 from typing import Any, Literal
 
 from .._clock import SERVER_TIME, Clock
@@ -44,6 +50,7 @@ from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
 from ..stores._factory import store_kind
 from ..stores.base import BoundedStore, Reply, join_prefix
 from ..two_tier import TwoTierLimiter
+from ._telemetry import DecisionEvent, DecisionTap
 
 __all__ = [
     "EVICTION_REPORT_S",
@@ -194,9 +201,24 @@ def _decision(r: Reply) -> Decision:
     return make_decision(r[0] == 1, r[1], r[2], r[3], r[4])
 
 
+#: DecisionEvent from a full tuple of its fields, without the keyword-parsing constructor (hot path).
+_event = tuple.__new__
+_Event = DecisionEvent
+
+
+def _allow(r: Reply) -> Reply:
+    """A shadow policy's answer to a denial: allowed, the engine's numbers, no retry."""
+    return (True, r[1], r[2], r[3], 0)
+
+
 class _Runtime:
     """A policy bound to the service's store. Every op a kind does not serve is UNIMPLEMENTED (spec 4.4);
     a runtime overrides the ones it serves. ``limit`` feeds the fail-mode decision.
+
+    Observation: each op a runtime serves ends its decision with :meth:`_observe` (or
+    :meth:`_observe_decision`): the service's tap (``tap``, set by the service) sees one event per decision
+    and a shadow policy's denial becomes an allow. ``telemetry_kind`` and ``strategy_name`` label the
+    policy in the telemetry hub.
 
     The door calls ``check_reply`` (and ``check_many_replies``): reply items in the order of
     :class:`Decision`'s fields. When ``inline`` is True ``check_reply`` is a plain function (no await);
@@ -207,6 +229,57 @@ class _Runtime:
     outage: OutageLog
     limit: int
     inline = False
+    tap: DecisionTap = DecisionTap()
+    shadow = False
+    telemetry_kind = "limiter"
+
+    @property
+    def strategy_name(self) -> str:
+        strategy = getattr(self.policy, "strategy", None)
+        return str(strategy.kind) if strategy is not None else ""
+
+    def _observe(self, op: str, key: str, cost: int, r: Reply, t0: int, axis: str = "") -> Reply:
+        """Emit ``r`` (reply items) to the tap if ``t0`` (the decision's start, ``perf_counter_ns``, 0 when
+        nothing observed) is set; returns what the client is answered (a shadow denial allows)."""
+        if t0:
+            tap = self.tap
+            tap.emit(
+                _event(
+                    _Event,
+                    (
+                        self.policy.name,
+                        self.telemetry_kind,
+                        op,
+                        key,
+                        cost,
+                        r[0] == 1,
+                        r[1],
+                        r[2],
+                        r[3],
+                        r[4],
+                        tap.now_ms(),
+                        perf_counter_ns() - t0,
+                        r is self._failed,
+                        self.shadow,
+                        axis,
+                    ),
+                )
+            )
+        if self.shadow and r[0] != 1 and op != "peek":
+            return _allow(r)
+        return r
+
+    def _observe_decision(self, op: str, key: str, cost: int, d: Decision, t0: int) -> Decision:
+        """:meth:`_observe` for a path that yields a :class:`Decision`."""
+        if not t0 and not self.shadow:
+            return d
+        r = (
+            self._failed
+            if d is self._failed_decision
+            else (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
+        )
+        out = self._observe(op, key, cost, r, t0)
+        return d if out is r else _decision(out)
 
     def private_stores(self) -> list[tuple[str, BoundedStore]]:
         """The in-process stores this runtime owns (named), for the eviction report."""
@@ -217,6 +290,7 @@ class _Runtime:
     def _fail_decision(self) -> None:
         allowed = self.outage.fail == "open"
         self._failed = (allowed, self.limit, self.limit if allowed else 0, 0, 0)
+        self._failed_decision = _decision(self._failed)
 
     def _synthesize(self, exc: StoreError, decisions: int = 1) -> tuple[bool, int, int, int, int]:
         self.outage.failed(exc, decisions)
@@ -227,7 +301,8 @@ class _Runtime:
         try:
             d = await pending
         except StoreError as exc:
-            return _decision(self._synthesize(exc))
+            self._synthesize(exc)
+            return self._failed_decision
         if self.outage.down:
             self.outage.recovered()
         return d
@@ -273,6 +348,7 @@ class _RateRuntime(_Runtime):
     def __init__(self, policy: RatePolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
+        self.shadow = bool(getattr(policy, "shadow", False))
         strategy = policy.strategy
         self.limit = int(strategy.limit_value)
         self.inline = bool(store.inline)
@@ -289,21 +365,29 @@ class _RateRuntime(_Runtime):
         self._run: Any = (store.bind if self.inline else store.abind)(self._transform, self._params)
 
     def _inline_check(self, key: str, cost: int) -> Reply:
+        t0 = perf_counter_ns() if self.tap.observers else 0
         try:
             r = self._run(self._kp + key, self._now(), cost)
         except StoreError as exc:
-            return self._synthesize(exc)
-        if self.outage.down:
-            self.outage.recovered()
+            r = self._synthesize(exc)
+        else:
+            if self.outage.down:
+                self.outage.recovered()
+        if t0 or self.shadow:
+            return self._observe("check", key, cost, r, t0)
         return r  # type: ignore[no-any-return]
 
     async def _async_check(self, key: str, cost: int) -> Reply:
+        t0 = perf_counter_ns() if self.tap.observers else 0
         try:
             r = await self._run(self._kp + key, self._now(), cost)
         except StoreError as exc:
-            return self._synthesize(exc)
-        if self.outage.down:
-            self.outage.recovered()
+            r = self._synthesize(exc)
+        else:
+            if self.outage.down:
+                self.outage.recovered()
+        if t0 or self.shadow:
+            return self._observe("check", key, cost, r, t0)
         return r  # type: ignore[no-any-return]
 
     async def check(self, key: str, cost: int) -> Decision:
@@ -317,28 +401,40 @@ class _RateRuntime(_Runtime):
         kp = self._kp
         full = [(kp + k,) for k in keys]
         args = (*self._params, cost)
+        t0 = perf_counter_ns() if self.tap.observers else 0
         try:
             if self.inline:
                 rs = self.store.eval_many(self._transform, full, self._now(), args)
             else:
                 rs = await self.store.aeval_many(self._transform, full, self._now(), args)
         except StoreError as exc:
-            return [self._synthesize(exc, len(keys))] * len(keys)
-        if self.outage.down:
-            self.outage.recovered()
+            rs = [self._synthesize(exc, len(keys))] * len(keys)
+        else:
+            if self.outage.down:
+                self.outage.recovered()
+        if t0 or self.shadow:
+            # each decision's share of the batch's duration: start times spaced so latency = total / n
+            share = (perf_counter_ns() - t0) // len(keys) if t0 else 0
+            now = perf_counter_ns()
+            rs = [
+                self._observe("check_many", k, cost, r, (now - share) if t0 else 0) for k, r in zip(keys, rs)
+            ]
         return rs  # type: ignore[no-any-return]
 
     async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
         return [_decision(r) for r in await self.check_many_replies(keys, cost)]
 
     async def peek(self, key: str) -> Decision:
+        t0 = perf_counter_ns() if self.tap.observers else 0
         try:
             d: Decision = self._limiter.peek(key) if self.inline else await self._limiter.peek(key)
         except StoreError as exc:
-            return _decision(self._synthesize(exc))
-        if self.outage.down:
-            self.outage.recovered()
-        return d
+            self._synthesize(exc)
+            d = self._failed_decision
+        else:
+            if self.outage.down:
+                self.outage.recovered()
+        return self._observe_decision("peek", key, 0, d, t0) if t0 else d
 
     async def forecast(self, key: str, cost: int) -> Forecast:
         """A store outage propagates (:class:`StoreError`): there is no honest forecast to synthesize."""
@@ -361,6 +457,7 @@ class _TwoTierRuntime(_Runtime):
     def __init__(self, policy: TwoTierPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
+        self.shadow = bool(getattr(policy, "shadow", False))
         self.limit = int(policy.strategy.limit_value)
         l2 = MemoryStore(clock=clock) if store.inline else store
         self._private: MemoryStore | None = l2 if l2 is not store else None
@@ -378,7 +475,9 @@ class _TwoTierRuntime(_Runtime):
         self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
-        return await self._decide(self.limiter.check(key, cost))
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        d = await self._decide(self.limiter.check(key, cost))
+        return self._observe_decision("check", key, cost, d, t0)
 
     async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
         return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
@@ -403,6 +502,7 @@ class _BudgetRuntime(_Runtime):
     def __init__(self, policy: TokenBudgetPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
+        self.shadow = bool(getattr(policy, "shadow", False))
         fleet = isinstance(policy, FleetBudgetPolicy)
         shared = fleet and not store.inline
         own = None if shared else MemoryStore(clock=clock, max_keys=policy.max_keys)
@@ -414,8 +514,16 @@ class _BudgetRuntime(_Runtime):
         self.limit = self.meter.budget
         self._fail_decision()
 
+    telemetry_kind = "meter"
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.policy.kind)
+
     async def debit(self, key: str, tokens: int) -> Decision:
-        return await self._decide(self.meter.adebit(key, tokens))
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        d = await self._decide(self.meter.adebit(key, tokens))
+        return self._observe_decision("debit", key, tokens, d, t0)
 
     async def aclose(self) -> None:
         if self._own is not None:
@@ -499,12 +607,16 @@ class RateLimiterService:
         self._owns_store = owned if close_store is None else close_store
         self.outage = OutageLog(fail)
         self.errors = ErrorLog()
+        #: Decision observers register here (see ``_telemetry.py``); clock: the service's, else wall time.
+        self.tap = DecisionTap(clock.now_ms if clock is not None else None)
         self.policies: dict[str, Any] = {}
         for name, policy in config.policies.items():
             runtime = RUNTIMES.get(type(policy))
             if runtime is None:
                 raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
-            self.policies[name] = runtime(policy, self.store, clock, self.outage)
+            rt = runtime(policy, self.store, clock, self.outage)
+            rt.tap = self.tap
+            self.policies[name] = rt
         self.names = tuple(self.policies)
         self._closed = False
 

@@ -1,0 +1,204 @@
+"""The decision tap and the telemetry hub, in process (no gRPC): every decision path emits one event with
+the engine's numbers, an observer cannot change or fail a decision, and the hub's window, top-K, rings
+and monotonic totals follow spec 11 on a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+import throttlekit as tk
+from tests._support.redis_server import free_port
+from throttlekit.config import load_config
+from throttlekit.server import RateLimiterService, redis_store
+from throttlekit.server._telemetry import (
+    DENIAL_RING,
+    LATENCY_RING,
+    DecisionEvent,
+    SpaceSaving,
+    TelemetryHub,
+)
+
+NOW = 1_700_000_020_000  # 40 s into an epoch-aligned minute
+POLICIES = {
+    "api": {"strategy": "fixedWindow", "limit": 3, "period": "1m"},
+    "tb": {"strategy": "tokenBucket", "capacity": 2, "refillPerSec": 1},
+    "tt": {"strategy": "gcra", "limit": 2, "period": "1m", "twoTier": {"batch": 1}},
+    "meter": {"tokenBudget": {"budget": 5, "windowMs": 60000}},
+}
+
+
+def _service(clock: tk.ManualClock, policies: dict[str, Any] = POLICIES, **kw: Any) -> RateLimiterService:
+    text = json.dumps({"limiters": policies})
+    return RateLimiterService(load_config(text), store=tk.MemoryStore(clock=clock), clock=clock, **kw)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_every_decision_path_emits_one_event_with_the_engines_numbers() -> None:
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    seen: list[DecisionEvent] = []
+    svc.tap.register(seen.append)
+
+    async def go() -> list[Any]:
+        out: list[Any] = []
+        rt = svc.policy("api")
+        out += [rt.check_reply("k", 1) for _ in range(4)]  # the door's inline hot path
+        out += await svc.check_many("api", ["a", "b"], 2)
+        out.append(await svc.peek("api", "k"))
+        out.append(await svc.check("tt", "t", 1))
+        for _ in range(3):
+            out.append(await svc.debit("meter", "m", 4))
+        await svc.aclose()
+        return out
+
+    answers = run(go())
+    assert [e.op for e in seen] == ["check"] * 4 + ["check_many"] * 2 + ["peek", "check"] + ["debit"] * 3
+    assert [e.policy for e in seen] == ["api"] * 7 + ["tt"] + ["meter"] * 3
+    assert [e.kind for e in seen] == ["limiter"] * 8 + ["meter"] * 3
+    assert [e.allowed for e in seen[:4]] == [True, True, True, False]
+    assert [(e.limit, e.remaining) for e in seen[:4]] == [(3, 2), (3, 1), (3, 0), (3, 0)]
+    assert seen[3].retry_after_ms == answers[3][4] > 0
+    assert [(e.key, e.cost, e.remaining) for e in seen[4:6]] == [("a", 2, 1), ("b", 2, 1)]
+    assert seen[6].key == "k" and not seen[6].allowed
+    assert seen[8].allowed and not seen[10].allowed
+    for e, a in zip(seen[8:], answers[-3:]):
+        assert (e.allowed, e.limit, e.remaining, e.reset_at, e.retry_after_ms) == (
+            a.allowed,
+            a.limit,
+            a.remaining,
+            a.reset_at,
+            a.retry_after_ms,
+        )
+    assert all(e.at_ms == NOW and e.latency_ns > 0 and not e.synthesized and not e.shadow for e in seen)
+
+
+def test_an_untapped_service_emits_nothing_and_unregister_stops_events() -> None:
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    seen: list[DecisionEvent] = []
+    unregister = svc.tap.register(seen.append)
+    svc.policy("api").check_reply("k", 1)
+    unregister()
+    unregister()  # idempotent
+    svc.policy("api").check_reply("k", 1)
+    assert len(seen) == 1 and svc.tap.observers == ()
+
+
+def test_an_observer_that_raises_changes_no_decision_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
+    clock = tk.ManualClock(NOW)
+    svc, plain = _service(clock), _service(tk.ManualClock(NOW))
+    calls: list[DecisionEvent] = []
+
+    def broken(event: DecisionEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    svc.tap.register(broken)
+    svc.tap.register(calls.append)  # a later observer still runs
+    got = [tuple(svc.policy("api").check_reply("k", 1)) for _ in range(5)]
+    want = [tuple(plain.policy("api").check_reply("k", 1)) for _ in range(5)]
+    assert got == want
+    assert svc.tap.errors == 5 and len(calls) == 5
+    assert len([r for r in caplog.records if "observer" in r.getMessage()]) == 1  # once per burst
+
+
+def test_a_store_outage_is_observed_as_synthesized() -> None:
+    svc = RateLimiterService(
+        load_config(json.dumps({"limiters": {"api": POLICIES["api"]}})),
+        store=redis_store(f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5"),
+        fail="closed",
+    )
+    seen: list[DecisionEvent] = []
+    svc.tap.register(seen.append)
+
+    async def go() -> Any:
+        try:
+            return await svc.check("api", "k")
+        finally:
+            await svc.aclose()
+
+    d = run(go())
+    assert d == tk.Decision(False, 3, 0, 0, 0)
+    assert len(seen) == 1 and seen[0].synthesized and not seen[0].allowed
+
+
+def test_hub_window_totals_topk_and_latency_follow_the_manual_clock() -> None:
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    hub = TelemetryHub(node_id="127.0.0.1:1", now_ms=clock.now_ms)
+    hub.attach(svc)
+    rt = svc.policy("api")
+    for key in ["a", "a", "a", "a", "b", "c"]:
+        rt.check_reply(key, 1)
+    snap = hub.snapshot()
+    (api,) = [p for p in snap["policies"] if p["name"] == "api"]
+    assert [p["name"] for p in snap["policies"]] == ["api", "tb", "tt"]  # limiters; meters apart
+    assert [m["name"] for m in snap["meters"]] == ["meter"]
+    a = api["analytics"]
+    assert (a["allowed"], a["denied"], a["total"]) == (5, 1, 6)
+    assert a["windowStartedAt"] == NOW - NOW % 60_000
+    assert a["topRequested"] == [{"key": "a", "count": 4}, {"key": "b", "count": 1}, {"key": "c", "count": 1}]
+    assert a["topDenied"] == [{"key": "a", "count": 1}]
+    assert api["limit"] == 3 and api["strategy"] == "fixedWindow"
+    assert api["latency"]["n"] == 6 and api["latency"]["p99Ms"] >= api["latency"]["p50Ms"] > 0
+    assert snap["recentDenials"][0]["decision"]["remaining"] == 0
+    assert snap["recentDenials"][0]["key"] == "a"
+
+    clock.advance(20_000)  # the next epoch-aligned window: window figures restart, totals do not
+    rt.check_reply("z", 1)
+    (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
+    assert (api["analytics"]["allowed"], api["analytics"]["denied"]) == (1, 0)
+    assert api["totals"] == {"allowed": 6, "denied": 1, "shadowDenied": 0, "synthesized": 0}
+    clock.advance(60_000)  # a window with no traffic reads zeros
+    (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
+    assert api["analytics"]["total"] == 0 and api["totals"]["allowed"] == 6
+    json.dumps(hub.snapshot())
+
+
+def test_hub_rings_are_bounded() -> None:
+    hub = TelemetryHub(now_ms=lambda: NOW)
+    hub.track("p", "limiter", "gcra")
+    for i in range(DENIAL_RING + LATENCY_RING):
+        hub(DecisionEvent("p", "limiter", "check", f"k{i}", 1, False, 1, 0, 0, 5, NOW, 1000))
+    snap = hub.snapshot()
+    assert len(snap["recentDenials"]) == DENIAL_RING
+    assert snap["recentDenials"][-1]["key"] == f"k{DENIAL_RING + LATENCY_RING - 1}"  # oldest first
+    assert snap["recentDenials"][0]["key"] == f"k{LATENCY_RING}"
+    assert snap["policies"][0]["latency"]["n"] == LATENCY_RING
+    assert len(snap["policies"][0]["analytics"]["topDenied"]) == 10
+
+
+def test_space_saving_keeps_heavy_hitters_with_upper_bound_counts() -> None:
+    ss = SpaceSaving(3)
+    stream = ["h"] * 50 + [f"u{i}" for i in range(40)] + ["g"] * 30 + [f"v{i}" for i in range(20)]
+    for k in stream:
+        ss.add(k)
+    top = dict(ss.top())
+    assert len(top) == 3
+    assert top["h"] >= 50 and top["g"] >= 30  # every key above total/k is present, never undercounted
+    assert sum(top.values()) == len(stream)
+
+
+def test_hub_subscriber_failures_never_reach_the_decision() -> None:
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    hub = TelemetryHub(now_ms=clock.now_ms)
+    hub.attach(svc)
+    got: list[str] = []
+
+    def bad(e: DecisionEvent) -> None:
+        raise ValueError("x")
+
+    hub.subscribe(bad)
+    unsubscribe = hub.subscribe(lambda e: got.append(e.key))
+    rt = svc.policy("tb")
+    assert [rt.check_reply("k", 1)[0] for _ in range(3)] == [True, True, False]
+    unsubscribe()
+    rt.check_reply("k", 1)
+    assert got == ["k"] and svc.tap.errors == 0

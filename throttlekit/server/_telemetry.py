@@ -1,0 +1,475 @@
+"""The decision tap and the telemetry hub: what the Monitor door, ``/metrics`` and capture observe.
+
+**The tap** (:class:`DecisionTap`) is the one seam through which a decision leaves the service for
+observers. Every decision path of the service core (``_service.py``: Check, CheckMany, Peek, Debit,
+two-tier, and every runtime added later) ends in ``_Runtime._observe``, which builds one
+:class:`DecisionEvent` and hands it to :meth:`DecisionTap.emit`, only when at least one observer is
+registered (an untapped service pays one attribute test per decision). ``emit`` calls each observer inline,
+in registration order; an observer that raises is counted and logged once per burst and never reaches the
+caller, so observing cannot change or fail a decision. Observers must be O(1) and must not block: they
+run on the event-loop thread between a decision and its reply.
+
+Register with ``service.tap.register(observer)`` (returns the function that unregisters it). An observer
+is any callable taking a :class:`DecisionEvent`.
+
+**The hub** (:class:`TelemetryHub`, spec 11) is the first observer: per policy an epoch-aligned 60 s
+analytics window (allowed/denied, Space-Saving top-10 requested and denied keys), lifetime monotonic
+totals (for Prometheus), the last observed limit, a ring of the last 256 decision latencies; for the
+server a ring of the last 200 denials, and denial subscribers (the Monitor ``Watch`` streams). Every
+update is O(1) (the top-K replacement scans K = 10 entries). :meth:`TelemetryHub.snapshot` builds the
+``LensSnapshot`` (spec 5.4) the Monitor door projects and ``raw_json`` carries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "ANALYTICS_WINDOW_MS",
+    "DENIAL_RING",
+    "LATENCY_RING",
+    "LENS_VERSION",
+    "TOP_K",
+    "DecisionEvent",
+    "DecisionObserver",
+    "DecisionTap",
+    "PolicyStats",
+    "SpaceSaving",
+    "TelemetryHub",
+]
+
+log = logging.getLogger("throttlekit.server")
+
+#: The analytics window (ms); windows are epoch-aligned.
+ANALYTICS_WINDOW_MS = 60_000
+#: Keys kept by each Space-Saving top-K.
+TOP_K = 10
+#: Denials kept for the snapshot's ``recentDenials``.
+DENIAL_RING = 200
+#: Decision latencies kept per policy.
+LATENCY_RING = 256
+#: The snapshot format version (``meta.lensVersion``).
+LENS_VERSION = "0.3.0"
+#: Buffered keys per policy before they are merged into the top-K summaries (also merged on a snapshot).
+FLUSH_EVERY = 512
+
+
+class DecisionEvent(NamedTuple):
+    """One decision as observers see it (built only when an observer is registered).
+
+    ``kind``: ``limiter`` (rate, two-tier, federated), ``admitter`` or ``meter`` (budgets). ``op``:
+    ``check``, ``check_many``, ``peek`` (non-consuming), ``debit``, ``admit``. The five decision numbers
+    are the engine's (before any shadow override). ``at_ms``: epoch ms (the service's clock).
+    ``latency_ns``: the decision's duration (for a CheckMany, the batch's duration divided by its size).
+    ``synthesized``: the store failed and the fail mode answered. ``shadow``: the policy is in shadow
+    mode, so the client was answered allowed whatever ``allowed`` says. ``axis``: the binding axis of an
+    admitter's denial (``rate``/``concurrency``/``cost``/``policy``), ``""`` otherwise.
+    """
+
+    policy: str
+    kind: str
+    op: str
+    key: str
+    cost: int
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int
+    retry_after_ms: int
+    at_ms: int
+    latency_ns: int
+    synthesized: bool = False
+    shadow: bool = False
+    axis: str = ""
+
+
+class DecisionObserver(Protocol):
+    """Anything registered on a :class:`DecisionTap`: called inline with each event; O(1), no blocking."""
+
+    def __call__(self, event: DecisionEvent, /) -> None: ...
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _int_clock(now_ms: Callable[[], float] | None) -> Callable[[], int]:
+    if now_ms is None:
+        return _wall_ms
+    return lambda: int(now_ms())
+
+
+class DecisionTap:
+    """The observers of one service's decisions. ``observers`` is a tuple replaced on (un)registration,
+    so ``emit`` iterates a snapshot and registering from inside an observer is safe."""
+
+    def __init__(self, now_ms: Callable[[], float] | None = None, *, remind_s: float = 60.0) -> None:
+        self.observers: tuple[DecisionObserver, ...] = ()
+        #: Epoch ms of an event (the service's clock, else wall time).
+        self.now_ms = _int_clock(now_ms)
+        self.errors = 0
+        self._remind_s = remind_s
+        self._last_report = -remind_s
+
+    def register(self, observer: DecisionObserver) -> Callable[[], None]:
+        """Add ``observer``; returns a function that removes it (idempotent)."""
+        self.observers = (*self.observers, observer)
+
+        def unregister() -> None:
+            self.observers = tuple(o for o in self.observers if o is not observer)
+
+        return unregister
+
+    def emit(self, event: DecisionEvent) -> None:
+        """Call every observer with ``event``; an observer's exception is counted and logged at most
+        once per ``remind_s``, never raised."""
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception as exc:
+                self.errors += 1
+                now = time.monotonic()
+                if now - self._last_report >= self._remind_s:
+                    self._last_report = now
+                    log.error(
+                        "decision observer %s failed (%d failures so far; decisions are unaffected): %s: %s",
+                        getattr(observer, "__qualname__", type(observer).__name__),
+                        self.errors,
+                        type(exc).__name__,
+                        str(exc)[:200],
+                    )
+
+
+class SpaceSaving:
+    """Space-Saving top-K (Metwally et al.): at most ``k`` counters; an unseen key replaces the smallest
+    counter and inherits its count plus one, so counts are upper bounds and every key whose true count
+    exceeds total/k is present. ``add`` is O(k) with k fixed (10): constant per decision. ``merge`` folds
+    in exact counts of a batch (the mergeable-summary rule: a key the summary lacks enters with the
+    summary's minimum as its prior bound, then the k largest are kept), which is how the hub feeds it:
+    keys are buffered per decision (one list append) and merged in batches."""
+
+    __slots__ = ("counts", "k")
+
+    def __init__(self, k: int = TOP_K) -> None:
+        self.k = k
+        self.counts: dict[str, int] = {}
+
+    def merge(self, batch: dict[str, int]) -> None:
+        counts = self.counts
+        if len(counts) + len(batch) <= self.k:
+            for key, n in batch.items():
+                counts[key] = counts.get(key, 0) + n
+            return
+        floor = min(counts.values()) if len(counts) >= self.k else 0
+        combined = dict(counts)
+        for key, n in batch.items():
+            combined[key] = counts.get(key, floor) + n
+        kept = heapq.nlargest(self.k, combined.items(), key=lambda kv: kv[1])
+        self.counts = dict(kept)
+
+    def add(self, key: str, n: int = 1) -> None:
+        counts = self.counts
+        c = counts.get(key)
+        if c is not None:
+            counts[key] = c + n
+        elif len(counts) < self.k:
+            counts[key] = n
+        else:
+            victim = min(counts, key=counts.__getitem__)
+            floor = counts.pop(victim)
+            counts[key] = floor + n
+
+    def top(self) -> list[tuple[str, int]]:
+        """Keys by count descending, then key ascending."""
+        return sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+LANES = ("rate", "concurrency", "cost", "policy")
+
+
+@dataclass
+class PolicyStats:
+    """One policy's analytics. Window figures reset when the epoch-aligned window rolls; ``*_total``
+    figures never reset (monotonic counters)."""
+
+    name: str
+    kind: str
+    strategy: str
+    window_ms: int = ANALYTICS_WINDOW_MS
+    window_start: int = 0
+    allowed: int = 0
+    denied: int = 0
+    denied_by_lane: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LANES, 0))
+    top_requested: SpaceSaving = field(default_factory=SpaceSaving)
+    top_denied: SpaceSaving = field(default_factory=SpaceSaving)
+    top_denied_by_lane: dict[str, SpaceSaving] = field(default_factory=dict)
+    allowed_total: int = 0
+    denied_total: int = 0
+    synthesized_total: int = 0
+    shadow_denied_total: int = 0
+    peeks_total: int = 0
+    limit: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_RING))
+    #: Keys of this window's decisions not yet merged into the top-K summaries.
+    pending_requested: list[str] = field(default_factory=list)
+    pending_denied: list[str] = field(default_factory=list)
+    pending_lanes: list[tuple[str, str]] = field(default_factory=list)
+
+    def flush(self) -> None:
+        """Merge the buffered keys into the top-K summaries."""
+        if self.pending_requested:
+            self.top_requested.merge(Counter(self.pending_requested))
+            self.pending_requested.clear()
+        if self.pending_denied:
+            self.top_denied.merge(Counter(self.pending_denied))
+            self.pending_denied.clear()
+        if self.pending_lanes:
+            for (lane, key), n in Counter(self.pending_lanes).items():
+                top = self.top_denied_by_lane.get(lane)
+                if top is None:
+                    top = self.top_denied_by_lane[lane] = SpaceSaving(TOP_K)
+                top.merge({key: n})
+            self.pending_lanes.clear()
+
+    def roll(self, now_ms: int) -> None:
+        start = now_ms - now_ms % self.window_ms
+        if start != self.window_start:
+            self.pending_requested.clear()
+            self.pending_denied.clear()
+            self.pending_lanes.clear()
+            self.window_start = start
+            self.allowed = self.denied = 0
+            for lane in self.denied_by_lane:
+                self.denied_by_lane[lane] = 0
+            self.top_requested.clear()
+            self.top_denied.clear()
+            self.top_denied_by_lane.clear()
+
+    def latency(self) -> dict[str, float]:
+        """avg/p50/p99/max (ms, nearest rank) and n over the latency ring; zeros with n=0 when empty."""
+        samples = sorted(self.latencies)
+        n = len(samples)
+        if n == 0:
+            return {"avgMs": 0.0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0, "n": 0}
+
+        def rank(p: float) -> float:
+            return samples[max(0, min(n - 1, math.ceil(p * n) - 1))]
+
+        return {
+            "avgMs": sum(samples) / n,
+            "p50Ms": rank(0.50),
+            "p99Ms": rank(0.99),
+            "maxMs": samples[-1],
+            "n": n,
+        }
+
+
+class TelemetryHub:
+    """The server's telemetry: register it on a service's tap (:meth:`attach`) or call it with events.
+
+    ``node_id``: ``meta.nodeId`` (``host:port``, plus ``#w<i>`` under ``--workers``). ``mode``/
+    ``fail_mode``: the snapshot's ``health`` block. ``now_ms``: the hub's clock (tests pass a manual one).
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str = "",
+        backend: str = "memory",
+        fail_mode: str = "open",
+        now_ms: Callable[[], float] | None = None,
+        window_ms: int = ANALYTICS_WINDOW_MS,
+    ) -> None:
+        self.node_id = node_id
+        self.backend = backend
+        self.fail_mode = fail_mode
+        self.window_ms = window_ms
+        self.now_ms = _int_clock(now_ms)
+        self.policies: dict[str, PolicyStats] = {}
+        self.denials: deque[DecisionEvent] = deque(maxlen=DENIAL_RING)
+        self.subscribers: tuple[Callable[[DecisionEvent], None], ...] = ()
+        self.extra_counters: dict[str, float] = {}
+
+    # -- wiring ---------------------------------------------------------------------------------------
+
+    def track(self, name: str, kind: str, strategy: str = "") -> PolicyStats:
+        """Declare a policy so it is listed before any traffic (idempotent; keeps existing figures
+        when the kind and strategy are unchanged, e.g. across a config reload)."""
+        stats = self.policies.get(name)
+        if stats is None or stats.kind != kind or stats.strategy != strategy:
+            stats = PolicyStats(name, kind, strategy, self.window_ms)
+            stats.roll(self.now_ms())
+            self.policies[name] = stats
+        return stats
+
+    def retain(self, names: Iterable[str]) -> None:
+        """Forget policies not in ``names`` (after a reload removed them)."""
+        keep = set(names)
+        for name in [n for n in self.policies if n not in keep]:
+            del self.policies[name]
+
+    def attach(self, service: Any) -> Callable[[], None]:
+        """Track every policy of ``service`` and register on its tap; returns the unregister function."""
+        self.sync_policies(service)
+        return service.tap.register(self)  # type: ignore[no-any-return]
+
+    def sync_policies(self, service: Any) -> None:
+        """Track ``service``'s current policies (kinds and strategies from its runtimes) and forget the
+        others."""
+        for name, rt in service.policies.items():
+            self.track(name, rt.telemetry_kind, rt.strategy_name)
+        self.retain(service.policies)
+
+    def subscribe(self, fn: Callable[[DecisionEvent], None]) -> Callable[[], None]:
+        """Call ``fn`` inline with each denial (it must not block or raise); returns the unsubscribe."""
+        self.subscribers = (*self.subscribers, fn)
+
+        def unsubscribe() -> None:
+            self.subscribers = tuple(s for s in self.subscribers if s is not fn)
+
+        return unsubscribe
+
+    # -- the observer ---------------------------------------------------------------------------------
+
+    def __call__(self, event: DecisionEvent) -> None:
+        stats = self.policies.get(event.policy)
+        if stats is None:
+            stats = self.track(event.policy, event.kind)
+        if event.op == "peek":
+            stats.peeks_total += 1
+            return
+        at = event.at_ms
+        if not stats.window_start <= at < stats.window_start + stats.window_ms:
+            stats.roll(at)
+        key = event.key
+        pending = stats.pending_requested
+        pending.append(key)
+        if len(pending) >= FLUSH_EVERY:
+            stats.flush()
+        if event.limit > 0:
+            stats.limit = event.limit
+        stats.latencies.append(event.latency_ns / 1e6)
+        if event.synthesized:
+            stats.synthesized_total += 1
+        if event.allowed:
+            stats.allowed += 1
+            stats.allowed_total += 1
+            return
+        stats.denied += 1
+        stats.denied_total += 1
+        if event.shadow:
+            stats.shadow_denied_total += 1
+        stats.pending_denied.append(key)
+        if event.kind == "admitter":
+            lane = event.axis if event.axis in stats.denied_by_lane else "policy"
+            stats.denied_by_lane[lane] += 1
+            stats.pending_lanes.append((lane, key))
+        if event.kind == "meter":
+            return
+        self.denials.append(event)
+        for fn in self.subscribers:
+            try:
+                fn(event)
+            except Exception:  # a subscriber never fails a decision
+                pass
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def listed(self) -> list[PolicyStats]:
+        """Policies of the typed snapshot: limiters, then admitters (meters are only in ``raw_json``)."""
+        now = self.now_ms()
+        for s in self.policies.values():
+            s.roll(now)
+            s.flush()
+        limiters = [s for s in self.policies.values() if s.kind == "limiter"]
+        admitters = [s for s in self.policies.values() if s.kind == "admitter"]
+        return limiters + admitters
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``LensSnapshot`` (spec 5.4), camelCase, JSON-ready. Additive fields beyond the upstream
+        shape: ``meters`` (budget policies' figures) and per policy ``totals`` (monotonic counts)."""
+        now = self.now_ms()
+        meta: dict[str, Any] = {
+            "generatedAt": now,
+            "windowMs": self.window_ms,
+            "mode": "process",
+            "lensVersion": LENS_VERSION,
+        }
+        if self.node_id:
+            meta["nodeId"] = self.node_id
+        policies = [self._policy_json(s) for s in self.listed()]
+        meters = [self._policy_json(s) for s in self.policies.values() if s.kind == "meter"]
+        return {
+            "meta": meta,
+            "policies": policies,
+            "guards": [],
+            "stats": [],
+            "recentDenials": [_denial_json(e) for e in self.denials],
+            "recentFences": [],
+            "health": {"backend": self.backend, "failMode": self.fail_mode},
+            "meters": meters,
+        }
+
+    def _policy_json(self, s: PolicyStats) -> dict[str, Any]:
+        analytics: dict[str, Any] = {
+            "windowStartedAt": s.window_start,
+            "windowMs": s.window_ms,
+            "allowed": s.allowed,
+            "denied": s.denied,
+            "total": s.allowed + s.denied,
+            "denyRate": s.denied / (s.allowed + s.denied) if s.allowed + s.denied else 0,
+            "topRequested": _top_json(s.top_requested.top()),
+            "topDenied": _top_json(s.top_denied.top()),
+        }
+        if s.kind == "admitter":
+            analytics["deniedByLane"] = dict(s.denied_by_lane)
+            analytics["topDeniedByLane"] = {
+                lane: _top_json(s.top_denied_by_lane[lane].top()) if lane in s.top_denied_by_lane else []
+                for lane in LANES
+            }
+        out: dict[str, Any] = {"name": s.name, "kind": s.kind}
+        if s.strategy:
+            out["strategy"] = s.strategy
+        out["analytics"] = analytics
+        if s.limit > 0:
+            out["limit"] = s.limit
+        out["latency"] = s.latency()
+        out["forecastUnavailable"] = "async" if self.backend != "memory" else "unsupported"
+        out["totals"] = {
+            "allowed": s.allowed_total,
+            "denied": s.denied_total,
+            "shadowDenied": s.shadow_denied_total,
+            "synthesized": s.synthesized_total,
+        }
+        return out
+
+
+def _top_json(items: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [{"key": k, "count": c} for k, c in items]
+
+
+def _denial_json(e: DecisionEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"at": e.at_ms, "policy": e.policy, "key": e.key}
+    if e.axis:
+        out["lane"] = e.axis
+    out["allowed"] = False
+    out["decision"] = {
+        "allowed": False,
+        "limit": e.limit,
+        "remaining": e.remaining,
+        "resetAt": e.reset_at,
+        "retryAfterMs": e.retry_after_ms,
+    }
+    if e.shadow:
+        out["shadow"] = True
+    return out
