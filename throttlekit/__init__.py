@@ -13,9 +13,13 @@ from ._clock import SERVER_TIME, Clock, ManualClock, SystemClock
 from ._errors import (
     ConcurrentUpdateError,
     ConfigError,
+    InvalidRequestError,
     LoaderError,
     NotSupportedError,
+    OperationNotSupportedError,
+    PolicyNotFoundError,
     ScriptError,
+    ServiceUnavailableError,
     StoreError,
     ThrottleKitError,
     WrongTypeError,
@@ -29,39 +33,44 @@ from .strategies import (
     SlidingWindowLog,
     Strategy,
     TokenBucket,
+    from_spec,
     parse_duration,
 )
 
 if _typing.TYPE_CHECKING:
     from .client import (
+        Admission,
+        AsyncAdmission,
         AsyncRedisBackend,
+        AsyncRedisClientLike,
         AsyncServiceBackend,
-        InvalidRequestError,
-        OperationNotSupportedError,
-        PolicyNotFoundError,
         RedisBackend,
+        RedisClientLike,
         ServiceBackend,
-        ServiceUnavailableError,
     )
+    from .headers import decision_headers
     from .limiter import AsyncLimiter, Limiter
-    from .meters import LeakyBucket, LeaseSpender, Reservation, TokenBudget
+    from .meters import LeakyBucket, LeaseGrant, LeaseSpender, Reservation, TokenBudget
+    from .ratelimit import Checker, OnUnavailable, RateLimited, as_checker, bind_policy, rate_limit
     from .stores import AsyncRedisStore, MemoryStore, RedisStore, from_url, from_url_async
     from .two_tier import TwoTierLimiter
 
 #: Public names imported on first use (PEP 562), so ``import throttlekit`` loads neither grpc, protobuf
 #: nor redis: each comes in with the first client or store that needs it.
 _LAZY = {
+    "Admission": "client",
+    "AsyncAdmission": "client",
     "AsyncRedisBackend": "client",
+    "AsyncRedisClientLike": "client",
     "AsyncServiceBackend": "client",
-    "InvalidRequestError": "client",
-    "OperationNotSupportedError": "client",
-    "PolicyNotFoundError": "client",
     "RedisBackend": "client",
+    "RedisClientLike": "client",
     "ServiceBackend": "client",
-    "ServiceUnavailableError": "client",
+    "decision_headers": "headers",
     "AsyncLimiter": "limiter",
     "Limiter": "limiter",
     "LeakyBucket": "meters",
+    "LeaseGrant": "meters",
     "LeaseSpender": "meters",
     "Reservation": "meters",
     "TokenBudget": "meters",
@@ -71,6 +80,12 @@ _LAZY = {
     "from_url": "stores",
     "from_url_async": "stores",
     "TwoTierLimiter": "two_tier",
+    "Checker": "ratelimit",
+    "OnUnavailable": "ratelimit",
+    "RateLimited": "ratelimit",
+    "as_checker": "ratelimit",
+    "bind_policy": "ratelimit",
+    "rate_limit": "ratelimit",
 }
 
 
@@ -91,10 +106,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SERVER_TIME",
+    "Admission",
+    "AsyncAdmission",
     "AsyncLimiter",
     "AsyncRedisBackend",
+    "AsyncRedisClientLike",
     "AsyncRedisStore",
     "AsyncServiceBackend",
+    "Checker",
     "Clock",
     "ConcurrentUpdateError",
     "ConfigError",
@@ -104,16 +123,20 @@ __all__ = [
     "Gcra",
     "InvalidRequestError",
     "LeakyBucket",
+    "LeaseGrant",
     "LeaseSpender",
     "Limiter",
     "LoaderError",
     "ManualClock",
     "MemoryStore",
     "NotSupportedError",
+    "OnUnavailable",
     "OperationNotSupportedError",
     "PolicyNotFoundError",
     "Quota",
+    "RateLimited",
     "RedisBackend",
+    "RedisClientLike",
     "RedisStore",
     "Reservation",
     "ScriptError",
@@ -129,7 +152,13 @@ __all__ = [
     "TokenBudget",
     "TwoTierLimiter",
     "WrongTypeError",
+    "__version__",
+    "as_checker",
+    "bind_policy",
+    "decision_headers",
+    "from_spec",
     "from_url",
     "from_url_async",
     "parse_duration",
+    "rate_limit",
 ]

@@ -7,9 +7,18 @@
     ├── ScriptError                  a Lua transform failed or a script file is broken
     │   ├── LoaderError              include cycle, missing include, malformed manifest
     │   └── WrongTypeError           a key holds another kind of value (``.keys`` names it)
-    ├── StoreError                   the store could not be reached or answered a transport error
-    │   └── ConcurrentUpdateError    optimistic concurrency retries exhausted for a key
-    └── NotSupportedError            the operation does not exist for this strategy or store
+    ├── ServiceUnavailableError      the limiter's backend could not be reached in time (server or store)
+    │   └── StoreError               the store could not be reached or answered a transport error
+    │       └── ConcurrentUpdateError  optimistic concurrency retries exhausted for a key
+    ├── NotSupportedError            the operation does not exist for this strategy or store
+    │   └── OperationNotSupportedError  the server said so (gRPC ``UNIMPLEMENTED``)
+    ├── PolicyNotFoundError          the server has no policy of that name (also LookupError)
+    └── InvalidRequestError          the server rejected a request as malformed (also ValueError)
+
+The client errors carry throttlekit-py's names (public module :mod:`throttlekit.errors`), so code written
+against that client catches the same faults here; a store outage is a :class:`ServiceUnavailableError`
+too, so one ``except ServiceUnavailableError`` settles an outage of any limiter (embedded store, Redis,
+server).
 """
 
 from __future__ import annotations
@@ -158,7 +167,26 @@ class WrongTypeError(ScriptError):
         self.key = keys[0] if keys else ""
 
 
-class StoreError(ThrottleKitError):
+class ServiceUnavailableError(ThrottleKitError):
+    """The limiter's backend could not be reached in time: the server (gRPC ``UNAVAILABLE`` or
+    ``DEADLINE_EXCEEDED``) or, as :class:`StoreError`, the store. The caller settles fail open or closed."""
+
+    code = "service_unavailable"
+
+
+class PolicyNotFoundError(ThrottleKitError, LookupError):
+    """The server has no policy of that name (gRPC ``NOT_FOUND``); the message lists the configured ones."""
+
+    code = "not_found"
+
+
+class InvalidRequestError(ThrottleKitError, ValueError):
+    """The server rejected the request as malformed (gRPC ``INVALID_ARGUMENT``)."""
+
+    code = "invalid_argument"
+
+
+class StoreError(ServiceUnavailableError):
     """The store failed (unreachable, timed out, protocol error). ``store_error`` keeps the cause."""
 
     code = "store_unavailable"
@@ -181,6 +209,10 @@ class NotSupportedError(ThrottleKitError):
     """The strategy or store does not offer this operation."""
 
     code = "not_implemented"
+
+
+class OperationNotSupportedError(NotSupportedError):
+    """The policy's kind does not offer this operation (gRPC ``UNIMPLEMENTED``)."""
 
 
 def loggable(exc: BaseException) -> str:

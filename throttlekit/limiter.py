@@ -148,6 +148,13 @@ class Limiter(_Base):
         check.__doc__ = Limiter.check.__doc__
         return check
 
+    def check_at(self, key: str, now_ms: float, cost: float = 1) -> Decision:
+        """:meth:`check` at an explicit instant (epoch ms) instead of the clock: deterministic replay."""
+        validate_cost(cost)
+        return self._decode(
+            self.store.eval(self._check, (self._kp + _key(key),), now_ms, (*self._params, cost))
+        )
+
     def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         """Decide every key at one instant (one clock read, one store round trip); input order kept."""
         validate_cost(cost)
@@ -207,6 +214,12 @@ class AsyncLimiter(_Base):
         if cost.__class__ is not int or cost <= 0 or cost > _MAX_COST:
             validate_cost(cost)
         return self._decode(await self._acall(self._kp + _key(key), self._now(), cost))
+
+    async def check_at(self, key: str, now_ms: float, cost: float = 1) -> Decision:
+        """See :meth:`Limiter.check_at`."""
+        validate_cost(cost)
+        r = await self.store.aeval(self._check, (self._kp + _key(key),), now_ms, (*self._params, cost))
+        return self._decode(r)
 
     async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         """See :meth:`Limiter.check_many`."""

@@ -8,15 +8,16 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import _validate as v_
 from ._clock import SERVER_TIME, Clock
-from ._errors import ThrottleKitError
+from ._errors import NotSupportedError, ThrottleKitError
 from ._types import Decision
 from .stores import MemoryStore, join_prefix, resolve_sync
 
-__all__ = ["LeakyBucket", "LeaseSpender", "Reservation", "TokenBudget"]
+__all__ = ["LeakyBucket", "LeaseGrant", "LeaseSpender", "Reservation", "TokenBudget"]
 
 
 def _store(store: Any, clock: Clock | None) -> tuple[Any, bool]:
@@ -111,13 +112,22 @@ def _lease_store() -> MemoryStore:
     return _shared_store
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """A grant from the server: ``capacity`` units usable until ``expires_at`` (epoch ms, the window end)."""
+
+    capacity: int
+    expires_at: int
+
+
 class LeaseSpender:
     """Spend a server-granted chunk of a global budget locally; never invents a denial.
 
-    ``apply_lease(capacity, expires_at)`` adds credits (the grant's expiry replaces the previous one).
-    ``spend(now_ms, cost)`` returns a synthesized allow or ``None`` ("refresh needed"). With
-    ``window_coupled`` (default) credits left when the grant's window has ended are discarded.
-    Lease state lives in a memory store (a shared one by default); ``close()`` frees it.
+    ``apply_lease(grant)`` (a :class:`LeaseGrant`, or ``apply_lease(capacity, expires_at)``) adds credits
+    (the grant's expiry replaces the previous one). ``spend(now, cost)`` returns a synthesized allow or
+    ``None`` ("refresh needed"). With ``window_coupled`` (default) credits left when the grant's window
+    has ended are discarded on the next spend. Lease state lives in a memory store (a shared one by
+    default); ``close()`` frees it.
     """
 
     def __init__(
@@ -129,8 +139,21 @@ class LeaseSpender:
         self.store = store or _lease_store()
         self.key = f"{join_prefix(getattr(self.store, 'prefix', ''), prefix)}lease:{next(_lease_ids)}"
 
-    def apply_lease(self, capacity: float, expires_at: int | None = None) -> None:
-        """Add a grant of ``capacity`` units whose window ends at ``expires_at`` (epoch ms, or None)."""
+    def apply_lease(
+        self,
+        capacity: float | LeaseGrant | None = None,
+        expires_at: int | None = None,
+        *,
+        grant: LeaseGrant | None = None,
+    ) -> None:
+        """Add a grant: a :class:`LeaseGrant` (positionally or as ``grant=``), or ``capacity`` units whose
+        window ends at ``expires_at`` (epoch ms, or None)."""
+        if grant is None and isinstance(capacity, LeaseGrant):
+            grant = capacity
+        if grant is not None:
+            capacity, expires_at = grant.capacity, grant.expires_at
+        if capacity is None:
+            raise TypeError("apply_lease() needs a LeaseGrant or a capacity")
         v_.number("lease capacity", capacity, low=0, low_open=False)
         exp = -1 if expires_at is None else expires_at
         self.store.eval("lease_grant", (self.key,), 0, (capacity, exp))
@@ -147,9 +170,32 @@ class LeaseSpender:
             return None
         return Decision(r[1] == 1, r[2], r[3], r[4], r[5])
 
-    def spend(self, now_ms: int, cost: float = 1) -> Decision | None:
-        """Spend locally: an allow, or ``None`` when the lease cannot cover ``cost`` (refresh needed)."""
-        return self._spend(now_ms, cost, True)
+    def spend(self, now_ms: int | None = None, cost: float = 1, *, now: int | None = None) -> Decision | None:
+        """Spend locally at ``now_ms`` (or ``now=``, epoch ms): an allow, or ``None`` when the lease cannot
+        cover ``cost`` (refresh needed)."""
+        at = now_ms if now is None else now
+        if at is None:
+            raise TypeError("spend() needs the time: spend(now_ms, cost) or spend(now=..., cost=...)")
+        return self._spend(at, cost, True)
+
+    def _state(self) -> dict[str, Any]:
+        dump = getattr(self.store, "dump", None)
+        if dump is None:
+            raise NotSupportedError(f"{type(self.store).__name__} cannot show a lease's stored state")
+        found = dump(self.key)
+        return found[1] if found else {}
+
+    @property
+    def credits(self) -> float:
+        """Credits held now, as stored (the window-coupled discard happens on the next spend)."""
+        c = float(self._state().get("c", 0))
+        return int(c) if c.is_integer() else c
+
+    @property
+    def expires_at(self) -> int | None:
+        """Epoch ms the current grant's window ends, or None before any grant with an expiry."""
+        e = self._state().get("e")
+        return None if e is None else int(float(e))
 
     def spend_or_refresh(
         self,

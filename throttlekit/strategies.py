@@ -26,6 +26,7 @@ __all__ = [
     "SlidingWindowLog",
     "Strategy",
     "TokenBucket",
+    "from_spec",
     "parse_duration",
     "strategy_from_options",
 ]
@@ -56,6 +57,43 @@ def _window(c: v.Checks, name: str, window: Any, buckets: int | None = 1) -> Num
         if c(v.span, name, what, ms / buckets, divides_now=True) is None:
             return None
     return ms
+
+
+def _one_of(c: v.Checks, name: str, alias: str, value: Any, alias_value: Any) -> Any:
+    """The duration given as ``name`` or as its millisecond alias (throttlekit-py's keyword, e.g.
+    ``period_ms``); both may be given only when they agree."""
+    if value is None:
+        if alias_value is None:
+            c.error(name, "is required", allowed=f"a duration, as {name}= or {alias}= (ms)")
+        return alias_value
+    if alias_value is not None:
+        try:
+            same = v.duration(name, value) == v.duration(alias, alias_value)
+        except ConfigError:
+            same = False
+        if not same:
+            c.error(alias, f"disagrees with {name}={value!r}; give one of them", alias_value)
+    return value
+
+
+class Params(tuple):  # type: ignore[type-arg]
+    """A strategy's check ARGV (a tuple), also callable as throttlekit-py's ``params()``: the parameters
+    by their camelCase wire names (``{"limit": 100, "periodMs": 60000, "burst": 20}``)."""
+
+    named: dict[str, Number]
+
+    def __new__(cls, values: tuple[Number, ...], named: dict[str, Number]) -> Params:
+        self = super().__new__(cls, values)
+        self.named = named
+        return self
+
+    def __call__(self) -> dict[str, Number]:
+        return dict(self.named)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
 
 
 class Strategy:
@@ -91,9 +129,11 @@ class Strategy:
         return tuple(values[n] for n in names)
 
     @property
-    def params(self) -> tuple[Number, ...]:
-        """The check transform's ARGV between ``now_ms`` and ``cost``."""
-        return self.arguments(self.check_transform)
+    def params(self) -> Params:
+        """The check transform's ARGV between ``now_ms`` and ``cost``; calling it (``params()``) gives
+        the parameters by camelCase name, as throttlekit-py's strategies do."""
+        named = {_camel(k): val for k, val in self.param_values.items()}
+        return Params(self.arguments(self.check_transform), named)
 
     @property
     def limit_value(self) -> Number:
@@ -116,9 +156,9 @@ class Gcra(Strategy):
     """GCRA: ``limit`` units per ``period`` paced smoothly, ``burst`` (default ``limit``) at one instant."""
 
     limit: Number
-    period: Number | str
+    period: Number | str = None  # type: ignore[assignment]  # or period_ms=
     burst: Number | None = None
-    period_ms: Number = field(init=False, repr=False)
+    period_ms: Number = field(default=None, repr=False)  # type: ignore[assignment]
     kind: ClassVar[str] = "gcra"
     check_transform: ClassVar[str] = "gcra"
     peek_transform: ClassVar[str] = "gcra_peek"
@@ -127,12 +167,14 @@ class Gcra(Strategy):
     def __post_init__(self) -> None:
         c = v.Checks("gcra")
         limit = c(v.number, "limit", self.limit)
-        period = c(v.duration, "period", self.period)
+        given = _one_of(c, "period", "period_ms", self.period, self.period_ms)
+        period = None if given is None else c(v.duration, "period", given)
         burst = limit if self.burst is None else c(v.number, "burst", self.burst, low=1, low_open=False)
         if limit is not None and period is not None and burst is not None:
             c(v.span, "", "the burst span period/limit*burst", period / limit * burst)
         c.done()
         object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "period", given)
         object.__setattr__(self, "burst", burst)
         object.__setattr__(self, "period_ms", period)
 
@@ -194,8 +236,8 @@ class FixedWindow(Strategy):
     """At most ``limit`` units per epoch-aligned ``window``."""
 
     limit: Number
-    window: Number | str
-    window_ms: Number = field(init=False, repr=False)
+    window: Number | str = None  # type: ignore[assignment]  # or window_ms=
+    window_ms: Number = field(default=None, repr=False)  # type: ignore[assignment]
     kind: ClassVar[str] = "fixedWindow"
     check_transform: ClassVar[str] = "fixed_window"
     peek_transform: ClassVar[str] = "fixed_window_peek"
@@ -204,9 +246,11 @@ class FixedWindow(Strategy):
     def __post_init__(self) -> None:
         c = v.Checks("fixedWindow")
         limit = c(v.number, "limit", self.limit)
-        window = _window(c, "windowMs", self.window)
+        given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
+        window = None if given is None else _window(c, "windowMs", given)
         c.done()
         object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "window", given)
         object.__setattr__(self, "window_ms", window)
 
     @property
@@ -230,9 +274,9 @@ class SlidingWindow(Strategy):
     """Rolling window of ``window`` split into ``buckets`` sub-buckets (error at most one bucket)."""
 
     limit: Number
-    window: Number | str
+    window: Number | str = None  # type: ignore[assignment]  # or window_ms=
     buckets: int = 10
-    window_ms: Number = field(init=False, repr=False)
+    window_ms: Number = field(default=None, repr=False)  # type: ignore[assignment]
     kind: ClassVar[str] = "slidingWindow"
     check_transform: ClassVar[str] = "sliding_window"
     peek_transform: ClassVar[str] = "sliding_window_peek"
@@ -242,9 +286,11 @@ class SlidingWindow(Strategy):
         c = v.Checks("slidingWindow")
         limit = c(v.number, "limit", self.limit)
         buckets = c(v.integer, "buckets", self.buckets, 1, MAX_BUCKETS)
-        window = _window(c, "windowMs", self.window, buckets)
+        given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
+        window = None if given is None else _window(c, "windowMs", given, buckets)
         c.done()
         object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "window", given)
         object.__setattr__(self, "window_ms", window)
         object.__setattr__(self, "buckets", buckets)
 
@@ -269,8 +315,8 @@ class SlidingWindowLog(Strategy):
     """Exact trailing window: at most ``limit`` units in any ``window`` (memory O(limit) per key)."""
 
     limit: Number
-    window: Number | str
-    window_ms: Number = field(init=False, repr=False)
+    window: Number | str = None  # type: ignore[assignment]  # or window_ms=
+    window_ms: Number = field(default=None, repr=False)  # type: ignore[assignment]
     kind: ClassVar[str] = "slidingWindowLog"
     check_transform: ClassVar[str] = "sliding_window_log"
     peek_transform: ClassVar[str] = "sliding_window_log_peek"
@@ -284,9 +330,11 @@ class SlidingWindowLog(Strategy):
     def __post_init__(self) -> None:
         c = v.Checks("slidingWindowLog")
         limit = c(v.number, "limit", self.limit, high=self.MAX_LIMIT)
-        window = _window(c, "windowMs", self.window)
+        given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
+        window = None if given is None else _window(c, "windowMs", given)
         c.done()
         object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "window", given)
         object.__setattr__(self, "window_ms", window)
 
     @property
@@ -440,3 +488,9 @@ def strategy_from_options(kind: str, options: dict[str, Any]) -> Strategy:
     if o:
         raise ConfigError(f"{kind}: unknown option(s) {sorted(o)}")
     return strategy
+
+
+def from_spec(kind: str, options: dict[str, Any]) -> Strategy:
+    """throttlekit-py's name for :func:`strategy_from_options`: a strategy from ``kind`` and camelCase
+    options (``from_spec("gcra", {"limit": 100, "periodMs": 60000, "burst": 20})``)."""
+    return strategy_from_options(kind, options)

@@ -25,19 +25,21 @@ from ._errors import (
     ServiceUnavailableError,
     map_rpc_error,
 )
-from ._redis import AsyncRedisBackend, RedisBackend
+from ._redis import AsyncRedisBackend, AsyncRedisClientLike, RedisBackend, RedisClientLike
 from ._service import Admission, AsyncAdmission, AsyncServiceBackend, ServiceBackend
 
 __all__ = [
     "Admission",
     "AsyncAdmission",
     "AsyncRedisBackend",
+    "AsyncRedisClientLike",
     "AsyncServiceBackend",
     "InvalidRequestError",
     "LeaseBeat",
     "OperationNotSupportedError",
     "PolicyNotFoundError",
     "RedisBackend",
+    "RedisClientLike",
     "ServiceBackend",
     "ServiceUnavailableError",
     "map_rpc_error",

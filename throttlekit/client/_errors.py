@@ -1,10 +1,16 @@
-"""Typed client errors, mapped from gRPC status codes. A denial is never one of these."""
+"""gRPC status codes mapped to the typed errors of :mod:`throttlekit.errors`. A denial is never an error."""
 
 from __future__ import annotations
 
 import grpc
 
-from .._errors import NotSupportedError, ThrottleKitError
+from .._errors import (
+    InvalidRequestError,
+    OperationNotSupportedError,
+    PolicyNotFoundError,
+    ServiceUnavailableError,
+    ThrottleKitError,
+)
 
 __all__ = [
     "InvalidRequestError",
@@ -13,28 +19,6 @@ __all__ = [
     "ServiceUnavailableError",
     "map_rpc_error",
 ]
-
-
-class PolicyNotFoundError(ThrottleKitError, LookupError):
-    """The service has no policy of that name (``NOT_FOUND``); the message lists the configured ones."""
-
-    code = "not_found"
-
-
-class OperationNotSupportedError(NotSupportedError):
-    """The policy's kind does not offer this operation (``UNIMPLEMENTED``)."""
-
-
-class ServiceUnavailableError(ThrottleKitError):
-    """The service could not be reached in time (``UNAVAILABLE`` or ``DEADLINE_EXCEEDED``)."""
-
-    code = "service_unavailable"
-
-
-class InvalidRequestError(ThrottleKitError, ValueError):
-    """The service rejected the request as malformed (``INVALID_ARGUMENT``)."""
-
-    code = "invalid_argument"
 
 
 _UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)

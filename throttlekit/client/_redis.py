@@ -4,12 +4,15 @@ Thin wrappers over :class:`~throttlekit.Limiter` / :class:`~throttlekit.AsyncLim
 :class:`~throttlekit.RedisStore` / :class:`~throttlekit.AsyncRedisStore`: the same transforms, keys and
 encodings as the server's Redis store, so a server and these backends on one Redis share one limit per
 ``(prefix, key)``. By default Redis ``TIME`` is the clock (no skew across a fleet).
+
+``client`` may be a redis-py client or any object with ``evalsha``/``eval`` (:class:`RedisClientLike`,
+throttlekit-py's shape): the store then sends every command through those two methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .._clock import Clock
 from .._types import Decision, Forecast
@@ -17,7 +20,25 @@ from ..limiter import AsyncLimiter, Limiter
 from ..stores import AsyncRedisStore, RedisStore, open_async, open_sync
 from ..strategies import Strategy
 
-__all__ = ["AsyncRedisBackend", "RedisBackend"]
+__all__ = ["AsyncRedisBackend", "AsyncRedisClientLike", "RedisBackend", "RedisClientLike"]
+
+
+@runtime_checkable
+class RedisClientLike(Protocol):
+    """The least a Redis client must offer the backends: ``evalsha`` and ``eval`` (redis-py has both)."""
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | int) -> object: ...
+
+    def eval(self, script: str, numkeys: int, *keys_and_args: str | int) -> object: ...
+
+
+@runtime_checkable
+class AsyncRedisClientLike(Protocol):
+    """The async twin of :class:`RedisClientLike` (``redis.asyncio.Redis`` has both)."""
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: str | int) -> object: ...
+
+    async def eval(self, script: str, numkeys: int, *keys_and_args: str | int) -> object: ...
 
 
 class RedisBackend:
@@ -40,8 +61,11 @@ class RedisBackend:
         )
         self.limiter = Limiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
-    def check(self, key: str, cost: float = 1) -> Decision:
-        return self.limiter.check(key, cost)
+    def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:
+        """Consume ``cost`` for ``key``; ``now`` (epoch ms) replaces the clock for deterministic replay."""
+        if now is None:
+            return self.limiter.check(key, cost)
+        return self.limiter.check_at(key, now, cost)
 
     def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         return self.limiter.check_many(keys, cost)
@@ -87,8 +111,11 @@ class AsyncRedisBackend:
         )
         self.limiter = AsyncLimiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
-    async def check(self, key: str, cost: float = 1) -> Decision:
-        return await self.limiter.check(key, cost)
+    async def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:
+        """See :meth:`RedisBackend.check`."""
+        if now is None:
+            return await self.limiter.check(key, cost)
+        return await self.limiter.check_at(key, now, cost)
 
     async def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         return await self.limiter.check_many(keys, cost)

@@ -32,6 +32,12 @@ _TRANSPORT = (OSError, hiredis.ProtocolError)
 class _Scripts:
     def __init__(self) -> None:
         self.transforms = load_manifest()
+        self._by_sha: dict[str, str] | None = None
+
+    def source_of(self, sha: str) -> str | None:
+        if self._by_sha is None:
+            self._by_sha = {t.sha: t.source for t in self.transforms.values()}
+        return self._by_sha.get(sha)
 
     def get(self, name: str) -> Transform:
         try:
@@ -42,6 +48,50 @@ class _Scripts:
 
 def _evalsha(t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", t.sha, len(keys), *keys, now_ms, *args)
+
+
+# A client offering only ``evalsha``/``eval`` (throttlekit-py's RedisClientLike) gets every command as
+# one of those: a script is run by EVALSHA, or by EVAL when Redis lacks it (no SCRIPT LOAD needed), and
+# the few other commands the stores send are wrapped in a one-line script.
+_WRAPPED = {
+    "DEL": ("return redis.call('DEL', KEYS[1])", 1),
+    "PING": ("return redis.call('PING')", 0),
+}
+
+
+def _script_only(client: Any) -> bool:
+    return not hasattr(client, "pipeline") and hasattr(client, "evalsha") and hasattr(client, "eval")
+
+
+def _as_reply(exc: BaseException) -> Any:
+    """A script-only client's exception as the reply it stands for (a ReplyError or a StoreError)."""
+    import redis
+
+    if isinstance(exc, redis.RedisError):
+        return _resp.from_redis_py(exc)
+    if isinstance(exc, (OSError, TimeoutError)):
+        return StoreError(f"redis: {exc!r}", exc)
+    text = str(exc)
+    code = text.split(" ", 1)[0]
+    return ReplyError(text if code.isupper() and code.isalpha() else f"ERR {type(exc).__name__}: {text}")
+
+
+def _is_noscript(reply: Any) -> bool:
+    return reply.__class__ is ReplyError and str(reply).startswith("NOSCRIPT")
+
+
+def _script_call(scripts: _Scripts, cmd: tuple[Any, ...]) -> tuple[str, tuple[Any, ...], str | None]:
+    """``(method, args, eval_source)`` for one command on a script-only client."""
+    name = str(cmd[0]).upper()
+    if name == "EVALSHA":
+        return "evalsha", cmd[1:], scripts.source_of(cmd[1])
+    if name == "SCRIPT":  # settle never needs it here (EVAL runs a missing script), answer the SHA
+        return "", (), None
+    wrapped = _WRAPPED.get(name)
+    if wrapped is None:
+        raise StoreError(f"redis: {name} cannot be sent through a client that only offers evalsha/eval")
+    source, nkeys = wrapped
+    return "eval", (source, nkeys, *cmd[1:]), None
 
 
 class RedisStore:
@@ -116,6 +166,8 @@ class RedisStore:
         """Run commands (argument tuples) in one round trip; error replies come back as values."""
         if self._pool is not None:
             return self._roundtrip(b"".join(pack(*c) for c in cmds), len(cmds))
+        if _script_only(self._client):
+            return [self._script_command(c) for c in cmds]
         import redis
 
         try:
@@ -128,6 +180,21 @@ class RedisStore:
         except OSError as exc:
             raise StoreError(f"redis: {exc}", exc) from exc
         return [_resp.from_redis_py(r) if isinstance(r, BaseException) else r for r in results]
+
+    def _script_command(self, cmd: tuple[Any, ...]) -> Any:
+        method, args, source = _script_call(self._scripts, cmd)
+        if not method:
+            return cmd[2] if len(cmd) > 2 else ""
+        try:
+            return getattr(self._client, method)(*args)
+        except Exception as exc:
+            reply = _as_reply(exc)
+        if source is not None and _is_noscript(reply):
+            try:
+                return self._client.eval(source, *args[1:])
+            except Exception as exc:
+                return _as_reply(exc)
+        return reply
 
     def _settle(
         self,
@@ -285,6 +352,8 @@ class AsyncRedisStore(EvalBinding):
                     "(tk.from_url_async), which follows the running loop"
                 )
             self._loop = loop
+        if _script_only(self._client):
+            return [await self._script_command(c) for c in cmds]
         try:
             pipe = self._client.pipeline(transaction=False)
             for c in cmds:
@@ -295,6 +364,21 @@ class AsyncRedisStore(EvalBinding):
         except OSError as exc:
             raise StoreError(f"redis: {exc}", exc) from exc
         return [_resp.from_redis_py(r) if isinstance(r, BaseException) else r for r in results]
+
+    async def _script_command(self, cmd: tuple[Any, ...]) -> Any:
+        method, args, source = _script_call(self._scripts, cmd)
+        if not method:
+            return cmd[2] if len(cmd) > 2 else ""
+        try:
+            return await getattr(self._client, method)(*args)
+        except Exception as exc:
+            reply = _as_reply(exc)
+        if source is not None and _is_noscript(reply):
+            try:
+                return await self._client.eval(source, *args[1:])
+            except Exception as exc:
+                return _as_reply(exc)
+        return reply
 
     async def aeval(self, name: str, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Reply:
         return (await self.aeval_many(name, (keys,), now_ms, args))[0]
