@@ -23,7 +23,6 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tkpy-0.5.1-api.json"
 #: Problems owned by another issue, by identifier prefix (``module.Name``, ``module.Name.member``,
 #: ``module.Name.member(param)``). Printed by the test; remove an entry when its issue lands.
 PENDING: dict[str, str] = {
-    "throttlekit.contrib": "issue 12 (this issue: the framework adapters, next slice)",
     "throttlekit.FleetBackend": "issue 11 (FleetBackend, h11)",
     "throttlekit.AsyncFleetBackend": "issue 11 (FleetBackend, h11)",
     "throttlekit.Lease": "issue 11 (FleetBackend, h11)",

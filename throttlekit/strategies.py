@@ -63,9 +63,7 @@ def _one_of(c: v.Checks, name: str, alias: str, value: Any, alias_value: Any) ->
     """The duration given as ``name`` or as its millisecond alias (throttlekit-py's keyword, e.g.
     ``period_ms``); both may be given only when they agree."""
     if value is None:
-        if alias_value is None:
-            c.error(name, "is required", allowed=f"a duration, as {name}= or {alias}= (ms)")
-        return alias_value
+        return alias_value  # both absent: the duration check reports the missing value
     if alias_value is not None:
         try:
             same = v.duration(name, value) == v.duration(alias, alias_value)
@@ -168,7 +166,7 @@ class Gcra(Strategy):
         c = v.Checks("gcra")
         limit = c(v.number, "limit", self.limit)
         given = _one_of(c, "period", "period_ms", self.period, self.period_ms)
-        period = None if given is None else c(v.duration, "period", given)
+        period = c(v.duration, "period", given)
         burst = limit if self.burst is None else c(v.number, "burst", self.burst, low=1, low_open=False)
         if limit is not None and period is not None and burst is not None:
             c(v.span, "", "the burst span period/limit*burst", period / limit * burst)
@@ -247,7 +245,7 @@ class FixedWindow(Strategy):
         c = v.Checks("fixedWindow")
         limit = c(v.number, "limit", self.limit)
         given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
-        window = None if given is None else _window(c, "windowMs", given)
+        window = _window(c, "windowMs", given)
         c.done()
         object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "window", given)
@@ -287,7 +285,7 @@ class SlidingWindow(Strategy):
         limit = c(v.number, "limit", self.limit)
         buckets = c(v.integer, "buckets", self.buckets, 1, MAX_BUCKETS)
         given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
-        window = None if given is None else _window(c, "windowMs", given, buckets)
+        window = _window(c, "windowMs", given, buckets)
         c.done()
         object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "window", given)
@@ -331,7 +329,7 @@ class SlidingWindowLog(Strategy):
         c = v.Checks("slidingWindowLog")
         limit = c(v.number, "limit", self.limit, high=self.MAX_LIMIT)
         given = _one_of(c, "window", "window_ms", self.window, self.window_ms)
-        window = None if given is None else _window(c, "windowMs", given)
+        window = _window(c, "windowMs", given)
         c.done()
         object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "window", given)
