@@ -9,10 +9,11 @@ import sys
 import throttlekit
 
 HEAVY = ("grpc", "google.protobuf", "redis", "hiredis")
+FRAMEWORKS = ("fastapi", "starlette", "django", "flask")
 
 
-def _loaded_after(code: str) -> list[str]:
-    probe = f"import sys\n{code}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+def _loaded_after(code: str, watch: tuple[str, ...] = HEAVY) -> list[str]:
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in {watch!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return out.stdout.split()
 
@@ -48,3 +49,22 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
         assert "NoSuchThing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+def test_the_throttlekit_py_names_load_no_transport_and_no_framework() -> None:
+    code = (
+        "import throttlekit as tk, throttlekit.errors, throttlekit.contrib, throttlekit.headers\n"
+        "tk.rate_limit, tk.RateLimited, tk.bind_policy, tk.decision_headers, tk.from_spec, tk.LeaseGrant\n"
+        "tk.decision_headers(tk.Decision(True, 1, 1, 0, 0))"
+    )
+    assert _loaded_after(code, HEAVY + FRAMEWORKS) == []
+
+
+def test_each_adapter_brings_in_its_framework_only() -> None:
+    for adapter, expected in [
+        ("flask", ["flask"]),
+        ("django", ["django"]),
+        ("starlette", ["starlette"]),
+        ("fastapi", ["fastapi", "starlette"]),
+    ]:
+        assert _loaded_after(f"import throttlekit.contrib.{adapter}", FRAMEWORKS) == expected

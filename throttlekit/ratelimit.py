@@ -85,7 +85,7 @@ class _Bound:
         self.__wrapped__ = wrapped
 
     def __call__(self, key: str, *, cost: int = 1) -> Any:
-        return self._call(key, cost)
+        return self._call(key, cost=cost)
 
     def __repr__(self) -> str:
         return f"<checker for {self.__wrapped__!r}>"

@@ -45,6 +45,32 @@ def tkpy_python() -> Path:
     return python
 
 
+def tkpy_readme() -> str:
+    """The long description (README) of the installed throttlekit-py, from its package metadata."""
+    found = sorted(VENV.glob("lib/python*/site-packages/throttlekit_py-*.dist-info/METADATA"))
+    if not found:
+        tkpy_python()
+        found = sorted(VENV.glob("lib/python*/site-packages/throttlekit_py-*.dist-info/METADATA"))
+    assert found, f"no throttlekit-py METADATA under {VENV}"
+    return found[-1].read_text(encoding="utf-8")
+
+
+def readme_python_blocks() -> list[str]:
+    """Every fenced ``python`` code block of throttlekit-py's README, in order, as written."""
+    blocks: list[str] = []
+    current: list[str] | None = None
+    for line in tkpy_readme().splitlines():
+        if current is None:
+            if line.strip() == "```python":
+                current = []
+        elif line.strip() == "```":
+            blocks.append("\n".join(current) + "\n")
+            current = None
+        else:
+            current.append(line)
+    return blocks
+
+
 def run_tkpy(code: str, *args: str, timeout: float = 60) -> str:
     """Run ``code`` under throttlekit-py's interpreter; return its stdout (fails the test on error)."""
     proc = subprocess.run(
@@ -60,4 +86,4 @@ def run_tkpy(code: str, *args: str, timeout: float = 60) -> str:
     return proc.stdout
 
 
-__all__ = ["run_tkpy", "sys", "tkpy_python"]
+__all__ = ["readme_python_blocks", "run_tkpy", "sys", "tkpy_python", "tkpy_readme"]

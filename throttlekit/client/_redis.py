@@ -62,8 +62,9 @@ class RedisBackend:
         self.limiter = Limiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
     def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:
-        """Consume ``cost`` for ``key``; ``now`` (epoch ms) replaces the clock for deterministic replay."""
-        if now is None:
+        """Consume ``cost`` for ``key``; ``now`` (epoch ms) replaces the clock for deterministic replay
+        (``now=0`` means the Redis clock, as in throttlekit-py)."""
+        if not now:
             return self.limiter.check(key, cost)
         return self.limiter.check_at(key, now, cost)
 
@@ -113,7 +114,7 @@ class AsyncRedisBackend:
 
     async def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:
         """See :meth:`RedisBackend.check`."""
-        if now is None:
+        if not now:
             return await self.limiter.check(key, cost)
         return await self.limiter.check_at(key, now, cost)
 
