@@ -121,6 +121,38 @@ PENDING: dict[str, str] = {
 }
 
 
+#: the README's prose examples (no code block of their own): the LLM token budget through ``debit``, and
+#: "wire it yourself" with ``@rate_limit`` and ``decision_headers``
+PROSE: dict[str, dict[str, Any]] = {
+    "debit": {
+        "code": (
+            "from throttlekit import ServiceBackend\n"
+            'with ServiceBackend("localhost:50051") as rl:\n'
+            '    spent = [rl.debit("llm", "stream-1", 600), rl.debit("llm", "stream-1", 600),'
+            ' rl.debit("llm", "stream-1", 1)]\n'
+        ),
+        "probe": "facts.update(allowed=[d.allowed for d in spent], denied_retry=spent[2].retry_after_ms > 0)",
+        "expected": {"allowed": [True, True, False], "denied_retry": True},
+    },
+    "decorator": {
+        "code": (
+            "from throttlekit import RateLimited, ServiceBackend, bind_policy, decision_headers, rate_limit\n"
+            'backend = ServiceBackend("localhost:50051")\n'
+            '@rate_limit(bind_policy(backend, "api"), key=lambda user_id: user_id)\n'
+            "def handle(user_id):\n"
+            '    return "ok"\n'
+            'served = [handle("deco-user") for _ in range(5)]\n'
+            "try:\n"
+            '    handle("deco-user")\n'
+            "except RateLimited as exc:\n"
+            "    headers = decision_headers(exc.decision)\n"
+        ),
+        "probe": "facts.update(served=len(served), remaining=headers['RateLimit-Remaining'], retry='Retry-After' in headers)",
+        "expected": {"served": 5, "remaining": "0", "retry": True},
+    },
+}
+
+
 def _which(block: str) -> str:
     found = [marker for marker in EXAMPLES if marker in block]
     assert len(found) == 1, f"README example not recognised (update EXAMPLES):\n{block}"
@@ -150,7 +182,12 @@ def test_every_readme_example_runs_unchanged() -> None:
     blocks = readme_python_blocks()
     markers = [_which(b) for b in blocks]
     assert sorted(markers) == sorted(EXAMPLES), "a README example is missing or counted twice"
-    results = _run([{"code": b, **EXAMPLES[m]} for b, m in zip(blocks, markers)])
+    prose = [{"code": p["code"], "prelude": "", "probe": p["probe"]} for p in PROSE.values()]
+    results = _run([{"code": b, **EXAMPLES[m]} for b, m in zip(blocks, markers)] + prose)
+    for name, result in zip(PROSE, results[len(blocks) :]):
+        assert result["ok"], f"prose example {name!r} raised:\n{result['error']}"
+        expected = PROSE[name]["expected"]
+        assert {k: result["facts"].get(k) for k in expected} == expected, (name, result["facts"])
     failures, report = [], []
     for marker, result in zip(markers, results):
         if marker in PENDING:
