@@ -9,7 +9,7 @@ import pytest
 from flask import Flask, request
 
 from tests._support.web import KINDS, OUTAGES, dead_limiter, limiter_of
-from throttlekit import ConfigError
+from throttlekit import FixedWindow, Limiter
 from throttlekit.contrib.flask import ThrottleKit
 
 
@@ -71,6 +71,10 @@ def test_route_overrides_key_and_init_app(stack: contextlib.ExitStack) -> None:
     assert denied.status_code == 429 and denied.headers["X-RateLimit-Limit"] == "3"
 
 
+def tk_limiter() -> Limiter:
+    return Limiter(FixedWindow(1, "1m"))
+
+
 def test_no_checker_is_a_clear_error() -> None:
     app = Flask(__name__)
     tk = ThrottleKit(app)
@@ -81,8 +85,11 @@ def test_no_checker_is_a_clear_error() -> None:
         return "x"
 
     app.testing = True
-    with pytest.raises(ConfigError, match="no checker"):
+    with pytest.raises(RuntimeError, match="no checker"):  # as throttlekit-py raises it
         app.test_client().get("/")
+    limiter = tk.checker = tk_limiter()  # set later: the next request uses it
+    assert app.test_client().get("/").status_code == 200
+    assert limiter.peek("127.0.0.1").remaining == 0
 
 
 @pytest.mark.parametrize("outage", OUTAGES)
@@ -107,3 +114,21 @@ def test_a_store_outage_fails_open_or_closed_as_chosen(outage: str, stack: conte
     assert (a.status_code, a.get_data(as_text=True)) == (200, "served")
     assert "RateLimit-Limit" not in a.headers
     assert b.status_code == 503
+
+
+def test_headers_can_be_turned_off(stack: contextlib.ExitStack) -> None:
+    limiter, _ = limiter_of("embedded", stack, limit=1)
+    app = Flask(__name__)
+    tk = ThrottleKit(app, checker=limiter, headers_enabled=False)
+
+    @app.get("/")
+    @tk.limit()
+    def index() -> str:
+        return "x"
+
+    client = app.test_client()
+    ok, denied = client.get("/"), client.get("/")
+    assert (ok.status_code, denied.status_code) == (200, 429)
+    assert not any(
+        h.startswith(("RateLimit", "Retry-After")) for h in [*ok.headers.keys(), *denied.headers.keys()]
+    )

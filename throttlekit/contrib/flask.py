@@ -25,7 +25,6 @@ from typing import Any, TypeVar, cast
 
 from flask import abort, make_response, request
 
-from .._errors import ConfigError
 from ..headers import Style
 from ..ratelimit import Checker, OnUnavailable
 from ._common import DENIED_BODY, Limit
@@ -86,24 +85,24 @@ class ThrottleKit:
         """Limit one view; each argument overrides the extension's default for this route."""
 
         def decorate(view: F) -> F:
-            limit: Limit | None = None
+            built: list[Any] = [None, None]  # [the checker it was built for, its Limit]
 
             def configured() -> Limit:
-                nonlocal limit
-                if limit is None:
-                    chosen = checker if checker is not None else self.checker
-                    if chosen is None:
-                        raise ConfigError(
-                            "throttlekit: no checker: pass checker= to ThrottleKit(...) or to @tk.limit(...)"
-                        )
-                    limit = Limit(
+                chosen = checker if checker is not None else self.checker
+                if chosen is None:
+                    raise RuntimeError(
+                        "throttlekit: no checker: pass checker= to ThrottleKit(...) or to @tk.limit(...)"
+                    )
+                if built[0] is not chosen:  # first request, or the extension's checker was replaced
+                    built[1] = Limit(
                         chosen,
                         cost=self.default_cost if cost is None else cost,
                         style=self.style,
                         on_unavailable=self.on_unavailable,
                         policy=policy if policy is not None else self.policy,
                     )
-                return limit
+                    built[0] = chosen
+                return cast(Limit, built[1])
 
             @functools.wraps(view)
             def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -117,7 +116,7 @@ class ThrottleKit:
                     response = make_response(view(*args, **kwargs))
                 else:
                     response = make_response((DENIED_BODY, 429))
-                if self.headers_enabled or not decision.allowed:
+                if self.headers_enabled:
                     response.headers.update(lim.headers(decision))
                 return response
 
