@@ -16,6 +16,14 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
 * ``denyCache`` (the two-tier cached-deny L1): ``ops: [{op: put, now, limit, resetAt, retryAfterMs,
   expect: {until}} | {op: lookup, now, expect: {hit, decision}}]``.
 
+* ``concurrency`` (the adaptive guard): ``{options: {minLimit, maxLimit, initialLimit, algorithm,
+  rttWindow, smoothing, tolerance, backoffRatio}, ops: [{op: acquire, now, cap?, fenceAt?, expect:
+  {slot, allowed, limit, remaining, resetAt, retryAfterMs}} | {op: release, now, of: <index of the
+  acquire op>, dropped?, sample?, expect: {limit, inflight, rttNoload, lastRtt}}]}``.
+* ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, ops: [{op:
+  heartbeat, now, node, token, lLocal, inflight, ttlMs, expect: {share, lGlobal, nodes, collision,
+  expiresAt}} | {op: leave, now, node, token, expect: {removed}}]}``.
+
 One limiter per suite on one key with a manual clock set to each op's ``now``; state carries across ops.
 """
 
@@ -32,6 +40,7 @@ from typing import Any
 from ._clock import ManualClock
 from ._errors import ConfigError
 from ._types import Decision
+from .concurrency import ConcurrencyGuard, Coordinator, concurrency_params
 from .limiter import Limiter
 from .meters import LeakyBucket, LeaseSpender, TokenBudget
 from .strategies import strategy_from_options
@@ -150,6 +159,10 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_l1_lease(suite, store, prefix, result)
         elif primitive == "denyCache":
             _run_deny_cache(suite, store, clock, prefix, result)
+        elif primitive == "concurrency":
+            _run_concurrency(suite, store, clock, prefix, result)
+        elif primitive == "concurrencyCoordinator":
+            _run_coordinator(suite, store, prefix, result)
         else:
             result.error = f"unknown primitive {primitive!r}"
     except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
@@ -287,6 +300,82 @@ def _run_deny_cache(
         r.ops += 1
         _compare(r, i, op["expect"], got)
     cache.forget("k")
+
+
+_GUARD_OPTIONS = {
+    "minLimit": "min_limit",
+    "maxLimit": "max_limit",
+    "initialLimit": "initial_limit",
+    "algorithm": "algorithm",
+    "rttWindow": "rtt_window",
+    "smoothing": "smoothing",
+    "tolerance": "tolerance",
+    "backoffRatio": "backoff_ratio",
+}
+
+
+def _run_concurrency(
+    suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult
+) -> None:
+    opts = suite.get("options", {})
+    unknown = set(opts) - set(_GUARD_OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown concurrency option(s) {sorted(unknown)}")
+    params = concurrency_params(**{_GUARD_OPTIONS[k]: v for k, v in opts.items()})
+    guard = ConcurrencyGuard(params, store=store, key=f"{prefix}:guard", clock=clock)
+    grants: dict[int, Any] = {}
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        got: dict[str, Any]
+        if op["op"] == "acquire":
+            g = guard.acquire(op.get("cap", -1), op.get("fenceAt", -1))
+            grants[i] = g
+            got = {"slot": g.slot, **g.decision.to_dict()}
+        elif op["op"] == "release":
+            st = guard.release(grants[op["of"]], op.get("dropped", False), sample=op.get("sample", True))
+            got = {
+                "limit": st.limit,
+                "inflight": st.inflight,
+                "rttNoload": st.rtt_noload,
+                "lastRtt": st.last_rtt,
+            }
+        else:
+            raise ConfigError(f"op #{i}: unknown op {op['op']!r}; expected acquire or release")
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    guard.reset()
+
+
+def _run_coordinator(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult) -> None:
+    nodes: dict[tuple[str, str], Coordinator] = {}
+    aggregate = suite.get("aggregate", "median")
+    last: Coordinator | None = None
+    for i, op in enumerate(suite["ops"]):
+        ident = (op["node"], op["token"])
+        c = nodes.get(ident)
+        if c is None:
+            c = nodes[ident] = Coordinator(store, "k", op["node"], prefix=f"{prefix}:", aggregate=aggregate)
+            c.token = op["token"]
+        last = c
+        got: dict[str, Any]
+        if op["op"] == "heartbeat":
+            s = c.heartbeat(op["lLocal"], op["inflight"], op["ttlMs"], op["now"])
+            got = {
+                "share": s.share,
+                "lGlobal": s.l_global,
+                "nodes": s.nodes,
+                "collision": s.collision,
+                "expiresAt": s.expires_at,
+            }
+        elif op["op"] == "leave":
+            got = {"removed": c.leave(op["now"])}
+        else:
+            raise ConfigError(f"op #{i}: unknown op {op['op']!r}; expected heartbeat or leave")
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    if last is not None:
+        for key in last.keys:
+            store.delete(key)
 
 
 def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:

@@ -114,6 +114,7 @@ def start(
     clock: Any = None,
     fail: str = "open",
     credentials: Any = None,
+    **service: Any,
 ) -> Served:
     """A server for ``policies`` (name -> spec, or policy-file text) on an ephemeral port; close it after."""
     text = policies if isinstance(policies, str) else config_text(policies)
@@ -123,6 +124,7 @@ def start(
         clock=clock,
         fail=fail,  # type: ignore[arg-type]
         close_store=True,
+        **service,
     )
     return Served(serve(service, "127.0.0.1", 0, credentials), service)
 

@@ -273,6 +273,21 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "signal skips the rest.",
 )
 @click.option(
+    "--node-id",
+    envvar="TK_NODE_ID",
+    default=None,
+    help="This server's id in distributedConcurrency fleets (unique per process) [default: <hostname>#<pid>].",
+)
+@click.option(
+    "--lease-ttl-ms",
+    type=click.IntRange(1, 86_400_000),
+    default=2000,
+    show_default=True,
+    envvar="THROTTLEKIT_LEASE_TTL_MS",
+    help="Admit lease TTL: a holder that neither releases nor heartbeats loses its slot after this long "
+    "(reclaimed by a sweep every second, as dropped).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve(
@@ -287,6 +302,8 @@ def serve(
     tls_key: str | None,
     tls_ca: str | None,
     drain_grace: float,
+    node_id: str | None,
+    lease_ttl_ms: int,
     log_level: str,
     **shared: Any,
 ) -> None:
@@ -327,7 +344,14 @@ def serve(
         the_store: Any = shared_store
         try:
             owned = True if shared_store is not None else None
-            service = RateLimiterService(cfg, store=the_store, fail=fail, close_store=owned)  # type: ignore[arg-type]
+            service = RateLimiterService(
+                cfg,
+                store=the_store,
+                fail=fail,  # type: ignore[arg-type]
+                close_store=owned,
+                lease_ttl_ms=lease_ttl_ms,
+                node_id=node_id,
+            )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)

@@ -17,11 +17,22 @@ from __future__ import annotations
 
 from ._issues import ConfigIssue, PolicyConfigError
 from ._loader import MAX_POLICY_NAME, load_config, load_config_file
-from ._model import FleetBudgetPolicy, Policy, PolicyConfig, RatePolicy, TokenBudgetPolicy, TwoTierPolicy
+from ._model import (
+    ConcurrencyPolicy,
+    DistributedConcurrencyPolicy,
+    FleetBudgetPolicy,
+    Policy,
+    PolicyConfig,
+    RatePolicy,
+    TokenBudgetPolicy,
+    TwoTierPolicy,
+)
 
 __all__ = [
     "MAX_POLICY_NAME",
+    "ConcurrencyPolicy",
     "ConfigIssue",
+    "DistributedConcurrencyPolicy",
     "FleetBudgetPolicy",
     "Policy",
     "PolicyConfig",

@@ -6,9 +6,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..concurrency import ConcurrencyParams
 from ..strategies import Strategy
 
-__all__ = ["FleetBudgetPolicy", "Policy", "PolicyConfig", "RatePolicy", "TokenBudgetPolicy", "TwoTierPolicy"]
+__all__ = [
+    "ConcurrencyPolicy",
+    "DistributedConcurrencyPolicy",
+    "FleetBudgetPolicy",
+    "Policy",
+    "PolicyConfig",
+    "RatePolicy",
+    "TokenBudgetPolicy",
+    "TwoTierPolicy",
+]
 
 
 class Policy:
@@ -108,6 +118,47 @@ class FleetBudgetPolicy(TokenBudgetPolicy):
 
     def state(self) -> tuple[str, object] | None:
         return (self.prefix, ("budget", self.budget, self.window_ms))
+
+
+@dataclass(frozen=True)
+class ConcurrencyPolicy(Policy):
+    """An in-flight admitter (``concurrency:``): a per-process adaptive guard; with ``strategy`` also a
+    rate axis over the shared store (keys under ``prefix``), admitted only when both axes admit.
+    Served by Admit, Release and Heartbeat."""
+
+    name: str
+    params: ConcurrencyParams
+    strategy: Strategy | None = None
+    prefix: str = ""
+    kind: ClassVar[str] = "concurrency"
+
+    def describe(self) -> str:
+        rate = f" x rate {self.strategy.describe()} (prefix {self.prefix!r})" if self.strategy else ""
+        return f"{self.kind}: {self.params.describe()}{rate}"
+
+    def state(self) -> tuple[str, object] | None:
+        if self.strategy is None:
+            return None
+        return (self.prefix, (self.strategy.kind, tuple(self.strategy.params)))
+
+
+@dataclass(frozen=True)
+class DistributedConcurrencyPolicy(ConcurrencyPolicy):
+    """One in-flight ceiling across every server on a shared Redis or Postgres
+    (``distributedConcurrency:``): each node's guard is capped by its share of ``L_global``, reported
+    every ``heartbeat_ms`` to the coordinator key ``<coordinator_prefix>conc:<policy name>``."""
+
+    aggregate: str = "median"
+    coordinator_prefix: str = "tk:fed"
+    heartbeat_ms: int = 1000
+    on_outage: str = "fail-closed"
+    kind: ClassVar[str] = "distributedConcurrency"
+
+    def describe(self) -> str:
+        return (
+            f"{super().describe()}, {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
+            f"{self.on_outage} (coordinator prefix {self.coordinator_prefix!r})"
+        )
 
 
 @dataclass(frozen=True)

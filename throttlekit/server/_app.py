@@ -225,6 +225,11 @@ async def start(
     if bound == 0:
         raise OSError(f"cannot bind {target} (address in use or not available)")
     await server.start()
+    try:
+        await service.astart()
+    except BaseException:
+        await server.stop(0)
+        raise
     for name in ("", RATE_LIMITER):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return AsyncServerHandle(server, service, health, host, bound, credentials is not None)

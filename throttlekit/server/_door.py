@@ -6,7 +6,11 @@ with these documented limits):
 * ``policy`` must not be empty; an unknown policy is NOT_FOUND listing the configured ones;
 * ``cost`` / ``tokens``: 0 means 1 (proto3 default), negative or above 2^53 - 1 is INVALID_ARGUMENT;
 * ``key``: at most :data:`MAX_KEY_BYTES` bytes of UTF-8;
-* ``CheckMany.keys``: at most :data:`MAX_KEYS` keys.
+* ``CheckMany.keys``: at most :data:`MAX_KEYS` keys;
+* ``Admit.value``: 0 means 1, like ``cost``; ``hold`` below 0 is 0;
+* ``Release``/``Heartbeat``: lease ids of at most :data:`MAX_LEASE_ID` characters, at most
+  :data:`MAX_LEASE_IDS` ids per Heartbeat. Both are policy-independent and idempotent (an unknown id is
+  a successful no-op for Release and ``reclaimed`` for Heartbeat).
 
 A denial is a normal reply. A store outage is a synthesized decision (the service's fail mode); only a
 Forecast, which has no honest synthesized answer, reports UNAVAILABLE. Ops a policy kind does not offer
@@ -36,7 +40,7 @@ from ..stores.base import Reply
 from ..strategies import MAX_COST
 from ._service import RateLimiterService, UnknownPolicyError
 
-__all__ = ["MAX_KEYS", "MAX_KEY_BYTES", "RateLimiterDoor", "add_to_server"]
+__all__ = ["MAX_KEYS", "MAX_KEY_BYTES", "MAX_LEASE_IDS", "RateLimiterDoor", "add_to_server"]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -44,6 +48,10 @@ log = logging.getLogger("throttlekit.server")
 MAX_KEY_BYTES = 4096
 #: Most keys one CheckMany may carry.
 MAX_KEYS = 1000
+#: Most lease ids one Heartbeat may renew.
+MAX_LEASE_IDS = 10_000
+#: Longest lease id accepted (ours are 16 hex digits, a dot and a counter).
+MAX_LEASE_ID = 128
 
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _PbDecision = pb.Decision
@@ -119,6 +127,12 @@ def _key(key: str) -> str:
     if len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
         raise _Reject(_INVALID, f"key is longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+def _lease_id(lease_id: str) -> str:
+    if len(lease_id) > MAX_LEASE_ID:
+        raise _Reject(_INVALID, f"lease_id is longer than {MAX_LEASE_ID} characters")
+    return lease_id
 
 
 #: Keys of at most this many characters cannot exceed MAX_KEY_BYTES: the hot path skips the check.
@@ -301,24 +315,39 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             await self._fail(context, _wire(exc, d), _policy_name(request))
 
     async def Admit(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        adm = None
         try:
-            self._policy(request.policy)
-            raise self.service.unsupported(request.policy, "admit")
+            rt = self._policy(request.policy)
+            key = _key(request.key)
+            cost = _cost(request.cost)
+            value = _cost(request.value, "value")
+            hold = max(0, request.hold)
+            adm = await rt.admit(key, cost, hold, value)
+            return pb.AdmitResponse(
+                decision=_pb(adm.decision),
+                lease_id=adm.lease_id,
+                lease_expires_at=adm.lease_expires_at,
+                binding_axis=adm.binding_axis,
+                policy_denied=adm.policy_denied,
+            )
         except Exception as exc:
-            await self._fail(context, exc, _policy_name(request))
+            await self._fail(
+                context, _wire(exc, adm.decision if adm is not None else None), _policy_name(request)
+            )
 
     async def Release(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Malformed):
-            await context.abort(_INVALID, request.problem)
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "release is not served: this server has no admitter (concurrency) policies yet",
-        )
+        try:
+            self.service.release(_lease_id(request.lease_id), bool(request.dropped))
+            return pb.ReleaseResponse()
+        except Exception as exc:
+            await self._fail(context, exc)
 
     async def Heartbeat(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Malformed):
-            await context.abort(_INVALID, request.problem)
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "heartbeat is not served: this server has no admitter (concurrency) policies yet",
-        )
+        try:
+            ids: Sequence[str] = request.lease_ids
+            if len(ids) > MAX_LEASE_IDS:
+                raise _Reject(_INVALID, f"Heartbeat takes at most {MAX_LEASE_IDS} lease ids, got {len(ids)}")
+            live, gone, deadline = self.service.heartbeat([_lease_id(i) for i in ids])
+            return pb.HeartbeatResponse(live_ids=live, reclaimed_ids=gone, next_deadline=deadline)
+        except Exception as exc:
+            await self._fail(context, exc)

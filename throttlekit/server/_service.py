@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from time import perf_counter_ns
@@ -35,7 +37,18 @@ from typing import Any, Literal
 from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
 from .._types import Decision, Forecast, make_decision
+from ..concurrency import (
+    DEFAULT_LEASE_TTL_MS,
+    Admitted,
+    ConcurrencyGuard,
+    Coordinator,
+    Lease,
+    LeaseTable,
+    combine,
+)
 from ..config import (
+    ConcurrencyPolicy,
+    DistributedConcurrencyPolicy,
     FleetBudgetPolicy,
     Policy,
     PolicyConfig,
@@ -335,6 +348,12 @@ class _Runtime:
     async def debit(self, key: str, tokens: int) -> Decision:
         raise _unsupported(self.policy.name, "debit")
 
+    async def admit(self, key: str, cost: int, hold: int = 0, value: int = 1) -> Admitted:
+        raise _unsupported(self.policy.name, "admit")
+
+    async def astart(self) -> None:
+        """Start the runtime's background work (a fleet heartbeat); the service calls it once serving."""
+
     async def aclose(self) -> None:
         """Release what the runtime owns (never the service's store)."""
 
@@ -533,13 +552,188 @@ class _BudgetRuntime(_Runtime):
         return [] if self._own is None else [("meter store", self._own)]
 
 
+class _AdmitRuntime(_Runtime):
+    """A ``concurrency:`` policy: a per-process adaptive guard (its state in a private memory store, the
+    decisions in ``conc_acquire``/``conc_release``) and, when the policy has ``strategy``, a rate axis on
+    the shared store. Admit follows spec 10.3: concurrency first (a denial holds nothing), then the rate
+    axis at cost 1; a rate denial returns the slot unused (no RTT sample: the work never ran). A granted
+    admit holds a lease in the service's :class:`LeaseTable`."""
+
+    def __init__(
+        self,
+        policy: ConcurrencyPolicy,
+        store: Any,
+        clock: Clock | None,
+        outage: OutageLog,
+        leases: LeaseTable,
+        node_id: str = "",
+    ) -> None:
+        self.policy = policy
+        self.outage = outage
+        self.leases = leases
+        self.limit = policy.params.max_limit
+        self._own = MemoryStore(clock=clock)
+        self.guard = ConcurrencyGuard(policy.params, store=self._own, key="guard", clock=clock)
+        self.rate: _RateRuntime | None = None
+        if policy.strategy is not None:
+            self.rate = _RateRuntime(
+                RatePolicy(policy.name, policy.strategy, policy.prefix), store, clock, outage
+            )
+        #: the fleet share capping the local limit (-1: none) and the self-fence instant (-1: never)
+        self.cap: float = -1
+        self.fence_at: float = -1
+        self._fail_decision()
+
+    async def admit(self, key: str, cost: int, hold: int = 0, value: int = 1) -> Admitted:
+        grant = self.guard.acquire(self.cap, self.fence_at)
+        conc = grant.decision
+        if not conc.allowed:
+            return Admitted(conc, binding_axis="concurrency")
+        decision = conc
+        if self.rate is not None:
+            try:
+                r = self.rate.check_reply(key, 1)
+                if not self.rate.inline:
+                    r = await r
+            except BaseException:
+                self.guard.release(grant, sample=False)
+                raise
+            decision = combine(conc, _decision(r))
+            if not decision.allowed:
+                self.guard.release(grant, sample=False)
+                return Admitted(decision, binding_axis="rate")
+        lease = self.leases.mint(self, grant)
+        return Admitted(decision, lease.id, int(lease.deadline))
+
+    def release_lease(self, lease: Lease, dropped: bool) -> None:
+        self.guard.release(lease.grant, dropped)
+
+    async def aclose(self) -> None:
+        self._own.close()
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        return [("concurrency guard", self._own)]
+
+
+#: Stores that can coordinate a distributedConcurrency fleet.
+COORDINATOR_STORES = ("redis", "postgres")
+
+
+class _FleetAdmitRuntime(_AdmitRuntime):
+    """A ``distributedConcurrency:`` policy: the local guard capped by this node's share of the fleet
+    ceiling. Every ``heartbeat_ms`` the node reports its limit and in-flight count to the coordinator
+    (``conc_heartbeat`` on the shared store) and adopts the share it is given. The coordinator lease is
+    ``2 * heartbeat_ms``; under fail-closed the guard fences itself once its last successful report is
+    within ``(lease - heartbeat) / 2`` of lapsing (``fence_at``, checked by ``conc_acquire``), and a
+    failed report sets the share to 0; under local-only a failed report lifts the cap (local limit only).
+    A node id another live process holds (a collision) gets share 0 and an error in the log.
+    ``aclose`` stops the beats and leaves the coordinator so peers take the share at once."""
+
+    def __init__(
+        self,
+        policy: DistributedConcurrencyPolicy,
+        store: Any,
+        clock: Clock | None,
+        outage: OutageLog,
+        leases: LeaseTable,
+        node_id: str = "",
+    ) -> None:
+        super().__init__(policy, store, clock, outage, leases, node_id)
+        kind = store_label(store)
+        if kind not in COORDINATOR_STORES:
+            raise ConfigError(
+                f"config.limiters[{policy.name}].distributedConcurrency: needs a shared coordinator store — "
+                f"run with --redis or --postgres (memory / dynamodb cannot coordinate concurrency; this "
+                f"server runs on {kind})"
+            )
+        self.fleet = policy
+        self.coordinator = Coordinator(
+            store, policy.name, node_id, prefix=policy.coordinator_prefix, aggregate=policy.aggregate
+        )
+        self.node_id = node_id
+        self.lease_ms = 2 * policy.heartbeat_ms
+        self.margin = (self.lease_ms - policy.heartbeat_ms) // 2
+        self.fail_closed = policy.on_outage == "fail-closed"
+        self.cap = 0 if self.fail_closed else -1
+        self.share = self.l_global = self.nodes = 0
+        self.collision = False
+        self._task: asyncio.Task[None] | None = None
+        self._clock = clock
+        self._log_errors = ErrorLog()
+
+    def _now(self) -> float:
+        return self._clock.now_ms() if self._clock is not None else time.time() * 1000
+
+    async def beat(self) -> None:
+        """One report to the coordinator (never raises: a failure applies the outage policy)."""
+        sent = self._now()
+        try:
+            s = await self.coordinator.aheartbeat(self.guard.limit, self.guard.inflight, self.lease_ms)
+        except StoreError as exc:
+            self.cap = 0 if self.fail_closed else -1
+            self._log_errors.report(
+                f"beat:{self.policy.name}",
+                f"policy {self.policy.name!r}: coordinator heartbeat failed ({loggable(exc)}); "
+                + (
+                    "share 0 until it answers (fail-closed)"
+                    if self.fail_closed
+                    else "local limit only (local-only)"
+                ),
+            )
+            return
+        self.collision = s.collision
+        if s.collision:
+            self.cap = 0
+            self._log_errors.report(
+                f"collision:{self.policy.name}",
+                f"policy {self.policy.name!r}: node id {self.node_id!r} is held by another live server; this "
+                "one admits nothing until that one leaves or lapses: give every server its own --node-id",
+            )
+            return
+        self.share, self.l_global, self.nodes = s.share, s.l_global, s.nodes
+        self.cap = s.share
+        if self.fail_closed:
+            self.fence_at = sent + self.lease_ms - self.margin
+
+    async def _loop(self) -> None:
+        period = self.fleet.heartbeat_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            await self.beat()
+
+    async def astart(self) -> None:
+        if self._task is None:
+            await self.beat()
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            try:
+                await asyncio.wait_for(self.coordinator.aleave(), 2.0)
+            except (StoreError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("policy %r: could not leave the coordinator: %s", self.policy.name, loggable(exc))
+        await super().aclose()
+
+
 #: Policy class -> runtime class. Adding a policy kind adds one entry here (and its config module).
 RUNTIMES: dict[type[Policy], type[Any]] = {
     RatePolicy: _RateRuntime,
     TwoTierPolicy: _TwoTierRuntime,
     TokenBudgetPolicy: _BudgetRuntime,
     FleetBudgetPolicy: _BudgetRuntime,
+    ConcurrencyPolicy: _AdmitRuntime,
+    DistributedConcurrencyPolicy: _FleetAdmitRuntime,
 }
+
+#: Seconds between two sweeps of expired leases.
+SWEEP_S = 1.0
+
+
+def default_node_id() -> str:
+    """``TK_NODE_ID``, else ``<hostname>#<pid>``."""
+    return os.environ.get("TK_NODE_ID") or f"{socket.gethostname()}#{os.getpid()}"
 
 
 def store_label(store: Any) -> str:
@@ -597,6 +791,8 @@ class RateLimiterService:
         fail: FailMode = "open",
         clock: Clock | None = None,
         close_store: bool | None = None,
+        lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+        node_id: str | None = None,
     ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
@@ -609,16 +805,29 @@ class RateLimiterService:
         self.errors = ErrorLog()
         #: Decision observers register here (see ``_telemetry.py``); clock: the service's, else wall time.
         self.tap = DecisionTap(clock.now_ms if clock is not None else None)
+        self.leases = LeaseTable(lease_ttl_ms, clock)
+        self.node_id = node_id or default_node_id()
         self.policies: dict[str, Any] = {}
-        for name, policy in config.policies.items():
-            runtime = RUNTIMES.get(type(policy))
-            if runtime is None:
-                raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
-            rt = runtime(policy, self.store, clock, self.outage)
-            rt.tap = self.tap
-            self.policies[name] = rt
+        try:
+            for name, policy in config.policies.items():
+                runtime = RUNTIMES.get(type(policy))
+                if runtime is None:
+                    raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
+                if isinstance(policy, ConcurrencyPolicy):
+                    rt = runtime(policy, self.store, clock, self.outage, self.leases, self.node_id)
+                else:
+                    rt = runtime(policy, self.store, clock, self.outage)
+                rt.tap = self.tap
+                self.policies[name] = rt
+        except ConfigError:
+            for rt in self.policies.values():
+                if isinstance(rt, _AdmitRuntime):
+                    rt._own.close()
+            raise
         self.names = tuple(self.policies)
         self._closed = False
+        self._started = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     def policy(self, name: str) -> Any:
         """The runtime of ``name``; raises :class:`UnknownPolicyError`."""
@@ -646,6 +855,48 @@ class RateLimiterService:
     async def debit(self, policy: str, key: str, tokens: int = 1) -> Decision:
         return await self.policy(policy).debit(key, tokens)  # type: ignore[no-any-return]
 
+    async def admit(self, policy: str, key: str, cost: int = 1, hold: int = 0, value: int = 1) -> Admitted:
+        """Admit against an admitter policy; a granted admit holds a lease (release it)."""
+        return await self.policy(policy).admit(key, cost, hold, value)  # type: ignore[no-any-return]
+
+    def release(self, lease_id: str, dropped: bool = False) -> bool:
+        """Return a lease's slot (``dropped``: the work failed; the adaptive limit contracts). Idempotent:
+        an unknown, released or reclaimed id is a no-op (False)."""
+        lease = self.leases.pop(lease_id)
+        if lease is None:
+            return False
+        lease.owner.release_lease(lease, dropped)
+        return True
+
+    def heartbeat(self, lease_ids: Sequence[str]) -> tuple[list[str], list[str], int]:
+        """Renew the listed leases: ``(live_ids, reclaimed_ids, next_deadline)``."""
+        live, gone, deadline = self.leases.renew(lease_ids)
+        return live, gone, int(deadline)
+
+    def sweep(self) -> int:
+        """Reclaim every lease whose deadline passed, as dropped (a crashed holder); returns how many."""
+        expired = self.leases.expired()
+        for lease in expired:
+            lease.owner.release_lease(lease, True)
+        return len(expired)
+
+    async def _sweep_loop(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            self.sweep()
+
+    async def astart(self, sweep_s: float = SWEEP_S) -> None:
+        """Start background work once serving: the lease sweep (when any admitter is configured) and the
+        fleet heartbeats. Idempotent; :meth:`aclose` stops it."""
+        if self._started:
+            return
+        self._started = True
+        admitters = [rt for rt in self.policies.values() if isinstance(rt, _AdmitRuntime)]
+        if admitters:
+            self._sweeper = asyncio.ensure_future(self._sweep_loop(sweep_s))
+        for rt in admitters:
+            await rt.astart()
+
     def describe(self) -> list[str]:
         return self.config.describe()
 
@@ -664,6 +915,8 @@ class RateLimiterService:
         if self._closed:
             return
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for rt in self.policies.values():
             await rt.aclose()
         if self._owns_store:
@@ -677,9 +930,18 @@ def create_rate_limiter_service_from_config(
     fail: FailMode = "open",
     clock: Clock | None = None,
     source: str = "<config>",
+    lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
+    node_id: str | None = None,
 ) -> RateLimiterService:
     """Embedding API: a :class:`RateLimiterService` from policy-file text (YAML or JSON).
 
     Raises :class:`~throttlekit.config.PolicyConfigError` listing every problem of the text.
     """
-    return RateLimiterService(load_config(text, source=source), store=store, fail=fail, clock=clock)
+    return RateLimiterService(
+        load_config(text, source=source),
+        store=store,
+        fail=fail,
+        clock=clock,
+        lease_ttl_ms=lease_ttl_ms,
+        node_id=node_id,
+    )

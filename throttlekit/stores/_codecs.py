@@ -16,6 +16,7 @@ these codecs only translate layouts, they never compute anything.
 ``departure``    string, next departure epoch ms                 number
 ``lease``        hash ``c`` credits, ``e`` expiry (optional)     ``{"credits": n, "expiresAt": ms|null}``
 ``deny_cache``   hash ``u`` until, ``l`` limit, ``r`` reset_at     ``{"until": ms, "limit": n, "resetAt": ms}``
+``fields``       hash of any fields (text values)                  ``{"<field>": "<text>", ...}``
 ===============  =============================================  ======================================
 
 Numbers round-trip as doubles: encoded as JSON numbers (integers when integral), decoded to
@@ -163,6 +164,19 @@ def _log_dec(doc: Any, _s: int) -> Layout:
     return "zset", members
 
 
+def _fields_enc(layout: Layout, _s: int) -> Any:
+    kind, value = layout
+    if kind != "hash":
+        raise CodecError(f"expected a hash key, got {kind}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _fields_dec(doc: Any, _s: int) -> Layout:
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise CodecError(f"expected a JSON object of text values, got {doc!r}")
+    return "hash", dict(doc)
+
+
 def _lua_concat(x: Any) -> str:
     """A number as Lua 5.1 ``..`` renders it (``'%.14g'``), the prefix the Lua gives its members."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -192,6 +206,7 @@ CODECS: dict[str, Codec] = {
     "deny_cache": Codec("deny_cache", *_hash_codec((("u", "until"), ("l", "limit"), ("r", "resetAt")))),
     "ring": Codec("ring", _ring_enc, _ring_dec),
     "log": Codec("log", _log_enc, _log_dec),
+    "fields": Codec("fields", _fields_enc, _fields_dec),
 }
 
 

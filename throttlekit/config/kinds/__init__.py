@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..._errors import ConfigError
 from .._issues import MISSING, Issues
 from .._model import Policy
-from . import budget, plain, two_tier
+from . import budget, concurrency, plain, two_tier
 
 __all__ = ["KINDS", "PENDING_BLOCKS", "PolicyContext", "PolicyKind", "block_kinds", "plain_kind"]
 
@@ -69,7 +69,14 @@ class PolicyKind(Protocol):
 
 
 #: Every kind this server serves. The plain rate policy is the one without a block.
-KINDS: tuple[PolicyKind, ...] = (plain.KIND, budget.TOKEN_BUDGET, budget.FLEET_BUDGET, two_tier.KIND)
+KINDS: tuple[PolicyKind, ...] = (
+    plain.KIND,
+    budget.TOKEN_BUDGET,
+    budget.FLEET_BUDGET,
+    two_tier.KIND,
+    concurrency.CONCURRENCY,
+    concurrency.DISTRIBUTED_CONCURRENCY,
+)
 
 #: Upstream kind blocks not served yet: a policy declaring one gets a clear "not yet" error instead of
 #: "unknown key". A block moves out of this list when its module joins :data:`KINDS`.

@@ -1,0 +1,376 @@
+"""The in-flight axis: the adaptive concurrency guard, its lease table and the fleet coordinator client.
+
+Each is a thin router over Lua transforms (``conc_acquire``, ``conc_release``, ``conc_heartbeat``,
+``conc_leave``); the decisions (admit or not, the limit update, a node's share) are computed in Lua.
+
+* :class:`ConcurrencyGuard` keeps one guard's state (estimate, in flight, the RTT window) under one key
+  of a store (by default a private in-process :class:`~throttlekit.MemoryStore`: a guard is per process).
+* :class:`LeaseTable` names held slots with lease ids unique across processes and restarts, renews them
+  (heartbeat) and hands back those whose deadline passed (the sweep reclaims them as dropped).
+* :class:`Coordinator` reports a node's limit and in-flight count to a shared store (Redis, or Postgres
+  through the snapshot executor) and reads back its share of the fleet-wide ceiling.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _validate as v_
+from ._clock import Clock, SystemClock
+from ._errors import ConfigError
+from ._types import Decision
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_LEASE_TTL_MS",
+    "Admitted",
+    "ConcurrencyGuard",
+    "ConcurrencyParams",
+    "Coordinator",
+    "Grant",
+    "GuardStats",
+    "Lease",
+    "LeaseTable",
+    "Share",
+    "combine",
+    "concurrency_params",
+]
+
+ALGORITHMS = ("gradient2", "aimd")
+#: Default lease TTL: twice the 1 s client heartbeat, so one missed beat is tolerated.
+DEFAULT_LEASE_TTL_MS = 2000
+#: Largest RTT window (samples): the window's deque is stored with the guard's state.
+MAX_RTT_WINDOW = 10_000
+#: Largest limit a guard may reach.
+MAX_LIMIT = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ConcurrencyParams:
+    """Validated guard parameters (spec 9.1 / server 2.5; defaults in :func:`concurrency_params`)."""
+
+    min_limit: int = 4
+    max_limit: int = 512
+    initial_limit: int = 4
+    algorithm: str = "gradient2"
+    rtt_window: int = 100
+    smoothing: float = 0.2
+    tolerance: float = 2.0
+    backoff_ratio: float = 0.9
+
+    @property
+    def pinned(self) -> bool:
+        """True when ``min_limit == max_limit``: a fixed cap the limit update never moves."""
+        return self.min_limit == self.max_limit
+
+    def release_args(self) -> tuple[Any, ...]:
+        """``conc_release`` ARGV after ``start_ms, slot, dropped`` (manifest order)."""
+        return (
+            self.min_limit,
+            self.max_limit,
+            self.initial_limit,
+            ALGORITHMS.index(self.algorithm),
+            self.rtt_window,
+            self.smoothing,
+            self.tolerance,
+            self.backoff_ratio,
+        )
+
+    def describe(self) -> str:
+        if self.pinned:
+            return f"concurrency pinned at {self.min_limit}"
+        return (
+            f"concurrency {self.algorithm} {self.min_limit}..{self.max_limit} (initial {self.initial_limit})"
+        )
+
+
+_MISSING: Any = object()
+
+
+def concurrency_params(
+    min_limit: Any = _MISSING,
+    max_limit: Any = _MISSING,
+    initial_limit: Any = _MISSING,
+    algorithm: Any = _MISSING,
+    rtt_window: Any = _MISSING,
+    smoothing: Any = _MISSING,
+    tolerance: Any = _MISSING,
+    backoff_ratio: Any = _MISSING,
+) -> ConcurrencyParams:
+    """Check every field (all problems at once, as one :class:`~throttlekit.ConfigError`): ``minLimit``
+    an integer >= 1 (default 4), ``maxLimit`` an integer >= minLimit (default 512), ``initialLimit`` an
+    integer in [minLimit, maxLimit] (default minLimit), ``algorithm`` gradient2 | aimd, ``rttWindow`` an
+    integer >= 1 (default 100), ``smoothing`` in (0, 1] (default 0.2), ``tolerance`` >= 1 (default 2.0),
+    ``backoffRatio`` in [0.5, 1) (default 0.9)."""
+    c = v_.Checks("concurrency")
+    lo = 4 if min_limit is _MISSING else c(v_.integer, "minLimit", min_limit, 1, MAX_LIMIT)
+    hi = 512 if max_limit is _MISSING else c(v_.integer, "maxLimit", max_limit, 1, MAX_LIMIT)
+    if lo is not None and hi is not None and hi < lo:
+        if max_limit is _MISSING:
+            c.error("maxLimit", f"defaults to 512, below minLimit {lo}", allowed=f"set maxLimit >= {lo}")
+        else:
+            c.error("maxLimit", "is below minLimit", max_limit, f"an integer >= minLimit ({lo})")
+    init = lo
+    if initial_limit is not _MISSING:
+        init = c(v_.integer, "initialLimit", initial_limit, 1, MAX_LIMIT)
+        if init is not None and lo is not None and hi is not None and not lo <= init <= hi:
+            c.error(
+                "initialLimit",
+                "is outside [minLimit, maxLimit]",
+                initial_limit,
+                f"an integer from {lo} to {hi}",
+            )
+    algo = "gradient2" if algorithm is _MISSING else c(v_.choice, "algorithm", algorithm, ALGORITHMS)
+    window = 100 if rtt_window is _MISSING else c(v_.integer, "rttWindow", rtt_window, 1, MAX_RTT_WINDOW)
+    smooth = 0.2 if smoothing is _MISSING else c(v_.number, "smoothing", smoothing, high=1)
+    tol = (
+        2.0
+        if tolerance is _MISSING
+        else c(v_.number, "tolerance", tolerance, low=1, low_open=False, high=1e6)
+    )
+    backoff: Any = 0.9
+    if backoff_ratio is not _MISSING:
+        backoff = c(v_.number, "backoffRatio", backoff_ratio, low=0.5, low_open=False, high=1)
+        if backoff is not None and backoff >= 1:
+            c.error("backoffRatio", "must be below 1", backoff_ratio, "a number >= 0.5 and < 1")
+    c.done()
+    return ConcurrencyParams(
+        lo,  # type: ignore[arg-type]
+        hi,  # type: ignore[arg-type]
+        init,  # type: ignore[arg-type]
+        algo,  # type: ignore[arg-type]
+        window,  # type: ignore[arg-type]
+        smooth,  # type: ignore[arg-type]
+        tol,  # type: ignore[arg-type]
+        backoff,
+    )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ``conc_acquire`` answer: the concurrency axis's decision (spec 10.2); when allowed, ``slot``
+    (in flight after the acquire) and ``start_ms`` (the acquire instant) identify the held slot."""
+
+    decision: Decision
+    slot: int
+    start_ms: float
+
+
+@dataclass(frozen=True)
+class GuardStats:
+    """A guard after a release: ``limit`` (floor of the estimate), ``inflight``, ``rtt_noload`` (the
+    window-minimum RTT), ``last_rtt``."""
+
+    limit: int
+    inflight: int
+    rtt_noload: float
+    last_rtt: float
+
+
+class ConcurrencyGuard:
+    """An adaptive in-flight guard (gradient2 or aimd) whose state is one key of a store.
+
+    ``acquire(cap, fence_at)`` takes a slot (``cap``: a fleet share capping the limit, -1 none;
+    ``fence_at``: epoch ms from which it refuses, -1 never); ``release(grant, dropped)`` returns it and
+    updates the limit from the RTT sample (``sample=False`` returns a slot whose work never ran, without a
+    sample). The store defaults to a private in-process memory store. Thread-safe as its store is.
+    """
+
+    def __init__(
+        self,
+        params: ConcurrencyParams | None = None,
+        *,
+        store: Any = None,
+        key: str = "guard",
+        clock: Clock | None = None,
+    ) -> None:
+        from .stores import MemoryStore
+
+        self.params = params or concurrency_params()
+        self.clock = clock or SystemClock()
+        self._owned = store is None
+        self.store = MemoryStore(clock=self.clock) if store is None else store
+        self.key = key
+        self._keys = (key,)
+        self._init = self.params.initial_limit
+        self._release_args = self.params.release_args()
+        self.limit = self.params.initial_limit
+        self.inflight = 0
+        self.rtt_noload: float = 0
+        self.last_rtt: float = 0
+
+    def acquire(self, cap: float = -1, fence_at: float = -1) -> Grant:
+        now = self.clock.now_ms()
+        r = self.store.eval("conc_acquire", self._keys, now, (self._init, cap, fence_at))
+        d = Decision(r[1] == 1, r[2], r[3], r[4], r[5])
+        if d.allowed:
+            self.inflight = int(r[0])
+        return Grant(d, int(r[0]), now)
+
+    def release(self, grant: Grant, dropped: bool = False, *, sample: bool = True) -> GuardStats:
+        """Return ``grant``'s slot. ``sample=False``: the work never ran (a later axis denied): the slot
+        goes back without an RTT sample, so the limit is not moved by a zero-length non-request."""
+        r = self.store.eval(
+            "conc_release",
+            self._keys,
+            self.clock.now_ms(),
+            (grant.start_ms, grant.slot, 1 if dropped else 0, *self._release_args, 1 if sample else 0),
+        )
+        self.limit, self.inflight = int(r[0]), int(r[1])
+        self.rtt_noload, self.last_rtt = v_.whole(r[2]), v_.whole(r[3])
+        return GuardStats(self.limit, self.inflight, self.rtt_noload, self.last_rtt)
+
+    def reset(self) -> None:
+        self.store.delete(self.key)
+
+    def close(self) -> None:
+        if self._owned:
+            self.store.close()
+
+
+@dataclass
+class Lease:
+    """A held slot: its id, the guard that holds it (``owner``), the grant, and its deadline (epoch ms)."""
+
+    id: str
+    owner: Any
+    grant: Grant
+    deadline: float
+
+
+class LeaseTable:
+    """Held slots by lease id, with deadlines. Ids are ``<16 random hex>.<n>``: unique across processes and
+    restarts (a stale id from an earlier run is never mistaken for a live lease). Thread-safe."""
+
+    def __init__(self, ttl_ms: int = DEFAULT_LEASE_TTL_MS, clock: Clock | None = None) -> None:
+        self.ttl_ms = v_.integer("leaseTtlMs", ttl_ms, 1, 86_400_000)
+        self.clock = clock or SystemClock()
+        self.token = secrets.token_hex(8)
+        self._n = 0
+        self._leases: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._leases)
+
+    def mint(self, owner: Any, grant: Grant) -> Lease:
+        deadline = self.clock.now_ms() + self.ttl_ms
+        with self._lock:
+            self._n += 1
+            lease = Lease(f"{self.token}.{self._n}", owner, grant, deadline)
+            self._leases[lease.id] = lease
+        return lease
+
+    def pop(self, lease_id: str) -> Lease | None:
+        with self._lock:
+            return self._leases.pop(lease_id, None)
+
+    def renew(self, lease_ids: Sequence[str]) -> tuple[list[str], list[str], float]:
+        """Renew every held id: ``(live, reclaimed, next_deadline)``; an id not held (never minted,
+        released or reclaimed) is reported reclaimed."""
+        deadline = self.clock.now_ms() + self.ttl_ms
+        live, gone = [], []
+        with self._lock:
+            for i in lease_ids:
+                lease = self._leases.get(i)
+                if lease is None:
+                    gone.append(i)
+                else:
+                    lease.deadline = deadline
+                    live.append(i)
+        return live, gone, deadline
+
+    def expired(self) -> list[Lease]:
+        """Remove and return every lease whose deadline has passed (``deadline <= now``)."""
+        now = self.clock.now_ms()
+        with self._lock:
+            out = [lease for lease in self._leases.values() if lease.deadline <= now]
+            for lease in out:
+                del self._leases[lease.id]
+        return out
+
+
+@dataclass(frozen=True)
+class Share:
+    """A coordinator's answer: this node's ``share`` of ``l_global`` across ``nodes`` live nodes;
+    ``collision`` when another live process holds this node id (the share is then 0); ``expires_at``
+    the coordinator-clock instant this report lapses."""
+
+    share: int
+    l_global: int
+    nodes: int
+    collision: bool
+    expires_at: float
+
+
+class Coordinator:
+    """The fleet coordinator of one ``distributedConcurrency`` key on a shared store: ``heartbeat`` reports
+    this node and returns its :class:`Share`, ``leave`` removes it. Keys: ``<prefix>conc:<key>`` (the
+    upstream Redis layout: no separator) and ``<prefix>conc:<key>:owners`` (the node-id owners)."""
+
+    def __init__(
+        self, store: Any, key: str, node_id: str, *, prefix: str = "tk:fed", aggregate: str = "median"
+    ) -> None:
+        if not isinstance(node_id, str) or not node_id:
+            raise ConfigError(field="nodeId", value=node_id, problem="must be a non-empty string")
+        self.aggregate = v_.choice("aggregate", aggregate, ("median", "min"))
+        self.store = store
+        self.node_id = node_id
+        self.token = secrets.token_hex(8)
+        from .stores.base import join_prefix
+
+        base = join_prefix(getattr(store, "prefix", "")) + f"{prefix}conc:{key}"
+        self.keys = (base, base + ":owners")
+        self._agg = 1 if self.aggregate == "min" else 0
+
+    def _args(self, l_local: int, inflight: int, ttl_ms: int) -> tuple[Any, ...]:
+        return (self.node_id, self.token, l_local, inflight, ttl_ms, self._agg)
+
+    @staticmethod
+    def _share(r: Sequence[Any]) -> Share:
+        return Share(int(r[0]), int(r[1]), int(r[2]), r[3] == 1, v_.whole(r[4]))
+
+    def heartbeat(self, l_local: int, inflight: int, ttl_ms: int, now_ms: float = -1) -> Share:
+        return self._share(
+            self.store.eval("conc_heartbeat", self.keys, now_ms, self._args(l_local, inflight, ttl_ms))
+        )
+
+    async def aheartbeat(self, l_local: int, inflight: int, ttl_ms: int, now_ms: float = -1) -> Share:
+        return self._share(
+            await self.store.aeval("conc_heartbeat", self.keys, now_ms, self._args(l_local, inflight, ttl_ms))
+        )
+
+    def leave(self, now_ms: float = -1) -> bool:
+        return bool(self.store.eval("conc_leave", self.keys, now_ms, (self.node_id, self.token))[0] == 1)
+
+    async def aleave(self, now_ms: float = -1) -> bool:
+        r = await self.store.aeval("conc_leave", self.keys, now_ms, (self.node_id, self.token))
+        return bool(r[0] == 1)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An admit's answer (the wire's AdmitResponse): the combined ``decision``; ``lease_id`` ("" = nothing
+    held) and ``lease_expires_at`` (0 when nothing is held); ``binding_axis`` ("concurrency", "rate" or
+    "" when admitted); ``policy_denied`` (the joint-LP bid filter, never configured: always False)."""
+
+    decision: Decision
+    lease_id: str = ""
+    lease_expires_at: int = 0
+    binding_axis: str = ""
+    policy_denied: bool = False
+
+
+def combine(a: Decision, b: Decision) -> Decision:
+    """Spec 10.1: allowed iff both, the smaller limit and remaining, the later reset and retry."""
+    return Decision(
+        a.allowed and b.allowed,
+        min(a.limit, b.limit),
+        min(a.remaining, b.remaining),
+        max(a.reset_at, b.reset_at),
+        max(a.retry_after_ms, b.retry_after_ms),
+    )

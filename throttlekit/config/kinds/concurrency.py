@@ -1,0 +1,125 @@
+"""In-flight admitters served by Admit/Release/Heartbeat: ``concurrency:`` (per process) and
+``distributedConcurrency:`` (one ceiling across every server on a shared Redis or Postgres).
+
+::
+
+    checkout:
+      concurrency: { minLimit: 4, maxLimit: 200 }              # gradient2 by default
+    pinned:
+      concurrency: { minLimit: 3, maxLimit: 3 }                # a fixed cap
+    unified:                                                    # rate x concurrency
+      strategy: gcra
+      limit: 5
+      period: 1s
+      concurrency: { minLimit: 2, maxLimit: 2 }
+    fleet-wide:
+      distributedConcurrency: { minLimit: 12, maxLimit: 12, heartbeatMs: 500, aggregate: min }
+
+Block fields and defaults (spec server 2.5): ``minLimit`` 4, ``maxLimit`` 512, ``initialLimit`` =
+minLimit, ``algorithm`` gradient2 | aimd, ``rttWindow`` 100, ``smoothing`` 0.2, ``tolerance`` 2.0,
+``backoffRatio`` 0.9; distributedConcurrency adds ``aggregate`` median | min, ``prefix`` (the coordinator
+key prefix, default ``tk:fed``), ``heartbeatMs`` 1000 and ``onCoordinatorOutage`` fail-closed |
+local-only. Unknown keys are errors. A policy that also has ``strategy`` (and its fields) is a unified
+rate x concurrency admitter whose rate axis is the plain policy's limiter (prefix as for a plain policy).
+The values are checked by :func:`throttlekit.concurrency.concurrency_params`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ... import _validate as v
+from ..._errors import ConfigError
+from ...concurrency import concurrency_params
+from .._issues import MISSING
+from .._model import ConcurrencyPolicy, DistributedConcurrencyPolicy, Policy, RatePolicy
+from . import _fields as f
+from . import plain
+from ._block import block_context, block_mapping
+
+if TYPE_CHECKING:
+    from . import PolicyContext
+
+__all__ = ["CONCURRENCY", "DISTRIBUTED_CONCURRENCY"]
+
+_GUARD = {
+    "minLimit": "min_limit",
+    "maxLimit": "max_limit",
+    "initialLimit": "initial_limit",
+    "algorithm": "algorithm",
+    "rttWindow": "rtt_window",
+    "smoothing": "smoothing",
+    "tolerance": "tolerance",
+    "backoffRatio": "backoff_ratio",
+}
+_FLEET = ("aggregate", "prefix", "heartbeatMs", "onCoordinatorOutage")
+OUTAGE_MODES = ("fail-closed", "local-only")
+#: Longest heartbeat period (ms).
+MAX_HEARTBEAT_MS = 600_000
+
+
+class _Admitter:
+    name: str = "admitter"
+
+    def __init__(self, block: str, fleet: bool) -> None:
+        self.block: str | None = block
+        self.fleet = fleet
+        self.keys: frozenset[str] = plain.KIND.keys
+        self.fields = tuple(_GUARD) + (_FLEET if fleet else ())
+
+    def accepted_keys(self, spec: Mapping[str, Any]) -> frozenset[str]:
+        return plain.KIND.accepted_keys(spec) if "strategy" in spec else frozenset({"strategy"})
+
+    def build(self, ctx: PolicyContext, spec: Mapping[str, Any]) -> Policy | None:
+        assert self.block is not None
+        before = len(ctx.issues.items)
+        rest = {k: x for k, x in spec.items() if k != self.block}
+        rate: Policy | None = None
+        if "strategy" in rest:
+            rate = plain.KIND.build(ctx, rest)
+        else:
+            for key in rest:
+                ctx.error(
+                    str(key),
+                    "is a rate field: a unified admitter needs `strategy` too",
+                    rest[key],
+                    "strategy and its fields, or none of them",
+                )
+        block = block_mapping(ctx, spec, self.block, self.fields)
+        if block is MISSING:
+            return None
+        sub = block_context(ctx, self.block)
+        try:
+            params = concurrency_params(**{_GUARD[k]: x for k, x in block.items() if k in _GUARD})
+        except ConfigError as exc:
+            sub.report(exc)
+            return None
+        strategy = rate.strategy if isinstance(rate, RatePolicy) else None
+        prefix = rate.prefix if isinstance(rate, RatePolicy) else ctx.prefix(spec)
+        if not self.fleet:
+            if len(ctx.issues.items) > before:
+                return None
+            return ConcurrencyPolicy(ctx.name, params, strategy, prefix)
+        aggregate = f.check(sub, block, "aggregate", v.choice, ("median", "min"))
+        outage = f.check(sub, block, "onCoordinatorOutage", v.choice, OUTAGE_MODES)
+        beat = f.check(sub, block, "heartbeatMs", v.integer, 1, MAX_HEARTBEAT_MS)
+        coord = block.get("prefix", "tk:fed")
+        if not isinstance(coord, str):
+            sub.error("prefix", "must be a string", coord, "any string (default tk:fed)")
+        if len(ctx.issues.items) > before:
+            return None
+        return DistributedConcurrencyPolicy(
+            ctx.name,
+            params,
+            strategy,
+            prefix,
+            aggregate="median" if aggregate is MISSING else aggregate,
+            coordinator_prefix=coord,
+            heartbeat_ms=1000 if beat is MISSING else beat,
+            on_outage="fail-closed" if outage is MISSING else outage,
+        )
+
+
+CONCURRENCY = _Admitter("concurrency", fleet=False)
+DISTRIBUTED_CONCURRENCY = _Admitter("distributedConcurrency", fleet=True)
