@@ -38,9 +38,8 @@ from .strategies import (
 )
 
 if _typing.TYPE_CHECKING:
+    from .admission import Admission, Admitter, AsyncAdmission, AsyncAdmitter
     from .client import (
-        Admission,
-        AsyncAdmission,
         AsyncRedisBackend,
         AsyncRedisClientLike,
         AsyncServiceBackend,
@@ -58,8 +57,10 @@ if _typing.TYPE_CHECKING:
 #: Public names imported on first use (PEP 562), so ``import throttlekit`` loads neither grpc, protobuf
 #: nor redis: each comes in with the first client or store that needs it.
 _LAZY = {
-    "Admission": "client",
-    "AsyncAdmission": "client",
+    "Admission": "admission",
+    "Admitter": "admission",
+    "AsyncAdmission": "admission",
+    "AsyncAdmitter": "admission",
     "AsyncRedisBackend": "client",
     "AsyncRedisClientLike": "client",
     "AsyncServiceBackend": "client",
@@ -107,7 +108,9 @@ __version__ = "0.1.0"
 __all__ = [
     "SERVER_TIME",
     "Admission",
+    "Admitter",
     "AsyncAdmission",
+    "AsyncAdmitter",
     "AsyncLimiter",
     "AsyncRedisBackend",
     "AsyncRedisClientLike",

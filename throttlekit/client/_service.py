@@ -9,48 +9,80 @@ synthesized and always raises. ``timeout`` (seconds) bounds each call.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from .._errors import ThrottleKitError
 from .._proto import throttlekit_pb2 as pb
 from .._proto import throttlekit_pb2_grpc as pb_grpc
 from .._types import Decision, Forecast
+from ..admission import Admission, AsyncAdmission
 from ._common import ClientFail, LeaseBeat, decision, forecast, synthesized, validate_fail
 from ._errors import ServiceUnavailableError, map_rpc_error
 
 __all__ = ["Admission", "AsyncAdmission", "AsyncServiceBackend", "ServiceBackend"]
 
 
-class Admission:
-    """The answer of :meth:`ServiceBackend.admit`. Holds a lease when ``lease_id`` is not empty; give it
-    back with :meth:`release` (idempotent) or use the admission as a context manager."""
+def _admission(cls: type[Admission], backend: Any, msg: Any, heartbeat: bool) -> Any:
+    return cls(
+        backend,
+        decision(msg.decision),
+        msg.lease_id,
+        msg.lease_expires_at,
+        msg.binding_axis,
+        msg.policy_denied,
+        heartbeat=heartbeat,
+    )
 
-    def __init__(self, backend: Any, msg: Any | None, fallback: Decision | None = None) -> None:
-        self._backend = backend
-        self.decision = decision(msg.decision) if msg is not None else fallback
-        self.lease_id: str = msg.lease_id if msg is not None else ""
-        self.lease_expires_at: int = msg.lease_expires_at if msg is not None else 0
-        self.binding_axis: str = msg.binding_axis if msg is not None else ""
-        self.policy_denied: bool = msg.policy_denied if msg is not None else False
-        self._released = False
 
-    @property
-    def allowed(self) -> bool:
-        return bool(self.decision and self.decision.allowed)
+class _HeartbeatPump:
+    """A daemon thread, started on the first ``admit(..., heartbeat=True)``, renewing every open lease in
+    one Heartbeat per ``interval`` s; a lease the server reports reclaimed is marked on its admission."""
 
-    def release(self, *, dropped: bool = False) -> None:
-        """Return the lease (``dropped=True`` when the work failed). A no-op without a lease."""
-        if not self._released and self.lease_id:
-            self._released = True
-            self._backend.release(self.lease_id, dropped=dropped)
+    def __init__(self, backend: ServiceBackend, interval: float) -> None:
+        self.backend = backend
+        self.interval = interval
+        self.open: dict[str, Admission] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
 
-    def __enter__(self) -> Admission:
-        return self
+    def register(self, adm: Admission) -> None:
+        with self.lock:
+            self.open[adm.lease_id] = adm
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="throttlekit-heartbeat", daemon=True)
+                self.thread.start()
 
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.release(dropped=exc_type is not None)
+    def deregister(self, lease_id: str) -> None:
+        with self.lock:
+            self.open.pop(lease_id, None)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                ids = list(self.open)
+            if not ids:
+                continue
+            try:
+                beat = self.backend.heartbeat(ids)
+            except ThrottleKitError:
+                continue  # the next beat retries; the server reclaims the slot if beats stay lost
+            with self.lock:
+                for lease_id in beat.reclaimed_ids:
+                    adm = self.open.pop(lease_id, None)
+                    if adm is not None:
+                        adm._mark_reclaimed()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
 
 
 class ServiceBackend:
@@ -68,9 +100,12 @@ class ServiceBackend:
         fail: ClientFail = None,
         timeout: float | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        heartbeat_interval: float = 1.0,
     ) -> None:
         self.fail = validate_fail(fail)
         self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
+        self._pump: _HeartbeatPump | None = None
         self._channel = (
             grpc.secure_channel(target, credentials, options=list(options))
             if credentials
@@ -118,13 +153,30 @@ class ServiceBackend:
         """Debit ``tokens`` spent against a token-budget policy."""
         return self._decide(self._stub.Debit, pb.DebitRequest(policy=policy, key=key, tokens=tokens))
 
-    def admit(self, policy: str, key: str, cost: int = 1, *, hold: int = 0, value: int = 1) -> Admission:
-        """Admit one unit of work against a concurrency policy; release the returned admission."""
+    def admit(
+        self, policy: str, key: str, cost: int = 1, *, hold: int = 0, value: int = 1, heartbeat: bool = False
+    ) -> Admission:
+        """Admit one unit of work against a concurrency or unified policy. The returned
+        :class:`~throttlekit.admission.Admission` holds a slot when ``held``: release it (or use ``with``).
+        ``heartbeat=True`` renews the lease from a background thread for holds longer than the server's
+        lease TTL. An unreachable service under ``fail`` gives a synthesized admission holding nothing."""
         request = pb.AdmitRequest(policy=policy, key=key, cost=cost, hold=hold, value=value)
         try:
-            return Admission(self, self._call(self._stub.Admit, request))
+            msg = self._call(self._stub.Admit, request)
         except ServiceUnavailableError as exc:
-            return Admission(self, None, synthesized(self.fail, exc))
+            return Admission(self, synthesized(self.fail, exc), "", 0, "", False)
+        adm: Admission = _admission(Admission, self, msg, heartbeat)
+        if heartbeat and adm.lease_id:
+            if self._pump is None:
+                self._pump = _HeartbeatPump(self, self.heartbeat_interval)
+            self._pump.register(adm)
+        return adm
+
+    def _release_lease(self, lease_id: str, dropped: bool, *, heartbeat: bool = False) -> None:
+        if heartbeat and self._pump is not None:
+            self._pump.deregister(lease_id)
+        with contextlib.suppress(ThrottleKitError):  # best effort: the server reclaims on TTL
+            self.release(lease_id, dropped=dropped)
 
     def release(self, lease_id: str, *, dropped: bool = False) -> None:
         """Give a lease back (idempotent on the server)."""
@@ -136,6 +188,8 @@ class ServiceBackend:
         return LeaseBeat(list(r.live_ids), list(r.reclaimed_ids), r.next_deadline)
 
     def close(self) -> None:
+        if self._pump is not None:
+            self._pump.close()
         self._channel.close()
 
     def __enter__(self) -> ServiceBackend:
@@ -143,21 +197,6 @@ class ServiceBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncAdmission(Admission):
-    """The answer of :meth:`AsyncServiceBackend.admit`; ``await release()`` or ``async with``."""
-
-    async def release(self, *, dropped: bool = False) -> None:  # type: ignore[override]
-        if not self._released and self.lease_id:
-            self._released = True
-            await self._backend.release(self.lease_id, dropped=dropped)
-
-    async def __aenter__(self) -> AsyncAdmission:
-        return self
-
-    async def __aexit__(self, exc_type: object, *_: object) -> None:
-        await self.release(dropped=exc_type is not None)
 
 
 class AsyncServiceBackend:
@@ -171,9 +210,13 @@ class AsyncServiceBackend:
         fail: ClientFail = None,
         timeout: float | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        heartbeat_interval: float = 1.0,
     ) -> None:
         self.fail = validate_fail(fail)
         self.timeout = timeout
+        self.heartbeat_interval = heartbeat_interval
+        self._beats: dict[str, AsyncAdmission] = {}
+        self._beat_task: asyncio.Task[None] | None = None
         self._channel = (
             grpc.aio.secure_channel(target, credentials, options=list(options))
             if credentials
@@ -216,13 +259,40 @@ class AsyncServiceBackend:
         return await self._decide(self._stub.Debit, pb.DebitRequest(policy=policy, key=key, tokens=tokens))
 
     async def admit(
-        self, policy: str, key: str, cost: int = 1, *, hold: int = 0, value: int = 1
+        self, policy: str, key: str, cost: int = 1, *, hold: int = 0, value: int = 1, heartbeat: bool = False
     ) -> AsyncAdmission:
+        """:meth:`ServiceBackend.admit` on grpc.aio; ``heartbeat=True`` renews from an asyncio task."""
         request = pb.AdmitRequest(policy=policy, key=key, cost=cost, hold=hold, value=value)
         try:
-            return AsyncAdmission(self, await self._call(self._stub.Admit, request))
+            msg = await self._call(self._stub.Admit, request)
         except ServiceUnavailableError as exc:
-            return AsyncAdmission(self, None, synthesized(self.fail, exc))
+            return AsyncAdmission(self, synthesized(self.fail, exc), "", 0, "", False)
+        adm: AsyncAdmission = _admission(AsyncAdmission, self, msg, heartbeat)
+        if heartbeat and adm.lease_id:
+            self._beats[adm.lease_id] = adm
+            if self._beat_task is None:
+                self._beat_task = asyncio.ensure_future(self._pump())
+        return adm
+
+    async def _pump(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            ids = list(self._beats)
+            if not ids:
+                continue
+            try:
+                beat = await self.heartbeat(ids)
+            except ThrottleKitError:
+                continue
+            for lease_id in beat.reclaimed_ids:
+                adm = self._beats.pop(lease_id, None)
+                if adm is not None:
+                    adm._mark_reclaimed()
+
+    async def _release_lease(self, lease_id: str, dropped: bool, *, heartbeat: bool = False) -> None:
+        self._beats.pop(lease_id, None)
+        with contextlib.suppress(ThrottleKitError):
+            await self.release(lease_id, dropped=dropped)
 
     async def release(self, lease_id: str, *, dropped: bool = False) -> None:
         await self._call(self._stub.Release, pb.ReleaseRequest(lease_id=lease_id, dropped=dropped))
@@ -232,6 +302,9 @@ class AsyncServiceBackend:
         return LeaseBeat(list(r.live_ids), list(r.reclaimed_ids), r.next_deadline)
 
     async def aclose(self) -> None:
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+            self._beat_task = None
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncServiceBackend:

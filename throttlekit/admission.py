@@ -1,0 +1,213 @@
+"""Admissions: the handle of a held (or denied) in-flight slot, sync and async, and the in-process admitter.
+
+:class:`Admission` / :class:`AsyncAdmission` have throttlekit-py 0.5.1's public shape: ``decision``,
+``lease_id``, ``lease_expires_at``, ``binding_axis``, ``policy_denied``, ``allowed``, ``held``,
+``reclaimed``, ``release(dropped=False)`` (idempotent; a no-op for a denial) and the context manager,
+which releases on exit and releases with ``dropped=True`` when the block raised (never swallowing the
+exception). The object that minted it (a gRPC client, or :class:`Admitter` in process) gives the slot
+back through ``_release_lease(lease_id, dropped, heartbeat=...)``.
+
+:class:`Admitter` / :class:`AsyncAdmitter` are the embedded API: the same admission as the server's
+(spec 10.3: concurrency first, then an optional rate limiter at cost 1; a rate denial returns the slot
+unused), over a :class:`~throttlekit.concurrency.ConcurrencyGuard` (decided by the Lua transforms).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Protocol
+
+from ._clock import Clock
+from ._types import Decision
+from .concurrency import Admitted, ConcurrencyGuard, ConcurrencyParams, LeaseTable, combine
+
+__all__ = ["Admission", "Admitter", "AsyncAdmission", "AsyncAdmitter"]
+
+
+class _Releaser(Protocol):
+    def _release_lease(self, lease_id: str, dropped: bool, *, heartbeat: bool) -> Any: ...
+
+
+class Admission:
+    """A held (or denied) admission. Use it as a context manager so a held slot always goes back::
+
+    with backend.admit("checkout", user_id) as adm:
+        if not adm.allowed:
+            return 429            # adm.binding_axis names the axis that denied
+        do_work()                # raising inside => release(dropped=True)
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        decision: Decision,
+        lease_id: str,
+        lease_expires_at: int,
+        binding_axis: str,
+        policy_denied: bool,
+        *,
+        heartbeat: bool = False,
+    ) -> None:
+        self.decision = decision
+        self.lease_id = lease_id
+        self.lease_expires_at = lease_expires_at
+        self.binding_axis = binding_axis
+        self.policy_denied = policy_denied
+        self._backend = backend
+        self._heartbeat = heartbeat
+        self._released = False
+        self._reclaimed = False
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the work may proceed (the combined decision of the policy's axes)."""
+        return self.decision.allowed
+
+    @property
+    def held(self) -> bool:
+        """True iff this admission holds a slot that must be released."""
+        return bool(self.lease_id)
+
+    @property
+    def reclaimed(self) -> bool:
+        """True iff the server reclaimed the lease (a missed heartbeat): treat the work as dropped."""
+        return self._reclaimed
+
+    def _mark_reclaimed(self) -> None:
+        self._reclaimed = True
+        self._released = True
+
+    def _take(self) -> bool:
+        """Mark released; True when a held slot is to be given back now (first release only)."""
+        if self._released:
+            return False
+        self._released = True
+        return bool(self.lease_id)
+
+    def release(self, *, dropped: bool = False) -> None:
+        """Give the slot back (``dropped=True``: the work failed or timed out; an adaptive limit
+        contracts). Idempotent; a no-op for a denied admission."""
+        if self._take():
+            self._backend._release_lease(self.lease_id, dropped, heartbeat=self._heartbeat)
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release(dropped=exc_type is not None)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(allowed={self.allowed}, lease_id={self.lease_id!r}, "
+            f"binding_axis={self.binding_axis!r})"
+        )
+
+
+class AsyncAdmission(Admission):
+    """The async twin of :class:`Admission`: ``await adm.release()`` or ``async with``."""
+
+    async def release(self, *, dropped: bool = False) -> None:  # type: ignore[override]
+        if self._take():
+            await self._backend._release_lease(self.lease_id, dropped, heartbeat=self._heartbeat)
+
+    async def __aenter__(self) -> AsyncAdmission:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.release(dropped=exc_type is not None)
+
+
+class Admitter:
+    """In-process admission over a concurrency guard and an optional rate limiter (any object with
+    ``check(key, cost) -> Decision``, e.g. :class:`~throttlekit.Limiter`).
+
+    ``admit(key)`` returns an :class:`Admission`; leases not released within ``lease_ttl_ms`` are returned
+    as dropped by :meth:`sweep` (call it periodically if holders may vanish without releasing)."""
+
+    def __init__(
+        self,
+        params: ConcurrencyParams | None = None,
+        *,
+        rate: Any = None,
+        store: Any = None,
+        key: str = "guard",
+        clock: Clock | None = None,
+        lease_ttl_ms: int = 60_000,
+    ) -> None:
+        self.guard = ConcurrencyGuard(params, store=store, key=key, clock=clock)
+        self.rate = rate
+        self.leases = LeaseTable(lease_ttl_ms, self.guard.clock)
+
+    def _admitted(self, adm: Admitted, cls: Any) -> Any:
+        return cls(
+            self, adm.decision, adm.lease_id, adm.lease_expires_at, adm.binding_axis, adm.policy_denied
+        )
+
+    def _decide(self, key: str, rate: Decision | None, grant: Any) -> Admitted:
+        decision = grant.decision
+        if rate is not None:
+            decision = combine(decision, rate)
+            if not decision.allowed:
+                self.guard.release(grant, sample=False)
+                return Admitted(decision, binding_axis="rate")
+        lease = self.leases.mint(self.guard, grant)
+        return Admitted(decision, lease.id, int(lease.deadline))
+
+    def admit(self, key: str = "", cost: int = 1) -> Admission:
+        """Admit one unit of work (``cost`` is accepted for the client's shape; the rate axis is checked
+        at cost 1, as the upstream does)."""
+        grant = self.guard.acquire()
+        if not grant.decision.allowed:
+            return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), Admission)  # type: ignore[no-any-return]
+        try:
+            rate = self.rate.check(key, 1) if self.rate is not None else None
+        except BaseException:
+            self.guard.release(grant, sample=False)
+            raise
+        return self._admitted(self._decide(key, rate, grant), Admission)  # type: ignore[no-any-return]
+
+    def _release_lease(self, lease_id: str, dropped: bool, *, heartbeat: bool = False) -> None:
+        lease = self.leases.pop(lease_id)
+        if lease is not None:
+            self.guard.release(lease.grant, dropped)
+
+    def sweep(self) -> int:
+        """Return every lapsed lease's slot as dropped; how many."""
+        expired = self.leases.expired()
+        for lease in expired:
+            self.guard.release(lease.grant, True)
+        return len(expired)
+
+    @property
+    def limit(self) -> int:
+        return self.guard.limit
+
+    @property
+    def inflight(self) -> int:
+        return self.guard.inflight
+
+    def close(self) -> None:
+        self.guard.close()
+
+
+class AsyncAdmitter(Admitter):
+    """:class:`Admitter` with an async rate limiter (``await rate.check(key, cost)``, e.g.
+    :class:`~throttlekit.AsyncLimiter`); ``await admit(...)`` returns an :class:`AsyncAdmission`."""
+
+    async def admit(self, key: str = "", cost: int = 1) -> AsyncAdmission:  # type: ignore[override]
+        grant = self.guard.acquire()
+        if not grant.decision.allowed:
+            return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), AsyncAdmission)  # type: ignore[no-any-return]
+        try:
+            rate = await self.rate.check(key, 1) if self.rate is not None else None
+        except BaseException:
+            self.guard.release(grant, sample=False)
+            raise
+        return self._admitted(self._decide(key, rate, grant), AsyncAdmission)  # type: ignore[no-any-return]
+
+    async def _release_lease(self, lease_id: str, dropped: bool, *, heartbeat: bool = False) -> None:  # type: ignore[override]
+        super()._release_lease(lease_id, dropped, heartbeat=heartbeat)
