@@ -779,7 +779,9 @@ class RateLimiterService:
     ``store``: None or ``"memory://"`` (in-process), a ``redis://`` URL, or any async script store
     (:class:`~throttlekit.stores.AsyncScriptStore`: memory, Redis, Postgres, DynamoDB). ``fail``: ``"open"`` admits, ``"closed"`` denies while the store is down.
     ``clock`` fixes ``now`` (tests use a :class:`~throttlekit.ManualClock`); by default the store's clock
-    decides (Redis ``TIME``: no skew across a fleet). ``close_store``: whether :meth:`aclose` closes the
+    decides (Redis ``TIME``: no skew across a fleet). Admitter policies: ``lease_ttl_ms`` (a lease not
+    renewed for this long is reclaimed), ``sweep_s`` (seconds between sweeps), ``node_id`` (this server in
+    a distributedConcurrency fleet; default ``TK_NODE_ID``, else ``<hostname>#<pid>``). ``close_store``: whether :meth:`aclose` closes the
     store (default: only a store the service opened from None or a URL).
     """
 
@@ -793,6 +795,7 @@ class RateLimiterService:
         close_store: bool | None = None,
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         node_id: str | None = None,
+        sweep_s: float = SWEEP_S,
     ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
@@ -806,6 +809,7 @@ class RateLimiterService:
         #: Decision observers register here (see ``_telemetry.py``); clock: the service's, else wall time.
         self.tap = DecisionTap(clock.now_ms if clock is not None else None)
         self.leases = LeaseTable(lease_ttl_ms, clock)
+        self.sweep_s = sweep_s
         self.node_id = node_id or default_node_id()
         self.policies: dict[str, Any] = {}
         try:
@@ -885,7 +889,7 @@ class RateLimiterService:
             await asyncio.sleep(every_s)
             self.sweep()
 
-    async def astart(self, sweep_s: float = SWEEP_S) -> None:
+    async def astart(self) -> None:
         """Start background work once serving: the lease sweep (when any admitter is configured) and the
         fleet heartbeats. Idempotent; :meth:`aclose` stops it."""
         if self._started:
@@ -893,7 +897,7 @@ class RateLimiterService:
         self._started = True
         admitters = [rt for rt in self.policies.values() if isinstance(rt, _AdmitRuntime)]
         if admitters:
-            self._sweeper = asyncio.ensure_future(self._sweep_loop(sweep_s))
+            self._sweeper = asyncio.ensure_future(self._sweep_loop(self.sweep_s))
         for rt in admitters:
             await rt.astart()
 
