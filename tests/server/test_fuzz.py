@@ -18,10 +18,12 @@ from throttlekit.server import RateLimiterService, serve
 POLICIES = {
     "api": {"strategy": "gcra", "limit": 50, "period": "1s"},
     "q": {"strategy": "quota", "limit": 5, "resetCadence": "calendar-day"},
+    "c": {"concurrency": {"minLimit": 2, "maxLimit": 8}},
+    "u": {"strategy": "gcra", "limit": 5, "period": "1s", "concurrency": {"minLimit": 2, "maxLimit": 2}},
 }
 ALLOWED = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNIMPLEMENTED}
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-POLICY = st.one_of(st.sampled_from(["api", "q", "", "API", "nope"]), st.text(max_size=40))
+POLICY = st.one_of(st.sampled_from(["api", "q", "c", "u", "", "API", "nope"]), st.text(max_size=40))
 KEY = st.one_of(st.text(max_size=64), st.text(min_size=1000, max_size=1500), st.just("k" * 5000))
 
 
@@ -72,9 +74,13 @@ def test_typed_requests_get_a_reply_or_a_documented_status(served: Served, req: 
     except grpc.RpcError as err:
         assert err.code() in ALLOWED, (method, message, err.code(), err.details())
         return
-    assert method in ("Check", "CheckMany", "Peek", "Forecast")
+    assert method in ("Check", "CheckMany", "Peek", "Forecast", "Admit", "Release", "Heartbeat")
     if method == "CheckMany":
         assert len(reply.decisions) == len(message.keys)
+    if method == "Heartbeat":
+        assert len(reply.live_ids) + len(reply.reclaimed_ids) == len(message.lease_ids)
+    if method == "Admit" and reply.lease_id:
+        served.stub.Release(pb.ReleaseRequest(lease_id=reply.lease_id), timeout=10)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
