@@ -4,7 +4,9 @@ are worked out by hand from spec core 9-10 and server 4.4; the clock is manual, 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 import grpc
 import pytest
@@ -163,3 +165,31 @@ def test_distributed_concurrency_on_memory_is_refused_at_load() -> None:
         "config.limiters[fleet].distributedConcurrency: needs a shared coordinator store — run with --redis or "
         "--postgres (memory / dynamodb cannot coordinate concurrency"
     )
+
+
+def test_our_clients_admit_with_heartbeats_and_see_reclaimed_leases(start_server: Starter) -> None:
+    s = start_server(POLICIES, lease_ttl_ms=300, sweep_s=0.05)
+    with tk.ServiceBackend(s.target, timeout=5, heartbeat_interval=0.05) as c:
+        with c.admit("single", "k", heartbeat=True) as a:
+            assert a.allowed and a.held
+            time.sleep(0.9)  # three TTLs, kept by the beats
+            assert not a.reclaimed and not c.admit("single", "k").allowed
+        assert c.admit("single", "k").allowed  # the block's exit released it (that one is now held)
+        b = c.admit("pinned", "k", heartbeat=True)
+        s.service.release(b.lease_id)  # the server lets go of it (as a sweep would)
+        deadline = time.monotonic() + 5
+        while not b.reclaimed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert b.reclaimed
+
+    async def run() -> None:
+        async with tk.AsyncServiceBackend(s.target, timeout=5, heartbeat_interval=0.05) as ac:
+            async with await ac.admit("pinned", "k", heartbeat=True) as x:
+                assert x.allowed
+                await asyncio.sleep(0.9)
+                assert not x.reclaimed
+            with pytest.raises(ValueError):
+                async with await ac.admit("pinned", "k"):
+                    raise ValueError
+
+    asyncio.run(run())

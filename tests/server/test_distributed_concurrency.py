@@ -1,0 +1,133 @@
+"""distributedConcurrency in process: shares split by the coordinator on Redis, leave() frees a share at
+once, node-id collisions, the outage policies and self-fencing. Services are driven directly (beats
+called by the test; the fleet of processes is tests/stores/test_fleet_concurrency.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+
+import throttlekit as tk
+from tests._support.redis_server import OwnRedis
+from tests._support.server import async_redis_store
+from tests._support.stores import unique_prefix
+from throttlekit.config import load_config
+from throttlekit.server import RateLimiterService
+
+pytestmark = pytest.mark.redis
+
+
+def _config(limit: int = 6, outage: str = "fail-closed") -> Any:
+    block = {"minLimit": limit, "maxLimit": limit, "heartbeatMs": 100000, "onCoordinatorOutage": outage}
+    return load_config(json.dumps({"limiters": {"fleet": {"distributedConcurrency": block}}}))
+
+
+async def _admits(service: RateLimiterService, n: int = 20) -> list[Any]:
+    out = []
+    for _ in range(n):
+        adm = await service.admit("fleet", "k")
+        if not adm.decision.allowed:
+            break
+        out.append(adm)
+    return out
+
+
+def test_shares_split_and_leave_frees_a_share_at_once() -> None:
+    async def run() -> None:
+        prefix = unique_prefix("tkdc")
+        a = RateLimiterService(_config(), store=async_redis_store(prefix), node_id="n1", close_store=True)
+        b = RateLimiterService(_config(), store=async_redis_store(prefix), node_id="n2", close_store=True)
+        await a.astart()  # alone: the whole ceiling
+        assert a.policies["fleet"].share == 6
+        await b.astart()  # joins under a's share: target 3, but a holds a share of 6 -> 0
+        assert b.policies["fleet"].share == 0
+        await a.policies["fleet"].beat()
+        await b.policies["fleet"].beat()
+        assert (a.policies["fleet"].share, b.policies["fleet"].share) == (3, 3)
+        held_a, held_b = await _admits(a), await _admits(b)
+        assert (len(held_a), len(held_b)) == (3, 3)
+        denied = await a.admit("fleet", "k")
+        assert (denied.decision.allowed, denied.decision.limit, denied.binding_axis) == (
+            False,
+            3,
+            "concurrency",
+        )
+        for adm in held_b:
+            b.release(adm.lease_id)
+        await b.aclose()  # stops beating and leaves: n2's share is free now, not after its lease lapses
+        await a.policies["fleet"].beat()
+        assert a.policies["fleet"].share == 6 and a.policies["fleet"].nodes == 1
+        assert len(await _admits(a)) == 3  # 3 more beside the 3 held
+        await a.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_node_id_held_by_a_live_server_is_a_collision(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> None:
+        prefix = unique_prefix("tkdc")
+        a = RateLimiterService(_config(), store=async_redis_store(prefix), node_id="same", close_store=True)
+        b = RateLimiterService(_config(), store=async_redis_store(prefix), node_id="same", close_store=True)
+        await a.astart()
+        with caplog.at_level(logging.ERROR, logger="throttlekit.server"):
+            await b.astart()
+        assert b.policies["fleet"].collision and b.policies["fleet"].cap == 0
+        assert not (await b.admit("fleet", "k")).decision.allowed
+        assert "node id 'same' is held by another live server" in caplog.text
+        assert a.policies["fleet"].share == 6 and len(await _admits(a)) == 6  # the first holder is unharmed
+        await b.aclose()  # leaving with the wrong instance token removes nothing
+        await a.policies["fleet"].beat()
+        assert a.policies["fleet"].nodes == 1 and not a.policies["fleet"].collision
+        await a.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(("outage", "admitted"), [("fail-closed", 0), ("local-only", 6)])
+def test_coordinator_outage_policy(outage: str, admitted: int) -> None:
+    own = OwnRedis()
+    own.start()
+    try:
+
+        async def run() -> None:
+            from throttlekit.server import redis_store
+
+            s = RateLimiterService(
+                _config(outage=outage), store=redis_store(own.url), node_id="n", close_store=True
+            )
+            await s.astart()
+            assert s.policies["fleet"].share == 6
+            own.stop()
+            await s.policies["fleet"].beat()  # fails: share 0 (fail-closed) or the local limit
+            assert len(await _admits(s)) == admitted
+            await s.aclose()
+
+        asyncio.run(run())
+    finally:
+        own.stop()
+
+
+def test_self_fence_when_the_coordinator_lease_is_about_to_lapse() -> None:
+    async def run() -> None:
+        clock = tk.ManualClock(1_000_000)
+        block = {"minLimit": 4, "maxLimit": 4, "heartbeatMs": 1000}
+        cfg = load_config(json.dumps({"limiters": {"fleet": {"distributedConcurrency": block}}}))
+        s = RateLimiterService(cfg, store=async_redis_store(), node_id="n", clock=clock, close_store=True)
+        await s.astart()  # beat at t: coordinator lease 2000 ms, margin (2000 - 1000) / 2 = 500
+        rt = s.policies["fleet"]
+        assert rt.fence_at == 1_000_000 + 2000 - 500
+        clock.set(1_001_499)
+        held = await _admits(s, 1)
+        assert len(held) == 1
+        clock.set(1_001_500)  # no successful beat since: fenced, nothing admitted
+        d = await s.admit("fleet", "k")
+        assert (d.decision.allowed, d.binding_axis) == (False, "concurrency")
+        await rt.beat()  # a successful beat un-fences
+        assert len(await _admits(s, 1)) == 1
+        await s.aclose()
+
+    asyncio.run(run())
