@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 import throttlekit as tk
-from throttlekit.concurrency import concurrency_params
+from throttlekit.concurrency import FusedAxes, concurrency_params
 
 T0 = 1_700_000_000_000
 
@@ -83,3 +83,20 @@ def test_async_admitter() -> None:
         assert adm.inflight == 0
 
     asyncio.run(run())
+
+
+def test_fused_rate_and_cost_axes_in_one_lua_call() -> None:
+    clock = tk.ManualClock(T0)
+    fused = FusedAxes(tk.Gcra(2, 1000), tk.TokenBucket(10, 5), clock=clock)
+    adm = tk.Admitter(concurrency_params(min_limit=4, max_limit=4), fused=fused, clock=clock)
+    a = adm.admit("k", 4)
+    assert a.allowed and a.decision == tk.Decision(True, 2, 1, T0 + 800, 0)  # min(conc 3, rate 1, cost 6)
+    # the bucket (6 left) denies 7 while rate allows and spends its 2nd token (each axis writes iff it
+    # allowed: spec 10.4, unlike the sequential path): cost binds
+    b = adm.admit("k", 7)
+    assert (b.allowed, b.binding_axis, b.held) == (False, "cost", False)
+    c = adm.admit("k", 1)  # the burst is spent: rate binds (the bucket still debits 1)
+    assert (c.allowed, c.binding_axis, c.decision.remaining) == (False, "rate", 0)
+    assert adm.inflight == 1
+    with pytest.raises(tk.ConfigError):
+        tk.Admitter(fused=fused, rate=tk.Limiter(tk.Gcra(1, 1000)))

@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ._clock import Clock
+from ._errors import ConfigError
 from ._types import Decision
-from .concurrency import Admitted, ConcurrencyGuard, ConcurrencyParams, LeaseTable, combine
+from .concurrency import Admitted, ConcurrencyGuard, ConcurrencyParams, FusedAxes, LeaseTable, combine
 
 __all__ = ["Admission", "Admitter", "AsyncAdmission", "AsyncAdmitter"]
 
@@ -123,7 +124,10 @@ class AsyncAdmission(Admission):
 
 class Admitter:
     """In-process admission over a concurrency guard and an optional rate limiter (any object with
-    ``check(key, cost) -> Decision``, e.g. :class:`~throttlekit.Limiter`).
+    ``check(key, cost) -> Decision``, e.g. :class:`~throttlekit.Limiter`), or the Lua-fused rate x cost
+    pair (``fused``: a :class:`~throttlekit.concurrency.FusedAxes`, spec 10.4: gcra at cost 1 and a token
+    bucket at ``cost`` in one Lua call; each axis debits iff it allowed). The binding axis of a denial is
+    the first of concurrency, rate, cost that denied.
 
     ``admit(key)`` returns an :class:`Admission`; leases not released within ``lease_ttl_ms`` are returned
     as dropped by :meth:`sweep` (call it periodically if holders may vanish without releasing)."""
@@ -133,13 +137,17 @@ class Admitter:
         params: ConcurrencyParams | None = None,
         *,
         rate: Any = None,
+        fused: FusedAxes | None = None,
         store: Any = None,
         key: str = "guard",
         clock: Clock | None = None,
         lease_ttl_ms: int = 60_000,
     ) -> None:
+        if rate is not None and fused is not None:
+            raise ConfigError(field="fused", problem="give either a rate limiter or fused axes, not both")
         self.guard = ConcurrencyGuard(params, store=store, key=key, clock=clock)
         self.rate = rate
+        self.fused = fused
         self.leases = LeaseTable(lease_ttl_ms, self.guard.clock)
 
     def _admitted(self, adm: Admitted, cls: Any) -> Any:
@@ -157,12 +165,28 @@ class Admitter:
         lease = self.leases.mint(self.guard, grant)
         return Admitted(decision, lease.id, int(lease.deadline))
 
+    def _fused(self, key: str, cost: float, grant: Any) -> Admitted:
+        assert self.fused is not None
+        try:
+            f = self.fused.check(key, cost)
+        except BaseException:
+            self.guard.release(grant, sample=False)
+            raise
+        decision = combine(grant.decision, f.decision)
+        if not decision.allowed:
+            self.guard.release(grant, sample=False)
+            return Admitted(decision, binding_axis="rate" if not f.rate.allowed else "cost")
+        lease = self.leases.mint(self.guard, grant)
+        return Admitted(decision, lease.id, int(lease.deadline))
+
     def admit(self, key: str = "", cost: int = 1) -> Admission:
-        """Admit one unit of work (``cost`` is accepted for the client's shape; the rate axis is checked
-        at cost 1, as the upstream does)."""
+        """Admit one unit of work. The rate axis is checked at cost 1 (as the upstream does); ``cost`` is
+        what the fused cost axis consumes."""
         grant = self.guard.acquire()
         if not grant.decision.allowed:
             return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), Admission)  # type: ignore[no-any-return]
+        if self.fused is not None:
+            return self._admitted(self._fused(key, cost, grant), Admission)  # type: ignore[no-any-return]
         try:
             rate = self.rate.check(key, 1) if self.rate is not None else None
         except BaseException:
@@ -202,6 +226,8 @@ class AsyncAdmitter(Admitter):
         grant = self.guard.acquire()
         if not grant.decision.allowed:
             return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), AsyncAdmission)  # type: ignore[no-any-return]
+        if self.fused is not None:
+            return self._admitted(self._fused(key, cost, grant), AsyncAdmission)  # type: ignore[no-any-return]
         try:
             rate = await self.rate.check(key, 1) if self.rate is not None else None
         except BaseException:

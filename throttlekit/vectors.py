@@ -20,6 +20,8 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   rttWindow, smoothing, tolerance, backoffRatio}, ops: [{op: acquire, now, cap?, fenceAt?, expect:
   {slot, allowed, limit, remaining, resetAt, retryAfterMs}} | {op: release, now, of: <index of the
   acquire op>, dropped?, sample?, expect: {limit, inflight, rttNoload, lastRtt}}]}``.
+* ``unifiedFused`` (spec 10.4): ``{rate: {limit, periodMs, burst}, cost: {capacity, refillPerSec}, ops:
+  [{now, cost, expect: {<combined decision>, rate: {<decision>}, cost: {<decision>}}}]}``.
 * ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, ops: [{op:
   heartbeat, now, node, token, lLocal, inflight, ttlMs, expect: {share, lGlobal, nodes, collision,
   expiresAt}} | {op: leave, now, node, token, expect: {removed}}]}``.
@@ -40,10 +42,10 @@ from typing import Any
 from ._clock import ManualClock
 from ._errors import ConfigError
 from ._types import Decision
-from .concurrency import ConcurrencyGuard, Coordinator, concurrency_params
+from .concurrency import ConcurrencyGuard, Coordinator, FusedAxes, concurrency_params
 from .limiter import Limiter
 from .meters import LeakyBucket, LeaseSpender, TokenBudget
-from .strategies import strategy_from_options
+from .strategies import Gcra, TokenBucket, strategy_from_options
 from .two_tier import DenyCache, LocalLeases
 
 __all__ = ["Mismatch", "SuiteResult", "bundled_vector_files", "load_suites", "run_suite", "run_suites"]
@@ -163,6 +165,8 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_concurrency(suite, store, clock, prefix, result)
         elif primitive == "concurrencyCoordinator":
             _run_coordinator(suite, store, prefix, result)
+        elif primitive == "unifiedFused":
+            _run_fused(suite, store, clock, prefix, result)
         else:
             result.error = f"unknown primitive {primitive!r}"
     except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
@@ -376,6 +380,25 @@ def _run_coordinator(suite: dict[str, Any], store: Any, prefix: str, r: SuiteRes
     if last is not None:
         for key in last.keys:
             store.delete(key)
+
+
+def _run_fused(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    rate, cost = suite["rate"], suite["cost"]
+    fused = FusedAxes(
+        Gcra(rate["limit"], rate["periodMs"], burst=rate.get("burst")),
+        TokenBucket(cost["capacity"], cost["refillPerSec"]),
+        store=store,
+        rate_prefix=f"{prefix}:rate",
+        cost_prefix=f"{prefix}:cost",
+        clock=clock,
+    )
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        d = fused.check("k", op.get("cost", 1))
+        got = {**d.decision.to_dict(), "rate": d.rate.to_dict(), "cost": d.cost.to_dict()}
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    fused.reset("k")
 
 
 def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:

@@ -17,6 +17,7 @@ these codecs only translate layouts, they never compute anything.
 ``lease``        hash ``c`` credits, ``e`` expiry (optional)     ``{"credits": n, "expiresAt": ms|null}``
 ``deny_cache``   hash ``u`` until, ``l`` limit, ``r`` reset_at     ``{"until": ms, "limit": n, "resetAt": ms}``
 ``fields``       hash of any fields (text values)                  ``{"<field>": "<text>", ...}``
+``tat_or_bucket``  ``tat`` (a string) or ``token_bucket`` (a hash)    a number or ``{"tokens", "last"}``
 ===============  =============================================  ======================================
 
 Numbers round-trip as doubles: encoded as JSON numbers (integers when integral), decoded to
@@ -177,6 +178,18 @@ def _fields_dec(doc: Any, _s: int) -> Layout:
     return "hash", dict(doc)
 
 
+_BUCKET_ENC, _BUCKET_DEC = _hash_codec((("t", "tokens"), ("l", "last")))
+
+
+def _tat_or_bucket_enc(layout: Layout, s: int) -> Any:
+    """A transform over a gcra key and a token-bucket key (unified_fused): each by its own layout."""
+    return _string_enc(layout, s) if layout[0] == "string" else _BUCKET_ENC(layout, s)
+
+
+def _tat_or_bucket_dec(doc: Any, s: int) -> Layout:
+    return _BUCKET_DEC(doc, s) if isinstance(doc, dict) else _string_dec(doc, s)
+
+
 def _lua_concat(x: Any) -> str:
     """A number as Lua 5.1 ``..`` renders it (``'%.14g'``), the prefix the Lua gives its members."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -207,6 +220,7 @@ CODECS: dict[str, Codec] = {
     "ring": Codec("ring", _ring_enc, _ring_dec),
     "log": Codec("log", _log_enc, _log_dec),
     "fields": Codec("fields", _fields_enc, _fields_dec),
+    "tat_or_bucket": Codec("tat_or_bucket", _tat_or_bucket_enc, _tat_or_bucket_dec),
 }
 
 
