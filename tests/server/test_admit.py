@@ -5,6 +5,7 @@ are worked out by hand from spec core 9-10 and server 4.4; the clock is manual, 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
@@ -191,5 +192,36 @@ def test_our_clients_admit_with_heartbeats_and_see_reclaimed_leases(start_server
             with pytest.raises(ValueError):
                 async with await ac.admit("pinned", "k"):
                     raise ValueError
+
+    asyncio.run(run())
+
+
+def test_admits_reach_the_decision_tap() -> None:
+    async def run() -> None:
+        clock = tk.ManualClock(T0)
+        service = RateLimiterService(load_config(json.dumps({"limiters": POLICIES})), clock=clock)
+        events: list[object] = []
+        service.tap.register(events.append)
+        ok = await service.admit("unified", "u")
+        await service.admit("unified", "u")
+        await service.admit("unified", "u")  # concurrency binds
+        service.release(ok.lease_id)
+        got = [(e.policy, e.kind, e.op, e.key, e.allowed, e.axis) for e in events]  # type: ignore[attr-defined]
+        assert got == [
+            ("unified", "admitter", "admit", "u", True, ""),
+            ("unified", "admitter", "admit", "u", True, ""),
+            ("unified", "admitter", "admit", "u", False, "concurrency"),
+        ]
+        stats = service.policies["pinned"].guard_stats()
+        assert stats == {
+            "name": "pinned",
+            "limit": 3,
+            "inflight": 0,
+            "share": 3.0,
+            "l_global": 3,
+            "nodes": 1,
+            "fenced": False,
+        }
+        await service.aclose()
 
     asyncio.run(run())

@@ -584,7 +584,23 @@ class _AdmitRuntime(_Runtime):
         self.fence_at: float = -1
         self._fail_decision()
 
+    telemetry_kind = "admitter"
+
+    @property
+    def strategy_name(self) -> str:
+        strategy = self.policy.strategy
+        return str(strategy.kind) if strategy is not None else "concurrency"
+
     async def admit(self, key: str, cost: int, hold: int = 0, value: int = 1) -> Admitted:
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        adm = await self._admit(key)
+        if t0:
+            d = adm.decision
+            r = (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
+            self._observe("admit", key, cost, r, t0, adm.binding_axis)
+        return adm
+
+    async def _admit(self, key: str) -> Admitted:
         grant = self.guard.acquire(self.cap, self.fence_at)
         conc = grant.decision
         if not conc.allowed:
@@ -604,6 +620,23 @@ class _AdmitRuntime(_Runtime):
                 return Admitted(decision, binding_axis="rate")
         lease = self.leases.mint(self, grant)
         return Admitted(decision, lease.id, int(lease.deadline))
+
+    def guard_stats(self) -> dict[str, Any]:
+        """The guard as monitoring shows it (spec 5.1 GuardSummary): name, limit (the effective one),
+        inflight, share, l_global, nodes, fenced."""
+        limit = self.guard.limit if self.cap < 0 else min(self.guard.limit, int(self.cap))
+        return {
+            "name": self.policy.name,
+            "limit": limit,
+            "inflight": self.guard.inflight,
+            "share": float(self.cap) if self.cap >= 0 else float(self.guard.limit),
+            "l_global": int(getattr(self, "l_global", self.guard.limit)),
+            "nodes": int(getattr(self, "nodes", 1)),
+            "fenced": 0 <= self.fence_at <= self._fence_clock(),
+        }
+
+    def _fence_clock(self) -> float:
+        return self.guard.clock.now_ms()
 
     def release_lease(self, lease: Lease, dropped: bool) -> None:
         self.guard.release(lease.grant, dropped)
