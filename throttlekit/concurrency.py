@@ -47,6 +47,8 @@ ALGORITHMS = ("gradient2", "aimd")
 DEFAULT_LEASE_TTL_MS = 2000
 #: Largest RTT window (samples): the window's deque is stored with the guard's state.
 MAX_RTT_WINDOW = 10_000
+#: Longest node id (characters).
+MAX_NODE_ID = 256
 #: Largest limit a guard may reach.
 MAX_LIMIT = 1_000_000_000
 
@@ -317,8 +319,20 @@ class Coordinator:
     def __init__(
         self, store: Any, key: str, node_id: str, *, prefix: str = "tk:fed", aggregate: str = "median"
     ) -> None:
-        if not isinstance(node_id, str) or not node_id:
-            raise ConfigError(field="nodeId", value=node_id, problem="must be a non-empty string")
+        if not isinstance(node_id, str) or not node_id.strip() or len(node_id) > MAX_NODE_ID:
+            raise ConfigError(
+                field="nodeId",
+                value=node_id,
+                problem="must be a non-blank string",
+                allowed=f"1 to {MAX_NODE_ID} characters, no control characters",
+            )
+        if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in node_id):
+            raise ConfigError(
+                field="nodeId",
+                value=node_id,
+                problem="contains a control character",
+                allowed=f"1 to {MAX_NODE_ID} characters, no control characters",
+            )
         self.aggregate = v_.choice("aggregate", aggregate, ("median", "min"))
         self.store = store
         self.node_id = node_id

@@ -131,3 +131,41 @@ def test_self_fence_when_the_coordinator_lease_is_about_to_lapse() -> None:
         await s.aclose()
 
     asyncio.run(run())
+
+
+def test_the_server_reports_under_its_node_id_and_leaves_on_sigterm(tmp_path: Any) -> None:
+    import redis as redis_lib
+
+    from tests._support.env import REAL_REDIS, REDIS_URL
+    from tests._support.server import launch, wait_listening
+
+    if REAL_REDIS is None:
+        pytest.skip(f"needs a real Redis at {REDIS_URL}")
+    prefix = unique_prefix("tkdc")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("limiters:\n  fleet: { distributedConcurrency: { minLimit: 4, maxLimit: 4 } }\n")
+    proc = launch("-c", str(cfg), "-p", "0", "--redis", REDIS_URL, "--redis-prefix", prefix,
+                  "--drain-grace", "0", env={"TK_NODE_ID": "node-from-env"})  # fmt: skip
+    try:
+        wait_listening(proc)
+        r = redis_lib.Redis.from_url(REDIS_URL)
+        key = f"{prefix}:tk:fedconc:fleet"
+        fields = r.hgetall(key)
+        assert list(fields) == [b"node-from-env"]
+        l_local, inflight, _expires, share = fields[b"node-from-env"].split()
+        assert (l_local, inflight, share) == (b"4", b"0", b"4")
+        proc.terminate()
+        proc.wait(20)
+        assert r.hgetall(key) == {}  # left on shutdown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=20)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a\nb", "x" * 257])
+def test_bad_node_ids_are_refused(bad: str) -> None:
+    from throttlekit.concurrency import Coordinator
+
+    with pytest.raises(tk.ConfigError, match="nodeId"):
+        Coordinator(tk.MemoryStore(), "k", bad)
