@@ -15,7 +15,7 @@ from throttlekit.cli import main
 from throttlekit.cli.serve import is_loopback
 
 LINE = re.compile(
-    r"^throttlekit-server listening on (\S+):(\d+) \[(\w+), (\w+), fail=(\w+)\] \((\d+) polic\w+: (.*)\)$"
+    r"^throttlekit-server listening on (\S+):(\d+) \[(\w+), (\w+), fail=(\w+), monitor:(\w+)\] \((\d+) polic\w+: (.*)\)$"
 )
 
 
@@ -27,8 +27,9 @@ def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.S
         line = proc.stdout.readline().strip()
         m = LINE.match(line)
         assert m, line
-        host, port, store, security, fail, n, names = m.groups()
+        host, port, store, security, fail, monitor, n, names = m.groups()
         assert (host, store, security, fail, n) == ("127.0.0.1", "memory", "insecure", "closed", "9")
+        assert monitor == "loopback"
         assert names == "api, uploads, reports, search, login, monthly, feed, completions, fleet-completions"
         with tk.ServiceBackend(f"127.0.0.1:{port}", timeout=5) as client:
             assert client.check("login", "alice").remaining == 9
@@ -51,6 +52,7 @@ def test_non_loopback_host_without_tls_warns() -> None:
     finally:
         proc.kill()
     assert "warning: serving insecure gRPC on 0.0.0.0" in err
+    assert "the Monitor door is loopback-only" in err
 
 
 def test_loopback_detection() -> None:

@@ -116,8 +116,8 @@ def test_lease_rpcs_are_policy_independent_and_idempotent(served) -> None:  # ty
     assert list(beat.live_ids) == [] and list(beat.reclaimed_ids) == ["1"]
 
 
-def test_monitor_and_fleet_are_not_served(served) -> None:  # type: ignore[no-untyped-def]
-    call = served.channel.unary_unary("/throttlekit.v1.Monitor/GetSnapshot")
+def test_fleet_is_not_served_without_federated_policies(served) -> None:  # type: ignore[no-untyped-def]
+    call = served.channel.unary_unary("/throttlekit.v1.Fleet/Reserve")
     with pytest.raises(grpc.RpcError) as info:
         call(b"")
     assert info.value.code() == C.UNIMPLEMENTED

@@ -100,7 +100,15 @@ def _security(cert: str | None, key: str | None, ca: str | None) -> str:
     return "mTLS" if ca else "TLS" if cert else "insecure"
 
 
-async def _run(service: Any, host: str, port: int, credentials: Any, tag: str, drain: float) -> None:
+async def _run(
+    service: Any,
+    host: str,
+    port: int,
+    credentials: Any,
+    tag: str,
+    drain: float,
+    options: dict[str, Any] | None = None,
+) -> None:
     from ..server import start
 
     stop = asyncio.Event()
@@ -120,7 +128,7 @@ async def _run(service: Any, host: str, port: int, credentials: Any, tag: str, d
     # handlers first: a supervisor may send SIGTERM as soon as it reads the startup line
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    handle = await start(service, host, port, credentials)
+    handle = await start(service, host, port, credentials, **(options or {}))
     names = ", ".join(service.names)
     n = len(service.names)
     click.echo(
@@ -288,6 +296,19 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "(reclaimed by a sweep every second, as dropped).",
 )
 @click.option(
+    "--monitor",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="The Monitor door (throttlekit.v1.Monitor: snapshot and live denials) and its telemetry hub.",
+)
+@click.option(
+    "--monitor-secret",
+    envvar="THROTTLEKIT_MONITOR_SECRET",
+    help="Serve the Monitor beyond loopback to callers presenting this secret (x-monitor-secret or "
+    "authorization: Bearer); then required from every caller. Without it: loopback callers only.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 def serve(
@@ -304,6 +325,8 @@ def serve(
     drain_grace: float,
     node_id: str | None,
     lease_ttl_ms: int,
+    monitor: str,
+    monitor_secret: str | None,
     log_level: str,
     **shared: Any,
 ) -> None:
@@ -340,6 +363,17 @@ def serve(
             err=True,
         )
 
+    if monitor == "off" and monitor_secret:
+        click.echo("warning: --monitor-secret is ignored with --monitor off", err=True)
+    if monitor == "on" and not monitor_secret and not is_loopback(host):
+        click.echo(
+            f"warning: the Monitor door is loopback-only: remote Monitor calls to {host} will be "
+            "UNAUTHENTICATED; set --monitor-secret (or THROTTLEKIT_MONITOR_SECRET) to expose it",
+            err=True,
+        )
+    monitor_tag = "off" if monitor == "off" else "secret" if monitor_secret else "loopback"
+    options = {"monitor": monitor == "on", "monitor_secret": monitor_secret or None}
+
     async def main() -> None:
         the_store: Any = shared_store
         try:
@@ -356,7 +390,8 @@ def serve(
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)
         try:
-            await _run(service, host, port, credentials, f"{backend}, {security}, fail={fail}", drain_grace)
+            tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
+            await _run(service, host, port, credentials, tag, drain_grace, options)
         except OSError as exc:
             await service.aclose()
             raise click.ClickException(str(exc)) from None

@@ -25,17 +25,23 @@ from ._errors import (
     ServiceUnavailableError,
     map_rpc_error,
 )
+from ._monitor import AsyncMonitorBackend, MonitorBackend, MonitorDenial, MonitorPolicy, MonitorSnapshot
 from ._redis import AsyncRedisBackend, AsyncRedisClientLike, RedisBackend, RedisClientLike
 from ._service import Admission, AsyncAdmission, AsyncServiceBackend, ServiceBackend
 
 __all__ = [
     "Admission",
     "AsyncAdmission",
+    "AsyncMonitorBackend",
     "AsyncRedisBackend",
     "AsyncRedisClientLike",
     "AsyncServiceBackend",
     "InvalidRequestError",
     "LeaseBeat",
+    "MonitorBackend",
+    "MonitorDenial",
+    "MonitorPolicy",
+    "MonitorSnapshot",
     "OperationNotSupportedError",
     "PolicyNotFoundError",
     "RedisBackend",

@@ -8,6 +8,10 @@ and tests). Port 0 picks a free port (``handle.port``).
 Health (``grpc.health.v1.Health``) reports SERVING for ``""`` and each served service, NOT_FOUND for
 any other name, and NOT_SERVING for all of them from the moment shutdown starts.
 
+Telemetry: unless ``monitor=False`` the server attaches a :class:`TelemetryHub` to the service's decision
+tap (``handle.hub``) and serves the Monitor door (``throttlekit.v1.Monitor``) over it: loopback peers
+only, or every peer presenting ``monitor_secret``.
+
 Shutdown (``aclose(grace, drain=...)``) runs in two phases: first the **drain**: health says NOT_SERVING
 while the port keeps answering every call, for ``drain`` seconds, so a load balancer that probes health
 sees it and stops routing here before anything is refused; then the **stop**: the port stops accepting,
@@ -30,7 +34,9 @@ from grpc_reflection.v1alpha import reflection
 from .._errors import ConfigError
 from .._proto import throttlekit_pb2 as pb
 from ._door import RateLimiterDoor, add_to_server
+from ._monitor import MONITOR, MonitorDoor, add_monitor
 from ._service import RateLimiterService
+from ._telemetry import TelemetryHub
 
 __all__ = [
     "DRAIN_S",
@@ -151,6 +157,8 @@ class AsyncServerHandle:
         host: str,
         port: int,
         secure: bool,
+        hub: TelemetryHub | None = None,
+        monitor: MonitorDoor | None = None,
     ) -> None:
         self.server = server
         self.service = service
@@ -158,6 +166,10 @@ class AsyncServerHandle:
         self.host = host
         self.port = port
         self.secure = secure
+        #: The telemetry hub on the service's tap (None with ``monitor=False``).
+        self.hub = hub
+        #: The Monitor door (None when not served).
+        self.monitor = monitor
         self._closing: asyncio.Task[None] | None = None
         self._draining: asyncio.Event | None = None
 
@@ -201,14 +213,32 @@ async def start(
     host: str = "127.0.0.1",
     port: int = 50051,
     credentials: grpc.ServerCredentials | None = None,
+    *,
+    monitor: bool = True,
+    monitor_secret: str | None = None,
+    node_id: str | None = None,
 ) -> AsyncServerHandle:
-    """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop."""
+    """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop. ``monitor``: attach
+    the telemetry hub and serve the Monitor door (``monitor_secret``: required from every caller; None:
+    loopback callers only). ``node_id``: the snapshot's ``meta.nodeId`` (default ``host:port``)."""
     server = grpc.aio.server(options=_OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
+    hub: TelemetryHub | None = None
+    door: MonitorDoor | None = None
+    if monitor:
+        hub = TelemetryHub(
+            backend=service.store_name,
+            fail_mode=service.fail,
+            now_ms=service.clock.now_ms if service.clock is not None else None,
+        )
+        hub.attach(service)
+        door = MonitorDoor(hub, monitor_secret)
+        add_monitor(door, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    served = (RATE_LIMITER, MONITOR) if monitor else (RATE_LIMITER,)
     names = (
-        RATE_LIMITER,
+        *served,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         reflection.SERVICE_NAME,
     )
@@ -230,9 +260,12 @@ async def start(
     except BaseException:
         await server.stop(0)
         raise
-    for name in ("", RATE_LIMITER):
+    for name in ("", *served):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return AsyncServerHandle(server, service, health, host, bound, credentials is not None)
+    handle = AsyncServerHandle(server, service, health, host, bound, credentials is not None, hub, door)
+    if hub is not None:
+        hub.node_id = node_id if node_id is not None else handle.address
+    return handle
 
 
 class ServerHandle:
@@ -248,6 +281,7 @@ class ServerHandle:
         self.host = inner.host
         self.address = inner.address
         self.service = inner.service
+        self.hub = inner.hub
 
     def close(self, grace: float = GRACE_S, *, drain: float = 0.0) -> None:
         """Drain (NOT_SERVING for ``drain`` s while serving) and stop (idempotent)."""
@@ -272,8 +306,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 50051,
     credentials: grpc.ServerCredentials | None = None,
+    **options: Any,
 ) -> ServerHandle:
-    """Embedding API: serve ``service`` from a background thread; returns once the port is bound."""
+    """Embedding API: serve ``service`` from a background thread; returns once the port is bound.
+    ``options``: :func:`start`'s keyword options (``monitor``, ``monitor_secret``, ``node_id``)."""
     loop = asyncio.new_event_loop()
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -281,7 +317,7 @@ def serve(
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            ready["handle"] = loop.run_until_complete(start(service, host, port, credentials))
+            ready["handle"] = loop.run_until_complete(start(service, host, port, credentials, **options))
         except BaseException as exc:
             ready["error"] = exc
             started.set()

@@ -141,11 +141,14 @@ class OutageLog:
         self.log = logger
         self.down = False
         self.synthesized = 0
+        #: Store failures since start (monotonic; ``synthesized`` restarts with each outage).
+        self.failures_total = 0
         self._since = 0.0
         self._reminded = 0.0
 
     def failed(self, exc: BaseException, decisions: int = 1) -> None:
         self.synthesized += decisions
+        self.failures_total += 1
         now = time.monotonic()
         if not self.down:
             self.down, self._since, self._reminded = True, now, now

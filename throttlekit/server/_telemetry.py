@@ -218,6 +218,9 @@ class PolicyStats:
     synthesized_total: int = 0
     shadow_denied_total: int = 0
     peeks_total: int = 0
+    denied_by_lane_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LANES, 0))
+    latency_sum_ns: int = 0
+    latency_count: int = 0
     limit: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_RING))
     #: Keys of this window's decisions not yet merged into the top-K summaries.
@@ -298,7 +301,9 @@ class TelemetryHub:
         self.policies: dict[str, PolicyStats] = {}
         self.denials: deque[DecisionEvent] = deque(maxlen=DENIAL_RING)
         self.subscribers: tuple[Callable[[DecisionEvent], None], ...] = ()
-        self.extra_counters: dict[str, float] = {}
+        #: Callables returning the concurrency guards' views (``name``, ``limit``, ``inflight``, ...), for
+        #: the snapshot's ``guards`` (admitters register theirs).
+        self.guard_sources: list[Callable[[], list[dict[str, Any]]]] = []
 
     # -- wiring ---------------------------------------------------------------------------------------
 
@@ -359,6 +364,8 @@ class TelemetryHub:
         if event.limit > 0:
             stats.limit = event.limit
         stats.latencies.append(event.latency_ns / 1e6)
+        stats.latency_sum_ns += event.latency_ns
+        stats.latency_count += 1
         if event.synthesized:
             stats.synthesized_total += 1
         if event.allowed:
@@ -373,6 +380,7 @@ class TelemetryHub:
         if event.kind == "admitter":
             lane = event.axis if event.axis in stats.denied_by_lane else "policy"
             stats.denied_by_lane[lane] += 1
+            stats.denied_by_lane_total[lane] += 1
             stats.pending_lanes.append((lane, key))
         if event.kind == "meter":
             return
@@ -412,13 +420,23 @@ class TelemetryHub:
         return {
             "meta": meta,
             "policies": policies,
-            "guards": [],
+            "guards": self.snapshot_guards(),
             "stats": [],
             "recentDenials": [_denial_json(e) for e in self.denials],
             "recentFences": [],
             "health": {"backend": self.backend, "failMode": self.fail_mode},
             "meters": meters,
         }
+
+    def snapshot_guards(self) -> list[dict[str, Any]]:
+        """Every registered guard source's views (a source that raises contributes nothing)."""
+        out: list[dict[str, Any]] = []
+        for source in self.guard_sources:
+            try:
+                out.extend(source())
+            except Exception:
+                continue
+        return out
 
     def _policy_json(self, s: PolicyStats) -> dict[str, Any]:
         analytics: dict[str, Any] = {
