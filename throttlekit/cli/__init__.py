@@ -44,7 +44,9 @@ class _DefaultServe(click.Group):
     """``throttlekit-server --config x.yaml`` means ``throttlekit-server serve --config x.yaml``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "serve" in self.commands and (
+        if "serve" in self.commands and args in (["-h"], ["--help"]):
+            args = ["serve", "--help"]  # the server's own flags; the serve help lists the other commands
+        elif "serve" in self.commands and (
             not args or (args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"))
         ):
             args = ["serve", *args]
@@ -57,6 +59,7 @@ def server_main(*args: Any, **kwargs: Any) -> Any:
         name="throttlekit-server",
         commands=main.commands,
         help=main.help,
+        params=list(main.params),  # --version
         context_settings=main.context_settings,
     )
     return group.main(*args, **kwargs)

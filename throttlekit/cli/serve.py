@@ -62,7 +62,7 @@ def _store(
         raise click.UsageError(f"--store {store} requires {needs[store]}")
     for other in implied:
         if other != store:
-            click.echo(f"warning: --{needs[other].split()[0][2:]} is ignored with --store {store}", err=True)
+            _say(f"warning: --{needs[other].split()[0][2:]} is ignored with --store {store}")
     return store
 
 
@@ -108,6 +108,9 @@ async def _run(
     tag: str,
     drain: float,
     options: dict[str, Any] | None = None,
+    config_path: str | None = None,
+    watch_s: float | None = None,
+    loaded_state: tuple[int, int, int] | None = None,
 ) -> None:
     from ..server import start
 
@@ -117,18 +120,29 @@ async def _run(
 
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
-            click.echo(
-                f"{sig.name} received, draining: health NOT_SERVING for {drain:g} s, then stopping…", err=True
-            )
+            _say(f"{sig.name} received, draining: health NOT_SERVING for {drain:g} s, then stopping…")
             stop.set()
         elif handle is not None:
-            click.echo(f"{sig.name} received again: stopping now", err=True)
+            _say(f"{sig.name} received again: stopping now")
             handle.skip_drain()
+
+    reloading: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        if handle is None or config_path is None:
+            return
+        log.warning("SIGHUP received: reloading %s", config_path)
+        task = asyncio.ensure_future(handle.reload_file(config_path))
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
 
     # handlers first: a supervisor may send SIGTERM as soon as it reads the startup line
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     handle = await start(service, host, port, credentials, **(options or {}))
+    if handle.metrics is not None:
+        tag += f", metrics:{handle.metrics_port}"
     names = ", ".join(service.names)
     n = len(service.names)
     click.echo(
@@ -136,10 +150,48 @@ async def _run(
     )
     sys.stdout.flush()
     evictions = asyncio.ensure_future(_report_evictions(service))
+    watcher = (
+        asyncio.ensure_future(_watch_config(handle, config_path, watch_s, loaded_state))
+        if config_path is not None and watch_s
+        else None
+    )
     await stop.wait()
     evictions.cancel()
+    if watcher is not None:
+        watcher.cancel()
     await handle.aclose(drain=drain)
-    click.echo("throttlekit-server stopped", err=True)
+    _say("throttlekit-server stopped")
+
+
+def _file_state(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+async def _watch_config(
+    handle: Any, path: str, every_s: float, seen: tuple[int, int, int] | None = None
+) -> None:
+    """``--watch-config``: reload when the file's mtime, size or inode changes (checked every
+    ``every_s`` s; an editor's atomic rename counts). A change is reloaded once it has been stable for one
+    interval, so a file being written is not read half-way. ``seen``: the state of the file the running
+    policies came from (read before it was loaded, so a change made meanwhile is not missed)."""
+    if seen is None:
+        seen = _file_state(path)
+    pending: tuple[int, int, int] | None = None
+    while True:
+        await asyncio.sleep(every_s)
+        now = _file_state(path)
+        if now is None or now == seen:
+            pending = None
+            continue
+        if now != pending:
+            pending = now  # changed: wait one more interval for it to settle
+            continue
+        seen, pending = now, None
+        await handle.reload_file(path)
 
 
 async def _report_evictions(service: Any, every_s: float | None = None) -> None:
@@ -152,6 +204,8 @@ async def _report_evictions(service: Any, every_s: float | None = None) -> None:
         report.report()
 
 
+#: Seconds between two checks of the policy file under ``--watch-config``.
+WATCH_CONFIG_S = 1.0
 #: Seconds the startup check waits for the store before treating it as unreachable.
 STARTUP_CHECK_S = 5.0
 
@@ -168,14 +222,19 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
         raise click.ClickException(f"the {backend} store answered but cannot be used: {exc}") from None
     except (StoreError, asyncio.TimeoutError, OSError) as exc:
         why = f"no answer within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else loggable(exc)
-        click.echo(
+        _say(
             f"warning: the {backend} store is not reachable yet ({why}); decisions fail {service.fail} "
-            "until it is",
-            err=True,
+            "until it is"
         )
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _say(message: str) -> None:
+    """An operator message of the serve command (warnings, signals), through the log so that
+    ``--log-format json`` keeps stderr one JSON object per line."""
+    log.warning("%s", message)
 
 
 def _host_option(help: str) -> Callable[[_F], _F]:
@@ -296,6 +355,12 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "(reclaimed by a sweep every second, as dropped).",
 )
 @click.option(
+    "--watch-config",
+    is_flag=True,
+    help="Reload the policy file when it changes (as on SIGHUP): validated first, swapped atomically, a "
+    "bad file keeps the current policies.",
+)
+@click.option(
     "--monitor",
     type=click.Choice(["on", "off"]),
     default="on",
@@ -309,7 +374,29 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "authorization: Bearer); then required from every caller. Without it: loopback callers only.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="THROTTLEKIT_METRICS_PORT",
+    help="Serve Prometheus /metrics, /healthz and /ready on this port (0 = any free port; off by default).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="THROTTLEKIT_METRICS_HOST",
+    help="Bind host of --metrics-port (the series are aggregate, but unauthenticated).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="THROTTLEKIT_LOG_FORMAT",
+    help="Log lines as text, or one JSON object per line (time, level, logger, event, fields).",
 )
 def serve(
     config_path: str,
@@ -325,17 +412,25 @@ def serve(
     drain_grace: float,
     node_id: str | None,
     lease_ttl_ms: int,
+    watch_config: bool,
     monitor: str,
     monitor_secret: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
     log_level: str,
+    log_format: str,
     **shared: Any,
 ) -> None:
-    """Serve the policies of a config file over gRPC (throttlekit.v1.RateLimiter, health, reflection)."""
-    from ..server import RateLimiterService, server_credentials
+    """Serve the policies of a config file over gRPC (throttlekit.v1.RateLimiter, Monitor, health,
+    reflection). SIGHUP reloads the policy file; SIGTERM drains and stops.
 
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    Other commands: throttlekit-server health | lua | config | bench | policy ... (each with --help);
+    throttlekit-server --version.
+    """
+    from ..server import RateLimiterService, server_credentials
+    from ..server._logs import configure_logging
+
+    configure_logging(log_level, log_format)
     redis_url = _env_url(store, "redis", redis_url)
     shared["postgres_url"] = _env_url(store, "postgres", shared["postgres_url"])
     backend = _store(store, redis_url, shared["postgres_url"], shared["dynamodb_table"])
@@ -347,6 +442,7 @@ def serve(
         raise click.ClickException(str(exc)) from None
     security = _security(tls_cert, tls_key, tls_ca)
     try:
+        loaded_state = _file_state(config_path)
         cfg = load_config_file(config_path)
     except PolicyConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -357,22 +453,27 @@ def serve(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if security == "insecure" and not is_loopback(host):
-        click.echo(
+        _say(
             f"warning: serving insecure gRPC on {host}: anyone who can reach it can spend every budget; "
-            "use --tls-cert/--tls-key (and --tls-ca for mTLS) or bind 127.0.0.1",
-            err=True,
+            "use --tls-cert/--tls-key (and --tls-ca for mTLS) or bind 127.0.0.1"
         )
 
     if monitor == "off" and monitor_secret:
-        click.echo("warning: --monitor-secret is ignored with --monitor off", err=True)
+        _say("warning: --monitor-secret is ignored with --monitor off")
     if monitor == "on" and not monitor_secret and not is_loopback(host):
-        click.echo(
+        _say(
             f"warning: the Monitor door is loopback-only: remote Monitor calls to {host} will be "
-            "UNAUTHENTICATED; set --monitor-secret (or THROTTLEKIT_MONITOR_SECRET) to expose it",
-            err=True,
+            "UNAUTHENTICATED; set --monitor-secret (or THROTTLEKIT_MONITOR_SECRET) to expose it"
         )
     monitor_tag = "off" if monitor == "off" else "secret" if monitor_secret else "loopback"
-    options = {"monitor": monitor == "on", "monitor_secret": monitor_secret or None}
+    options: dict[str, Any] = {"monitor": monitor == "on", "monitor_secret": monitor_secret or None}
+    if metrics_port is not None:
+        options.update(metrics_port=metrics_port, metrics_host=metrics_host)
+        if not is_loopback(metrics_host):
+            _say(
+                f"warning: /metrics is served on {metrics_host}:{metrics_port} without authentication "
+                "(aggregate series, no client keys); bind 127.0.0.1 or firewall it"
+            )
 
     async def main() -> None:
         the_store: Any = shared_store
@@ -391,7 +492,18 @@ def serve(
         await check_store(service, backend)
         try:
             tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
-            await _run(service, host, port, credentials, tag, drain_grace, options)
+            await _run(
+                service,
+                host,
+                port,
+                credentials,
+                tag,
+                drain_grace,
+                options,
+                config_path,
+                WATCH_CONFIG_S if watch_config else None,
+                loaded_state,
+            )
         except OSError as exc:
             await service.aclose()
             raise click.ClickException(str(exc)) from None

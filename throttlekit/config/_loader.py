@@ -73,9 +73,10 @@ def _load(text: str, source: str) -> PolicyConfig:
     if version != 1 or isinstance(version, bool):
         issues.add("version", "unsupported config version", version, "1")
     default_prefix = _defaults(doc.get("defaults", MISSING), issues)
-    policies = _limiters(doc.get("limiters", MISSING), default_prefix, issues)
+    shadow: set[str] = set()
+    policies = _limiters(doc.get("limiters", MISSING), default_prefix, issues, shadow)
     issues.raise_if_any()
-    return PolicyConfig(source, policies, 1, default_prefix, dict(doc))
+    return PolicyConfig(source, policies, 1, default_prefix, dict(doc), shadow=frozenset(shadow))
 
 
 def build_policy(
@@ -117,7 +118,9 @@ def _defaults(value: Any, issues: Issues) -> str | None:
     return prefix
 
 
-def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[str, Policy]:
+def _limiters(
+    value: Any, default_prefix: str | None, issues: Issues, shadow: set[str] | None = None
+) -> dict[str, Policy]:
     if value is MISSING:
         issues.add("limiters", "required: a map of policy name to policy")
         return {}
@@ -143,6 +146,8 @@ def _limiters(value: Any, default_prefix: str | None, issues: Issues) -> dict[st
                 "a map such as {strategy: gcra, limit: 100, period: 1m}",
             )
             continue
+        if "shadow" in spec:
+            spec = _shadow(ctx, spec, shadow if shadow is not None else set())
         policy = _policy(ctx, spec, blocks)
         if policy is not None:
             policies[name] = policy
@@ -232,6 +237,28 @@ def _namespaces(policies: dict[str, Policy], issues: Issues) -> None:
                 )
                 break
             cut = prefix.find(":", cut + 1)
+
+
+_ADMITTER_BLOCKS = ("concurrency", "distributedConcurrency")
+
+
+def _shadow(ctx: PolicyContext, spec: Mapping[str, Any], shadow: set[str]) -> dict[str, Any]:
+    """Read the policy-level ``shadow`` flag (every kind): decided and counted, always answered allowed."""
+    value = spec["shadow"]
+    if not isinstance(value, bool):
+        ctx.error(
+            "shadow", "must be true or false", value, "true (decide and count, answer allowed) or false"
+        )
+    elif value and any(block in spec for block in _ADMITTER_BLOCKS):
+        ctx.error(
+            "shadow",
+            "is not supported on admitter policies (a shadow admit would report a slot it does not hold)",
+            value,
+            "false, or shadow on a rate, twoTier or budget policy",
+        )
+    elif value:
+        shadow.add(ctx.name)
+    return {k: v for k, v in spec.items() if k != "shadow"}
 
 
 def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any]) -> Policy | None:

@@ -170,10 +170,15 @@ class PolicyConfig:
     version: int = 1
     default_prefix: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: Policies declared ``shadow: true``: decided, observed and counted, but always answered allowed.
+    shadow: frozenset[str] = frozenset()
 
     def names(self) -> list[str]:
         return list(self.policies)
 
     def describe(self) -> list[str]:
-        """One line per policy: ``<name>: <kind> <parameters>``."""
-        return [f"{name}: {p.describe()}" for name, p in self.policies.items()]
+        """One line per policy: ``<name>: <kind> <parameters>`` (`` [shadow]`` for a shadow policy)."""
+        return [
+            f"{name}: {p.describe()}" + (" [shadow]" if name in self.shadow else "")
+            for name, p in self.policies.items()
+        ]

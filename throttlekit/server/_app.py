@@ -10,7 +10,12 @@ any other name, and NOT_SERVING for all of them from the moment shutdown starts.
 
 Telemetry: unless ``monitor=False`` the server attaches a :class:`TelemetryHub` to the service's decision
 tap (``handle.hub``) and serves the Monitor door (``throttlekit.v1.Monitor``) over it: loopback peers
-only, or every peer presenting ``monitor_secret``.
+only, or every peer presenting ``monitor_secret``. ``metrics_port`` serves Prometheus ``/metrics``,
+``/healthz`` and ``/ready`` from the same hub (attached for metrics even when the Monitor is off).
+
+Store readiness: every :data:`READY_EVERY_S` the server pings its store (bounded by
+:data:`READY_TIMEOUT_S`) and reports the result as the health service ``throttlekit.store`` (SERVING or
+NOT_SERVING) and on ``/ready``; the server itself stays SERVING during an outage (the fail mode answers).
 
 Shutdown (``aclose(grace, drain=...)``) runs in two phases: first the **drain**: health says NOT_SERVING
 while the port keeps answering every call, for ``drain`` seconds, so a load balancer that probes health
@@ -21,6 +26,7 @@ and calls already received finish (up to ``grace`` seconds) before the store is 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,9 +39,11 @@ from grpc_reflection.v1alpha import reflection
 
 from .._errors import ConfigError
 from .._proto import throttlekit_pb2 as pb
+from ..config import PolicyConfig
 from ._door import RateLimiterDoor, add_to_server
+from ._metrics import MetricsServer, collector_registry
 from ._monitor import MONITOR, MonitorDoor, add_monitor
-from ._service import RateLimiterService
+from ._service import RateLimiterService, ReloadReport
 from ._telemetry import TelemetryHub
 
 __all__ = [
@@ -49,6 +57,21 @@ __all__ = [
     "start",
 ]
 
+log = logging.getLogger("throttlekit.server")
+
+
+async def _retire(runtimes: tuple[Any, ...], after_s: float | None = None) -> None:
+    """Close runtimes a reload replaced, once requests in flight with them are done."""
+    await asyncio.sleep(GRACE_S if after_s is None else after_s)
+    for rt in runtimes:
+        try:
+            await rt.aclose()
+        except Exception as exc:
+            log.warning(
+                "closing a replaced policy runtime failed: %s: %s", type(exc).__name__, str(exc)[:200]
+            )
+
+
 RATE_LIMITER = pb.DESCRIPTOR.services_by_name["RateLimiter"].full_name
 #: Default seconds a shutdown waits for in-flight calls.
 GRACE_S = 5.0
@@ -56,6 +79,11 @@ GRACE_S = 5.0
 #: health probes at a 2 s interval fit in it, and drain plus in-flight grace stay within ``docker stop``'s
 #: 10 s and Kubernetes' 30 s default before SIGKILL.
 DRAIN_S = 5.0
+#: The health service name whose status is the store's readiness.
+STORE_HEALTH = "throttlekit.store"
+#: Seconds between two readiness pings of the store, and the bound on one ping.
+READY_EVERY_S = 5.0
+READY_TIMEOUT_S = 2.0
 _OPTIONS = (
     ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -159,6 +187,7 @@ class AsyncServerHandle:
         secure: bool,
         hub: TelemetryHub | None = None,
         monitor: MonitorDoor | None = None,
+        metrics: MetricsServer | None = None,
     ) -> None:
         self.server = server
         self.service = service
@@ -170,6 +199,12 @@ class AsyncServerHandle:
         self.hub = hub
         #: The Monitor door (None when not served).
         self.monitor = monitor
+        #: The metrics HTTP server (None without ``metrics_port``) and its bound port.
+        self.metrics = metrics
+        self.metrics_port = metrics.port if metrics is not None else 0
+        self.ready: tuple[bool, dict[str, object]] = (True, {"store": service.store_name, "ready": True})
+        self._readiness: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         self._closing: asyncio.Task[None] | None = None
         self._draining: asyncio.Event | None = None
 
@@ -193,7 +228,35 @@ class AsyncServerHandle:
         if self._draining is not None:
             self._draining.set()
 
+    async def check_ready(self) -> tuple[bool, dict[str, object]]:
+        """Ping the store now (bounded); record and return (ready?, detail)."""
+        from .._errors import loggable
+
+        detail: dict[str, object] = {"store": self.service.store_name}
+        try:
+            await asyncio.wait_for(self.service.store.aping(), READY_TIMEOUT_S)
+            ok = True
+        except asyncio.TimeoutError:
+            ok, detail["error"] = False, f"no answer within {READY_TIMEOUT_S:g} s"
+        except Exception as exc:
+            ok, detail["error"] = False, loggable(exc)
+        detail["ready"] = ok
+        if ok != self.ready[0] and self._closing is None:
+            status = (
+                health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self.health.set(STORE_HEALTH, status)
+        self.ready = (ok, detail)
+        return self.ready
+
+    async def _watch_ready(self, every_s: float) -> None:
+        while True:
+            await self.check_ready()
+            await asyncio.sleep(every_s)
+
     async def _shutdown(self, grace: float, drain: float, skip: asyncio.Event) -> None:
+        if self._readiness is not None:
+            self._readiness.cancel()
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             try:
@@ -201,7 +264,50 @@ class AsyncServerHandle:
             except asyncio.TimeoutError:
                 pass
         await self.server.stop(grace)
+        if self.metrics is not None:
+            await self.metrics.aclose()
         await self.service.aclose()
+
+    async def reload(self, config: PolicyConfig) -> ReloadReport:
+        """Swap in ``config`` (see :meth:`RateLimiterService.reload`), re-track the hub's policies and
+        close the retired runtimes after :data:`GRACE_S` (requests in flight finish with them)."""
+        report = self.service.reload(config)
+        await self.service.astart_built(report)
+        if self.hub is not None:
+            self.hub.sync_policies(self.service)
+        if report.retired:
+            task = asyncio.ensure_future(_retire(report.retired))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return report
+
+    async def reload_file(self, path: str | Path) -> bool:
+        """Load ``path`` (in a thread: a large file does not stall the loop) and :meth:`reload` it. Any
+        error keeps the current policies and is logged with the reason (and counted); returns success."""
+        from ..config import load_config_file
+
+        try:
+            config = await asyncio.to_thread(load_config_file, path)
+        except ConfigError as exc:  # the file: unreadable or invalid (every problem listed)
+            self.service.reloads["error"] += 1
+            return self._reload_failed(path, exc)
+        try:
+            report = await self.reload(config)
+        except ConfigError as exc:  # refused by the service (counted there)
+            return self._reload_failed(path, exc)
+        log.warning(
+            "config reloaded from %s: %d policies (%s)", path, len(self.service.names), report.describe()
+        )
+        return True
+
+    def _reload_failed(self, path: str | Path, exc: ConfigError) -> bool:
+        log.error(
+            "config reload from %s failed; still serving the %d current policies: %s",
+            path,
+            len(self.service.names),
+            exc,
+        )
+        return False
 
     async def wait_closed(self) -> None:
         """Return when the server has stopped."""
@@ -217,21 +323,27 @@ async def start(
     monitor: bool = True,
     monitor_secret: str | None = None,
     node_id: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    info: dict[str, str] | None = None,
 ) -> AsyncServerHandle:
     """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop. ``monitor``: attach
     the telemetry hub and serve the Monitor door (``monitor_secret``: required from every caller; None:
-    loopback callers only). ``node_id``: the snapshot's ``meta.nodeId`` (default ``host:port``)."""
+    loopback callers only). ``node_id``: the snapshot's ``meta.nodeId`` (default ``host:port``).
+    ``metrics_port`` (0 = any free port) on ``metrics_host``: Prometheus and readiness over HTTP;
+    ``info``: the labels of ``throttlekit_server_info``."""
     server = grpc.aio.server(options=_OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
     hub: TelemetryHub | None = None
     door: MonitorDoor | None = None
-    if monitor:
+    if monitor or metrics_port is not None:
         hub = TelemetryHub(
             backend=service.store_name,
             fail_mode=service.fail,
             now_ms=service.clock.now_ms if service.clock is not None else None,
         )
         hub.attach(service)
+    if monitor and hub is not None:
         door = MonitorDoor(hub, monitor_secret)
         add_monitor(door, server)
     health = HealthServicer()
@@ -260,11 +372,24 @@ async def start(
     except BaseException:
         await server.stop(0)
         raise
-    for name in ("", *served):
+    for name in ("", *served, STORE_HEALTH):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     handle = AsyncServerHandle(server, service, health, host, bound, credentials is not None, hub, door)
     if hub is not None:
         hub.node_id = node_id if node_id is not None else handle.address
+    if metrics_port is not None and hub is not None:
+        metrics = MetricsServer(
+            collector_registry(hub, service, info or {"node": hub.node_id}), handle.check_ready
+        )
+        try:
+            await metrics.start(metrics_host, metrics_port)
+        except OSError as exc:
+            await server.stop(0)
+            raise OSError(
+                f"cannot bind the metrics port {metrics_host}:{metrics_port}: {exc.strerror or exc}"
+            ) from exc
+        handle.metrics, handle.metrics_port = metrics, metrics.port
+    handle._readiness = asyncio.ensure_future(handle._watch_ready(READY_EVERY_S))
     return handle
 
 
@@ -282,6 +407,11 @@ class ServerHandle:
         self.address = inner.address
         self.service = inner.service
         self.hub = inner.hub
+        self.metrics_port = inner.metrics_port
+
+    def reload(self, config: PolicyConfig, timeout: float = 60.0) -> ReloadReport:
+        """Swap in ``config`` on the server's loop (see :meth:`AsyncServerHandle.reload`)."""
+        return asyncio.run_coroutine_threadsafe(self.inner.reload(config), self._loop).result(timeout)
 
     def close(self, grace: float = GRACE_S, *, drain: float = 0.0) -> None:
         """Drain (NOT_SERVING for ``drain`` s while serving) and stop (idempotent)."""

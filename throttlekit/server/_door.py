@@ -192,10 +192,9 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
 
     def __init__(self, service: RateLimiterService) -> None:
         self.service = service
-        self._policies = service.policies
 
     def _policy(self, name: str) -> Any:
-        rt = self._policies.get(name)
+        rt = self.service.policies.get(name)
         if rt is not None:
             return rt
         if not name:
@@ -215,7 +214,7 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             return exc.code, exc.details
         if isinstance(exc, NotSupportedError):
             return grpc.StatusCode.UNIMPLEMENTED, str(exc)
-        rt = self._policies.get(policy)
+        rt = self.service.policies.get(policy)
         name = f'policy "{policy}"' if rt is not None else "this request"
         errors = self.service.errors
         if isinstance(exc, StoreError):
@@ -254,7 +253,7 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
     async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         r: Any = None
         try:
-            rt = self._policies.get(request.policy) or self._policy(request.policy)
+            rt = self.service.policies.get(request.policy) or self._policy(request.policy)
             key = request.key
             if len(key) > _SHORT_KEY:
                 _key(key)

@@ -31,6 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Literal
 
@@ -370,7 +371,6 @@ class _RateRuntime(_Runtime):
     def __init__(self, policy: RatePolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
-        self.shadow = bool(getattr(policy, "shadow", False))
         strategy = policy.strategy
         self.limit = int(strategy.limit_value)
         self.inline = bool(store.inline)
@@ -479,7 +479,6 @@ class _TwoTierRuntime(_Runtime):
     def __init__(self, policy: TwoTierPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
-        self.shadow = bool(getattr(policy, "shadow", False))
         self.limit = int(policy.strategy.limit_value)
         l2 = MemoryStore(clock=clock) if store.inline else store
         self._private: MemoryStore | None = l2 if l2 is not store else None
@@ -524,7 +523,6 @@ class _BudgetRuntime(_Runtime):
     def __init__(self, policy: TokenBudgetPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
         self.policy = policy
         self.outage = outage
-        self.shadow = bool(getattr(policy, "shadow", False))
         fleet = isinstance(policy, FleetBudgetPolicy)
         shared = fleet and not store.inline
         own = None if shared else MemoryStore(clock=clock, max_keys=policy.max_keys)
@@ -772,6 +770,53 @@ def default_node_id() -> str:
     return os.environ.get("TK_NODE_ID") or f"{socket.gethostname()}#{os.getpid()}"
 
 
+def _discard(runtimes: Any) -> None:
+    """Free what never-started runtimes hold synchronously (an admitter's guard store)."""
+    for rt in runtimes:
+        if isinstance(rt, _AdmitRuntime):
+            rt._own.close()
+
+
+def _fingerprint(policy: Policy) -> tuple[object, ...]:
+    """What makes two policies the same policy: kind, parameters and store state (a reload keeps the
+    runtime of a policy whose fingerprint did not change, in-process state included)."""
+    return (type(policy), policy.describe(), policy.state())
+
+
+def _layout(policy: Policy) -> tuple[str, object] | None:
+    """``(prefix, layout)`` of the state a policy keeps in the shared store, where a different layout
+    under the same prefix would be misread: the strategy for rate policies, the window for fleet
+    budgets. None for a policy without shared state."""
+    state = policy.state()
+    if state is None:
+        return None
+    strategy = getattr(policy, "strategy", None)
+    if strategy is not None:
+        return state[0], strategy.kind
+    return state[0], ("budget", getattr(policy, "window_ms", None))
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a reload changed, by policy name (``kept``: unchanged, runtime and in-process state kept)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    changed: tuple[str, ...]
+    kept: tuple[str, ...]
+    retired: tuple[Any, ...] = field(default=(), repr=False)
+    built: tuple[Any, ...] = field(default=(), repr=False)
+
+    def describe(self) -> str:
+        parts = [
+            f"{what}: {', '.join(names)}"
+            for what, names in (("added", self.added), ("removed", self.removed), ("changed", self.changed))
+            if names
+        ]
+        parts.append(f"{len(self.kept)} unchanged")
+        return "; ".join(parts)
+
+
 def store_label(store: Any) -> str:
     """A short name for ``store`` in messages: ``memory``, ``redis``, ``postgres``, ``dynamodb``, ..."""
     name = type(store).__name__
@@ -850,24 +895,103 @@ class RateLimiterService:
         self.policies: dict[str, Any] = {}
         try:
             for name, policy in config.policies.items():
-                runtime = RUNTIMES.get(type(policy))
-                if runtime is None:
-                    raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
-                if isinstance(policy, ConcurrencyPolicy):
-                    rt = runtime(policy, self.store, clock, self.outage, self.leases, self.node_id)
-                else:
-                    rt = runtime(policy, self.store, clock, self.outage)
-                rt.tap = self.tap
-                self.policies[name] = rt
+                self.policies[name] = self._build(name, policy)
         except ConfigError:
-            for rt in self.policies.values():
-                if isinstance(rt, _AdmitRuntime):
-                    rt._own.close()
+            _discard(self.policies.values())
             raise
         self.names = tuple(self.policies)
         self._closed = False
         self._started = False
         self._sweeper: asyncio.Task[None] | None = None
+        #: Reloads by result (``ok``, ``error``), for metrics.
+        self.reloads = {"ok": 0, "error": 0}
+
+    def _build(self, name: str, policy: Policy) -> Any:
+        """The runtime serving ``policy`` on this service's store, on the service's tap."""
+        runtime = RUNTIMES.get(type(policy))
+        if runtime is None:
+            raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
+        if isinstance(policy, ConcurrencyPolicy):
+            rt = runtime(policy, self.store, self.clock, self.outage, self.leases, self.node_id)
+        else:
+            rt = runtime(policy, self.store, self.clock, self.outage)
+        rt.tap = self.tap
+        rt.shadow = name in self.config.shadow
+        return rt
+
+    def reload(self, config: PolicyConfig) -> ReloadReport:
+        """Swap in ``config``'s policies in one step (no await: no request sees a mix of the two).
+
+        Every new or changed policy is built first; any error (:class:`ConfigError`) leaves the current
+        policies serving, untouched. A policy whose fingerprint is unchanged keeps its runtime (its
+        in-process state: a two-tier L1, a meter store, a concurrency guard). Counters in the store survive
+        a reload that keeps a policy's prefix and state layout (e.g. a new limit); a reload that would put
+        a different layout (another strategy) under a prefix still holding the old one is refused, naming
+        the policy. The report's ``retired`` runtimes are no longer reachable: close them (``aclose``) once
+        requests in flight are done; its ``built`` ones start with :meth:`astart_built`."""
+        try:
+            return self._reload(config)
+        except Exception:
+            self.reloads["error"] += 1
+            raise
+
+    def _reload(self, config: PolicyConfig) -> ReloadReport:
+        old = self.policies
+        layouts: dict[str, tuple[str, object]] = {}
+        for rt in old.values():
+            lay = _layout(rt.policy)
+            if lay is not None:
+                layouts[lay[0]] = (rt.policy.name, lay[1])
+        for name, policy in config.policies.items():
+            lay = _layout(policy)
+            if lay is None or lay[0] not in layouts or layouts[lay[0]][1] == lay[1]:
+                continue
+            owner, before = layouts[lay[0]]
+            raise ConfigError(
+                f"policy {name!r} would keep {lay[1]} state under store-key prefix {lay[0]!r}, where policy "
+                f"{owner!r} keeps {before} state: its existing keys would be misread; give it a new prefix "
+                "(the old keys expire on their own) or keep the layout",
+                field=f"limiters.{name}.prefix",
+                value=lay[0],
+            )
+        previous, self.config = self.config, config  # _build reads the new shadow set
+        new: dict[str, Any] = {}
+        built: list[Any] = []
+        try:
+            for name, policy in config.policies.items():
+                prev = old.get(name)
+                if prev is not None and _fingerprint(prev.policy) == _fingerprint(policy):
+                    new[name] = prev
+                    continue
+                rt = self._build(name, policy)
+                built.append(rt)
+                new[name] = rt
+        except BaseException:
+            self.config = previous
+            _discard(built)
+            raise
+        for name, rt in new.items():
+            rt.shadow = name in config.shadow
+        self.policies, self.names = new, tuple(new)
+        self.reloads["ok"] += 1
+        return ReloadReport(
+            added=tuple(n for n in new if n not in old),
+            removed=tuple(n for n in old if n not in new),
+            changed=tuple(n for n in new if n in old and new[n] is not old[n]),
+            kept=tuple(n for n in new if new[n] is old.get(n)),
+            retired=tuple(rt for n, rt in old.items() if new.get(n) is not rt),
+            built=tuple(built),
+        )
+
+    async def astart_built(self, report: ReloadReport) -> None:
+        """Start the background work of the admitters a reload built (when the service is started)."""
+        if not self._started:
+            return
+        admitters = [rt for rt in report.built if isinstance(rt, _AdmitRuntime)]
+        if admitters and self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep_loop(self.sweep_s))
+        for rt in admitters:
+            await rt.astart()
 
     def policy(self, name: str) -> Any:
         """The runtime of ``name``; raises :class:`UnknownPolicyError`."""

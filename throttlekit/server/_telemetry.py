@@ -324,15 +324,18 @@ class TelemetryHub:
             del self.policies[name]
 
     def attach(self, service: Any) -> Callable[[], None]:
-        """Track every policy of ``service`` and register on its tap; returns the unregister function."""
+        """Track every policy of ``service``, read its concurrency guards, and register on its tap;
+        returns the unregister function."""
         self.sync_policies(service)
+        self.guard_sources.append(lambda: _service_guards(service))
         return service.tap.register(self)  # type: ignore[no-any-return]
 
     def sync_policies(self, service: Any) -> None:
         """Track ``service``'s current policies (kinds and strategies from its runtimes) and forget the
         others."""
         for name, rt in service.policies.items():
-            self.track(name, rt.telemetry_kind, rt.strategy_name)
+            kind = rt.telemetry_kind
+            self.track(name, kind, "" if kind == "admitter" else rt.strategy_name)
         self.retain(service.policies)
 
     def subscribe(self, fn: Callable[[DecisionEvent], None]) -> Callable[[], None]:
@@ -470,6 +473,28 @@ class TelemetryHub:
             "synthesized": s.synthesized_total,
         }
         return out
+
+
+def _service_guards(service: Any) -> list[dict[str, Any]]:
+    """The guards of ``service``'s admitter policies in the snapshot's shape (spec 5.4 ``guards``)."""
+    out = []
+    for rt in service.policies.values():
+        stats = getattr(rt, "guard_stats", None)
+        if stats is None:
+            continue
+        g = stats()
+        out.append(
+            {
+                "name": g["name"],
+                "limit": g["limit"],
+                "inflight": g["inflight"],
+                "share": g.get("share", 0.0),
+                "lGlobal": g.get("l_global", 0),
+                "nodes": g.get("nodes", 0),
+                "fenced": bool(g.get("fenced", False)),
+            }
+        )
+    return out
 
 
 def _top_json(items: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
