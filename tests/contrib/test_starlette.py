@@ -110,3 +110,14 @@ def test_bad_options_are_refused_when_the_app_is_built(stack: contextlib.ExitSta
     ]:
         with pytest.raises(ConfigError, match=message):
             ThrottleKitMiddleware(hello, **options)
+
+
+def test_an_async_limiter_is_awaited_on_the_loop(stack: contextlib.ExitStack) -> None:
+    import throttlekit as tk
+
+    clock = tk.ManualClock(120_000)
+    two_tier = tk.TwoTierLimiter(tk.FixedWindow(2, "1m"), mode="strict", clock=clock)
+    limiter = tk.AsyncLimiter(tk.FixedWindow(2, "1m"), clock=clock)
+    for checker in (two_tier, limiter):
+        with TestClient(_app(checker=checker)) as client:
+            assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
