@@ -83,3 +83,15 @@ def test_the_wall_clock_is_the_default_now() -> None:
 
     soon = tk.Decision(True, 1, 1, int(time.time() * 1000) + 30_000, 0)
     assert 29 <= int(tk.decision_headers(soon)["RateLimit-Reset"]) <= 30
+
+
+def test_a_strategy_s_counting_window_is_the_policy_window() -> None:
+    assert tk.FixedWindow(5, "1m").quota_window_ms == 60_000
+    assert tk.SlidingWindow(5, "10s", 5).quota_window_ms == 10_000
+    assert tk.SlidingWindowLog(5, 500).quota_window_ms == 500
+    assert tk.Quota(5, "fixed", period="1h").quota_window_ms == 3_600_000
+    assert tk.Quota(5, "calendar-day").quota_window_ms is None  # calendar periods vary in length
+    assert tk.Gcra(5, "1m").quota_window_ms is None  # a burst, not a count per window
+    assert tk.TokenBucket(5, 1).quota_window_ms is None
+    with tk.RedisBackend(url="redis://127.0.0.1:1/0", strategy=tk.FixedWindow(3, 2000)) as backend:
+        assert getattr(tk.as_checker(backend), "window_ms", None) == 2000

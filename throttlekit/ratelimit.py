@@ -76,13 +76,15 @@ def _is_async_callable(obj: object) -> bool:
 class _Bound:
     """A checker made by :func:`as_checker`: remembers whether it is async and whether it runs inline."""
 
-    __slots__ = ("__wrapped__", "_call", "inline", "is_async")
+    __slots__ = ("__wrapped__", "_call", "inline", "is_async", "window_ms")
 
     def __init__(self, call: Callable[..., Any], *, is_async: bool, inline: bool, wrapped: object) -> None:
         self._call = call
         self.is_async = is_async
         self.inline = inline
         self.__wrapped__ = wrapped
+        #: the limiter's counting window (ms) when it has one, for the structured headers' ``w``
+        self.window_ms: float | None = getattr(getattr(wrapped, "strategy", None), "quota_window_ms", None)
 
     def __call__(self, key: str, *, cost: int = 1) -> Any:
         return self._call(key, cost=cost)

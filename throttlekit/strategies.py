@@ -144,6 +144,12 @@ class Strategy:
         decision: the two-tier L1 uses it as the fallback ``reset_at`` offset before any lease lands."""
         raise NotImplementedError
 
+    @property
+    def quota_window_ms(self) -> Number | None:
+        """The window ``limit`` is counted over, when the strategy has one (fixed and sliding windows):
+        the ``w`` of the structured ``RateLimit-Policy`` header. None for gcra, tokenBucket and quota."""
+        return None
+
     def describe(self) -> str:
         """One line for logs and ``tk config validate``."""
         return repr(self)
@@ -263,6 +269,10 @@ class FixedWindow(Strategy):
     def ttl_ms(self) -> Number:
         return self.window_ms
 
+    @property
+    def quota_window_ms(self) -> Number:
+        return self.window_ms
+
     def describe(self) -> str:
         return f"fixedWindow {self.limit:g} per {self.window_ms:g} ms"
 
@@ -303,6 +313,10 @@ class SlidingWindow(Strategy):
     @property
     def ttl_ms(self) -> Number:
         return math.ceil(self.window_ms + self.window_ms / self.buckets)
+
+    @property
+    def quota_window_ms(self) -> Number:
+        return self.window_ms
 
     def describe(self) -> str:
         return f"slidingWindow {self.limit:g} per {self.window_ms:g} ms in {self.buckets} buckets"
@@ -345,6 +359,10 @@ class SlidingWindowLog(Strategy):
 
     @property
     def ttl_ms(self) -> Number:
+        return self.window_ms
+
+    @property
+    def quota_window_ms(self) -> Number:
         return self.window_ms
 
     def describe(self) -> str:
@@ -438,6 +456,10 @@ class Quota(Strategy):
         if self.reset_cadence == "fixed":
             return self.period_ms
         return {"calendar-month": 31, "calendar-week": 7, "calendar-day": 1}[self.reset_cadence] * 86_400_000
+
+    @property
+    def quota_window_ms(self) -> Number | None:
+        return self.period_ms if self.reset_cadence in ("fixed", "rolling") else None
 
     def describe(self) -> str:
         extra = f" of {self.period_ms:g} ms" if self.period_ms else ""

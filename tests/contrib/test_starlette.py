@@ -121,3 +121,11 @@ def test_an_async_limiter_is_awaited_on_the_loop(stack: contextlib.ExitStack) ->
     for checker in (two_tier, limiter):
         with TestClient(_app(checker=checker)) as client:
             assert [client.get("/").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_structured_headers_name_the_policy_and_the_limiter_s_window(stack: contextlib.ExitStack) -> None:
+    limiter, _ = limiter_of("embedded", stack)
+    with TestClient(_app(checker=limiter, style="structured", policy=None)) as client:
+        first = client.get("/")
+    assert first.headers["RateLimit-Policy"] == '"default";q=2;w=60'
+    assert first.headers["RateLimit"].startswith('"default";r=1;t=')

@@ -59,6 +59,7 @@ class RedisBackend:
         self.store: Any = (
             RedisStore(client) if client is not None else open_sync(url or "redis://127.0.0.1:6379/0")
         )
+        self.strategy = strategy
         self.limiter = Limiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
     def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:
@@ -110,6 +111,7 @@ class AsyncRedisBackend:
         self.store: Any = (
             AsyncRedisStore(client) if client is not None else open_async(url or "redis://127.0.0.1:6379/0")
         )
+        self.strategy = strategy
         self.limiter = AsyncLimiter(strategy, store=self.store, prefix=prefix, clock=clock)
 
     async def check(self, key: str, cost: float = 1, *, now: int | None = None) -> Decision:

@@ -38,6 +38,7 @@ class Limit:
         self.style = style
         self.fail_closed = on_unavailable == "deny"
         self.policy = policy or "default"
+        self.window_ms: float | None = getattr(self.checker, "window_ms", None)
 
     def decide(self, key: str, cost: int | None = None) -> Decision | None:
         try:
@@ -54,4 +55,4 @@ class Limit:
             return None
 
     def headers(self, decision: Decision) -> dict[str, str]:
-        return decision_headers(decision, self.style, policy=self.policy)
+        return decision_headers(decision, self.style, policy=self.policy, window_ms=self.window_ms)
