@@ -44,7 +44,13 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "from throttlekit import ServiceBackend\n"
             'rl = ServiceBackend("localhost:50051")\nuser_id = "u1"\ndo_work = lambda: None'
         ),
-        "probe": "facts.update(allowed=adm.allowed)",
+        # the with block released the slot: a second admission finds the whole cap (2) free again
+        "probe": (
+            "facts.update(allowed=adm.allowed)\n"
+            "held = [rl.admit('checkout', 'other') for _ in range(2)]\n"
+            "facts.update(released=all(h.allowed for h in held))\n"
+            "for h in held:\n    h.release()"
+        ),
     },
     "api = RedisBackend(client,": {
         "prelude": 'api_key = "readme-redis"',
@@ -55,7 +61,14 @@ EXAMPLES: dict[str, dict[str, str]] = {
     },
     'adm = await rl.admit("checkout", user_id)': {
         "prelude": 'api_key = "readme-async"\nuser_id = "u2"\nasync def do_work(): pass',
-        "probe": "facts.update(allowed=d.allowed, admitted=adm.allowed)",
+        "probe": (
+            "facts.update(allowed=d.allowed, admitted=adm.allowed)\n"
+            "from throttlekit import ServiceBackend\n"
+            "with ServiceBackend('localhost:50051') as again:\n"
+            "    held = [again.admit('checkout', 'other-async') for _ in range(2)]\n"
+            "    facts.update(released=all(h.allowed for h in held))\n"
+            "    for h in held:\n        h.release()"
+        ),
     },
     "api = AsyncRedisBackend(client,": {
         "prelude": 'api_key = "readme-async-redis"',
@@ -110,12 +123,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "app, backend = FastAPI(), ServiceBackend(": {"status": 200, "limit": "5"},
     "tk = ThrottleKit(app, checker=bind_policy(backend,": {"status": 429},
     "@rate_limit(bind_policy(backend,": {"status": 429},
+    'with rl.admit("checkout", user_id) as adm:': {"allowed": True, "released": True},
+    'adm = await rl.admit("checkout", user_id)': {"allowed": True, "admitted": True, "released": True},
 }
 
 #: examples whose feature another issue delivers (they run all the same; the test prints the outcome)
 PENDING: dict[str, str] = {
-    'with rl.admit("checkout", user_id) as adm:': "issue 9 (concurrency admit, h9)",
-    'adm = await rl.admit("checkout", user_id)': "issue 9 (concurrency admit, h9)",
     "with FleetBackend(": "issue 11 (FleetBackend, h11)",
     "with MonitorBackend(": "issue 10 (MonitorBackend, h10)",
 }

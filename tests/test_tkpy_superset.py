@@ -36,18 +36,6 @@ PENDING: dict[str, str] = {
     "throttlekit.MonitorSnapshot": "issue 10 (MonitorBackend, h10)",
     "throttlekit.monitor_backend": "issue 10 (MonitorBackend, h10)",
     "throttlekit.monitor_backend_async": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.Admission": "issue 9 (Admission with heartbeat, h9)",
-    "throttlekit.AsyncAdmission": "issue 9 (Admission with heartbeat, h9)",
-    "throttlekit.service_backend.Admission": "issue 9 (Admission with heartbeat, h9)",
-    "throttlekit.service_backend_async.AsyncAdmission": "issue 9 (Admission with heartbeat, h9)",
-    "throttlekit.ServiceBackend(heartbeat_interval)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.ServiceBackend.admit(heartbeat)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.AsyncServiceBackend(heartbeat_interval)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.AsyncServiceBackend.admit(heartbeat)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.service_backend.ServiceBackend(heartbeat_interval)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.service_backend.ServiceBackend.admit(heartbeat)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.service_backend_async.AsyncServiceBackend(heartbeat_interval)": "issue 9 (admit heartbeat, h9)",
-    "throttlekit.service_backend_async.AsyncServiceBackend.admit(heartbeat)": "issue 9 (admit heartbeat, h9)",
 }
 
 P = inspect.Parameter

@@ -1,7 +1,8 @@
-"""throttlekit-py's module path for the blocking gRPC client; it lives in :mod:`throttlekit.client`."""
+"""throttlekit-py's module path for the blocking gRPC client (:mod:`throttlekit.client`) and its admission."""
 
 from __future__ import annotations
 
-from .client import Admission, ServiceBackend
+from .admission import Admission
+from .client import ServiceBackend
 
 __all__ = ["Admission", "ServiceBackend"]

@@ -1,7 +1,8 @@
-"""throttlekit-py's module path for the asyncio gRPC client; it lives in :mod:`throttlekit.client`."""
+"""throttlekit-py's module path for the asyncio gRPC client (:mod:`throttlekit.client`) and its admission."""
 
 from __future__ import annotations
 
-from .client import AsyncAdmission, AsyncServiceBackend
+from .admission import AsyncAdmission
+from .client import AsyncServiceBackend
 
 __all__ = ["AsyncAdmission", "AsyncServiceBackend"]

@@ -28,6 +28,7 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 POLICIES = {
     "api": {"strategy": "fixedWindow", "limit": 5, "period": "1m"},
     "llm": {"tokenBudget": {"budget": 1000, "windowMs": 60000}},
+    "checkout": {"concurrency": {"minLimit": 2, "maxLimit": 2}},
 }
 
 
