@@ -78,7 +78,14 @@ EXAMPLES: dict[str, dict[str, str]] = {
         "prelude": "workload = range(3)\nbackoff = lambda ms: None",
         "probe": "facts.update(allowed=d.allowed)",
     },
-    "with MonitorBackend(": {"prelude": "", "probe": "facts.update(policies=len(snap.policies))"},
+    "with MonitorBackend(": {
+        "prelude": "",
+        "probe": (
+            "names = sorted(p.name for p in snap.policies)\n"
+            "facts.update(names=[n for n in names if n in ('api', 'checkout', 'llm')],"
+            " seen_api=any(p.name == 'api' and p.allowed > 0 for p in snap.policies))"
+        ),
+    },
     "app, backend = FastAPI(), ServiceBackend(": {
         "prelude": "",
         "probe": (
@@ -125,12 +132,12 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "@rate_limit(bind_policy(backend,": {"status": 429},
     'with rl.admit("checkout", user_id) as adm:': {"allowed": True, "released": True},
     'adm = await rl.admit("checkout", user_id)': {"allowed": True, "admitted": True, "released": True},
+    "with MonitorBackend(": {"names": ["api", "checkout"], "seen_api": True},  # policies with traffic so far
 }
 
 #: examples whose feature another issue delivers (they run all the same; the test prints the outcome)
 PENDING: dict[str, str] = {
     "with FleetBackend(": "issue 11 (FleetBackend, h11)",
-    "with MonitorBackend(": "issue 10 (MonitorBackend, h10)",
 }
 
 

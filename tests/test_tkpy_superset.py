@@ -30,12 +30,6 @@ PENDING: dict[str, str] = {
     "throttlekit.AsyncLeasedLimiter": "issue 11 (built on AsyncFleetBackend.reserve, h11)",
     "throttlekit.fleet_backend": "issue 11 (FleetBackend, h11)",
     "throttlekit.fleet_backend_async": "issue 11 (FleetBackend, h11)",
-    "throttlekit.MonitorBackend": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.AsyncMonitorBackend": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.MonitorPolicy": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.MonitorSnapshot": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.monitor_backend": "issue 10 (MonitorBackend, h10)",
-    "throttlekit.monitor_backend_async": "issue 10 (MonitorBackend, h10)",
 }
 
 P = inspect.Parameter
