@@ -32,6 +32,7 @@ One limiter per suite on one key with a manual clock set to each op's ``now``; s
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -401,6 +402,31 @@ def _run_fused(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: st
     fused.reset("k")
 
 
-def run_suites(paths: Iterable[Path | str], store_factory: StoreFactory) -> list[SuiteResult]:
-    """Replay every suite of every file; one result per suite, in file order."""
-    return [run_suite(s, store_factory, src) for src, s in load_suites(paths)]
+def run_suites(
+    paths: Iterable[Path | str],
+    store_factory: StoreFactory,
+    progress: Callable[[str], None] | None = None,
+    every_s: float = 2.0,
+) -> list[SuiteResult]:
+    """Replay every suite of every file; one result per suite, in file order. ``progress`` receives a
+    line (suites and ops done, failures so far, elapsed) at most every ``every_s`` seconds, and a last one
+    when a run that reported progress ends."""
+    suites = list(load_suites(paths))
+    results: list[SuiteResult] = []
+    start = last = time.monotonic()
+    reported = False
+    for src, s in suites:
+        results.append(run_suite(s, store_factory, src))
+        now = time.monotonic()
+        if progress is not None and now - last >= every_s:
+            last, reported = now, True
+            progress(_progress_line(results, len(suites), now - start))
+    if progress is not None and reported:
+        progress(_progress_line(results, len(suites), time.monotonic() - start))
+    return results
+
+
+def _progress_line(results: list[SuiteResult], total: int, elapsed: float) -> str:
+    failed = sum(not r.passed for r in results)
+    ops = sum(r.ops for r in results)
+    return f"verify: {len(results)}/{total} suites, {ops:,} ops, {failed} failed, {elapsed:.1f} s"

@@ -190,7 +190,7 @@ def verify(
     try:
         paths = list(files) if files else bundled_vector_files()
         factory = VERIFY_STORES[store]({"redis_url": redis_url, "runtime": runtime, **store_opts})
-        results = run_suites(paths, factory)
+        results = run_suites(paths, factory, progress=lambda line: click.echo(line, err=True))
     except ThrottleKitError as exc:
         raise click.ClickException(str(exc)) from exc
     failed = [r for r in results if not r.passed]

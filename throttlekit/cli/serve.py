@@ -391,6 +391,16 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    envvar="THROTTLEKIT_WORKERS",
+    help="Server processes sharing the port (SO_REUSEPORT) under one supervisor; needs a shared store "
+    "(Redis, Postgres, DynamoDB). With --metrics-port the supervisor serves every worker's metrics.",
+)
+@click.option("--worker-index", type=click.IntRange(0, 63), default=None, hidden=True)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -418,6 +428,8 @@ def serve(
     metrics_port: int | None,
     metrics_host: str,
     log_level: str,
+    workers: int,
+    worker_index: int | None,
     log_format: str,
     **shared: Any,
 ) -> None:
@@ -465,8 +477,25 @@ def serve(
             f"warning: the Monitor door is loopback-only: remote Monitor calls to {host} will be "
             "UNAUTHENTICATED; set --monitor-secret (or THROTTLEKIT_MONITOR_SECRET) to expose it"
         )
+    if workers > 1:
+        if backend == "memory":
+            raise click.UsageError(
+                f"--workers {workers} needs a shared store (--redis, --postgres-url or --dynamodb-table): on "
+                "the memory store each worker would keep its own counters, and a client would get up to "
+                f"{workers} times every limit depending on which worker took its connection"
+            )
+        from ._workers import run_supervisor
+
+        sys.exit(run_supervisor(sys.argv[1:], workers, host, port, metrics_port, metrics_host, drain_grace))
     monitor_tag = "off" if monitor == "off" else "secret" if monitor_secret else "loopback"
     options: dict[str, Any] = {"monitor": monitor == "on", "monitor_secret": monitor_secret or None}
+    if worker_index is not None:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        options.update(
+            reuse_port=True,
+            node_id=f"{where}#w{worker_index}",
+            info={"node": f"{where}#w{worker_index}", "worker": str(worker_index)},
+        )
     if metrics_port is not None:
         options.update(metrics_port=metrics_port, metrics_host=metrics_host)
         if not is_loopback(metrics_host):
