@@ -8,7 +8,12 @@ set of keys (so the hub's top-K does real replacements) with one denial in four.
 median ns per Check of each, the median ratio tapped/untapped of the same round and its spread, and the
 added nanoseconds per Check.
 
-Usage: ``python scripts/bench_tap.py [--rounds 7] [--n 50000]``
+With ``--grpc`` it also measures what an operator sees: ``throttlekit-server`` on the memory store with
+the Monitor (hub on the tap, the default) beside the same server with ``--monitor off`` (untapped), and the
+bare grpc.aio echo ceiling of ``scripts/bench_grpc.py``, all driven by the same h2load load in interleaved
+rounds.
+
+Usage: ``python scripts/bench_tap.py [--rounds 7] [--n 50000] [--grpc]``
 """
 
 from __future__ import annotations
@@ -26,11 +31,99 @@ from throttlekit.server._telemetry import TelemetryHub
 CONFIG = "limiters:\n  api: { strategy: fixedWindow, limit: 3, period: 1h }\n"
 
 
-def _service(hub: bool) -> RateLimiterService:
+def _service(hub: bool, noop: bool = False) -> RateLimiterService:
     svc = RateLimiterService(load_config(CONFIG), store=tk.MemoryStore())
     if hub:
         TelemetryHub().attach(svc)
+    if noop:
+        svc.tap.register(lambda event: None)
     return svc
+
+
+def _grpc(rounds: int, seconds: float) -> None:
+    import importlib.util
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from throttlekit._proto import throttlekit_pb2 as pb
+
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("bench_grpc", here / "bench_grpc.py")
+    assert spec is not None and spec.loader is not None
+    bg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bg)
+    if shutil.which("h2load") is None:
+        raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        frame = tmp / "check.bin"
+        frame.write_bytes(
+            bg.grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString())
+        )
+        config = tmp / "bench.yaml"
+        config.write_text(bg.CONFIG)
+        server = [
+            sys.executable,
+            "-c",
+            "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
+        ]
+        base = [
+            *server,
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            "--drain-grace",
+            "0",
+        ]
+        rows: list[tuple[str, subprocess.Popen[str], int]] = []
+        rates: dict[str, list[float]] = {}
+        try:
+            rows.append(("echo (ceiling)", *bg.start_echo()))
+            rows.append(("Check, --monitor off (untapped)", *bg._spawn([*base, "--monitor", "off"])))
+            rows.append(("Check, hub on the tap (default)", *bg._spawn(base)))
+            for name, _, port in rows:
+                bg.h2load(port, frame, None, n=3000, clients=bg.CLIENTS, streams=bg.STREAMS, rps=None)
+                rates[name] = []
+            _, rate = bg.h2load(
+                rows[0][2], frame, None, n=4000, clients=bg.CLIENTS, streams=bg.STREAMS, rps=None
+            )
+            n = max(2000, int(rate * seconds))
+            for r in range(rounds):
+                for name, _, port in rows:
+                    _, rate = bg.h2load(
+                        port, frame, None, n=n, clients=bg.CLIENTS, streams=bg.STREAMS, rps=None
+                    )
+                    rates[name].append(rate)
+                print(
+                    f"grpc round {r + 1}/{rounds}: "
+                    + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
+                    file=sys.stderr,
+                )
+        finally:
+            for _, proc, _ in rows:
+                proc.send_signal(signal.SIGTERM)
+            for _, proc, _ in rows:
+                proc.wait(timeout=30)
+    untapped = rates["Check, --monitor off (untapped)"]
+    echo = rates["echo (ceiling)"]
+    print(
+        f"\nCheck over gRPC (memory store, h2load -c {bg.CLIENTS} -m {bg.STREAMS}, {rounds} rounds of {n})\n"
+    )
+    print("| server | Check/s (median) | ratio to echo | ratio to untapped (median) | spread |")
+    print("|---|--:|--:|--:|--:|")
+    for name, series in rates.items():
+        to_echo = statistics.median(a / b for a, b in zip(series, echo))
+        ratios = [a / b for a, b in zip(series, untapped)]
+        print(
+            f"| {name} | {statistics.median(series):,.0f} | {to_echo:.2f}x | {statistics.median(ratios):.2f}x "
+            f"| {min(ratios):.2f}-{max(ratios):.2f}x |"
+        )
 
 
 def _round(svc: RateLimiterService, keys: list[str], n: int) -> float:
@@ -46,29 +139,37 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--grpc", action="store_true", help="also measure over gRPC (needs h2load)")
     args = ap.parse_args()
-    plain, tapped = _service(False), _service(True)
+    plain, noop, tapped = _service(False), _service(False, noop=True), _service(True)
     keys = [f"user-{i}" for i in range(5000)]  # each key: 3 allows then denials (1 in 4 after warm-up)
     _round(plain, keys, 20_000)
+    _round(noop, keys, 20_000)
     _round(tapped, keys, 20_000)
     base: list[float] = []
+    seam: list[float] = []
     tap: list[float] = []
     for r in range(args.rounds):
         base.append(_round(plain, keys, args.n))
+        seam.append(_round(noop, keys, args.n))
         tap.append(_round(tapped, keys, args.n))
         print(
             f"round {r + 1}/{args.rounds}: untapped {base[-1]:.0f} ns, tapped {tap[-1]:.0f} ns",
             file=sys.stderr,
         )
-    ratios = [t / b for t, b in zip(tap, base)]
-    added = [t - b for t, b in zip(tap, base)]
+    print(f"\nIn-process inline Check (memory store), {args.rounds} rounds of {args.n}\n")
     print("| path | ns/Check (median) | ratio to untapped (median) | spread | added ns/Check (median) |")
     print("|---|--:|--:|--:|--:|")
     print(f"| untapped Check (ceiling) | {statistics.median(base):,.0f} | 1.00x | | |")
-    print(
-        f"| Check with the hub on the tap | {statistics.median(tap):,.0f} | {statistics.median(ratios):.2f}x "
-        f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(added):,.0f} |"
-    )
+    for name, series in (("Check, a no-op observer on the tap", seam), ("Check, the hub on the tap", tap)):
+        ratios = [t / b for t, b in zip(series, base)]
+        added = [t - b for t, b in zip(series, base)]
+        print(
+            f"| {name} | {statistics.median(series):,.0f} | {statistics.median(ratios):.2f}x "
+            f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(added):,.0f} |"
+        )
+    if args.grpc:
+        _grpc(args.rounds, 3.0)
     return 0
 
 

@@ -78,3 +78,19 @@ def test_json_logs_carry_no_key_or_secret(tmp_path: Path, processes: list[Any]) 
     assert "store outage" in events and "config reload from" in events and "received, draining" in events
     for secret in ("secret-user-key", "hunter2pw", "m0nitor-s3cret"):
         assert secret not in err, secret
+
+
+def test_lua_verify_reports_progress_on_a_long_run() -> None:
+    from throttlekit.stores import MemoryStore
+    from throttlekit.vectors import bundled_vector_files, run_suites
+
+    lines: list[str] = []
+    results = run_suites(
+        bundled_vector_files(), lambda clock: MemoryStore(clock=clock), lines.append, every_s=0
+    )
+    assert len(lines) == len(results) + 1  # every_s=0: a line per suite, then the closing line
+    assert lines[-1].startswith(f"verify: {len(results)}/{len(results)} suites, ")
+    assert " 0 failed, " in lines[-1]
+    quiet: list[str] = []
+    run_suites(bundled_vector_files()[:1], lambda clock: MemoryStore(clock=clock), quiet.append)
+    assert quiet == []  # a short run prints nothing
