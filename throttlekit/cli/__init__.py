@@ -22,6 +22,7 @@ _PLUGINS = (
     ("throttlekit.cli.serve", "health"),
     ("throttlekit.cli.config", "config"),
     ("throttlekit.cli.policy", "policy"),
+    ("throttlekit.cli.capture", "capture"),
 )
 
 

@@ -106,5 +106,18 @@ def policy(
 
 
 def _capture_corpus(config_path: str, credential: str | None, principal: str) -> Any:
-    """The corpus from the capture segments of ``config_path``."""
-    raise Fail("--from-capture: decision capture is not in this build yet; pass --corpus <file>")
+    """The corpus from the capture segments of ``config_path`` (an authorized list, then an export
+    per replayable segment); provenance lines on stderr."""
+    from .._errors import ThrottleKitError
+    from .capture import capture_admin, operator_credential
+
+    admin = capture_admin(config_path, "--from-capture needs")
+    try:
+        corpus, skipped = admin.corpus(operator_credential(credential), principal)
+    except ThrottleKitError as exc:
+        raise Fail(str(exc)) from exc
+    for name, traces in corpus.items():
+        click.echo(f"corpus: {name} ← {len(traces)} segment(s)", err=True)
+    if skipped:
+        click.echo(f"corpus: skipped {skipped} non-leaf-rate/unreadable segment(s)", err=True)
+    return corpus

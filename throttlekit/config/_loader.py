@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigError, quote
+from ._forensics import ReplayConfig, capture_block, replay_block
 from ._issues import MISSING, Issues, did_you_mean
-from ._model import Policy, PolicyConfig
+from ._model import Policy, PolicyConfig, RatePolicy
 from ._parse import parse_text
 from .kinds import PENDING_BLOCKS, PolicyContext, block_kinds, plain_kind
 
 __all__ = ["MAX_POLICY_NAME", "build_policy", "load_config", "load_config_file"]
 
-_TOP = ("version", "defaults", "limiters")
+_TOP = ("version", "defaults", "limiters", "capture", "replay")
 #: Upstream top-level blocks this server does not serve yet.
-_PENDING_TOP = ("capture", "replay")
+_PENDING_TOP: tuple[str, ...] = ()
 _DEFAULTS = ("prefix",)
 #: Longest policy name, in characters.
 MAX_POLICY_NAME = 256
@@ -75,8 +76,31 @@ def _load(text: str, source: str) -> PolicyConfig:
     default_prefix = _defaults(doc.get("defaults", MISSING), issues)
     shadow: set[str] = set()
     policies = _limiters(doc.get("limiters", MISSING), default_prefix, issues, shadow)
+    capture = capture_block(doc["capture"], issues) if "capture" in doc else None
+    replay = replay_block(doc["replay"], issues) if "replay" in doc else None
+    if replay is not None:
+        _replay_names(replay, policies, issues)
     issues.raise_if_any()
-    return PolicyConfig(source, policies, 1, default_prefix, dict(doc), shadow=frozenset(shadow))
+    return PolicyConfig(
+        source, policies, 1, default_prefix, dict(doc), shadow=frozenset(shadow), capture=capture, replay=replay
+    )
+
+
+def _replay_names(replay: ReplayConfig, policies: Mapping[str, Policy], issues: Issues) -> None:
+    """``replay.policies`` and ``replay.candidate.policy`` name leaf rate policies of this file."""
+    leaves = [n for n, p in policies.items() if isinstance(p, RatePolicy)]
+    named = [("replay.policies", n) for n in replay.policies]
+    if replay.candidate is not None:
+        named.append(("replay.candidate.policy", replay.candidate.policy))
+    for path, name in named:
+        if name not in leaves:
+            issues.add(
+                path,
+                "names no leaf rate policy of this file (only plain rate policies have replay shadows)",
+                name,
+                ", ".join(leaves) or "(none)",
+                did_you_mean(name, leaves),
+            )
 
 
 def build_policy(
@@ -90,6 +114,8 @@ def build_policy(
     if _valid_name(name, issues):
         ctx = PolicyContext(issues, name, default_prefix)
         if isinstance(spec, Mapping):
+            if "shadow" in spec:
+                spec = _shadow(ctx, spec, set())
             policy = _policy(ctx, spec, block_kinds())
         else:
             ctx.error("", "expected a mapping of policy fields", spec)

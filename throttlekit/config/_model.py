@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..concurrency import ConcurrencyParams
 from ..strategies import Strategy
+
+if TYPE_CHECKING:
+    from ._forensics import CaptureConfig, ReplayConfig
 
 __all__ = [
     "ConcurrencyPolicy",
@@ -172,6 +175,10 @@ class PolicyConfig:
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     #: Policies declared ``shadow: true``: decided, observed and counted, but always answered allowed.
     shadow: frozenset[str] = frozenset()
+    #: the enabled ``capture:`` block (None: capture is off)
+    capture: CaptureConfig | None = None
+    #: the enabled ``replay:`` block (None: no What-If Replay shadows)
+    replay: ReplayConfig | None = None
 
     def names(self) -> list[str]:
         return list(self.policies)

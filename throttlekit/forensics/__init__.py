@@ -3,11 +3,15 @@
 - :mod:`._engine`: cold record / replay of a rate strategy over arrivals (the server's Lua transforms on
   a private memory store, the clock set to each arrival's instant);
 - :mod:`._corpus`: traces and corpora read from JSON;
-- :mod:`._plan`: policy sets, the plan diff, its renders and gates (``throttlekit-server policy plan``).
+- :mod:`._plan`: policy sets, the plan diff, its renders and gates (``throttlekit-server policy plan``);
+- :mod:`._redact`, :mod:`._capture`, :mod:`._segments`, :mod:`._admin`: decision capture (the recorder
+  registered on the decision tap, encrypted segments, the audit log, the admin actions).
 """
 
 from __future__ import annotations
 
+from ._admin import CaptureAdmin, CaptureAdminError, to_trace
+from ._capture import FLUSH_INTERVAL_S, CaptureFlusher, CaptureRecorder, Decided
 from ._corpus import Corpus, CorpusError, Trace, load_corpus, merge, parse_corpus, parse_trace
 from ._engine import Arrival, Fold, fold, record
 from ._plan import (
@@ -22,17 +26,30 @@ from ._plan import (
     make_plan,
     render_text,
 )
+from ._redact import DROPPED, Redactor
+from ._segments import AUDIT_FILE, SegmentError, SegmentStore
 
 __all__ = [
+    "AUDIT_FILE",
+    "DROPPED",
+    "FLUSH_INTERVAL_S",
     "UNREPLAYABLE",
     "Arrival",
+    "CaptureAdmin",
+    "CaptureAdminError",
+    "CaptureFlusher",
+    "CaptureRecorder",
     "Corpus",
     "CorpusError",
+    "Decided",
     "Fold",
     "Gates",
     "Leaf",
     "PlanError",
     "PolicySet",
+    "Redactor",
+    "SegmentError",
+    "SegmentStore",
     "Trace",
     "classify",
     "fold",
@@ -45,4 +62,5 @@ __all__ = [
     "parse_trace",
     "record",
     "render_text",
+    "to_trace",
 ]

@@ -1,0 +1,310 @@
+"""Decision capture: a decision-tap observer that records consuming decisions, and its flusher.
+
+:class:`CaptureRecorder` is registered on the service's decision tap (the one observer seam, see
+``throttlekit/server/_telemetry.py``); it is called inline after every decision and records the
+consuming ones (Check, each key of CheckMany, Debit, Admit; Peek is skipped). Per call it does O(1)
+work and never raises (a fault drops the event and is counted):
+
+- it always counts allowed/denied per policy (memory only, never written);
+- without a tenant rule (``counts-only``) nothing else is kept;
+- with one, the tenant is the whole key (``key``) or the text before the first delimiter
+  (``key-prefix``; the whole key when there is none); a key with an empty tenant is skipped. Tenant and
+  key are both redacted (:class:`~._redact.Redactor`); a redaction collision drops the event. The event
+  ``(keyRef, cost, at, decision)`` is appended to the ring of its (scope, policy) until ``ringSize``,
+  after which events are counted as ``dropped`` (the ring keeps its prefix). At most ``maxScopes``
+  scopes are live: a new one evicts the oldest (its rings are counted in ``evicted_events``).
+
+:class:`CaptureFlusher` drains the rings every 5 s (off the request path: the encryption and the file
+writes run in a worker thread) into encrypted segments, and once more at shutdown. Without a durable
+block the rings stay in memory and are discarded once older than the retention TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .._loader import load_manifest
+from ..config import PolicyConfig, RatePolicy
+from ..config._forensics import CaptureConfig
+from ._plan import _js
+from ._redact import Redactor
+from ._segments import SegmentStore
+
+__all__ = ["FLUSH_INTERVAL_S", "CaptureFlusher", "CaptureRecorder", "Decided", "policy_registry"]
+
+log = logging.getLogger("throttlekit.server")
+
+#: Seconds between two flushes of the rings to durable segments.
+FLUSH_INTERVAL_S = 5.0
+#: Operations that consume (Peek and Forecast do not).
+CONSUMING = frozenset({"check", "check_many", "debit", "admit"})
+
+
+class Decided(Protocol):
+    """What capture reads of a decision event (the decision tap's ``DecisionEvent`` has these)."""
+
+    @property
+    def policy(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def cost(self) -> int: ...
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_at(self) -> int: ...
+    @property
+    def retry_after_ms(self) -> int: ...
+    @property
+    def at_ms(self) -> int: ...
+
+
+def policy_registry(config: PolicyConfig, redact: Callable[[str], str | None]) -> dict[str, dict[str, Any]]:
+    """Per policy what a segment says about it: ``policyKind`` and, for leaf rate policies, the spec as
+    written (its ``prefix`` redacted), the strategy identity and the check transform's SHA1."""
+    limiters = config.raw.get("limiters", {})
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in config.policies.items():
+        kind = {"tokenBudget": "meter", "fleetBudget": "meter"}.get(p.kind, p.kind)
+        entry: dict[str, Any] = {"policyKind": kind}
+        if isinstance(p, RatePolicy):
+            raw = limiters.get(name, {}) if isinstance(limiters, Mapping) else {}
+            spec = _js({**raw, "prefix": redact(p.prefix) or "__redacted__"})
+            entry["spec"] = dict(sorted(spec.items()))
+            entry["strategy"] = {"name": p.strategy.kind, "limit": _js(p.strategy.limit_value), "ttlMs": 0}
+            entry["luaSha1"] = load_manifest()[p.strategy.check_transform].sha
+        out[name] = entry
+    return out
+
+
+class _Ring:
+    __slots__ = ("created", "dropped", "events")
+
+    def __init__(self, created: int) -> None:
+        self.created = created
+        self.events: list[tuple[Any, ...]] = []
+        self.dropped = 0
+
+
+class CaptureRecorder:
+    """The capture observer: ``recorder(event)`` after each decision (register it on the tap)."""
+
+    def __init__(self, capture: CaptureConfig, config: PolicyConfig) -> None:
+        self.config = capture
+        self.redact = Redactor(capture.redaction_mode, capture.redaction_secret)
+        self.policies = policy_registry(config, self.redact)
+        self.tallies: dict[str, list[int]] = {name: [0, 0] for name in config.policies}
+        self._rings: dict[tuple[str, str], _Ring] = {}
+        self._scopes: dict[str, list[tuple[str, str]]] = {}
+        self.skipped = 0  # events whose key names no tenant
+        self.faults = 0  # events dropped by a redaction collision or an unexpected fault
+        self.evicted_events = 0  # events of scopes evicted at maxScopes
+        mode = capture.tenant_from
+        delim = capture.tenant_delimiter
+        if mode == "key":
+            self._tenant: Callable[[str], str] | None = lambda key: key
+        elif mode == "key-prefix":
+            self._tenant = lambda key: key.split(delim, 1)[0]
+        else:
+            self._tenant = None
+
+    def __call__(self, event: Decided) -> None:
+        try:
+            self._record(event)
+        except Exception:
+            self.faults += 1
+
+    def _record(self, e: Decided) -> None:
+        if e.op not in CONSUMING:
+            return
+        tally = self.tallies.get(e.policy)
+        if tally is None:
+            return
+        tally[0 if e.allowed else 1] += 1
+        tenant_of = self._tenant
+        if tenant_of is None:
+            return
+        tenant = tenant_of(e.key)
+        if not tenant:
+            self.skipped += 1
+            return
+        redact = self.redact
+        scope, ref = redact(tenant), redact(e.key)
+        if scope is None or ref is None:
+            self.faults += 1
+            return
+        slot = (scope, e.policy)
+        ring = self._rings.get(slot)
+        if ring is None:
+            ring = self._open(slot, e.at_ms)
+        if len(ring.events) >= self.config.ring_size:
+            ring.dropped += 1
+            return
+        ring.events.append(
+            (ref, e.cost, e.at_ms, e.allowed, e.limit, e.remaining, e.reset_at, e.retry_after_ms)
+        )
+
+    def _open(self, slot: tuple[str, str], at: int) -> _Ring:
+        scope = slot[0]
+        slots = self._scopes.get(scope)
+        if slots is None:
+            if len(self._scopes) >= self.config.max_scopes:
+                oldest = next(iter(self._scopes))
+                for old in self._scopes.pop(oldest):
+                    gone = self._rings.pop(old)
+                    self.evicted_events += len(gone.events) + gone.dropped
+            slots = self._scopes[scope] = []
+        slots.append(slot)
+        ring = self._rings[slot] = _Ring(at)
+        return ring
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every ring as a segment document; the rings restart empty (the tallies persist)."""
+        rings, self._rings, self._scopes = self._rings, {}, {}
+        return [self._segment(slot, ring) for slot, ring in rings.items() if ring.events or ring.dropped]
+
+    def expire(self, now_ms: int) -> int:
+        """Discard rings older than the retention TTL (the in-memory mode); returns how many."""
+        ttl = self.config.ttl_ms
+        old = [slot for slot, ring in self._rings.items() if now_ms - ring.created > ttl]
+        for slot in old:
+            del self._rings[slot]
+            slots = self._scopes.get(slot[0])
+            if slots is not None:
+                slots.remove(slot)
+                if not slots:
+                    del self._scopes[slot[0]]
+        return len(old)
+
+    def _segment(self, slot: tuple[str, str], ring: _Ring) -> dict[str, Any]:
+        scope, policy = slot
+        info = self.policies.get(policy, {"policyKind": "unknown"})
+        seg: dict[str, Any] = {
+            "policy": policy,
+            "policyKind": info["policyKind"],
+            "scope": scope,
+            "createdAt": ring.created,
+            "redactionMode": self.config.redaction_mode,
+            "clock": "system",
+            "count": len(ring.events),
+            "dropped": ring.dropped,
+        }
+        for k in ("spec", "strategy", "luaSha1"):
+            if k in info:
+                seg[k] = info[k]
+        seg["events"] = [
+            {
+                "keyRef": ref,
+                "cost": cost,
+                "at": at,
+                "decision": {
+                    "allowed": bool(allowed),
+                    "limit": limit,
+                    "remaining": remaining,
+                    "resetAt": reset_at,
+                    "retryAfterMs": retry,
+                },
+            }
+            for ref, cost, at, allowed, limit, remaining, reset_at, retry in ring.events
+        ]
+        return seg
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CaptureFlusher:
+    """Drains a recorder into a :class:`SegmentStore` every ``interval_s`` (non-overlapping: a tick is
+    skipped while a flush runs) and once at :meth:`aclose`. A segment that fails to write is dropped
+    and logged (at most once a minute). Without a store it only discards expired in-memory rings."""
+
+    def __init__(
+        self,
+        recorder: CaptureRecorder,
+        store: SegmentStore | None,
+        *,
+        interval_s: float = FLUSH_INTERVAL_S,
+        now_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
+        self.recorder = recorder
+        self.store = store
+        self.interval_s = interval_s
+        self.now_ms = now_ms
+        self.written = 0
+        self.failed = 0
+        self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._last_error = -60.0
+
+    def start(self) -> None:
+        """Start the periodic flush on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="capture-flush")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> int:
+        """One flush now (skipped, returning 0, while another runs); returns segments written."""
+        if self._busy:
+            return 0
+        self._busy = True
+        try:
+            if self.store is None:
+                self.recorder.expire(self.now_ms())
+                return 0
+            segments = self.recorder.drain()
+            if not segments:
+                return 0
+            return await asyncio.to_thread(self._write, segments)
+        finally:
+            self._busy = False
+
+    def _write(self, segments: list[dict[str, Any]]) -> int:
+        assert self.store is not None
+        done = 0
+        for seg in segments:
+            try:
+                self.store.write(seg)
+                done += 1
+            except Exception as exc:
+                self.failed += 1
+                now = time.monotonic()
+                if now - self._last_error >= 60.0:
+                    self._last_error = now
+                    log.error(
+                        "capture: a segment could not be written to %s and was dropped (%d so far): %s: %s",
+                        self.store.dir,
+                        self.failed,
+                        type(exc).__name__,
+                        getattr(exc, "strerror", None) or str(exc)[:200],
+                    )
+        self.written += done
+        return done
+
+    async def aclose(self) -> None:
+        """Stop the timer and run the final flush."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        deadline = time.monotonic() + 30.0  # a flush stuck on a dead disk does not hold shutdown forever
+        while self._busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.flush()
