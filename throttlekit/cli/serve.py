@@ -228,6 +228,20 @@ async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK
         )
 
 
+def _start_capture(cfg: Any, service: Any) -> Any:
+    """Decision capture per the config's ``capture:`` block (None when off): the recorder on the
+    service's decision tap, the 5 s flush started, the banner on stderr."""
+    if cfg.capture is None:
+        return None
+    from ..forensics import attach_capture, banner
+
+    flusher = attach_capture(service, cfg)
+    click.echo(banner(cfg.capture), err=True)
+    assert flusher is not None
+    flusher.start()
+    return flusher
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -519,6 +533,7 @@ def serve(
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)
+        capture = _start_capture(cfg, service)
         try:
             tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
             await _run(
@@ -536,6 +551,9 @@ def serve(
         except OSError as exc:
             await service.aclose()
             raise click.ClickException(str(exc)) from None
+        finally:
+            if capture is not None:  # after the drain: the decisions of calls in flight are in it
+                await capture.aclose()
 
     asyncio.run(main())
 

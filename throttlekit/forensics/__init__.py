@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from ._admin import CaptureAdmin, CaptureAdminError, to_trace
-from ._capture import FLUSH_INTERVAL_S, CaptureFlusher, CaptureRecorder, Decided
+from ._capture import FLUSH_INTERVAL_S, CaptureFlusher, CaptureRecorder, Decided, attach_capture, banner
 from ._corpus import Corpus, CorpusError, Trace, load_corpus, merge, parse_corpus, parse_trace
 from ._engine import Arrival, Fold, fold, record
 from ._plan import (
@@ -51,6 +51,8 @@ __all__ = [
     "SegmentError",
     "SegmentStore",
     "Trace",
+    "attach_capture",
+    "banner",
     "classify",
     "fold",
     "gate",

@@ -30,11 +30,20 @@ from typing import Any, Protocol
 from .._loader import load_manifest
 from ..config import PolicyConfig, RatePolicy
 from ..config._forensics import CaptureConfig
+from ..server._telemetry import DecisionTap
 from ._plan import _js
 from ._redact import Redactor
 from ._segments import SegmentStore
 
-__all__ = ["FLUSH_INTERVAL_S", "CaptureFlusher", "CaptureRecorder", "Decided", "policy_registry"]
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "CaptureFlusher",
+    "CaptureRecorder",
+    "Decided",
+    "attach_capture",
+    "banner",
+    "policy_registry",
+]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -246,6 +255,8 @@ class CaptureFlusher:
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self._last_error = -60.0
+        #: removes the recorder from the tap (set by :func:`attach_capture`; called by :meth:`aclose`)
+        self.unregister: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Start the periodic flush on the running event loop."""
@@ -304,7 +315,43 @@ class CaptureFlusher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        self.unregister()
         deadline = time.monotonic() + 30.0  # a flush stuck on a dead disk does not hold shutdown forever
         while self._busy and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await self.flush()
+
+
+class _Tapped(Protocol):
+    """A service with a decision tap (``RateLimiterService``)."""
+
+    @property
+    def tap(self) -> DecisionTap: ...
+
+
+def banner(capture: CaptureConfig) -> str:
+    """The startup warning that decisions are being recorded."""
+    durable = capture.durable_dir if capture.durable_dir is not None else "in-memory only"
+    scoped = "counts-only" if capture.counts_only else "tenant-scoped"
+    return (
+        f"⚠ capture ON — recording decisions (PII): redaction={capture.redaction_mode}, durable={durable}, "
+        f"{scoped}, ttl={capture.ttl_ms}ms"
+    )
+
+
+def attach_capture(
+    service: _Tapped, config: PolicyConfig, *, interval_s: float = FLUSH_INTERVAL_S
+) -> CaptureFlusher | None:
+    """Register a :class:`CaptureRecorder` on ``service``'s decision tap per ``config.capture`` and
+    return its flusher (call ``start()`` on the event loop, ``aclose()`` at shutdown: the final flush
+    also unregisters the recorder). None when capture is off."""
+    capture = config.capture
+    if capture is None:
+        return None
+    recorder = CaptureRecorder(capture, config)
+    store = None
+    if capture.durable_dir is not None and capture.encryption_key is not None:
+        store = SegmentStore(capture.durable_dir, capture.encryption_key, capture.ttl_ms, _wall_ms)
+    flusher = CaptureFlusher(recorder, store, interval_s=interval_s)
+    flusher.unregister = service.tap.register(recorder)
+    return flusher
