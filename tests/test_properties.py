@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import throttlekit as tk
 from tests._support.env import redis_client
+from tests._support.stores import unique_prefix
 
 SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -158,7 +159,9 @@ def test_a_denial_never_changes_state(ops: list[tuple[int, int]], which: str) ->
 def _agree(strategy: tk.Strategy, ops: list[tuple[int, float]]) -> None:
     jit = run(strategy, ops, tk.MemoryStore(clock=tk.ManualClock(0), runtime="luajit"))
     puc = run(strategy, ops, tk.MemoryStore(clock=tk.ManualClock(0), runtime="lua51"))
-    red = run(strategy, ops, tk.RedisStore(redis_client(), prefix="tkt-prop"))
+    red = run(
+        strategy, ops, tk.RedisStore(redis_client(), prefix=unique_prefix("tkt-prop"))
+    )  # 5 suites share Redis
     assert jit == puc == red
 
 

@@ -222,3 +222,42 @@ def test_credential_flag_warns_and_success_is_pretty_json(tmp_path: Path) -> Non
     assert res.exit_code == 0 and json.loads(res.stdout) == [] and "warning" not in res.stderr
     audit = [json.loads(line) for line in (tmp_path / "capture" / "audit.jsonl").read_text().splitlines()]
     assert [(r["principal"], r["action"]) for r in audit] == [("ci-bot", "sweep"), ("operator", "list")]
+
+
+@pytest.mark.slow
+def test_live_shadows_report_the_what_if_on_sigusr1(tmp_path: Path, processes: list[Any]) -> None:
+    """A headless server with a replay block: shadows fed by real client traffic, the what-if on SIGUSR1."""
+    import queue
+    import threading
+
+    cfg = tmp_path / "replay.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "limiters": {"api": {"strategy": "fixedWindow", "limit": 6, "period": "1h"}},
+                "replay": {"enabled": True, "candidate": {"policy": "api", "scale": {"limit": 0.5}}},
+            }
+        )
+    )
+    proc = launch("--config", str(cfg), "--port", "0")
+    processes.append(proc)
+    target = wait_listening(proc)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+    with tk.ServiceBackend(target, timeout=10) as client:
+        allowed = [client.check("api", f"team:{i % 2}").allowed for i in range(10)]
+    assert allowed.count(True) == 10  # 5 per key, limit 6
+    proc.send_signal(signal.SIGUSR1)
+    report = None
+    while report is None:
+        line = lines.get(timeout=30)
+        if line.startswith("replay: {"):
+            report = json.loads(line[len("replay: ") :])
+    what = report["whatIf"]
+    # limit 6 -> 3: per key the 4th and 5th arrivals flip (2 keys x 2)
+    assert what["state"] == "ok" and what["flippedAllowToDeny"] == 4 and what["steps"] == 10
+    assert what["candidate"] == "limit*0.5" and report["shadows"][0]["state"] == "recording"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -23,6 +23,7 @@ _PLUGINS = (
     ("throttlekit.cli.config", "config"),
     ("throttlekit.cli.policy", "policy"),
     ("throttlekit.cli.capture", "capture"),
+    ("throttlekit.cli.replay", "replay"),
 )
 
 

@@ -242,6 +242,43 @@ def _start_capture(cfg: Any, service: Any) -> Any:
     return flusher
 
 
+def _start_replay(cfg: Any, service: Any) -> Any:
+    """What-If Replay shadows per the config's ``replay:`` block (None when off), on the service's
+    decision tap. Headless: SIGUSR1 prints the configured what-if and the shadows' status as one
+    ``replay: {json}`` line on stderr (the replay runs in a worker thread, off the event loop)."""
+    if cfg.replay is None:
+        return None
+    import json
+
+    from ..forensics import attach_replay
+
+    shadows = attach_replay(service, cfg)
+    assert shadows is not None
+    loop = asyncio.get_running_loop()
+    running: list[asyncio.Task[None]] = []
+
+    async def report() -> None:
+        try:
+            out = await asyncio.to_thread(shadows.run)
+            click.echo("replay: " + json.dumps(out, separators=(",", ":")), err=True)
+        finally:
+            running.clear()
+
+    def on_usr1() -> None:
+        if not running:  # one report at a time
+            running.append(loop.create_task(report()))
+
+    if hasattr(signal, "SIGUSR1"):
+        loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+    n = len(shadows.shadows)
+    click.echo(
+        f"replay: {n} shadow{'s' if n != 1 else ''} recording ({', '.join(shadows.shadows) or 'none'}); "
+        f"maxSteps {cfg.replay.max_steps}; send SIGUSR1 for the what-if",
+        err=True,
+    )
+    return shadows
+
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -534,6 +571,7 @@ def serve(
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)
         capture = _start_capture(cfg, service)
+        _start_replay(cfg, service)
         try:
             tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
             await _run(

@@ -5,12 +5,14 @@
 - :mod:`._corpus`: traces and corpora read from JSON;
 - :mod:`._plan`: policy sets, the plan diff, its renders and gates (``throttlekit-server policy plan``);
 - :mod:`._redact`, :mod:`._capture`, :mod:`._segments`, :mod:`._admin`: decision capture (the recorder
-  registered on the decision tap, encrypted segments, the audit log, the admin actions).
+  registered on the decision tap, encrypted segments, the audit log, the admin actions);
+- :mod:`._candidate`, :mod:`._shadow`: What-If Replay (the candidate DSL, shadows fed from the tap).
 """
 
 from __future__ import annotations
 
 from ._admin import CaptureAdmin, CaptureAdminError, to_trace
+from ._candidate import LIMITER_FIELDS, Refusal, apply_candidate, describe_candidate
 from ._capture import FLUSH_INTERVAL_S, CaptureFlusher, CaptureRecorder, Decided, attach_capture, banner
 from ._corpus import Corpus, CorpusError, Trace, load_corpus, merge, parse_corpus, parse_trace
 from ._engine import Arrival, Fold, fold, record
@@ -28,11 +30,13 @@ from ._plan import (
 )
 from ._redact import DROPPED, Redactor
 from ._segments import AUDIT_FILE, SegmentError, SegmentStore
+from ._shadow import ReplayShadows, Shadow, attach_replay, what_if
 
 __all__ = [
     "AUDIT_FILE",
     "DROPPED",
     "FLUSH_INTERVAL_S",
+    "LIMITER_FIELDS",
     "UNREPLAYABLE",
     "Arrival",
     "CaptureAdmin",
@@ -48,12 +52,18 @@ __all__ = [
     "PlanError",
     "PolicySet",
     "Redactor",
+    "Refusal",
+    "ReplayShadows",
     "SegmentError",
     "SegmentStore",
+    "Shadow",
     "Trace",
+    "apply_candidate",
     "attach_capture",
+    "attach_replay",
     "banner",
     "classify",
+    "describe_candidate",
     "fold",
     "gate",
     "load_corpus",
@@ -65,4 +75,5 @@ __all__ = [
     "record",
     "render_text",
     "to_trace",
+    "what_if",
 ]
