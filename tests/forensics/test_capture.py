@@ -341,3 +341,27 @@ def test_admin_authorization_and_audit_log(tmp_path: Path) -> None:
         match=r"capture admin is disabled: no operator credential is configured \(fail-closed\)",
     ):
         CaptureAdmin(disabled).list("op-pass")
+
+
+def test_a_failed_segment_write_is_dropped_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "segs"
+    blocker.write_text("a file where the segment directory should be")
+    clock = tk.ManualClock(1_000_000)
+    service, flusher = _service(_config(tmp_path, tenant={"from": "key-prefix"}), clock)
+
+    async def go() -> None:
+        await _traffic(service, clock)
+        await flusher.flush()
+        await _traffic(service, clock)
+        await flusher.aclose()
+        assert (await service.check("api", "acme:after")).allowed  # decisions are unaffected
+
+    with caplog.at_level("ERROR", logger="throttlekit.server"):
+        asyncio.run(go())
+    assert flusher.written == 0 and flusher.failed == 6
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 1 and "could not be written" in logged[0] and "dropped (1 so far)" in logged[0]
+    assert "acme" not in logged[0]
+    asyncio.run(service.aclose())

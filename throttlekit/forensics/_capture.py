@@ -49,6 +49,8 @@ log = logging.getLogger("throttlekit.server")
 
 #: Seconds between two flushes of the rings to durable segments.
 FLUSH_INTERVAL_S = 5.0
+#: Raw keys whose (scope, keyRef) the recorder remembers (one dict lookup per event for a hot key).
+_KEY_MEMORY = 65_536
 #: Operations that consume (Peek and Forecast do not).
 CONSUMING = frozenset({"check", "check_many", "debit", "admit"})
 
@@ -115,6 +117,7 @@ class CaptureRecorder:
         self.tallies: dict[str, list[int]] = {name: [0, 0] for name in config.policies}
         self._rings: dict[tuple[str, str], _Ring] = {}
         self._scopes: dict[str, list[tuple[str, str]]] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # raw key -> (scope, keyRef), bounded
         self.skipped = 0  # events whose key names no tenant
         self.faults = 0  # events dropped by a redaction collision or an unexpected fault
         self.evicted_events = 0  # events of scopes evicted at maxScopes
@@ -140,19 +143,14 @@ class CaptureRecorder:
         if tally is None:
             return
         tally[0 if e.allowed else 1] += 1
-        tenant_of = self._tenant
-        if tenant_of is None:
+        if self._tenant is None:
             return
-        tenant = tenant_of(e.key)
-        if not tenant:
-            self.skipped += 1
+        refs = self._keys.get(e.key)
+        if refs is None:
+            refs = self._resolve(e.key)
+        if not refs:
             return
-        redact = self.redact
-        scope, ref = redact(tenant), redact(e.key)
-        if scope is None or ref is None:
-            self.faults += 1
-            return
-        slot = (scope, e.policy)
+        slot = (refs[0], e.policy)
         ring = self._rings.get(slot)
         if ring is None:
             ring = self._open(slot, e.at_ms)
@@ -160,8 +158,27 @@ class CaptureRecorder:
             ring.dropped += 1
             return
         ring.events.append(
-            (ref, e.cost, e.at_ms, e.allowed, e.limit, e.remaining, e.reset_at, e.retry_after_ms)
+            (refs[1], e.cost, e.at_ms, e.allowed, e.limit, e.remaining, e.reset_at, e.retry_after_ms)
         )
+
+    def _resolve(self, key: str) -> tuple[str, str] | tuple[()]:
+        """``(scope, keyRef)`` of a raw key, remembered for the next events of that key (at most
+        ``_KEY_MEMORY`` keys, oldest forgotten first); ``()`` when this event is skipped (the key names no
+        tenant) or refused (a redaction collision); neither is remembered, so each occurrence counts."""
+        assert self._tenant is not None
+        tenant = self._tenant(key)
+        if not tenant:
+            self.skipped += 1
+            return ()
+        scope, ref = self.redact(tenant), self.redact(key)
+        if scope is None or ref is None:
+            self.faults += 1
+            return ()
+        keys = self._keys
+        if len(keys) >= _KEY_MEMORY:
+            del keys[next(iter(keys))]
+        out = keys[key] = (scope, ref)
+        return out
 
     def _open(self, slot: tuple[str, str], at: int) -> _Ring:
         scope = slot[0]
@@ -287,9 +304,13 @@ class CaptureFlusher:
     def _write(self, segments: list[dict[str, Any]]) -> int:
         assert self.store is not None
         done = 0
+        try:
+            self.store.sweep()
+        except OSError:
+            pass  # a directory that cannot be listed fails the writes below, which are logged
         for seg in segments:
             try:
-                self.store.write(seg)
+                self.store.write(seg, sweep=False)
                 done += 1
             except Exception as exc:
                 self.failed += 1

@@ -91,9 +91,11 @@ class SegmentStore:
                     pass
         return purged
 
-    def write(self, segment: dict[str, Any]) -> str:
-        """Encrypt and store one segment (after purging expired ones); returns its id."""
-        self.sweep()
+    def write(self, segment: dict[str, Any], *, sweep: bool = True) -> str:
+        """Encrypt and store one segment (after purging expired ones, unless ``sweep`` is False: a
+        flush of many segments sweeps once first); returns its id."""
+        if sweep:
+            self.sweep()
         self._ensure_dir()
         created = int(segment["createdAt"])
         sid = f"seg-{created}-{secrets.token_hex(8)}"
