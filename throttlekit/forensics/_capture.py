@@ -80,13 +80,22 @@ class Decided(Protocol):
     def at_ms(self) -> int: ...
 
 
+#: A policy kind -> the ``policyKind`` its segments carry (other kinds carry their own name).
+_KINDS = {
+    "tokenBudget": "meter",
+    "fleetBudget": "meter",
+    "concurrency": "admitter",
+    "distributedConcurrency": "admitter",
+}
+
+
 def policy_registry(config: PolicyConfig, redact: Callable[[str], str | None]) -> dict[str, dict[str, Any]]:
     """Per policy what a segment says about it: ``policyKind`` and, for leaf rate policies, the spec as
     written (its ``prefix`` redacted), the strategy identity and the check transform's SHA1."""
     limiters = config.raw.get("limiters", {})
     out: dict[str, dict[str, Any]] = {}
     for name, p in config.policies.items():
-        kind = {"tokenBudget": "meter", "fleetBudget": "meter"}.get(p.kind, p.kind)
+        kind = _KINDS.get(p.kind, p.kind)
         entry: dict[str, Any] = {"policyKind": kind}
         if isinstance(p, RatePolicy):
             raw = limiters.get(name, {}) if isinstance(limiters, Mapping) else {}
@@ -145,7 +154,7 @@ class CaptureRecorder:
         tally[0 if e.allowed else 1] += 1
         if self._tenant is None:
             return
-        refs = self._keys.get(e.key)
+        refs: tuple[str, ...] | None = self._keys.get(e.key)
         if refs is None:
             refs = self._resolve(e.key)
         if not refs:
