@@ -365,3 +365,28 @@ def test_a_failed_segment_write_is_dropped_and_logged(
     assert len(logged) == 1 and "could not be written" in logged[0] and "dropped (1 so far)" in logged[0]
     assert "acme" not in logged[0]
     asyncio.run(service.aclose())
+
+
+def test_admit_is_recorded_as_an_admitter(tmp_path: Path) -> None:
+    clock = tk.ManualClock(1_000_000)
+    text = json.dumps(
+        {
+            "limiters": {"gate": {"concurrency": {"minLimit": 2, "maxLimit": 2}}},
+            "capture": {"enabled": True, "redaction": {"mode": "drop"}, "tenant": {"from": "key"}},
+        }
+    )
+    service, flusher = _service(text, clock)
+
+    async def go() -> list[bool]:
+        return [(await service.admit("gate", "job", 3)).decision.allowed for _ in range(3)]
+
+    assert asyncio.run(go()) == [True, True, False]
+    (seg,) = flusher.recorder.drain()
+    assert seg["policyKind"] == "admitter" and "spec" not in seg
+    assert [(e["cost"], e["decision"]["allowed"]) for e in seg["events"]] == [
+        (3, True),
+        (3, True),
+        (3, False),
+    ]
+    assert flusher.recorder.tallies["gate"] == [2, 1]
+    asyncio.run(service.aclose())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,43 @@ def test_live_shadows_report_the_what_if_on_sigusr1(tmp_path: Path, processes: l
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+def test_cli_reports_tampered_wrong_key_and_expired_segments(tmp_path: Path) -> None:
+    from throttlekit.forensics import SegmentStore
+
+    p = tmp_path / "cur.json"
+    p.write_text(_config(tmp_path, 6))
+    now = int(time.time() * 1000)
+    store = SegmentStore(tmp_path / "capture", bytes.fromhex(KEY_HEX), 86_400_000, lambda: now)
+    seg = {
+        "policy": "api",
+        "policyKind": "rate",
+        "scope": "s",
+        "createdAt": now,
+        "count": 0,
+        "dropped": 0,
+        "events": [],
+    }
+    good, bad = store.write(dict(seg)), store.write(dict(seg))
+    path = tmp_path / "capture" / f"{bad}.bin"
+    blob = bytearray(path.read_bytes())
+    blob[40] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    listed = json.loads(_cli("capture", "list", "-c", str(p)).stdout)
+    assert {r["id"]: r.get("unreadable", False) for r in listed} == {good: False, bad: True}
+    res = _cli("capture", "export", "-c", str(p), "--id", bad)
+    assert res.exit_code == 1
+    assert (
+        f"error: segment {bad} failed authentication (tampered with, or encrypted with another key)"
+        in res.stderr
+    )
+    other = tmp_path / "other.json"
+    other.write_text(_config(tmp_path, 6).replace(KEY_HEX, "cd" * 32))
+    assert all(r["unreadable"] for r in json.loads(_cli("capture", "list", "-c", str(other)).stdout))
+    assert "failed authentication" in _cli("capture", "export", "-c", str(other), "--id", good).stderr
+    old = SegmentStore(tmp_path / "capture", bytes.fromhex(KEY_HEX), 86_400_000, lambda: now - 90_000_000)
+    expired = old.write({**seg, "createdAt": now - 90_000_000})
+    res = _cli("capture", "export", "-c", str(p), "--id", expired)
+    assert res.exit_code == 1 and f"error: segment {expired} is past its TTL and was purged" in res.stderr
+    assert not (tmp_path / "capture" / f"{expired}.bin").exists()
