@@ -82,7 +82,14 @@ def _load(text: str, source: str) -> PolicyConfig:
         _replay_names(replay, policies, issues)
     issues.raise_if_any()
     return PolicyConfig(
-        source, policies, 1, default_prefix, dict(doc), shadow=frozenset(shadow), capture=capture, replay=replay
+        source,
+        policies,
+        1,
+        default_prefix,
+        dict(doc),
+        shadow=frozenset(shadow),
+        capture=capture,
+        replay=replay,
     )
 
 
