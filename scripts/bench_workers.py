@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("bench_grpc", HERE / "bench_grpc.py")
 assert _spec is not None and _spec.loader is not None
 bench_grpc: Any = importlib.util.module_from_spec(_spec)
+sys.modules["bench_grpc"] = bench_grpc  # its dataclasses look their module up
 _spec.loader.exec_module(bench_grpc)
 
 #: h2load's load: connections x concurrent streams per connection.
