@@ -4,6 +4,8 @@
 Services over the memory store, identical but for the observers on their decision tap:
 
 - ``capture off (ceiling)``: nothing registered (the untapped Check);
+- ``no-op observer``: an observer that does nothing (what the decision tap itself costs: building the
+  event; the rows below add capture's own work to it);
 - ``capture counts-only``: the recorder with no tenant rule (per-policy tallies only);
 - ``capture tenant-scoped, hmac``: tenant from the key prefix, tenant and key HMAC-redacted, the event
   appended to its (scope, policy) ring (rings drained between rounds, outside the timing, as the 5 s
@@ -48,6 +50,12 @@ def _service(capture: dict[str, Any] | None, replay: bool = False) -> tuple[Rate
     return svc, observer
 
 
+def _noop() -> tuple[RateLimiterService, Any]:
+    svc, _ = _service(None)
+    svc.tap.register(lambda event: None)
+    return svc, None
+
+
 def _round(svc: RateLimiterService, keys: list[str], n: int) -> float:
     check = svc.policy("api").check_reply
     nkeys = len(keys)
@@ -65,6 +73,7 @@ def main() -> int:
     hmac = {"mode": "hmac", "secret": "bench-secret"}
     rows: dict[str, tuple[RateLimiterService, Any]] = {
         "capture off (ceiling)": _service(None),
+        "no-op observer (the tap's own cost)": _noop(),
         "capture counts-only": _service({"redaction": hmac}),
         "capture tenant-scoped, hmac": _service(
             {"redaction": hmac, "tenant": {"from": "key-prefix"}, "retention": {"ringSize": 10_000_000}}
