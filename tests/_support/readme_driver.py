@@ -1,5 +1,5 @@
-"""Run code examples against our package, our server on localhost:50051 and a redis-server on
-localhost:6379, inside a network namespace of their own (so those fixed ports collide with nothing).
+"""Run code examples against our package, our server on localhost:50051 (on the Redis store) and a
+redis-server on localhost:6379, inside a network namespace of their own (so those fixed ports collide with nothing).
 
 Started by :func:`tests._support.readme.run_examples` as ``unshare --net python readme_driver.py`` with a
 JSON list on stdin; each item is ``{"code", "prelude", "probe"}``. It brings the namespace's loopback up,
@@ -91,7 +91,13 @@ def main() -> None:
     from throttlekit.config import load_config
     from throttlekit.server import RateLimiterService, serve
 
-    service = RateLimiterService(load_config(json.dumps({"version": 1, "limiters": POLICIES})))
+    # the server keeps its state in the same redis-server, under its own prefix (federated policies need
+    # a shared store)
+    service = RateLimiterService(
+        load_config(json.dumps({"version": 1, "limiters": POLICIES})),
+        store="redis://127.0.0.1:6379/0?prefix=server",
+        close_store=True,
+    )
     handle = serve(service, "127.0.0.1", 50051)
     try:
         results = [run_one(e) for e in examples]
