@@ -390,3 +390,49 @@ def test_admit_is_recorded_as_an_admitter(tmp_path: Path) -> None:
     ]
     assert flusher.recorder.tallies["gate"] == [2, 1]
     asyncio.run(service.aclose())
+
+
+def test_the_periodic_flush_writes_without_a_shutdown(tmp_path: Path) -> None:
+    cfg = load_config(_config(tmp_path, tenant={"from": "key"}))
+    service = RateLimiterService(cfg)
+    flusher = attach_capture(service, cfg, interval_s=0.02)
+    assert flusher is not None
+
+    async def go() -> int:
+        flusher.start()
+        await service.check("api", "k")
+        for _ in range(500):  # bounded: 10 s at most
+            if flusher.written:
+                break
+            await asyncio.sleep(0.02)
+        written = flusher.written
+        flusher._busy = True  # a flush in progress: the next tick (or call) is skipped
+        assert await flusher.flush() == 0
+        flusher._busy = False
+        await flusher.aclose()
+        return written
+
+    assert asyncio.run(go()) == 1
+    assert len([n for n in os.listdir(tmp_path / "segs") if n.endswith(".bin")]) == 1
+    asyncio.run(service.aclose())
+
+
+def test_a_policy_added_by_a_reload_is_recorded_without_a_spec() -> None:
+    clock = tk.ManualClock(1_000_000)
+    text = _config(tenant={"from": "key"})
+    service, flusher = _service(text, clock)
+    doc = json.loads(text)
+    doc["limiters"]["added"] = {"strategy": "gcra", "limit": 5, "period": "1s"}
+    service.reload(load_config(json.dumps(doc)))
+
+    async def go() -> None:
+        await service.check("added", "k")
+        await service.check("api", "k")
+
+    asyncio.run(go())
+    segs = {s["policy"]: s for s in flusher.recorder.drain()}
+    assert (
+        segs["added"]["policyKind"] == "rate" and "spec" not in segs["added"] and segs["added"]["count"] == 1
+    )
+    assert "spec" in segs["api"] and flusher.recorder.tallies["added"] == [1, 0]
+    asyncio.run(service.aclose())

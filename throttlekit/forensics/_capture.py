@@ -61,6 +61,8 @@ class Decided(Protocol):
     @property
     def policy(self) -> str: ...
     @property
+    def kind(self) -> str: ...
+    @property
     def op(self) -> str: ...
     @property
     def key(self) -> str: ...
@@ -87,6 +89,10 @@ _KINDS = {
     "concurrency": "admitter",
     "distributedConcurrency": "admitter",
 }
+
+
+#: A decision event's ``kind`` -> ``policyKind``, for a policy the recorder was not configured with.
+_EVENT_KINDS = {"limiter": "rate", "meter": "meter", "admitter": "admitter"}
 
 
 def policy_registry(config: PolicyConfig, redact: Callable[[str], str | None]) -> dict[str, dict[str, Any]]:
@@ -149,8 +155,9 @@ class CaptureRecorder:
         if e.op not in CONSUMING:
             return
         tally = self.tallies.get(e.policy)
-        if tally is None:
-            return
+        if tally is None:  # a policy added by a reload: recorded, without a spec (not replayable)
+            tally = self.tallies[e.policy] = [0, 0]
+            self.policies[e.policy] = {"policyKind": _EVENT_KINDS.get(e.kind, e.kind)}
         tally[0 if e.allowed else 1] += 1
         if self._tenant is None:
             return
