@@ -108,15 +108,25 @@ def render_frame(
         return _fit(lines, cols, rows)
     style = _Styles(color)
     body_rows = rows - 4
-    body = _VIEWS[state.tab](snapshot, state, cols, body_rows, style)
+    snap = snapshot if isinstance(snapshot, dict) else {}
+    body = _guarded(lambda: _VIEWS[state.tab](snap, state, cols, body_rows, style), style)
     lines = [
-        _header(snapshot, cols, style, clock),
-        _throughput(snapshot, state, cols, style),
+        *_guarded(lambda: [_header(snap, cols, style, clock)], style),
+        *_guarded(lambda: [_throughput(snap, state, cols, style)], style),
         _tabs(state.tab, cols, style),
         *_fit(body, cols, body_rows),
-        _status(snapshot, state, cols, style),
+        *_guarded(lambda: [_status(snap, state, cols, style)], style),
     ]
     return _fit(lines, cols, rows)
+
+
+def _guarded(draw: Callable[[], list[Text]], s: _Styles) -> list[Text]:
+    """A piece of the frame; a snapshot the piece cannot read draws one line saying so instead of
+    taking the dashboard down (the hub's shape is ours, so this is a bug report, not a code path)."""
+    try:
+        return draw()
+    except Exception as exc:  # noqa: BLE001 - any failure of one view stays in that view
+        return [Text(f"(cannot draw this view: {type(exc).__name__}: {exc})", s.red)]
 
 
 # -- frame pieces -----------------------------------------------------------------------------------------
