@@ -31,7 +31,12 @@ def snapshot(**extra: Any) -> dict[str, Any]:
                 },
                 "limit": 10,
                 "latency": {"avgMs": 0.2, "p50Ms": 0.1, "p99Ms": 30.0, "maxMs": 41.0, "n": 47},
-                "forecast": {"key": "alice", "spendableNow": 3, "nextReplenishAt": NOW + 1500, "fullAt": NOW + 9000},
+                "forecast": {
+                    "key": "alice",
+                    "spendableNow": 3,
+                    "nextReplenishAt": NOW + 1500,
+                    "fullAt": NOW + 9000,
+                },
             },
             {
                 "name": "jobs",
@@ -64,7 +69,12 @@ def snapshot(**extra: Any) -> dict[str, Any]:
             }
         ],
         "recentDenials": [
-            {"at": NOW - 2000 + i, "policy": "api", "key": f"k{i}", "decision": {"remaining": 0, "retryAfterMs": 250}}
+            {
+                "at": NOW - 2000 + i,
+                "policy": "api",
+                "key": f"k{i}",
+                "decision": {"remaining": 0, "retryAfterMs": 250},
+            }
             for i in range(30)
         ],
         "recentFences": [{"at": NOW - 5000, "guard": "jobs"}],
@@ -97,7 +107,11 @@ def test_a_terminal_below_the_minimum_says_so_and_still_fits(cols: int, rows: in
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=4),
     max_leaves=20,
 )
@@ -110,7 +124,9 @@ _json = st.recursive(
     rows=st.integers(MIN_ROWS, 50),
     tab=st.integers(0, len(TABS) - 1),
 )
-def test_hostile_keys_and_any_size_never_break_the_frame(keys: list[str], cols: int, rows: int, tab: int) -> None:
+def test_hostile_keys_and_any_size_never_break_the_frame(
+    keys: list[str], cols: int, rows: int, tab: int
+) -> None:
     snap = snapshot()
     snap["recentDenials"] = [{"at": NOW, "policy": k, "key": k, "decision": {}} for k in keys]
     snap["policies"][0]["analytics"]["topDenied"] = [{"key": k, "count": 1} for k in keys]

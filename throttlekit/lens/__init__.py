@@ -4,6 +4,8 @@
 text; :class:`~throttlekit.lens._app.LensApp` shows it in the terminal with Textual. See docs/lens.md.
 """
 
+from __future__ import annotations
+
 from ._frame import MIN_COLS, MIN_ROWS, TABS, LensState, render_frame
 
 __all__ = ["MIN_COLS", "MIN_ROWS", "TABS", "LensApp", "LensSource", "LensState", "render_frame"]

@@ -9,8 +9,10 @@ screen, raw input, resize, restoring the terminal on exit) and, in tests, the he
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from ._frame import TABS, LensState, render_frame
+from ._link import LinkClient
 
 __all__ = ["REPAINT_S", "LensApp", "LensSource"]
 
@@ -28,19 +31,39 @@ __all__ = ["REPAINT_S", "LensApp", "LensSource"]
 REPAINT_S = 0.25
 
 
+_Fetch = Callable[[], Awaitable[Any]]
+
+
 @dataclass
 class LensSource:
-    """Where the dashboard's data comes from.
+    """Where the dashboard's data comes from (each an async call; a failure keeps the last frame up).
 
-    ``snapshot``: the hub's ``LensSnapshot`` (may raise: the previous frame stays up). ``what_if``: run
-    the configured what-if and return the Replay panel (``None``: replay is off). ``replay``: the Replay
-    panel without running anything (shadow rows). ``plan``: run the whole-config plan and return the Plan
-    panel (``None``: no candidate)."""
+    ``snapshot``: the hub's ``LensSnapshot``. ``replay``: the Replay panel as it stands (shadow rows).
+    ``what_if``: run the configured what-if, return the Replay panel. ``plan``: run the whole-config
+    plan, return the Plan panel. ``None`` (or a ``None`` answer): not configured."""
 
-    snapshot: Callable[[], dict[str, Any]]
-    what_if: Callable[[], dict[str, Any] | None] | None = None
-    replay: Callable[[], dict[str, Any] | None] | None = None
-    plan: Callable[[], dict[str, Any] | None] | None = None
+    snapshot: _Fetch
+    replay: _Fetch | None = None
+    what_if: _Fetch | None = None
+    plan: _Fetch | None = None
+
+    @classmethod
+    def over_link(cls, link: LinkClient) -> LensSource:
+        """The dashboard process's source: every call is a request to the server over the link."""
+
+        def op(name: str, timeout: float | None = None) -> _Fetch:
+            return lambda: link.request(name, timeout)
+
+        return cls(op("snapshot"), op("replay"), op("what_if", 60.0), op("plan", 120.0))
+
+    @classmethod
+    def local(cls, snapshot: Callable[[], dict[str, Any]]) -> LensSource:
+        """A source reading ``snapshot`` in this process (tests, embedding)."""
+
+        async def fetch() -> dict[str, Any]:
+            return snapshot()
+
+        return cls(fetch)
 
 
 class _Frame(Static):
@@ -62,8 +85,13 @@ class LensApp(App[None]):
         Binding("q", "quit", show=False, priority=True),
     ]
 
-    def __init__(self, source: LensSource, *, color: bool | None = None) -> None:
+    def __init__(
+        self, source: LensSource, *, color: bool | None = None, exit_on_sigterm: bool = False
+    ) -> None:
         super().__init__()
+        self.exit_on_sigterm = exit_on_sigterm
+        #: Set when SIGTERM closed the dashboard (the server is closing it), not a key.
+        self.terminated = False
         self.source = source
         self.state = LensState()
         self.color = "NO_COLOR" not in os.environ if color is None else color
@@ -71,34 +99,49 @@ class LensApp(App[None]):
         self.frames = 0
         self.errors = 0
         self.lines: list[Text] = []
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         yield _Frame(id="frame")
 
-    def on_mount(self) -> None:
-        self.refresh_replay()
-        self.tick()
+    async def on_mount(self) -> None:
+        if self.exit_on_sigterm:  # the server closes its dashboard with SIGTERM: restore the terminal, exit
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        await self.refresh_replay()
+        await self.tick()
         self.set_interval(REPAINT_S, self.tick)
+
+    def _on_sigterm(self) -> None:
+        self.terminated = True
+        self.exit()
 
     # -- data -----------------------------------------------------------------------------------------
 
-    def tick(self) -> None:
-        """Take a fresh snapshot (unless paused) and repaint."""
-        if not self.state.paused:
-            try:
-                self.snap = self.source.snapshot()
-            except Exception:  # the server is busy or closing: keep the last frame up
-                self.errors += 1
-            else:
-                self.state.observe(self.snap)
-            if self.state.tab == TABS.index("Replay"):
-                self.refresh_replay()
-        self.paint()
+    async def tick(self) -> None:
+        """Take a fresh snapshot (unless paused) and repaint; a tick still waiting skips this one."""
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            if not self.state.paused:
+                try:
+                    snap = await self.source.snapshot()
+                except Exception:  # the server is busy or closing: keep the last frame up
+                    self.errors += 1
+                else:
+                    if isinstance(snap, dict):
+                        self.snap = snap
+                        self.state.observe(snap)
+                if self.state.tab == TABS.index("Replay"):
+                    await self.refresh_replay()
+            self.paint()
+        finally:
+            self._busy = False
 
-    def refresh_replay(self) -> None:
+    async def refresh_replay(self) -> None:
         if self.source.replay is not None:
             try:
-                self.state.replay = self.source.replay()
+                self.state.replay = await self.source.replay()
             except Exception:
                 self.errors += 1
 
@@ -117,36 +160,32 @@ class LensApp(App[None]):
     def on_resize(self, event: events.Resize) -> None:
         self.paint()
 
-    def action_key(self, name: str) -> None:
-        self._press(name)
+    async def action_key(self, name: str) -> None:
+        await self._press(name)
 
-    def on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         if event.key in ("tab", "shift+tab", "ctrl+c", "q"):
             return  # bindings
         event.stop()
-        self._press(event.key if len(event.key) > 1 else (event.character or event.key))
+        await self._press(event.key if len(event.key) > 1 else (event.character or event.key))
 
-    def _press(self, name: str) -> None:
+    async def _press(self, name: str) -> None:
         if name == "r":
-            self._run_what_if()
+            self.state.tab = TABS.index("Replay")
+            self.paint()
+            if self.source.what_if is not None:
+                try:
+                    self.state.replay = await self.source.what_if()
+                except Exception as exc:
+                    self.state.replay = {"result": {"refusal": f"what-if failed: {exc}"}}
         elif name == "P":
-            self._run_plan()
+            self.state.tab = TABS.index("Plan")
+            self.paint()
+            if self.source.plan is not None:
+                try:
+                    self.state.plan = await self.source.plan()
+                except Exception as exc:
+                    self.state.plan = {"candidate": "(error)", "summary": f"plan failed: {exc}"}
         else:
             self.state.key(name, len(self.snap.get("recentDenials") or ()))
         self.paint()
-
-    def _run_what_if(self) -> None:
-        if self.source.what_if is not None:
-            try:
-                self.state.replay = self.source.what_if()
-            except Exception as exc:
-                self.state.replay = {"result": {"refusal": f"what-if failed: {exc}"}}
-        self.state.tab = TABS.index("Replay")
-
-    def _run_plan(self) -> None:
-        if self.source.plan is not None:
-            try:
-                self.state.plan = self.source.plan()
-            except Exception as exc:
-                self.state.plan = {"candidate": "(error)", "summary": f"plan failed: {exc}"}
-        self.state.tab = TABS.index("Plan")

@@ -125,7 +125,7 @@ def _guarded(draw: Callable[[], list[Text]], s: _Styles) -> list[Text]:
     taking the dashboard down (the hub's shape is ours, so this is a bug report, not a code path)."""
     try:
         return draw()
-    except Exception as exc:  # noqa: BLE001 - any failure of one view stays in that view
+    except Exception as exc:
         return [Text(f"(cannot draw this view: {type(exc).__name__}: {exc})", s.red)]
 
 
@@ -258,7 +258,9 @@ def _feed(snap: dict[str, Any], state: LensState, rows: int, s: _Styles) -> list
     for d in shown:
         dec = d.get("decision") or {}
         at = d.get("at")
-        stamp = time.strftime("%H:%M:%S", time.gmtime(at / 1000)) if isinstance(at, (int, float)) else "--:--:--"
+        stamp = (
+            time.strftime("%H:%M:%S", time.gmtime(at / 1000)) if isinstance(at, (int, float)) else "--:--:--"
+        )
         lane = f" [{d['lane']}]" if d.get("lane") else ""
         line = Text(f"  {stamp}  {d.get('policy', '')}  {d.get('key', '')}{lane}")
         line.append(f"  remaining {dec.get('remaining', 0)}  retry {_ms(dec.get('retryAfterMs', 0))}", s.dim)
@@ -319,7 +321,9 @@ def _fairness(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _
             borrowed = max(0, used - guar)
             line = Text(f"  {_clip(tenant, 16):<16} used {used:>6} guar {guar:>6} borrowed {borrowed:>6} ")
             share = used / limit if limit else 0.0
-            line.append(_bar(min(1.0, share), max(0, cols - line.cell_len)), s.yellow if borrowed else s.green)
+            line.append(
+                _bar(min(1.0, share), max(0, cols - line.cell_len)), s.yellow if borrowed else s.green
+            )
             out.append(line)
         if len(rows_) > 10:
             below = sum(1 for r in rows_[10:] if r[2] < r[3])
@@ -344,7 +348,9 @@ def _capacity(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _
         plus = _rel(fc.get("nextReplenishAt"), now)
         full = _rel(fc.get("fullAt"), now)
         out.append(
-            Text(f"{name}{_clip(str(fc.get('key', '')), 19):<20}{fc.get('spendableNow', 0):>10}{plus:>10}{full:>10}")
+            Text(
+                f"{name}{_clip(str(fc.get('key', '')), 19):<20}{fc.get('spendableNow', 0):>10}{plus:>10}{full:>10}"
+            )
         )
     if len(out) == 1:
         out.append(Text("(no limiters)", s.dim))
@@ -376,14 +382,18 @@ def _guarantee(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: 
         out.append(Text(f"  {stamp}  {f.get('guard', '')}"))
     out.append(Text(""))
     out.append(
-        Text("the fleet bound (sum of slices <= L_global) is a design property; it is not verified live", s.dim)
+        Text(
+            "the fleet bound (sum of slices <= L_global) is a design property; it is not verified live", s.dim
+        )
     )
     return out
 
 
 def _guard_line(g: dict[str, Any], s: _Styles) -> Text:
     inflight, limit = int(g.get("inflight", 0)), int(g.get("limit", 0))
-    line = Text(f"  {_clip(str(g.get('name', '')), 18):<18} {inflight}/{limit} headroom {max(0, limit - inflight)}")
+    line = Text(
+        f"  {_clip(str(g.get('name', '')), 18):<18} {inflight}/{limit} headroom {max(0, limit - inflight)}"
+    )
     if g.get("rttNoload") is not None:
         line.append(f"  rtt0 {_ms(g.get('rttNoload'))}")
     if g.get("lGlobal"):
@@ -419,7 +429,9 @@ def _cost_room(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: 
         )
         for t in (r.get("tenants") or [])[:12]:
             burn = t.get("burnPerSec")
-            why = {"window-too-short": "win<1.3s"}.get(str(t.get("burnReason")), str(t.get("burnReason") or ""))
+            why = {"window-too-short": "win<1.3s"}.get(
+                str(t.get("burnReason")), str(t.get("burnReason") or "")
+            )
             burn_s = f"{burn:.1f}/s" if isinstance(burn, (int, float)) else (why or "warming")
             eta_t = _rel(t.get("etaToExhaustAt"), now) if t.get("etaToExhaustAt") else f"resets in {resets}"
             line = Text(
@@ -445,7 +457,9 @@ def _replay(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _St
         ]
     out = [Text(f"{'policy':<24}{'steps':>10}  state", s.bold)]
     for sh in panel.get("shadows") or []:
-        out.append(Text(f"{_clip(str(sh.get('policy', '')), 23):<24}{sh.get('steps', 0):>10}  {sh.get('state', '')}"))
+        out.append(
+            Text(f"{_clip(str(sh.get('policy', '')), 23):<24}{sh.get('steps', 0):>10}  {sh.get('state', '')}")
+        )
     out.append(Text(""))
     cand = panel.get("candidate")
     out.append(Text(f"candidate: {cand or '(none configured)'}", s.bold))
@@ -509,7 +523,7 @@ def _analytics(policy: dict[str, Any]) -> dict[str, Any]:
 
 def _fit(lines: Iterable[Text], cols: int, rows: int) -> list[Text]:
     """Exactly ``rows`` lines of exactly ``cols`` cells: long lines cropped, short ones padded."""
-    out = []
+    out: list[Text] = []
     for line in lines:
         if len(out) == rows:
             break

@@ -1,0 +1,27 @@
+"""``python -m throttlekit.lens --link-fd N``: the dashboard process ``throttlekit-server --tui`` starts
+on its terminal (see ``_link.py``). Exit 0 asks the server to stop; SIGTERM closes the dashboard only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m throttlekit.lens", description=__doc__)
+    parser.add_argument("--link-fd", type=int, required=True, help="the server's end of the link (inherited)")
+    args = parser.parse_args(argv)
+    from ._app import LensApp, LensSource
+    from ._link import LinkClient
+
+    link = LinkClient(args.link_fd)
+    app = LensApp(LensSource.over_link(link), exit_on_sigterm=True)
+    try:
+        app.run()
+    finally:
+        link.close()
+    return 3 if app.terminated else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
