@@ -46,6 +46,8 @@ class LensSource:
     replay: _Fetch | None = None
     what_if: _Fetch | None = None
     plan: _Fetch | None = None
+    #: Called once when the dashboard exits (closes the link).
+    close: _Fetch | None = None
 
     @classmethod
     def over_link(cls, link: LinkClient) -> LensSource:
@@ -54,7 +56,7 @@ class LensSource:
         def op(name: str, timeout: float | None = None) -> _Fetch:
             return lambda: link.request(name, timeout)
 
-        return cls(op("snapshot"), op("replay"), op("what_if", 60.0), op("plan", 120.0))
+        return cls(op("snapshot"), op("replay"), op("what_if", 60.0), op("plan", 120.0), link.aclose)
 
     @classmethod
     def local(cls, snapshot: Callable[[], dict[str, Any]]) -> LensSource:
@@ -110,6 +112,13 @@ class LensApp(App[None]):
         await self.refresh_replay()
         await self.tick()
         self.set_interval(REPAINT_S, self.tick)
+
+    async def on_unmount(self) -> None:
+        if self.source.close is not None:
+            try:
+                await self.source.close()
+            except Exception:
+                self.errors += 1
 
     def _on_sigterm(self) -> None:
         self.terminated = True

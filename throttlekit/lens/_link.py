@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CLOSE_S", "REPLY_TIMEOUT_S", "Dashboard", "LinkClient", "Panels"]
+__all__ = ["CLOSE_S", "REPLY_TIMEOUT_S", "Dashboard", "LinkClient", "Panels", "serve_link"]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -78,8 +78,7 @@ class Dashboard:
             process = await asyncio.create_subprocess_exec(*cmd, pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_connection(sock=mine, limit=_MAX_LINE)
-        serving = asyncio.ensure_future(_serve(reader, writer, snapshot, panels))
+        serving = asyncio.ensure_future(serve_link(mine, snapshot, panels))
         return cls(process, serving, mine)
 
     async def wait(self) -> int:
@@ -104,12 +103,12 @@ class Dashboard:
         self.sock.close()
 
 
-async def _serve(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    snapshot: Callable[[], dict[str, Any]],
-    panels: Panels | None,
+async def serve_link(
+    sock: socket.socket, snapshot: Callable[[], dict[str, Any]], panels: Panels | None = None
 ) -> None:
+    """Answer the dashboard at the other end of ``sock`` until it closes the link (on the server's loop:
+    ``snapshot`` and the panels are read between decisions)."""
+    reader, writer = await asyncio.open_connection(sock=sock, limit=_MAX_LINE)
     try:
         while True:
             try:
@@ -186,11 +185,26 @@ class LinkClient:
             if isinstance(reply, dict) and reply.get("id") == ident:
                 return reply
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Close the link from the loop that used it (the server's end then returns)."""
         if self._streams is not None:
-            self._streams[1].close()
-        else:
-            self._sock.close()
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+        self._sock.close()
+
+    def close(self) -> None:
+        """Close the link (the server's end then returns); callable after the app's loop has closed."""
+        if self._streams is not None:
+            try:
+                self._streams[1].close()
+            except RuntimeError:  # its event loop is already closed: close the socket itself
+                pass
+        self._sock.close()
 
 
 def fd_is_tty(*fds: int) -> bool:

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import concurrent.futures
 import threading
+from collections.abc import Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -72,6 +74,7 @@ async def _retire(runtimes: tuple[Any, ...], after_s: float | None = None) -> No
             )
 
 
+_T = TypeVar("_T")
 RATE_LIMITER = pb.DESCRIPTOR.services_by_name["RateLimiter"].full_name
 #: Default seconds a shutdown waits for in-flight calls.
 GRACE_S = 5.0
@@ -415,6 +418,10 @@ class ServerHandle:
     def reload(self, config: PolicyConfig, timeout: float = 60.0) -> ReloadReport:
         """Swap in ``config`` on the server's loop (see :meth:`AsyncServerHandle.reload`)."""
         return asyncio.run_coroutine_threadsafe(self.inner.reload(config), self._loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, _T]) -> concurrent.futures.Future[_T]:
+        """Run ``coro`` on the server's event loop (where decisions and their observers run)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def close(self, grace: float = GRACE_S, *, drain: float = 0.0) -> None:
         """Drain (NOT_SERVING for ``drain`` s while serving) and stop (idempotent)."""

@@ -1,0 +1,144 @@
+"""Lens driven headless (Textual's own harness) against a real server with real traffic: the frame shows
+the numbers the hub holds, keys switch tabs, pause freezes the frame; the link to the server is the one
+``--tui`` uses (a Unix socket pair, the snapshot read on the server's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from tests._support.server import Starter
+from throttlekit.lens import LensApp, LensSource
+from throttlekit.lens._link import LinkClient, serve_link
+from throttlekit.server._telemetry import TelemetryHub
+
+pytestmark = pytest.mark.slow
+
+POLICIES = {
+    "api": {"strategy": "fixedWindow", "limit": 3, "windowMs": 600_000},
+    "search": {"strategy": "gcra", "limit": 100, "period": "1s", "burst": 100},
+}
+
+
+class Panels:
+    """The TUI-only panels as a server offers them (what-if replay and plan)."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def replay(self) -> dict[str, Any] | None:
+        return {"shadows": [{"policy": "api", "steps": 5, "state": "recording"}], "candidate": "configured"}
+
+    def prepare_what_if(self) -> Any:
+        self.runs += 1
+
+        def job() -> dict[str, Any]:
+            return {
+                **(self.replay() or {}),
+                "result": {"policy": "api", "state": "ok", "steps": 5, "flippedAllowToDeny": 2},
+            }
+
+        return job
+
+    def prepare_plan(self) -> Any:
+        return None
+
+
+def linked(served: Any, hub: TelemetryHub, panels: Any = None) -> tuple[LinkClient, Any]:
+    mine, theirs = socket.socketpair()
+    running = served.handle.submit(serve_link(mine, hub.snapshot, panels))
+    return LinkClient(theirs.detach()), running
+
+
+async def drive(app: LensApp, *keys: str) -> str:
+    async with app.run_test(size=(110, 30)) as pilot:
+        await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
+        return app.frame_text()
+
+
+def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starter) -> None:
+    served = start_server(POLICIES)
+    hub = TelemetryHub(backend="memory", fail_mode="open")
+    hub.attach(served.service)
+    decisions = [served.check("api", "alice").allowed for _ in range(5)]
+    served.check("search", "bob")
+    assert decisions == [True, True, True, False, False]
+    link, running = linked(served, hub, Panels())
+    app = LensApp(LensSource.over_link(link), color=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(110, 30)) as pilot:
+            await pilot.pause()
+            overview = app.frame_text()
+            assert "ThrottleKit · memory · fail-open · 2 policies" in overview
+            assert "ALLOW 4  DENY 2  33.3% denied" in overview
+            assert "2  alice  [api]" in overview  # top denied key
+            assert overview.count("api  alice  remaining 0") == 2  # the live denial feed
+            await pilot.press("2")
+            latency = app.frame_text()
+            api_row = next(line for line in latency.splitlines() if line.startswith("api "))
+            assert api_row.split()[-1] == "5"  # five latency samples
+            await pilot.press("tab")
+            assert "(no fair-share policies reporting)" in app.frame_text()
+            await pilot.press("tab")
+            assert "api                     n/a" in app.frame_text()
+            await pilot.press("r")  # the what-if runs on the server's worker thread, jumps to Replay
+            await pilot.pause()
+            replay = app.frame_text()
+            assert "allow→deny 2" in replay and "api                              5  recording" in replay
+            await pilot.press("1", "p")
+            frozen = app.frame_text()
+            assert " PAUSED " in frozen
+            served.check("api", "alice")  # a third denial, while paused
+            await asyncio.sleep(0.6)
+            await pilot.pause()
+            assert app.frame_text().split("\n", 1)[1] == frozen.split("\n", 1)[1]
+            await pilot.press("p")
+            await asyncio.sleep(0.6)
+            await pilot.pause()
+            assert "DENY 3" in app.frame_text()
+            await pilot.press("q")
+        assert app.return_code in (0, None)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        link.close()
+    running.result(timeout=5)  # the server's end returns once the dashboard closed the link
+
+
+def test_a_server_that_does_not_answer_keeps_the_last_frame(start_server: Starter) -> None:
+    served = start_server(POLICIES)
+    hub = TelemetryHub(backend="memory", fail_mode="open")
+    hub.attach(served.service)
+    served.check("api", "alice")
+    calls = {"n": 0}
+
+    async def flaky() -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise asyncio.TimeoutError
+        return served.handle.submit(_on_loop(hub.snapshot)).result(5)
+
+    app = LensApp(LensSource(flaky), color=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 20)) as pilot:
+            await pilot.pause()
+            first = app.frame_text()
+            await asyncio.sleep(0.7)
+            await pilot.pause()
+            assert app.errors >= 1
+            assert app.frame_text().splitlines()[1] == first.splitlines()[1]  # the same numbers
+
+    asyncio.run(scenario())
+
+
+async def _on_loop(fn: Any) -> Any:
+    return fn()
