@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests._support.server import Starter
+from throttlekit import ManualClock, MemoryStore
 from throttlekit.lens import LensApp, LensSource
 from throttlekit.lens._link import LinkClient, serve_link
 from throttlekit.server._telemetry import TelemetryHub
@@ -53,18 +54,19 @@ def linked(served: Any, hub: TelemetryHub, panels: Any = None) -> tuple[LinkClie
     return LinkClient(theirs.detach()), running
 
 
-async def drive(app: LensApp, *keys: str) -> str:
-    async with app.run_test(size=(110, 30)) as pilot:
-        await pilot.pause()
-        for key in keys:
-            await pilot.press(key)
-        await pilot.pause()
-        return app.frame_text()
+async def until(app: LensApp, text: str, timeout: float = 10.0) -> str:
+    """The frame, once it shows ``text`` (repaints come every 250 ms; bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while text not in app.frame_text():
+        assert asyncio.get_running_loop().time() < deadline, f"{text!r} not shown:\n{app.frame_text()}"
+        await asyncio.sleep(0.05)
+    return app.frame_text()
 
 
 def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starter) -> None:
-    served = start_server(POLICIES)
-    hub = TelemetryHub(backend="memory", fail_mode="open")
+    clock = ManualClock(1_764_460_810_000)  # 10 s into an analytics window: no roll mid-test
+    served = start_server(POLICIES, store=MemoryStore(clock=clock), clock=clock)
+    hub = TelemetryHub(backend="memory", fail_mode="open", now_ms=clock.now_ms)
     hub.attach(served.service)
     decisions = [served.check("api", "alice").allowed for _ in range(5)]
     served.check("search", "bob")
@@ -89,8 +91,7 @@ def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starte
             await pilot.press("tab")
             assert "api                     n/a" in app.frame_text()
             await pilot.press("r")  # the what-if runs on the server's worker thread, jumps to Replay
-            await pilot.pause()
-            replay = app.frame_text()
+            replay = await until(app, "allow→deny 2")
             assert "allow→deny 2" in replay and "api                              5  recording" in replay
             await pilot.press("1", "p")
             frozen = app.frame_text()
@@ -100,9 +101,7 @@ def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starte
             await pilot.pause()
             assert app.frame_text().split("\n", 1)[1] == frozen.split("\n", 1)[1]
             await pilot.press("p")
-            await asyncio.sleep(0.6)
-            await pilot.pause()
-            assert "DENY 3" in app.frame_text()
+            await until(app, "DENY 3")
             await pilot.press("q")
         assert app.return_code in (0, None)
 

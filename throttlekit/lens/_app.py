@@ -184,9 +184,12 @@ class LensApp(App[None]):
             self.paint()
             if self.source.what_if is not None:
                 try:
-                    self.state.replay = await self.source.what_if()
+                    answer = await self.source.what_if()
                 except Exception as exc:
-                    self.state.replay = {"result": {"refusal": f"what-if failed: {exc}"}}
+                    answer = {"result": {"refusal": f"what-if failed: {exc}"}}
+                if isinstance(answer, dict):
+                    self.state.what_if = answer.get("result")
+                    self.state.replay = answer
         elif name == "P":
             self.state.tab = TABS.index("Plan")
             self.paint()

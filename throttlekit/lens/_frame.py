@@ -54,6 +54,8 @@ class LensState:
     last_denied: int | None = None
     #: The TUI-only panels (What-If Replay and Plan), as their providers last returned them.
     replay: dict[str, Any] | None = None
+    #: The last what-if result (``r``), kept apart from the panel, which repaints refresh.
+    what_if: dict[str, Any] | None = None
     plan: dict[str, Any] | None = None
 
     def observe(self, snapshot: dict[str, Any]) -> None:
@@ -255,14 +257,16 @@ def _feed(snap: dict[str, Any], state: LensState, rows: int, s: _Styles) -> list
     end = max(1, len(denials) - state.scroll)
     shown = denials[max(0, end - rows) : end]
     out = []
-    for d in shown:
+    who = [f"{d.get('key', '')}" + (f" [{d['lane']}]" if d.get("lane") else "") for d in shown]
+    pw = min(16, max(len(str(d.get("policy", ""))) for d in shown))
+    kw = min(24, max(len(w) for w in who))
+    for d, w in zip(shown, who):
         dec = d.get("decision") or {}
         at = d.get("at")
         stamp = (
             time.strftime("%H:%M:%S", time.gmtime(at / 1000)) if isinstance(at, (int, float)) else "--:--:--"
         )
-        lane = f" [{d['lane']}]" if d.get("lane") else ""
-        line = Text(f"  {stamp}  {d.get('policy', '')}  {d.get('key', '')}{lane}")
+        line = Text(f"  {stamp}  {_clip(str(d.get('policy', '')), pw):<{pw}}  {_clip(w, kw):<{kw}}")
         line.append(f"  remaining {dec.get('remaining', 0)}  retry {_ms(dec.get('retryAfterMs', 0))}", s.dim)
         out.append(line)
     return out
@@ -449,12 +453,13 @@ def _cost_room(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: 
 
 def _replay(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _Styles) -> list[Text]:
     panel = state.replay
-    if not panel:
+    if not panel and not state.what_if:
         return [
             Text("(what-if replay is off: add a `replay:` block with enabled: true)", s.dim),
             Text(""),
             Text(_HONESTY_REPLAY, s.dim),
         ]
+    panel = panel or {}
     out = [Text(f"{'policy':<24}{'steps':>10}  state", s.bold)]
     for sh in panel.get("shadows") or []:
         out.append(
@@ -463,7 +468,7 @@ def _replay(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _St
     out.append(Text(""))
     cand = panel.get("candidate")
     out.append(Text(f"candidate: {cand or '(none configured)'}", s.bold))
-    result = panel.get("result")
+    result = state.what_if or panel.get("result")
     if result is None:
         out.append(Text("press r to run the what-if", s.dim))
     elif result.get("refusal"):

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Draw docs/lens/<view>.svg: each of Lens' eight views over a real in-process server with real traffic.
+
+    python scripts/lens_screenshots.py [--out docs/lens] [--cols 110 --rows 32]
+
+A server on an ephemeral port serves examples/lens.yaml on the memory store; a client makes a burst of
+Checks (some keys over their limit); the dashboard reads the server's telemetry hub over the same link
+``--tui`` uses, and Textual's headless harness saves one SVG per view. Needs the ``tui`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import socket
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from throttlekit.client import ServiceBackend  # noqa: E402
+from throttlekit.config import load_config_file  # noqa: E402
+from throttlekit.lens import TABS, LensApp, LensSource  # noqa: E402
+from throttlekit.lens._link import LinkClient, serve_link  # noqa: E402
+from throttlekit.server import RateLimiterService, serve  # noqa: E402
+
+SLUGS = ["overview", "latency", "fairness", "capacity", "guarantee", "cost-room", "replay", "plan"]
+
+
+def traffic(target: str, seed: int = 7) -> None:
+    """A skewed burst: a few heavy keys go over their limits, many light keys do not."""
+    rng = random.Random(seed)
+    with ServiceBackend(target) as client:
+        for i in range(400):
+            key = rng.choice(["alice", "alice", "alice", "bob", "bob", "carol"]) if i % 3 else f"user-{i}"
+            policy = rng.choice(["api", "api", "search", "login"])
+            client.check(policy, key)
+
+
+async def shoot(handle: object, snapshot: object, out: Path, cols: int, rows: int) -> list[Path]:
+    mine, theirs = socket.socketpair()
+    running = handle.submit(serve_link(mine, snapshot))  # type: ignore[attr-defined]
+    app = LensApp(LensSource.over_link(LinkClient(theirs.detach())))
+    paths = []
+    async with app.run_test(size=(cols, rows)) as pilot:
+        await pilot.pause()
+        for i, slug in enumerate(SLUGS):
+            await pilot.press(str(i + 1))
+            await pilot.pause()
+            path = out / f"{slug}.svg"
+            app.save_screenshot(str(path))
+            paths.append(path)
+            print(f"{TABS[i]:<10} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    running.result(timeout=5)
+    return paths
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "lens")
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "lens.yaml")
+    parser.add_argument("--cols", type=int, default=110)
+    parser.add_argument("--rows", type=int, default=32)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    from throttlekit.server._telemetry import TelemetryHub
+
+    service = RateLimiterService(load_config_file(args.config))
+    handle = serve(service, "127.0.0.1", 0)
+    try:
+        hub = TelemetryHub(backend="memory", fail_mode="open", node_id=f"127.0.0.1:{handle.port}")
+        hub.attach(service)
+        traffic(f"127.0.0.1:{handle.port}")
+        asyncio.run(shoot(handle, hub.snapshot, args.out, args.cols, args.rows))
+    finally:
+        handle.close(grace=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
