@@ -5,12 +5,17 @@ the numbers the hub holds, keys switch tabs, pause freezes the frame; the link t
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 from typing import Any
 
 import pytest
 
-from tests._support.server import Starter
+from tests._support.env import ROOT
+from tests._support.pty import OnPty
+from tests._support.server import Starter, launch, wait_listening
+from throttlekit.client import ServiceBackend
 from throttlekit import ManualClock, MemoryStore
 from throttlekit.lens import LensApp, LensSource
 from throttlekit.lens._link import LinkClient, serve_link
@@ -141,3 +146,57 @@ def test_a_server_that_does_not_answer_keeps_the_last_frame(start_server: Starte
 
 async def _on_loop(fn: Any) -> Any:
     return fn()
+
+
+def _server_argv(*args: str) -> list[str]:
+    code = "import sys; from throttlekit.cli import server_main; sys.exit(server_main())"
+    return [sys.executable, "-c", code, "--config", str(ROOT / "examples" / "lens.yaml"), *args]
+
+
+def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_server() -> None:
+    term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=100, rows=30)
+    try:
+        port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        term.wait_for(r"ThrottleKit · memory · fail-open · 3 policies")
+        with ServiceBackend(f"127.0.0.1:{port}") as client:
+            for _ in range(8):
+                client.check("login", "mallory")  # 5 allowed, 3 denied
+        term.wait_for(r"ALLOW 5 +DENY 3")
+        term.wait_for(r"login +mallory +remaining 0")
+        term.send(b"2")
+        term.wait_for(r"p99 in red")
+        term.send(b"q")
+        assert term.close() == 0
+        out = term.text()
+        assert "dashboard closed: draining" in out and "throttlekit-server stopped" in out
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+        term.close()
+
+
+def test_sigterm_closes_the_dashboard_first_then_drains() -> None:
+    term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=90, rows=24)
+    try:
+        term.wait_for(r"ThrottleKit · memory")
+        term.proc.send_signal(signal.SIGTERM)
+        assert term.close() == 0
+        out = term.text()
+        assert "SIGTERM received, draining" in out and "throttlekit-server stopped" in out
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+        term.close()
+
+
+def test_tui_without_a_terminal_warns_and_serves_plainly() -> None:
+    proc = launch("--config", str(ROOT / "examples" / "lens.yaml"), "--port", "0", "--tui")
+    try:
+        target = wait_listening(proc)
+        with ServiceBackend(target) as client:
+            assert client.check("api", "k").allowed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "--tui needs a terminal on stdin and stdout" in err
+    assert proc.returncode == 0

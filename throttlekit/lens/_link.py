@@ -19,17 +19,28 @@ restores the terminal), then drains.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CLOSE_S", "REPLY_TIMEOUT_S", "Dashboard", "LinkClient", "Panels", "serve_link"]
+__all__ = [
+    "CLOSE_S",
+    "REPLY_TIMEOUT_S",
+    "Dashboard",
+    "LinkClient",
+    "Panels",
+    "held_logs",
+    "serve_link",
+    "show_until_closed",
+]
 
 log = logging.getLogger("throttlekit.server")
 
@@ -210,3 +221,48 @@ class LinkClient:
 def fd_is_tty(*fds: int) -> bool:
     """Whether every one of ``fds`` is a terminal (the dashboard needs stdin and stdout)."""
     return all(os.isatty(fd) for fd in fds)
+
+
+@contextlib.contextmanager
+def held_logs(limit: int = 1000) -> Iterator[None]:
+    """While the dashboard owns the terminal, log records wait here (the last ``limit``) instead of being
+    written over the frame; on exit they go to the handlers they were meant for, in order."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    held: deque[logging.LogRecord] = deque(maxlen=limit)
+
+    class Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    hold = Hold()
+    for h in handlers:
+        root.removeHandler(h)
+    root.addHandler(hold)
+    try:
+        yield
+    finally:
+        root.removeHandler(hold)
+        for h in handlers:
+            root.addHandler(h)
+        for record in held:
+            root.handle(record)
+
+
+async def show_until_closed(
+    snapshot: Callable[[], dict[str, Any]], stop: asyncio.Event, panels: Panels | None = None
+) -> int | None:
+    """Run the dashboard on this terminal until it exits (its exit code) or ``stop`` is set (then close it
+    first, so the terminal is restored before the server drains; returns None)."""
+    with held_logs():
+        lens = await Dashboard.launch(snapshot, panels)
+        exited = asyncio.ensure_future(lens.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        by_itself = False
+        try:
+            await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            by_itself = exited.done()
+        finally:
+            stopping.cancel()
+            await lens.aclose()
+    return exited.result() if by_itself else None
