@@ -111,13 +111,13 @@ async def _run(
     config_path: str | None = None,
     watch_s: float | None = None,
     loaded_state: tuple[int, int, int] | None = None,
+    dashboard: bool = False,
 ) -> None:
     from ..server import start
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handle: Any = None
-
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
             _say(f"{sig.name} received, draining: health NOT_SERVING for {drain:g} s, then stopping…")
@@ -155,6 +155,15 @@ async def _run(
         if config_path is not None and watch_s
         else None
     )
+    if dashboard:
+        from ..lens._link import show_until_closed
+
+        code = await show_until_closed(handle.hub.snapshot, stop)  # log lines wait while it is up
+        if code == 0:
+            _say(f"dashboard closed: draining: health NOT_SERVING for {drain:g} s, then stopping…")
+            stop.set()
+        elif code is not None:
+            _say(f"warning: the dashboard exited with code {code}; serving on without it")
     await stop.wait()
     evictions.cancel()
     if watcher is not None:
@@ -439,6 +448,12 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     help="Bind host of --metrics-port (the series are aggregate, but unauthenticated).",
 )
 @click.option(
+    "--tui",
+    is_flag=True,
+    help="Lens, the live terminal dashboard (the tui extra), on this terminal while serving; q quits and "
+    "drains. Needs a terminal on stdin and stdout; without one the server warns and serves without it.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.option(
@@ -478,6 +493,7 @@ def serve(
     monitor_secret: str | None,
     metrics_port: int | None,
     metrics_host: str,
+    tui: bool,
     log_level: str,
     workers: int,
     worker_index: int | None,
@@ -554,6 +570,8 @@ def serve(
                 f"warning: /metrics is served on {metrics_host}:{metrics_port} without authentication "
                 "(aggregate series, no client keys); bind 127.0.0.1 or firewall it"
             )
+    dashboard = tui and _dashboard_possible()
+    options["telemetry"] = dashboard  # the dashboard reads the hub, even with --monitor off
 
     async def main() -> None:
         the_store: Any = shared_store
@@ -585,6 +603,7 @@ def serve(
                 config_path,
                 WATCH_CONFIG_S if watch_config else None,
                 loaded_state,
+                dashboard,
             )
         except OSError as exc:
             await service.aclose()
@@ -594,6 +613,22 @@ def serve(
                 await capture.aclose()
 
     asyncio.run(main())
+
+
+def _dashboard_possible() -> bool:
+    """``--tui`` needs a terminal on stdin and stdout and the ``tui`` extra; otherwise warn and serve."""
+    if not (os.isatty(0) and os.isatty(1)):
+        _say("warning: --tui needs a terminal on stdin and stdout; serving without the dashboard")
+        return False
+    try:
+        import textual  # noqa: F401
+    except ImportError:
+        _say(
+            "warning: --tui needs the tui extra (pip install 'throttlekit-server[tui]'); serving without "
+            "the dashboard"
+        )
+        return False
+    return True
 
 
 def _dial_host(host: str) -> str:

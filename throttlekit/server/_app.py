@@ -330,19 +330,21 @@ async def start(
     metrics_host: str = "127.0.0.1",
     info: dict[str, str] | None = None,
     reuse_port: bool = False,
+    telemetry: bool = False,
 ) -> AsyncServerHandle:
     """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop. ``monitor``: attach
     the telemetry hub and serve the Monitor door (``monitor_secret``: required from every caller; None:
     loopback callers only). ``node_id``: the snapshot's ``meta.nodeId`` (default ``host:port``).
     ``metrics_port`` (0 = any free port) on ``metrics_host``: Prometheus and readiness over HTTP;
     ``info``: the labels of ``throttlekit_server_info``. ``reuse_port``: bind with SO_REUSEPORT (the
-    workers of ``--workers`` share one port)."""
+    workers of ``--workers`` share one port). ``telemetry``: attach the hub even without the Monitor
+    door or metrics (``--tui --monitor off``)."""
     options = (*(o for o in _OPTIONS if o[0] != "grpc.so_reuseport"), ("grpc.so_reuseport", 1))
     server = grpc.aio.server(options=options if reuse_port else _OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
     hub: TelemetryHub | None = None
     door: MonitorDoor | None = None
-    if monitor or metrics_port is not None:
+    if monitor or metrics_port is not None or telemetry:
         hub = TelemetryHub(
             backend=service.store_name,
             fail_mode=service.fail,
