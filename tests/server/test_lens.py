@@ -15,8 +15,8 @@ import pytest
 from tests._support.env import ROOT
 from tests._support.pty import OnPty
 from tests._support.server import Starter, launch, wait_listening
-from throttlekit.client import ServiceBackend
 from throttlekit import ManualClock, MemoryStore
+from throttlekit.client import ServiceBackend
 from throttlekit.lens import LensApp, LensSource
 from throttlekit.lens._link import LinkClient, serve_link
 from throttlekit.server._telemetry import TelemetryHub
@@ -71,8 +71,8 @@ async def until(app: LensApp, text: str, timeout: float = 10.0) -> str:
 def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starter) -> None:
     clock = ManualClock(1_764_460_810_000)  # 10 s into an analytics window: no roll mid-test
     served = start_server(POLICIES, store=MemoryStore(clock=clock), clock=clock)
-    hub = TelemetryHub(backend="memory", fail_mode="open", now_ms=clock.now_ms)
-    hub.attach(served.service)
+    hub = served.handle.hub  # the server's own hub, on the service's clock
+    assert hub is not None
     decisions = [served.check("api", "alice").allowed for _ in range(5)]
     served.check("search", "bob")
     assert decisions == [True, True, True, False, False]
@@ -119,8 +119,8 @@ def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starte
 
 def test_a_server_that_does_not_answer_keeps_the_last_frame(start_server: Starter) -> None:
     served = start_server(POLICIES)
-    hub = TelemetryHub(backend="memory", fail_mode="open")
-    hub.attach(served.service)
+    hub = served.handle.hub
+    assert hub is not None
     served.check("api", "alice")
     calls = {"n": 0}
 
