@@ -16,7 +16,8 @@ The policy is a fixed window with a huge limit, so every Check takes the ALLOW p
 after the rounds the script Peeks the key and checks that the server counted exactly the requests the
 load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 
-Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``
+Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``;
+``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def _port_of(line: str) -> int:
 
 
 def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
-    """``throttlekit-server`` on ``store`` (memory or redis) on a free port: (process, port)."""
+    """``throttlekit-server`` on ``store`` on a free port: (process, port). ``memory+tui``: on the memory
+    store with ``--tui`` on a pseudo-terminal, so the Lens dashboard repaints throughout the run."""
     args = [
         sys.executable,
         "-c",
@@ -75,6 +77,14 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     ]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
+    if store == "memory+tui":  # the same server with Lens repainting on a pseudo-terminal
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests._support.pty import OnPty
+
+        term = OnPty([*args, "--tui"], cols=120, rows=40)
+        port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        term.wait_for(r"ThrottleKit · memory")  # the dashboard is up and repainting
+        return term.proc, port  # type: ignore[return-value]
     return _spawn(args)
 
 
@@ -225,7 +235,9 @@ def main() -> int:
     ap.add_argument(
         "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    ap.add_argument("--stores", default="memory,redis", help="comma-separated: memory, redis")
+    ap.add_argument(
+        "--stores", default="memory,redis", help="comma-separated: memory, redis, memory+tui (Lens on a pty)"
+    )
     args = ap.parse_args()
     if args.echo:
         echo_main()
