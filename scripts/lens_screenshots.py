@@ -67,15 +67,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=32)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from throttlekit.server._telemetry import TelemetryHub
-
     service = RateLimiterService(load_config_file(args.config))
     handle = serve(service, "127.0.0.1", 0)
     try:
-        hub = TelemetryHub(backend="memory", fail_mode="open", node_id=f"127.0.0.1:{handle.port}")
-        hub.attach(service)
+        assert handle.hub is not None
         traffic(f"127.0.0.1:{handle.port}")
-        asyncio.run(shoot(handle, hub.snapshot, args.out, args.cols, args.rows))
+        asyncio.run(shoot(handle, handle.hub.snapshot, args.out, args.cols, args.rows))
     finally:
         handle.close(grace=1)
     return 0
