@@ -118,6 +118,7 @@ async def _run(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     handle: Any = None
+
     def on_signal(sig: signal.Signals) -> None:
         if not stop.is_set():
             _say(f"{sig.name} received, draining: health NOT_SERVING for {drain:g} s, then stopping…")

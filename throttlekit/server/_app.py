@@ -26,8 +26,8 @@ and calls already received finish (up to ``grace`` seconds) before the store is 
 from __future__ import annotations
 
 import asyncio
-import logging
 import concurrent.futures
+import logging
 import threading
 from collections.abc import Coroutine
 from datetime import datetime, timezone
