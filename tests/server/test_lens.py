@@ -175,8 +175,9 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_serv
         term.close()
 
 
-def test_sigterm_closes_the_dashboard_first_then_drains() -> None:
-    term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=90, rows=24)
+def test_sigterm_closes_the_dashboard_first_then_drains_and_monitor_off_keeps_the_hub() -> None:
+    argv = _server_argv("--port", "0", "--tui", "--monitor", "off", "--drain-grace", "0")
+    term = OnPty(argv, cols=90, rows=24)
     try:
         term.wait_for(r"ThrottleKit · memory")
         term.proc.send_signal(signal.SIGTERM)
