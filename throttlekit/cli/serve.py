@@ -111,7 +111,7 @@ async def _run(
     config_path: str | None = None,
     watch_s: float | None = None,
     loaded_state: tuple[int, int, int] | None = None,
-    dashboard: bool = False,
+    panels: Any = None,
 ) -> None:
     from ..server import start
 
@@ -156,10 +156,10 @@ async def _run(
         if config_path is not None and watch_s
         else None
     )
-    if dashboard:
+    if panels is not None:  # --tui on a terminal: Lens until it closes (log lines wait while it is up)
         from ..lens._link import show_until_closed
 
-        code = await show_until_closed(handle.hub.snapshot, stop)  # log lines wait while it is up
+        code = await show_until_closed(handle.hub.snapshot, stop, panels)
         if code == 0:
             _say(f"dashboard closed: draining: health NOT_SERVING for {drain:g} s, then stopping…")
             stop.set()
@@ -455,6 +455,12 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "drains. Needs a terminal on stdin and stdout; without one the server warns and serves without it.",
 )
 @click.option(
+    "--plan-candidate",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A candidate policy file for Lens' Plan view (P): replayed over the live What-If shadows "
+    "(needs --tui and a replay: block).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.option(
@@ -495,6 +501,7 @@ def serve(
     metrics_port: int | None,
     metrics_host: str,
     tui: bool,
+    plan_candidate: str | None,
     log_level: str,
     workers: int,
     worker_index: int | None,
@@ -572,6 +579,8 @@ def serve(
                 "(aggregate series, no client keys); bind 127.0.0.1 or firewall it"
             )
     dashboard = tui and _dashboard_possible()
+    if plan_candidate is not None and not dashboard:
+        _say("warning: --plan-candidate is for the --tui Plan view; ignored")
     options["telemetry"] = dashboard  # the dashboard reads the hub, even with --monitor off
 
     async def main() -> None:
@@ -590,7 +599,12 @@ def serve(
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)
         capture = _start_capture(cfg, service)
-        _start_replay(cfg, service)
+        shadows = _start_replay(cfg, service)
+        panels = None
+        if dashboard:
+            from ..lens._panels import ReplayPanels
+
+            panels = ReplayPanels(shadows, config_path, plan_candidate)
         try:
             tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
             await _run(
@@ -604,7 +618,7 @@ def serve(
                 config_path,
                 WATCH_CONFIG_S if watch_config else None,
                 loaded_state,
-                dashboard,
+                panels,
             )
         except OSError as exc:
             await service.aclose()

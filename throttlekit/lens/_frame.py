@@ -496,6 +496,8 @@ def _plan(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _Styl
             Text(_HONESTY_PLAN, s.dim),
         ]
     out = [Text(f"candidate: {panel.get('candidate', '')}", s.bold)]
+    if panel.get("corpus"):
+        out.append(Text(str(panel["corpus"]), s.dim))
     summary = panel.get("summary")
     if summary:
         out.append(Text(str(summary)))
