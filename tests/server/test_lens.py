@@ -94,8 +94,13 @@ def test_each_view_shows_the_hubs_numbers_from_real_traffic(start_server: Starte
             assert api_row.split()[-1] == "5"  # five latency samples
             await pilot.press("tab")
             assert "(no fair-share policies reporting)" in app.frame_text()
-            await pilot.press("tab")
-            assert "api                     n/a" in app.frame_text()
+            await pilot.press("tab")  # Capacity: a forecast of each limiter's hottest key (memory store)
+            capacity = app.frame_text()
+            api_row = next(line for line in capacity.splitlines() if line.startswith("api "))
+            # fixedWindow 3 per 600 s, 5 Checks at 10 s into the window: nothing left until it ends
+            assert api_row.split()[1:5] == ["alice", "0", "590.0s", "590.0s"], api_row
+            search_row = next(line for line in capacity.splitlines() if line.startswith("search "))
+            assert search_row.split()[1:3] == ["bob", "99"], search_row
             await pilot.press("r")  # the what-if runs on the server's worker thread, jumps to Replay
             replay = await until(app, "allow→deny 2")
             assert "allow→deny 2" in replay and "api                              5  recording" in replay

@@ -349,6 +349,11 @@ class _Runtime:
     async def forecast(self, key: str, cost: int) -> Forecast:
         raise _unsupported(self.policy.name, "forecast")
 
+    def forecast_now(self, key: str) -> Forecast | None:
+        """A cost-1 forecast read synchronously (the Lens Capacity view's hottest key), or None where
+        the policy has no forecast or its store answers only asynchronously. Consumes nothing."""
+        return None
+
     async def debit(self, key: str, tokens: int) -> Decision:
         raise _unsupported(self.policy.name, "debit")
 
@@ -469,6 +474,12 @@ class _RateRuntime(_Runtime):
             raise
         if self.outage.down:
             self.outage.recovered()
+        return f
+
+    def forecast_now(self, key: str) -> Forecast | None:
+        if not self.inline:
+            return None
+        f: Forecast = self._limiter.forecast(key, 1)
         return f
 
 

@@ -304,6 +304,9 @@ class TelemetryHub:
         #: Callables returning the concurrency guards' views (``name``, ``limit``, ``inflight``, ...), for
         #: the snapshot's ``guards`` (admitters register theirs).
         self.guard_sources: list[Callable[[], list[dict[str, Any]]]] = []
+        #: ``(policy, key) -> Forecast | None``: a limiter's cost-1 forecast read synchronously (None:
+        #: not available, e.g. an asynchronous store), for the snapshot's ``forecast`` of its hottest key.
+        self.forecaster: Callable[[str, str], Any] | None = None
 
     # -- wiring ---------------------------------------------------------------------------------------
 
@@ -328,6 +331,7 @@ class TelemetryHub:
         returns the unregister function."""
         self.sync_policies(service)
         self.guard_sources.append(lambda: _service_guards(service))
+        self.forecaster = lambda policy, key: service.policies[policy].forecast_now(key)
         return service.tap.register(self)  # type: ignore[no-any-return]
 
     def sync_policies(self, service: Any) -> None:
@@ -431,6 +435,29 @@ class TelemetryHub:
             "meters": meters,
         }
 
+    def _forecast_json(self, policy: str, analytics: dict[str, Any]) -> dict[str, Any]:
+        """``forecast`` of the policy's hottest key on a synchronous store, else ``forecastUnavailable``
+        (``idle``: no traffic yet; ``async``: a shared store; ``unsupported``: no forecast)."""
+        key = _hottest(analytics)
+        if key is None:
+            return {"forecastUnavailable": "idle"}
+        f = None
+        if self.forecaster is not None:
+            try:
+                f = self.forecaster(policy, key)
+            except Exception:  # a store error or a policy swapped by a reload: no forecast this time
+                f = None
+        if f is None:
+            return {"forecastUnavailable": "async" if self.backend != "memory" else "unsupported"}
+        return {
+            "forecast": {
+                "key": key,
+                "spendableNow": f.spendable_now,
+                "nextReplenishAt": f.next_replenish_at,
+                "fullAt": f.full_at,
+            }
+        }
+
     def snapshot_guards(self) -> list[dict[str, Any]]:
         """Every registered guard source's views (a source that raises contributes nothing)."""
         out: list[dict[str, Any]] = []
@@ -465,7 +492,8 @@ class TelemetryHub:
         if s.limit > 0:
             out["limit"] = s.limit
         out["latency"] = s.latency()
-        out["forecastUnavailable"] = "async" if self.backend != "memory" else "unsupported"
+        if s.kind == "limiter":
+            out.update(self._forecast_json(s.name, analytics))
         out["totals"] = {
             "allowed": s.allowed_total,
             "denied": s.denied_total,
@@ -473,6 +501,15 @@ class TelemetryHub:
             "synthesized": s.synthesized_total,
         }
         return out
+
+
+def _hottest(analytics: dict[str, Any]) -> str | None:
+    """Spec 5.4: the first of ``topDenied``, else the first of ``topRequested``."""
+    for name in ("topDenied", "topRequested"):
+        top = analytics.get(name) or []
+        if top:
+            return str(top[0]["key"])
+    return None
 
 
 def _service_guards(service: Any) -> list[dict[str, Any]]:
