@@ -29,14 +29,22 @@ from throttlekit.server import RateLimiterService, serve  # noqa: E402
 SLUGS = ["overview", "latency", "fairness", "capacity", "guarantee", "cost-room", "replay", "plan"]
 
 
-def traffic(target: str, seed: int = 7) -> None:
-    """A skewed burst: a few heavy keys go over their limits, many light keys do not."""
+def traffic(target: str, seed: int = 7) -> list[object]:
+    """A skewed burst: a few heavy keys go over their rate limits, many light keys do not; jobs and
+    checkouts are admitted and held (returned, so the guards show them in flight) until the limits bind."""
     rng = random.Random(seed)
+    held: list[object] = []
     with ServiceBackend(target) as client:
         for i in range(400):
             key = rng.choice(["alice", "alice", "alice", "bob", "bob", "carol"]) if i % 3 else f"user-{i}"
             policy = rng.choice(["api", "api", "search", "login"])
             client.check(policy, key)
+        for i in range(12):
+            for policy in ("jobs", "checkout"):
+                admission = client.admit(policy, f"worker-{i % 4}")
+                if admission.allowed:
+                    held.append(admission)
+    return held
 
 
 async def shoot(handle: object, snapshot: object, out: Path, cols: int, rows: int) -> list[Path]:
@@ -71,7 +79,7 @@ def main() -> int:
     handle = serve(service, "127.0.0.1", 0)
     try:
         assert handle.hub is not None
-        traffic(f"127.0.0.1:{handle.port}")
+        traffic(f"127.0.0.1:{handle.port}")  # admissions stay held (not released) while shooting
         asyncio.run(shoot(handle, handle.hub.snapshot, args.out, args.cols, args.rows))
     finally:
         handle.close(grace=1)

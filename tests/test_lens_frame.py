@@ -274,3 +274,19 @@ def test_keys_switch_tabs_and_pause() -> None:
 def test_no_color_draws_no_style() -> None:
     lines = render_frame(snapshot(), LensState(tab=1), 100, 20, color=False)
     assert all(not span.style for line in lines for span in line.spans)
+
+
+def test_the_binding_axis_hero_is_the_first_unified_admitter() -> None:
+    snap = snapshot()
+    snap["policies"][1]["axes"] = ["concurrency"]
+    snap["policies"].append(
+        {
+            "name": "checkout",
+            "kind": "admitter",
+            "axes": ["rate", "concurrency"],
+            "analytics": {"denied": 2, "deniedByLane": {"rate": 2, "concurrency": 0, "cost": 0, "policy": 0}},
+        }
+    )
+    text = plain(render_frame(snap, LensState(tab=0), 120, 40))
+    assert "binding axis · checkout · 2 denied" in text
+    assert "rate              2 100.0%" in text

@@ -212,7 +212,9 @@ def _status(snap: dict[str, Any], state: LensState, cols: int, s: _Styles) -> Te
 
 def _overview(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: _Styles) -> list[Text]:
     out: list[Text] = []
-    hero = next((p for p in snap.get("policies", ()) if p.get("kind") == "admitter"), None)
+    admitters = [p for p in snap.get("policies", ()) if p.get("kind") == "admitter"]
+    unified = [p for p in admitters if len(p.get("axes") or ()) > 1]  # the spec's hero: a unified one
+    hero = (unified or admitters or [None])[0]
     if hero is None:
         out.append(Text("binding axis  (no admitter policies reporting)", s.dim))
     else:

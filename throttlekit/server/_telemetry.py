@@ -227,6 +227,8 @@ class PolicyStats:
     pending_requested: list[str] = field(default_factory=list)
     pending_denied: list[str] = field(default_factory=list)
     pending_lanes: list[tuple[str, str]] = field(default_factory=list)
+    #: An admitter's axes (``concurrency``, plus ``rate`` for a unified policy); empty for the others.
+    axes: tuple[str, ...] = ()
 
     def flush(self) -> None:
         """Merge the buffered keys into the top-K summaries."""
@@ -339,7 +341,10 @@ class TelemetryHub:
         others."""
         for name, rt in service.policies.items():
             kind = rt.telemetry_kind
-            self.track(name, kind, "" if kind == "admitter" else rt.strategy_name)
+            stats = self.track(name, kind, "" if kind == "admitter" else rt.strategy_name)
+            if kind == "admitter":
+                unified = rt.strategy_name != "concurrency"
+                stats.axes = ("rate", "concurrency") if unified else ("concurrency",)
         self.retain(service.policies)
 
     def subscribe(self, fn: Callable[[DecisionEvent], None]) -> Callable[[], None]:
@@ -488,6 +493,8 @@ class TelemetryHub:
         out: dict[str, Any] = {"name": s.name, "kind": s.kind}
         if s.strategy:
             out["strategy"] = s.strategy
+        if s.axes:
+            out["axes"] = list(s.axes)
         out["analytics"] = analytics
         if s.limit > 0:
             out["limit"] = s.limit
