@@ -163,7 +163,7 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_serv
     term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=100, rows=30)
     try:
         port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-        term.wait_for(r"ThrottleKit · memory · fail-open · 3 policies")
+        term.wait_for(r"ThrottleKit · memory · fail-open · 5 policies")
         with ServiceBackend(f"127.0.0.1:{port}") as client:
             for _ in range(8):
                 client.check("login", "mallory")  # 5 allowed, 3 denied
