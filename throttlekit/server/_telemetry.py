@@ -197,7 +197,7 @@ class SpaceSaving:
 LANES = ("rate", "concurrency", "cost", "policy")
 
 
-@dataclass
+@dataclass(slots=True)
 class PolicyStats:
     """One policy's analytics. Window figures reset when the epoch-aligned window rolls; ``*_total``
     figures never reset (monotonic counters)."""
@@ -220,9 +220,10 @@ class PolicyStats:
     peeks_total: int = 0
     denied_by_lane_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(LANES, 0))
     latency_sum_ns: int = 0
-    latency_count: int = 0
     limit: int = 0
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_RING))
+    #: the last LATENCY_RING decision durations, ns
+    latencies: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_RING))
+    window_end: int = 0
     #: Keys of this window's decisions not yet merged into the top-K summaries.
     pending_requested: list[str] = field(default_factory=list)
     pending_denied: list[str] = field(default_factory=list)
@@ -253,6 +254,7 @@ class PolicyStats:
             self.pending_denied.clear()
             self.pending_lanes.clear()
             self.window_start = start
+            self.window_end = start + self.window_ms
             self.allowed = self.denied = 0
             for lane in self.denied_by_lane:
                 self.denied_by_lane[lane] = 0
@@ -260,9 +262,14 @@ class PolicyStats:
             self.top_denied.clear()
             self.top_denied_by_lane.clear()
 
+    @property
+    def latency_count(self) -> int:
+        """Decisions timed since start (the latency summary's ``_count``): allowed plus denied."""
+        return self.allowed_total + self.denied_total
+
     def latency(self) -> dict[str, float]:
         """avg/p50/p99/max (ms, nearest rank) and n over the latency ring; zeros with n=0 when empty."""
-        samples = sorted(self.latencies)
+        samples = [ns / 1e6 for ns in sorted(self.latencies)]
         n = len(samples)
         if n == 0:
             return {"avgMs": 0.0, "p50Ms": 0.0, "p99Ms": 0.0, "maxMs": 0.0, "n": 0}
@@ -359,42 +366,40 @@ class TelemetryHub:
     # -- the observer ---------------------------------------------------------------------------------
 
     def __call__(self, event: DecisionEvent) -> None:
-        stats = self.policies.get(event.policy)
+        (policy, kind, op, key, _, allowed, limit, _, _, _, at, latency_ns, synthesized, shadow, axis) = event
+        stats = self.policies.get(policy)
         if stats is None:
-            stats = self.track(event.policy, event.kind)
-        if event.op == "peek":
+            stats = self.track(policy, kind)
+        if op == "peek":
             stats.peeks_total += 1
             return
-        at = event.at_ms
-        if not stats.window_start <= at < stats.window_start + stats.window_ms:
+        if not stats.window_start <= at < stats.window_end:
             stats.roll(at)
-        key = event.key
         pending = stats.pending_requested
         pending.append(key)
         if len(pending) >= FLUSH_EVERY:
             stats.flush()
-        if event.limit > 0:
-            stats.limit = event.limit
-        stats.latencies.append(event.latency_ns / 1e6)
-        stats.latency_sum_ns += event.latency_ns
-        stats.latency_count += 1
-        if event.synthesized:
+        if limit > 0:
+            stats.limit = limit
+        stats.latencies.append(latency_ns)
+        stats.latency_sum_ns += latency_ns
+        if synthesized:
             stats.synthesized_total += 1
-        if event.allowed:
+        if allowed:
             stats.allowed += 1
             stats.allowed_total += 1
             return
         stats.denied += 1
         stats.denied_total += 1
-        if event.shadow:
+        if shadow:
             stats.shadow_denied_total += 1
         stats.pending_denied.append(key)
-        if event.kind == "admitter":
-            lane = event.axis if event.axis in stats.denied_by_lane else "policy"
+        if kind == "admitter":
+            lane = axis if axis in stats.denied_by_lane else "policy"
             stats.denied_by_lane[lane] += 1
             stats.denied_by_lane_total[lane] += 1
             stats.pending_lanes.append((lane, key))
-        if event.kind == "meter":
+        elif kind == "meter":
             return
         self.denials.append(event)
         for fn in self.subscribers:
