@@ -75,7 +75,7 @@ def test_json_is_accepted_and_strict_too() -> None:
 
 def test_example_config_is_valid() -> None:
     cfg = load_config_file(Path(__file__).resolve().parents[2] / "examples" / "policies.yaml")
-    assert len(cfg.policies) == 9
+    assert len(cfg.policies) == 11
 
 
 def test_cli_validate_prints_errors_and_exits_1() -> None:

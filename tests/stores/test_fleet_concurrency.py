@@ -49,7 +49,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fleet]:
         url = request.getfixturevalue("pg_url")
         args = ["--postgres-url", url, "--postgres-table", request.getfixturevalue("pg_table"),
                 "--postgres-prefix", prefix]  # fmt: skip
-    f = Fleet(tmp_path, args, dict(os.environ), config=CONFIG)
+    f = Fleet(tmp_path, [*args, "--drain-grace", "0"], dict(os.environ), config=CONFIG)
     yield f
     f.stop()
 

@@ -137,7 +137,7 @@ class ConcurrencyPolicy(Policy):
 
     def describe(self) -> str:
         rate = f" x rate {self.strategy.describe()} (prefix {self.prefix!r})" if self.strategy else ""
-        return f"{self.kind}: {self.params.describe()}{rate}"
+        return f"{self.params.describe()}{rate}"
 
     def state(self) -> tuple[str, object] | None:
         if self.strategy is None:
@@ -159,7 +159,7 @@ class DistributedConcurrencyPolicy(ConcurrencyPolicy):
 
     def describe(self) -> str:
         return (
-            f"{super().describe()}, {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
+            f"{self.kind} ({super().describe()}), {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
             f"{self.on_outage} (coordinator prefix {self.coordinator_prefix!r})"
         )
 
