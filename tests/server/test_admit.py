@@ -225,3 +225,26 @@ def test_admits_reach_the_decision_tap() -> None:
         await service.aclose()
 
     asyncio.run(run())
+
+
+def test_leases_of_a_policy_retired_by_a_reload_release_and_sweep_quietly() -> None:
+    async def run() -> None:
+        clock = tk.ManualClock(T0)
+        service = RateLimiterService(load_config(json.dumps({"limiters": POLICIES})), clock=clock)
+        held = await service.admit("single", "k")
+        changed = {**POLICIES, "single": {"concurrency": {"minLimit": 2, "maxLimit": 2}}}
+        report = service.reload(load_config(json.dumps({"limiters": changed})))
+        assert report.changed == ("single",)
+        for rt in report.retired:
+            await rt.aclose()
+        assert (await service.admit("single", "k")).decision.limit == 2  # a fresh guard
+        lapsing = await service.admit("pinned", "k")
+        assert service.release(held.lease_id)  # its guard is gone: a quiet no-op, not an error
+        changed["pinned"] = {"concurrency": {"minLimit": 5, "maxLimit": 5}}
+        for rt in service.reload(load_config(json.dumps({"limiters": changed}))).retired:
+            await rt.aclose()
+        clock.advance(2000)
+        assert service.sweep() >= 1 and lapsing.lease_id not in service.leases._leases
+        await service.aclose()
+
+    asyncio.run(run())

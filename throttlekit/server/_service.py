@@ -651,9 +651,15 @@ class _AdmitRuntime(_Runtime):
         return self.guard.clock.now_ms()
 
     def release_lease(self, lease: Lease, dropped: bool) -> None:
-        self.guard.release(lease.grant, dropped)
+        """Return a lease's slot to this guard; a no-op once the runtime is closed (a reload retired the
+        policy: its guard is gone with it, the lease ids stay valid and idempotent)."""
+        if not self._closed:
+            self.guard.release(lease.grant, dropped)
+
+    _closed = False
 
     async def aclose(self) -> None:
+        self._closed = True
         self._own.close()
 
     def private_stores(self) -> list[tuple[str, BoundedStore]]:
@@ -1049,10 +1055,17 @@ class RateLimiterService:
         return live, gone, int(deadline)
 
     def sweep(self) -> int:
-        """Reclaim every lease whose deadline passed, as dropped (a crashed holder); returns how many."""
+        """Reclaim every lease whose deadline passed, as dropped (a crashed holder); returns how many.
+        Never raises: a guard that fails is logged once per burst and the sweep goes on."""
         expired = self.leases.expired()
         for lease in expired:
-            lease.owner.release_lease(lease, True)
+            try:
+                lease.owner.release_lease(lease, True)
+            except Exception as exc:
+                self.errors.report(
+                    f"sweep:{type(exc).__name__}",
+                    f"lease sweep: a guard failed to take a slot back: {loggable(exc)}",
+                )
         return len(expired)
 
     async def _sweep_loop(self, every_s: float) -> None:
