@@ -30,7 +30,10 @@ def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.S
         host, port, store, security, fail, monitor, n, names = m.groups()
         assert (host, store, security, fail, n) == ("127.0.0.1", "memory", "insecure", "closed", "11")
         assert monitor == "loopback"
-        assert names == "api, uploads, reports, search, login, monthly, feed, completions, fleet-completions, checkout, export"
+        assert (
+            names
+            == "api, uploads, reports, search, login, monthly, feed, completions, fleet-completions, checkout, export"
+        )
         with tk.ServiceBackend(f"127.0.0.1:{port}", timeout=5) as client:
             assert client.check("login", "alice").remaining == 9
         proc.send_signal(sig)
