@@ -127,8 +127,6 @@ EXPECTED: dict[str, dict[str, Any]] = {
     'd = rl.check("api", api_key)': {"allowed": True, "limit": 5, "remaining": 4},
     "api = RedisBackend(client,": {"allowed": True, "limit": 20, "remaining": 19, "stored": 1},
     "api = AsyncRedisBackend(client,": {"allowed": True, "limit": 20, "remaining": 19},
-    'with rl.admit("checkout", user_id) as adm:': {"allowed": True},
-    'adm = await rl.admit("checkout", user_id)': {"allowed": True, "admitted": True},
     "app, backend = FastAPI(), ServiceBackend(": {"status": 200, "limit": "5"},
     "tk = ThrottleKit(app, checker=bind_policy(backend,": {"status": 429},
     "@rate_limit(bind_policy(backend,": {"status": 429},
