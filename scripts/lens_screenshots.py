@@ -58,7 +58,7 @@ async def shoot(handle: object, snapshot: object, out: Path, cols: int, rows: in
             await pilot.press(str(i + 1))
             await pilot.pause()
             path = out / f"{slug}.svg"
-            app.save_screenshot(str(path))
+            path.write_text(app.export_screenshot(title=f"ThrottleKit Lens · {TABS[i]}"))
             paths.append(path)
             print(f"{TABS[i]:<10} -> {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     running.result(timeout=5)

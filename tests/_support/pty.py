@@ -12,6 +12,7 @@ import fcntl
 import os
 import pty
 import re
+import signal
 import struct
 import subprocess
 import termios
@@ -72,6 +73,13 @@ class OnPty:
                 raise AssertionError(f"{pattern!r} not seen in {timeout} s; output:\n{self.text()[-3000:]}")
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL the process and everything it started on the pty (its own session and group)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def send(self, data: bytes) -> None:
         """Type ``data`` on the terminal."""
         os.write(self.master, data)
@@ -81,7 +89,7 @@ class OnPty:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.kill()
             code = self.proc.wait(timeout=10)
         self._reader.join(timeout=5)
         try:

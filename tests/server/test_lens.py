@@ -5,9 +5,11 @@ the numbers the hub holds, keys switch tabs, pause freezes the frame; the link t
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +178,7 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_serv
         out = term.text()
         assert "dashboard closed: draining" in out and "throttlekit-server stopped" in out
     finally:
-        if term.proc.poll() is None:
-            term.proc.kill()
+        term.kill()  # the server's whole process group: a failed test leaves no dashboard behind
         term.close()
 
 
@@ -191,8 +192,7 @@ def test_sigterm_closes_the_dashboard_first_then_drains_and_monitor_off_keeps_th
         out = term.text()
         assert "SIGTERM received, draining" in out and "throttlekit-server stopped" in out
     finally:
-        if term.proc.poll() is None:
-            term.proc.kill()
+        term.kill()  # the server's whole process group: a failed test leaves no dashboard behind
         term.close()
 
 
@@ -268,3 +268,25 @@ def test_plan_view_placeholders_without_a_candidate_or_shadows() -> None:
     assert no_candidate is not None and no_candidate() == {"placeholder": "no-candidate"}
     assert no_shadows is not None and no_shadows() == {"placeholder": "no-shadows"}
     assert ReplayPanels(None, "x.yaml", None).replay() is None
+def test_a_killed_server_leaves_no_dashboard_behind() -> None:
+    term = OnPty(_server_argv("--port", "0", "--tui"), cols=90, rows=24)
+    try:
+        term.wait_for(r"ThrottleKit · memory")
+        children = Path(f"/proc/{term.proc.pid}/task/{term.proc.pid}/children").read_text().split()
+        assert len(children) == 1, children  # the dashboard process
+        dashboard = int(children[0])
+        os.kill(term.proc.pid, signal.SIGKILL)  # the server only: its link end closes with it
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{dashboard}").exists() and _state(dashboard) != "Z":
+            assert time.monotonic() < deadline, "the dashboard outlived its server"
+            time.sleep(0.05)
+    finally:
+        term.kill()
+        term.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"

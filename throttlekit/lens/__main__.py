@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
         app.run()
     finally:
         link.close()
+    if app.return_code == 4:  # the server's end closed: it is gone, there is no one to stop
+        return 4
     return 3 if app.terminated else 0
 
 

@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from ._frame import TABS, LensState, render_frame
-from ._link import LinkClient
+from ._link import LinkClient, LinkClosed
 
 __all__ = ["REPAINT_S", "LensApp", "LensSource"]
 
@@ -135,6 +135,9 @@ class LensApp(App[None]):
             if not self.state.paused:
                 try:
                     snap = await self.source.snapshot()
+                except LinkClosed:  # the server is gone (killed, crashed): nothing left to show
+                    self.exit(return_code=4)
+                    return
                 except Exception:  # the server is busy or closing: keep the last frame up
                     self.errors += 1
                 else:

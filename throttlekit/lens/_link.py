@@ -36,6 +36,7 @@ __all__ = [
     "REPLY_TIMEOUT_S",
     "Dashboard",
     "LinkClient",
+    "LinkClosed",
     "Panels",
     "held_logs",
     "serve_link",
@@ -157,6 +158,10 @@ async def _answer(op: Any, snapshot: Callable[[], dict[str, Any]], panels: Panel
     raise ValueError(f"unknown op {op!r}; expected snapshot, replay, what_if or plan")
 
 
+class LinkClosed(RuntimeError):
+    """The server's end of the link is gone (it exited, or was killed): the dashboard exits too."""
+
+
 class LinkClient:
     """The dashboard's end: one request at a time, each bounded by ``timeout`` seconds. Requests carry an
     id, so a reply that arrives after its request timed out is skipped, never taken for the next one."""
@@ -179,9 +184,12 @@ class LinkClient:
             reader, writer = self._streams
             self._next += 1
             ident = self._next
-            writer.write(json.dumps({"id": ident, "op": op}).encode() + b"\n")
-            await writer.drain()
-            reply = await asyncio.wait_for(self._reply(reader, ident), timeout or self._timeout)
+            try:
+                writer.write(json.dumps({"id": ident, "op": op}).encode() + b"\n")
+                await writer.drain()
+                reply = await asyncio.wait_for(self._reply(reader, ident), timeout or self._timeout)
+            except (ConnectionError, BrokenPipeError) as exc:  # the server's end is gone
+                raise LinkClosed(f"the dashboard link broke: {exc}") from exc
             if "error" in reply:
                 raise RuntimeError(reply["error"])
             return reply.get("ok")
@@ -191,7 +199,7 @@ class LinkClient:
         while True:
             line = await reader.readline()
             if not line:
-                raise RuntimeError("the server closed the dashboard link")
+                raise LinkClosed("the server closed the dashboard link")
             reply = json.loads(line)
             if isinstance(reply, dict) and reply.get("id") == ident:
                 return reply
