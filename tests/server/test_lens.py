@@ -268,6 +268,8 @@ def test_plan_view_placeholders_without_a_candidate_or_shadows() -> None:
     assert no_candidate is not None and no_candidate() == {"placeholder": "no-candidate"}
     assert no_shadows is not None and no_shadows() == {"placeholder": "no-shadows"}
     assert ReplayPanels(None, "x.yaml", None).replay() is None
+
+
 def test_a_killed_server_leaves_no_dashboard_behind() -> None:
     term = OnPty(_server_argv("--port", "0", "--tui"), cols=90, rows=24)
     try:
