@@ -161,7 +161,8 @@ def _server_argv(*args: str) -> list[str]:
     return [sys.executable, "-c", code, "--config", str(ROOT / "examples" / "lens.yaml"), *args]
 
 
-def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_server() -> None:
+@pytest.mark.parametrize("quit_key", ["q", "ctrl+c"])
+def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_quits_draining(quit_key: str) -> None:
     term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=100, rows=30)
     try:
         port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
@@ -173,7 +174,11 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_q_stops_the_serv
         term.wait_for(r"login +mallory +remaining 0")
         term.send(b"2")
         term.wait_for(r"p99 in red")
-        term.send(b"q")
+        term.send(b"\t\t")  # Tab twice: Latency -> Fairness -> Capacity
+        term.wait_for(r"hottest key +spendable")
+        term.send(b"\x1b[Z")  # Shift-Tab: back to Fairness
+        term.wait_for(r"no fair-share policies reporting")
+        term.send(b"q" if quit_key == "q" else b"\x03")
         assert term.close() == 0
         out = term.text()
         assert "dashboard closed: draining" in out and "throttlekit-server stopped" in out
