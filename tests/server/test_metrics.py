@@ -124,6 +124,9 @@ def test_http_routes_and_methods() -> None:
         assert _get(port, "/metrics?x=1")[0] == 200
         assert _get(port, "/nope")[::2] == (404, "not found (try /metrics or /healthz)\n")
         assert _get(port, "/metrics", "POST")[::2] == (405, "method not allowed\n")
+        status, ctype, body = _get(port, "/snapshot")  # the hub's snapshot, to loopback callers
+        assert (status, ctype) == (200, "application/json")
+        assert [p["name"] for p in json.loads(body)["policies"]] == ["api", "trial"]
         status, ctype, body = _get(port, "/ready")
         assert (status, ctype) == (200, "application/json") and json.loads(body)["ready"] is True
         # every family is present with HELP and TYPE even before traffic
@@ -165,5 +168,36 @@ def test_readiness_follows_the_store_over_http_and_grpc_health() -> None:
             assert store.status == health_pb2.HealthCheckResponse.NOT_SERVING
             whole = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
             assert whole.status == health_pb2.HealthCheckResponse.SERVING  # fail mode answers: still serving
+    finally:
+        handle.close(grace=1)
+
+
+def test_snapshot_over_http_is_refused_to_a_non_loopback_caller() -> None:
+    import socket
+
+    from tests._support.env import IN_CI
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.123", 9))  # no packet is sent: picks the route's source address
+            ext = str(s.getsockname()[0])
+        except OSError:
+            ext = ""
+    if not ext or ext.startswith("127."):
+        if IN_CI:
+            pytest.fail("no non-loopback IPv4 address to test from")
+        pytest.skip("no non-loopback IPv4 address to test from")
+    service = RateLimiterService(load_config(config_text(POLICIES)))
+    handle = serve(service, "127.0.0.1", 0, metrics_port=0, metrics_host="0.0.0.0")
+    try:
+        conn = http.client.HTTPConnection(ext, handle.metrics_port, timeout=10)
+        conn.request("GET", "/snapshot")
+        resp = conn.getresponse()
+        assert resp.status == 403 and b"loopback" in resp.read()
+        conn.close()
+        conn = http.client.HTTPConnection(ext, handle.metrics_port, timeout=10)
+        conn.request("GET", "/metrics")  # the aggregate series are served to anyone who can reach the port
+        assert conn.getresponse().status == 200
+        conn.close()
     finally:
         handle.close(grace=1)

@@ -78,6 +78,13 @@ def test_workers_share_the_port_and_one_limit(tmp_path: Path, processes: list[su
     resp = conn.getresponse()
     ready: dict[str, Any] = json.loads(resp.read())
     assert resp.status == 200 and [w["worker"] for w in ready["workers"]] == [0, 1]
+    conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+    conn.request("GET", "/snapshot")  # the combined Monitor view: the workers' snapshots summed
+    combined: dict[str, Any] = json.loads(conn.getresponse().read())
+    (api,) = combined["policies"]
+    assert (api["allowed"], api["denied"], api["totals"]["allowed"]) == (30, 10, 30)
+    assert combined["meta"]["workers"] == 2 and len(combined["recentDenials"]) == 10
+    assert sorted(w["meta"]["nodeId"].rsplit("#", 1)[1] for w in combined["workers"]) == ["w0", "w1"]
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

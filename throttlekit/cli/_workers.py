@@ -10,8 +10,9 @@ group with a dead member would answer some connections and refuse others).
 The kernel spreads new connections across the workers' listening sockets; each worker has its own
 telemetry hub, and its Monitor snapshot's ``meta.nodeId`` and its metrics' ``throttlekit_server_info``
 say which worker (``#w<i>``) answered. With ``--metrics-port`` the supervisor serves the combined view:
-each worker's ``/metrics`` merged, every sample labelled ``worker``, and ``/ready`` ready when every worker
-is ready. Workers serve their own metrics on a private loopback port.
+each worker's ``/metrics`` merged, every sample labelled ``worker``; ``/ready`` ready when every worker
+is ready; ``/snapshot`` (loopback callers only) the workers' telemetry snapshots summed per policy.
+Workers serve their own metrics and snapshot on a private loopback port.
 
 The memory store is refused: each worker would keep its own counters, and a client would see N times
 every limit depending on which worker accepted its connection.
@@ -89,6 +90,51 @@ class _Combined:
                 for s in family.samples:
                     out.add_sample(s.name, {**s.labels, "worker": str(index)}, s.value)
         yield from merged.values()
+
+
+def combined_snapshot(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """One view of the workers' telemetry snapshots: per policy the window and lifetime counts summed
+    over the workers, the recent denials of all of them (oldest first, the last 200), and each worker's
+    own snapshot under ``workers``."""
+    policies: dict[str, dict[str, Any]] = {}
+    denials: list[dict[str, Any]] = []
+    for snap in snapshots:
+        for p in [*snap.get("policies", []), *snap.get("meters", [])]:
+            into = policies.setdefault(
+                p["name"],
+                {
+                    "name": p["name"],
+                    "kind": p["kind"],
+                    "strategy": p.get("strategy", ""),
+                    "allowed": 0,
+                    "denied": 0,
+                    "totals": {"allowed": 0, "denied": 0, "shadowDenied": 0, "synthesized": 0},
+                },
+            )
+            into["allowed"] += p["analytics"]["allowed"]
+            into["denied"] += p["analytics"]["denied"]
+            for k, v in p.get("totals", {}).items():
+                into["totals"][k] = into["totals"].get(k, 0) + v
+        denials.extend(snap.get("recentDenials", []))
+    denials.sort(key=lambda d: d.get("at", 0))
+    first = snapshots[0]["meta"] if snapshots else {}
+    return {
+        "meta": {**first, "mode": "combined", "nodeId": "", "workers": len(snapshots)},
+        "policies": list(policies.values()),
+        "recentDenials": denials[-200:],
+        "workers": snapshots,
+    }
+
+
+def _snapshots(ports: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot", timeout=3) as resp:
+                out.append(json.loads(resp.read()))
+        except (OSError, ValueError):
+            continue  # a worker that does not answer is missing from this view
+    return out
 
 
 def _ready(ports: list[int]) -> tuple[bool, dict[str, object]]:
@@ -181,7 +227,10 @@ async def _supervise(
         async def ready() -> tuple[bool, dict[str, object]]:
             return await asyncio.to_thread(_ready, ports)
 
-        metrics = MetricsServer(registry, ready)
+        async def snapshot() -> dict[str, Any]:
+            return combined_snapshot(await asyncio.to_thread(_snapshots, ports))
+
+        metrics = MetricsServer(registry, ready, snapshot)
         await metrics.start(metrics_host, metrics_port)
         tags += f", metrics:{metrics.port}"
     print(f"{head} [{tags}, workers:{workers}] {names}", flush=True)

@@ -386,8 +386,12 @@ async def start(
     if hub is not None:
         hub.node_id = node_id if node_id is not None else handle.address
     if metrics_port is not None and hub is not None:
+
+        async def snapshot() -> dict[str, Any]:
+            return hub.snapshot() if hub is not None else {}
+
         metrics = MetricsServer(
-            collector_registry(hub, service, info or {"node": hub.node_id}), handle.check_ready
+            collector_registry(hub, service, info or {"node": hub.node_id}), handle.check_ready, snapshot
         )
         try:
             await metrics.start(metrics_host, metrics_port)

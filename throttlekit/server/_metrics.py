@@ -219,15 +219,19 @@ def render_metrics(registry: Any) -> bytes:
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/health`` and ``/ready`` on ``host:port`` (asyncio, the server's loop).
 
-    ``ready``: an async callable answering (ready?, detail dict) for ``/ready``."""
+    ``ready``: an async callable answering (ready?, detail dict) for ``/ready``. ``snapshot``: an async
+    callable answering the telemetry snapshot as a dict for ``GET /snapshot``, which holds client keys and
+    is therefore served to loopback peers only (403 otherwise), whatever the bind host."""
 
     def __init__(
         self,
         registry: Any,
         ready: Callable[[], Any],
+        snapshot: Callable[[], Any] | None = None,
     ) -> None:
         self.registry = registry
         self.ready = ready
+        self.snapshot = snapshot
         self._server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -271,6 +275,18 @@ class MetricsServer:
                 await self._reply(
                     writer, 200 if ok else 503, json.dumps(detail).encode() + b"\n", "application/json"
                 )
+            elif path == "/snapshot" and self.snapshot is not None:
+                peer = writer.get_extra_info("peername")
+                host = str(peer[0]) if peer else ""
+                if not (
+                    host.startswith("127.") or host in ("::1", "localhost") or host.startswith("::ffff:127.")
+                ):
+                    await self._reply(
+                        writer, 403, b"forbidden: /snapshot is served to loopback callers only\n"
+                    )
+                else:
+                    body = json.dumps(await self.snapshot(), separators=(",", ":")).encode()
+                    await self._reply(writer, 200, body + b"\n", "application/json")
             else:
                 await self._reply(writer, 404, b"not found (try /metrics or /healthz)\n")
         except Exception as exc:  # a scrape never takes the server down
@@ -289,6 +305,7 @@ class MetricsServer:
         reason = {
             200: "OK",
             400: "Bad Request",
+            403: "Forbidden",
             404: "Not Found",
             405: "Method Not Allowed",
             431: "Request Header Fields Too Large",
