@@ -22,15 +22,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "tkpy-0.5.1-api.json"
 
 #: Problems owned by another issue, by identifier prefix (``module.Name``, ``module.Name.member``,
 #: ``module.Name.member(param)``). Printed by the test; remove an entry when its issue lands.
-PENDING: dict[str, str] = {
-    "throttlekit.FleetBackend": "issue 11 (FleetBackend, h11)",
-    "throttlekit.AsyncFleetBackend": "issue 11 (FleetBackend, h11)",
-    "throttlekit.Lease": "issue 11 (FleetBackend, h11)",
-    "throttlekit.LeasedLimiter": "issue 11 (built on FleetBackend.reserve, h11)",
-    "throttlekit.AsyncLeasedLimiter": "issue 11 (built on AsyncFleetBackend.reserve, h11)",
-    "throttlekit.fleet_backend": "issue 11 (FleetBackend, h11)",
-    "throttlekit.fleet_backend_async": "issue 11 (FleetBackend, h11)",
-}
+PENDING: dict[str, str] = {}
 
 P = inspect.Parameter
 POSITIONAL = (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)

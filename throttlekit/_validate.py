@@ -25,6 +25,7 @@ from ._errors import NO_VALUE, ConfigError
 __all__ = [
     "MAX_BUCKETS",
     "MAX_DURATION_MS",
+    "MAX_NAME",
     "MAX_SAFE_INTEGER",
     "Checks",
     "choice",
@@ -32,6 +33,7 @@ __all__ = [
     "did_you_mean",
     "duration",
     "integer",
+    "name",
     "nearest",
     "number",
     "span",
@@ -173,6 +175,23 @@ def choice(field: str, v: Any, options: Sequence[str]) -> str:
             allowed=", ".join(options),
             hint=did_you_mean(v, options) if isinstance(v, str) else "",
         )
+    return v
+
+
+#: Longest name (a region, a node id), in characters.
+MAX_NAME = 256
+
+
+def name(field: str, v: Any) -> str:
+    """An identity such as a region: a non-blank string of at most :data:`MAX_NAME` characters without
+    control characters (it appears in logs and in store keys)."""
+    allowed = f"1 to {MAX_NAME} characters, no control characters"
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(field=field, value=v, problem="must be a non-empty string", allowed=allowed)
+    if len(v) > MAX_NAME:
+        raise ConfigError(field=field, value=v, problem=f"is {len(v)} characters long", allowed=allowed)
+    if any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in v):
+        raise ConfigError(field=field, value=v, problem="contains a control character", allowed=allowed)
     return v
 
 

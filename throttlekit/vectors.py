@@ -15,6 +15,14 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   ``{op: spend, now, cost, discard, expect: {needsRefresh, refill, decision}}``.
 * ``denyCache`` (the two-tier cached-deny L1): ``ops: [{op: put, now, limit, resetAt, retryAfterMs,
   expect: {until}} | {op: lookup, now, expect: {hit, decision}}]``.
+* ``coordinator`` (federation): ``{windowMs, anchor, budget, budgets, ops: [...]}`` with
+  ``{op: lease, now, key, tokens, has, cost, forExpiresAt, expect: {granted, expiresAt, ttlMs, budgetLeft,
+  decision}}`` and ``{op: reconcile, now, key, leftover, windowStart, reconciler, expect: {credited,
+  budgetLeft, applied}}``; ``key`` defaults to ``"k"``, ``budgets`` maps a key to its own budget.
+* ``fairEscrow`` (weighted fair escrow): ``{limit, windowMs, maxTenants, idleMs, ops: [{now, tenant, weight, cost,
+  budget, expect: {decision, need, weightSum, budget}}]}`` (``budget`` -1 or absent: the whole limit).
+* ``regionPool`` (the federated fair escrow's region pool): ``{limit, windowMs, ops: [{now, region, weight,
+  want, windowStart, expect: {granted, windowStart}}]}``.
 
 * ``concurrency`` (the adaptive guard): ``{options: {minLimit, maxLimit, initialLimit, algorithm,
   rttWindow, smoothing, tolerance, backoffRatio}, ops: [{op: acquire, now, cap?, fenceAt?, expect:
@@ -168,6 +176,12 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_coordinator(suite, store, prefix, result)
         elif primitive == "unifiedFused":
             _run_fused(suite, store, clock, prefix, result)
+        elif primitive == "coordinator":
+            _run_fed_coordinator(suite, store, clock, prefix, result)
+        elif primitive == "fairEscrow":
+            _run_fair(suite, store, clock, prefix, result)
+        elif primitive == "regionPool":
+            _run_region_pool(suite, store, clock, prefix, result)
         else:
             result.error = f"unknown primitive {primitive!r}"
     except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
@@ -400,6 +414,100 @@ def _run_fused(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: st
         r.ops += 1
         _compare(r, i, op["expect"], got)
     fused.reset("k")
+
+
+def _run_fed_coordinator(
+    suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult
+) -> None:
+    from .federation import Coordinator as FederationCoordinator
+
+    coord = FederationCoordinator(
+        store,
+        window_ms=suite["windowMs"],
+        budget=suite["budget"],
+        anchor=suite.get("anchor", 0),
+        budgets=suite.get("budgets"),
+        prefix=prefix,
+        clock=clock,
+    )
+    keys: set[str] = set()
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        key = op.get("key", "k")
+        keys.add(key)
+        got: dict[str, Any]
+        if op["op"] == "lease":
+            g = coord.lease(
+                key,
+                op["tokens"],
+                has=op.get("has", 0),
+                cost=op.get("cost", 1),
+                for_expires_at=op.get("forExpiresAt"),
+            )
+            got = {
+                "granted": g.granted,
+                "expiresAt": g.expires_at,
+                "ttlMs": g.ttl_ms,
+                "budgetLeft": g.budget_left,
+                "decision": g.decision.to_dict(),
+            }
+        elif op["op"] == "reconcile":
+            c = coord.reconcile(key, op["leftover"], op["windowStart"], op.get("reconciler", "r"))
+            got = {"credited": c.credited, "budgetLeft": c.budget_left, "applied": c.applied}
+        else:
+            raise ConfigError(f"op #{i}: unknown op {op['op']!r}; expected lease or reconcile")
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    for key in keys:
+        store.delete(coord.full_key(key))
+
+
+def _run_fair(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    from .fairness import _reply
+
+    key = f"{getattr(store, 'prefix', '') and store.prefix + ':'}{prefix}:wfe"
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        args = (
+            suite["windowMs"],
+            suite["limit"],
+            op["tenant"],
+            op.get("weight", 1),
+            op.get("cost", 1),
+            suite.get("maxTenants", 100_000),
+            op.get("budget", -1),
+            suite.get("idleMs", 0),
+        )
+        got = _reply(store.eval("wfe_check", (key,), op["now"], args))
+        r.ops += 1
+        _compare(
+            r,
+            i,
+            op["expect"],
+            {
+                "decision": got.decision.to_dict(),
+                "need": got.need,
+                "weightSum": int(got.weight_sum) if got.weight_sum.is_integer() else got.weight_sum,
+                "budget": got.budget,
+            },
+        )
+    store.delete(key)
+
+
+def _run_region_pool(
+    suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult
+) -> None:
+    from .fairness import RegionFairPool
+
+    pool = RegionFairPool(
+        store, limit=suite["limit"], window_ms=suite["windowMs"], key="pool", prefix=prefix, clock=clock
+    )
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        granted, start = pool.grant(op["region"], op["weight"], op["want"], op.get("windowStart"))
+        r.ops += 1
+        _compare(r, i, op["expect"], {"granted": granted, "windowStart": start})
+    store.delete(pool.key)
 
 
 def run_suites(

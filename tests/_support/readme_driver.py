@@ -29,6 +29,8 @@ POLICIES = {
     "api": {"strategy": "fixedWindow", "limit": 5, "period": "1m"},
     "llm": {"tokenBudget": {"budget": 1000, "windowMs": 60000}},
     "checkout": {"concurrency": {"minLimit": 2, "maxLimit": 2}},
+    # the FleetBackend example leases from a federated policy (it needs the shared Redis below)
+    "global-api": {"strategy": "fixedWindow", "limit": 1000, "period": "1m", "federated": {"batch": 16}},
 }
 
 

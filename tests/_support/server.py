@@ -114,9 +114,13 @@ def start(
     clock: Any = None,
     fail: str = "open",
     credentials: Any = None,
+    host: str = "127.0.0.1",
+    fleet_secret: str | None = None,
+    region: str = "default",
     **service: Any,
 ) -> Served:
-    """A server for ``policies`` (name -> spec, or policy-file text) on an ephemeral port; close it after."""
+    """A server for ``policies`` (name -> spec, or policy-file text) on an ephemeral port of ``host``;
+    close it after."""
     text = policies if isinstance(policies, str) else config_text(policies)
     service = RateLimiterService(
         load_config(text),
@@ -124,9 +128,10 @@ def start(
         clock=clock,
         fail=fail,  # type: ignore[arg-type]
         close_store=True,
+        region=region,
         **service,
     )
-    return Served(serve(service, "127.0.0.1", 0, credentials), service)
+    return Served(serve(service, host, 0, credentials, fleet_secret=fleet_secret), service)
 
 
 STORE_KINDS = [

@@ -416,6 +416,22 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "(reclaimed by a sweep every second, as dropped).",
 )
 @click.option(
+    "--fleet-secret",
+    envvar="THROTTLEKIT_FLEET_SECRET",
+    default=None,
+    help="Shared secret of the Fleet door (served when a federated: policy exists): callers present it "
+    "as x-fleet-secret or authorization: Bearer; without it only loopback callers may Reserve "
+    "($THROTTLEKIT_FLEET_SECRET).",
+)
+@click.option(
+    "--region",
+    default="default",
+    show_default=True,
+    envvar="TK_REGION",
+    help="This instance's region, for federated: and federatedFairEscrow: policies that do not name "
+    "their own ($TK_REGION).",
+)
+@click.option(
     "--watch-config",
     is_flag=True,
     help="Reload the policy file when it changes (as on SIGHUP): validated first, swapped atomically, a "
@@ -495,6 +511,8 @@ def serve(
     drain_grace: float,
     node_id: str | None,
     lease_ttl_ms: int,
+    fleet_secret: str | None,
+    region: str,
     watch_config: bool,
     monitor: str,
     monitor_secret: str | None,
@@ -563,7 +581,11 @@ def serve(
 
         sys.exit(run_supervisor(sys.argv[1:], workers, host, port, metrics_port, metrics_host, drain_grace))
     monitor_tag = "off" if monitor == "off" else "secret" if monitor_secret else "loopback"
-    options: dict[str, Any] = {"monitor": monitor == "on", "monitor_secret": monitor_secret or None}
+    options: dict[str, Any] = {
+        "monitor": monitor == "on",
+        "monitor_secret": monitor_secret or None,
+        "fleet_secret": fleet_secret or None,
+    }
     if worker_index is not None:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         options.update(
@@ -594,6 +616,7 @@ def serve(
                 close_store=owned,
                 lease_ttl_ms=lease_ttl_ms,
                 node_id=node_id,
+                region=region,
             )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
@@ -605,8 +628,16 @@ def serve(
             from ..lens._panels import ReplayPanels
 
             panels = ReplayPanels(shadows, config_path, plan_candidate)
+        fleet_tag = ""
+        if service.federated():
+            fleet_tag = f", fleet:{'secret' if fleet_secret else 'loopback'}"
+            if not fleet_secret and not is_loopback(host):
+                _say(
+                    f"warning: the Fleet door is loopback-only: remote Reserve calls to {host} will be "
+                    "UNAUTHENTICATED; set --fleet-secret (or THROTTLEKIT_FLEET_SECRET) to serve them"
+                )
         try:
-            tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}"
+            tag = f"{backend}, {security}, fail={fail}, monitor:{monitor_tag}{fleet_tag}"
             await _run(
                 service,
                 host,

@@ -1,5 +1,6 @@
-"""Clients: the gRPC service door (:class:`ServiceBackend`, :class:`AsyncServiceBackend`) and the
-direct Redis backends (:class:`RedisBackend`, :class:`AsyncRedisBackend`).
+"""Clients: the gRPC service door (:class:`ServiceBackend`, :class:`AsyncServiceBackend`), the Fleet
+door (:class:`FleetBackend`, :class:`AsyncFleetBackend`: leased budgets spent locally) and the direct
+Redis backends (:class:`RedisBackend`, :class:`AsyncRedisBackend`).
 
 ::
 
@@ -25,6 +26,7 @@ from ._errors import (
     ServiceUnavailableError,
     map_rpc_error,
 )
+from ._fleet import AsyncFleetBackend, AsyncLeasedLimiter, FleetBackend, Lease, LeasedLimiter
 from ._monitor import AsyncMonitorBackend, MonitorBackend, MonitorDenial, MonitorPolicy, MonitorSnapshot
 from ._redis import AsyncRedisBackend, AsyncRedisClientLike, RedisBackend, RedisClientLike
 from ._service import Admission, AsyncAdmission, AsyncServiceBackend, ServiceBackend
@@ -32,12 +34,17 @@ from ._service import Admission, AsyncAdmission, AsyncServiceBackend, ServiceBac
 __all__ = [
     "Admission",
     "AsyncAdmission",
+    "AsyncFleetBackend",
+    "AsyncLeasedLimiter",
     "AsyncMonitorBackend",
     "AsyncRedisBackend",
     "AsyncRedisClientLike",
     "AsyncServiceBackend",
+    "FleetBackend",
     "InvalidRequestError",
+    "Lease",
     "LeaseBeat",
+    "LeasedLimiter",
     "MonitorBackend",
     "MonitorDenial",
     "MonitorPolicy",

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ConcurrencyPolicy",
     "DistributedConcurrencyPolicy",
+    "FairEscrowPolicy",
+    "FederatedFairEscrowPolicy",
+    "FederatedPolicy",
     "FleetBudgetPolicy",
     "Policy",
     "PolicyConfig",
@@ -162,6 +165,91 @@ class DistributedConcurrencyPolicy(ConcurrencyPolicy):
             f"{self.kind} ({super().describe()}), {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
             f"{self.on_outage} (coordinator prefix {self.coordinator_prefix!r})"
         )
+
+
+@dataclass(frozen=True)
+class FederatedPolicy(Policy):
+    """A global per-window budget shared by every region (``federated:``): ``budget`` units (the
+    strategy's limit, floored) per ``window_ms`` window aligned on ``anchor``, leased ``batch`` at a time
+    from the coordinator at ``<coordinator_prefix>:<prefix>:<key>`` in the shared store. ``region`` None
+    means the server's ``--region``. ``budgets`` gives keys their own budget. Served by Check and
+    CheckMany, and by the Fleet door (Reserve)."""
+
+    name: str
+    strategy: Strategy
+    prefix: str
+    window_ms: float
+    budget: int
+    anchor: int = 0
+    batch: int = 16
+    region: str | None = None
+    coordinator_prefix: str = "tk:fed"
+    budgets: Mapping[str, int] = field(default_factory=dict)
+    on_coordinator_outage: str = "fail-closed"
+    kind: ClassVar[str] = "federated"
+
+    def key_prefix(self) -> str:
+        """Where the coordinator's keys of this policy live (below the store's own prefix)."""
+        return ":".join(p for p in (self.coordinator_prefix, self.prefix) if p)
+
+    def describe(self) -> str:
+        region = self.region if self.region is not None else "(the server's --region)"
+        return (
+            f"federated {self.budget} per {self.window_ms:g} ms window, batch {self.batch}, region {region}, "
+            f"over {self.strategy.describe()} (coordinator keys {self.key_prefix()!r})"
+        )
+
+    def state(self) -> tuple[str, object] | None:
+        return (self.key_prefix(), ("federated", self.window_ms, self.anchor))
+
+
+@dataclass(frozen=True)
+class FairEscrowPolicy(Policy):
+    """A weighted fair split of ``limit`` units per ``window_ms`` window across tenants (``fairEscrow:``,
+    one instance; the request key is the tenant). ``weights``: tenant -> weight (default 1); at most
+    ``max_keys`` tenants per window; ``idle_ms``: a tenant silent that long leaves the split (None: never).
+    The Cost Room fields are kept for the monitoring door. Served by Check."""
+
+    name: str
+    limit: int
+    window_ms: float
+    weights: Mapping[str, float] = field(default_factory=dict)
+    max_keys: int = 100_000
+    idle_ms: float | None = None
+    cost_room: bool = True
+    cost_room_max_keys: int = 64
+    cost_room_ring_size: int = 16
+    unit: str = "units (cost)"
+    kind: ClassVar[str] = "fairEscrow"
+
+    def describe(self) -> str:
+        weights = ", ".join(f"{t}: {w:g}" for t, w in self.weights.items()) or "all 1"
+        return (
+            f"{self.kind} {self.limit} per {self.window_ms:g} ms window split by weight ({weights}; "
+            f"max {self.max_keys} tenants)"
+        )
+
+
+@dataclass(frozen=True)
+class FederatedFairEscrowPolicy(FairEscrowPolicy):
+    """:class:`FairEscrowPolicy` across regions (``federatedFairEscrow:``): this region's tenants split the
+    slice of ``limit`` the region pool at ``<prefix>:<key>`` in Redis grants it. ``region`` None means the
+    server's ``--region``."""
+
+    region: str | None = None
+    key: str = ""
+    prefix: str = "tk:rfp"
+    kind: ClassVar[str] = "federatedFairEscrow"
+
+    def pool_key(self) -> str:
+        return ":".join(p for p in (self.prefix, self.key) if p)
+
+    def describe(self) -> str:
+        region = self.region if self.region is not None else "(the server's --region)"
+        return f"{super().describe()}, region {region}, pool {self.pool_key()!r}"
+
+    def state(self) -> tuple[str, object] | None:
+        return (self.pool_key(), ("regionPool", self.limit, self.window_ms))
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from .._errors import ConfigError
 from .._proto import throttlekit_pb2 as pb
 from ..config import PolicyConfig
 from ._door import RateLimiterDoor, add_to_server
+from ._fleet import FLEET, FleetDoor, add_fleet_to_server
 from ._metrics import MetricsServer, collector_registry
 from ._monitor import MONITOR, MonitorDoor, add_monitor
 from ._service import RateLimiterService, ReloadReport
@@ -331,6 +332,7 @@ async def start(
     info: dict[str, str] | None = None,
     reuse_port: bool = False,
     telemetry: bool = False,
+    fleet_secret: str | None = None,
 ) -> AsyncServerHandle:
     """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop. ``monitor``: attach
     the telemetry hub and serve the Monitor door (``monitor_secret``: required from every caller; None:
@@ -338,10 +340,15 @@ async def start(
     ``metrics_port`` (0 = any free port) on ``metrics_host``: Prometheus and readiness over HTTP;
     ``info``: the labels of ``throttlekit_server_info``. ``reuse_port``: bind with SO_REUSEPORT (the
     workers of ``--workers`` share one port). ``telemetry``: attach the hub even without the Monitor
-    door or metrics (``--tui --monitor off``)."""
+    door or metrics (``--tui --monitor off``). The Fleet door is served when the service has a
+    ``federated:`` policy (loopback callers only, unless ``fleet_secret`` is set: then every caller must
+    present it)."""
     options = (*(o for o in _OPTIONS if o[0] != "grpc.so_reuseport"), ("grpc.so_reuseport", 1))
     server = grpc.aio.server(options=options if reuse_port else _OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
+    fleet = bool(service.federated())
+    if fleet:
+        add_fleet_to_server(FleetDoor(service, fleet_secret), server)
     hub: TelemetryHub | None = None
     door: MonitorDoor | None = None
     if monitor or metrics_port is not None or telemetry:
@@ -356,7 +363,7 @@ async def start(
         add_monitor(door, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    served = (RATE_LIMITER, MONITOR) if monitor else (RATE_LIMITER,)
+    served = (RATE_LIMITER, *((MONITOR,) if monitor else ()), *((FLEET,) if fleet else ()))
     names = (
         *served,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

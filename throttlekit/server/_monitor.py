@@ -15,7 +15,6 @@ Anything else is UNAUTHENTICATED.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from typing import Any
 import grpc
 
 from .._proto import throttlekit_pb2 as pb
+from ._auth import DoorGuard, is_loopback_peer
 from ._telemetry import DecisionEvent, TelemetryHub
 
 __all__ = ["MONITOR", "WATCH_QUEUE", "WATCH_RATE", "MonitorDoor", "add_monitor", "is_loopback_peer"]
@@ -35,45 +35,6 @@ WATCH_QUEUE = 256
 WATCH_RATE = 500
 
 _UNAUTH = grpc.StatusCode.UNAUTHENTICATED
-_MISSING = (
-    "monitor: missing or invalid secret (provide `x-monitor-secret` metadata or "
-    "`authorization: Bearer <secret>`)"
-)
-_LOOPBACK_ONLY = (
-    "monitor: loopback-only by default — set a monitor secret (--monitor-secret) to expose it beyond loopback"
-)
-
-
-def is_loopback_peer(peer: str) -> bool:
-    """True for a grpc peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``, ``unix:...``) on this
-    host: unix sockets, 127.0.0.0/8, ``::1``, ``::ffff:127.x`` and ``localhost``."""
-    if peer.startswith("unix:"):
-        return True
-    host = peer
-    for scheme in ("ipv4:", "ipv6:"):
-        if host.startswith(scheme):
-            host = host[len(scheme) :]
-            break
-    if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    host = host.lower()
-    if host.startswith("::ffff:"):
-        host = host[len("::ffff:") :]
-    return host in ("::1", "localhost") or host.startswith("127.")
-
-
-def _presented(metadata: Any) -> str | None:
-    bearer = None
-    for key, value in metadata or ():
-        if key == "x-monitor-secret" and value:
-            return str(value)
-        if key == "authorization" and bearer is None and isinstance(value, str):
-            scheme, _, token = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                bearer = token.strip()
-    return bearer
 
 
 class _Watcher:
@@ -195,18 +156,13 @@ class MonitorDoor:
         snapshot: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.hub = hub
-        self._secret = secret.encode() if secret else None
+        self.guard = DoorGuard("monitor", "x-monitor-secret", "--monitor-secret", secret)
         self._snapshot = snapshot or hub.snapshot
         self.watchers: list[_Watcher] = []
 
     def _denied(self, context: grpc.aio.ServicerContext) -> str | None:
         """The UNAUTHENTICATED message for this call, or None when it may proceed."""
-        if self._secret is not None:
-            given = _presented(context.invocation_metadata())
-            if given is None or not hmac.compare_digest(given.encode(), self._secret):
-                return _MISSING
-            return None
-        return None if is_loopback_peer(context.peer()) else _LOOPBACK_ONLY
+        return self.guard.refusal(context.peer(), context.invocation_metadata())
 
     async def GetSnapshot(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         why = self._denied(context)

@@ -26,6 +26,7 @@ detail, and the door answers the client a generic message. Log lines never carry
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from typing import Any, Literal
 from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
 from .._types import Decision, Forecast, make_decision
+from .._validate import name as v_name
 from ..concurrency import (
     DEFAULT_LEASE_TTL_MS,
     Admitted,
@@ -50,6 +52,9 @@ from ..concurrency import (
 from ..config import (
     ConcurrencyPolicy,
     DistributedConcurrencyPolicy,
+    FairEscrowPolicy,
+    FederatedFairEscrowPolicy,
+    FederatedPolicy,
     FleetBudgetPolicy,
     Policy,
     PolicyConfig,
@@ -58,6 +63,9 @@ from ..config import (
     TwoTierPolicy,
     load_config,
 )
+from ..fairness import FairEscrow, FederatedFairEscrow, RegionFairPool
+from ..federation import Coordinator as FedCoordinator
+from ..federation import FederatedLimiter, Grant
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
 from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
@@ -768,6 +776,161 @@ class _FleetAdmitRuntime(_AdmitRuntime):
         await super().aclose()
 
 
+class _FederatedRuntime(_Runtime):
+    """A ``federated:`` policy: a :class:`FederatedLimiter` leasing from the coordinator in the shared
+    store (Redis or Postgres; memory and DynamoDB cannot federate). Check and CheckMany (concurrent
+    checks), and ``reserve`` for the Fleet door. A coordinator outage is answered fail-closed (deny once
+    the local credits are spent), whatever ``--fail`` says: a budget shared across regions cannot be
+    spent blind."""
+
+    def __init__(self, policy: FederatedPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+        label = store_label(store)
+        if store.inline or label in ("memory", "dynamodb"):
+            raise ConfigError(
+                f"config.limiters[{policy.name}].federated: needs a shared coordinator store — run with "
+                "--redis or --postgres (memory / dynamodb cannot federate)"
+            )
+        self.policy = policy
+        self.shadow = bool(getattr(policy, "shadow", False))
+        self.outage = OutageLog("closed", logger=outage.log)
+        self.limit = policy.budget
+        self.coordinator = FedCoordinator(
+            store,
+            window_ms=policy.window_ms,
+            budget=policy.budget,
+            anchor=policy.anchor,
+            prefix=policy.key_prefix(),
+            budgets=policy.budgets,
+            clock=clock,
+        )
+        self.limiter = FederatedLimiter(
+            policy.strategy,
+            self.coordinator,
+            batch=policy.batch,
+            region=policy.region or "default",
+            clock=clock,
+        )
+        self._fail_decision()
+
+    async def check(self, key: str, cost: int) -> Decision:
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        d = await self._decide(self.limiter.check(key, cost))
+        return self._observe_decision("check", key, cost, d, t0)
+
+    async def check_many(self, keys: Sequence[str], cost: int) -> list[Decision]:
+        return list(await asyncio.gather(*(self.check(k, cost) for k in keys)))
+
+    async def reserve(self, key: str, wants: int) -> Grant:
+        """A Fleet lease: up to ``wants`` units of ``key``'s budget for the store's current window (the
+        same coordinator key a Check of ``key`` leases from). A coordinator outage raises StoreError."""
+        try:
+            g: Grant = await self.coordinator.alease(key, wants)
+        except StoreError as exc:
+            self.outage.failed(exc, 0)
+            raise
+        if self.outage.down:
+            self.outage.recovered()
+        return g
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        return [("in-process tier (local credits)", self.limiter.l1)]
+
+
+class _FairRuntime(_Runtime):
+    """A ``fairEscrow:`` policy: a :class:`FairEscrow` in a private in-process store (one instance; the
+    request key is the tenant). Check only, called inline (no I/O)."""
+
+    inline = True
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.policy.kind)
+
+    def __init__(self, policy: FairEscrowPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+        self.policy = policy
+        self.shadow = bool(getattr(policy, "shadow", False))
+        self.outage = outage
+        self.limit = policy.limit
+        self.escrow = FairEscrow(
+            policy.limit,
+            policy.window_ms,
+            weights=policy.weights,
+            max_tenants=policy.max_keys,
+            idle_ms=policy.idle_ms,
+            clock=clock,
+        )
+        self._fail_decision()
+
+    def check_reply(self, key: str, cost: int) -> Reply:
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        d = self.escrow.check(key, cost)
+        r = (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
+        return self._observe("check", key, cost, r, t0) if t0 or self.shadow else r
+
+    async def check(self, key: str, cost: int) -> Decision:
+        return _decision(self.check_reply(key, cost))
+
+    async def aclose(self) -> None:
+        self.escrow.close()
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        return [("fair escrow tenants", self.escrow.store)]
+
+
+class _FederatedFairRuntime(_Runtime):
+    """A ``federatedFairEscrow:`` policy: this region's :class:`FederatedFairEscrow` over the region pool in
+    the shared Redis. Check only; a pool outage is answered per ``--fail``."""
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.policy.kind)
+
+    def __init__(
+        self, policy: FederatedFairEscrowPolicy, store: Any, clock: Clock | None, outage: OutageLog
+    ) -> None:
+        if store_label(store) != "redis":
+            raise ConfigError(
+                f"config.limiters[{policy.name}].federatedFairEscrow: needs a shared region-fair-pool store — run "
+                "with --redis (memory / postgres / dynamodb have no cross-region pool yet; use `fairEscrow:` for "
+                "a single instance)"
+            )
+        self.policy = policy
+        self.shadow = bool(getattr(policy, "shadow", False))
+        self.outage = outage
+        self.limit = policy.limit
+        pool = RegionFairPool(
+            store,
+            limit=policy.limit,
+            window_ms=policy.window_ms,
+            key=policy.key,
+            prefix=policy.prefix,
+            clock=clock,
+        )
+        self.escrow = FederatedFairEscrow(
+            pool,
+            region=policy.region or "default",
+            weights=policy.weights,
+            max_tenants=policy.max_keys,
+            idle_ms=policy.idle_ms,
+            clock=clock,
+        )
+        self._fail_decision()
+
+    async def check(self, key: str, cost: int) -> Decision:
+        t0 = perf_counter_ns() if self.tap.observers else 0
+        d = await self._decide(self.escrow.check(key, cost))
+        return self._observe_decision("check", key, cost, d, t0)
+
+    async def aclose(self) -> None:
+        self.escrow.close()
+
+    def private_stores(self) -> list[tuple[str, BoundedStore]]:
+        return [("fair escrow tenants", self.escrow.local.store)]
+
+
 #: Policy class -> runtime class. Adding a policy kind adds one entry here (and its config module).
 RUNTIMES: dict[type[Policy], type[Any]] = {
     RatePolicy: _RateRuntime,
@@ -776,6 +939,9 @@ RUNTIMES: dict[type[Policy], type[Any]] = {
     FleetBudgetPolicy: _BudgetRuntime,
     ConcurrencyPolicy: _AdmitRuntime,
     DistributedConcurrencyPolicy: _FleetAdmitRuntime,
+    FederatedPolicy: _FederatedRuntime,
+    FairEscrowPolicy: _FairRuntime,
+    FederatedFairEscrowPolicy: _FederatedFairRuntime,
 }
 
 #: Seconds between two sweeps of expired leases.
@@ -788,10 +954,13 @@ def default_node_id() -> str:
 
 
 def _discard(runtimes: Any) -> None:
-    """Free what never-started runtimes hold synchronously (an admitter's guard store)."""
+    """Free what never-started runtimes hold synchronously: their private in-process stores (an
+    admitter's guard store, a two-tier or federated L1, a fair escrow's tenants)."""
     for rt in runtimes:
-        if isinstance(rt, _AdmitRuntime):
-            rt._own.close()
+        for _, own in rt.private_stores():
+            close = getattr(own, "close", None)
+            if close is not None:
+                close()
 
 
 def _fingerprint(policy: Policy) -> tuple[object, ...]:
@@ -879,8 +1048,10 @@ class RateLimiterService:
     ``clock`` fixes ``now`` (tests use a :class:`~throttlekit.ManualClock`); by default the store's clock
     decides (Redis ``TIME``: no skew across a fleet). Admitter policies: ``lease_ttl_ms`` (a lease not
     renewed for this long is reclaimed), ``sweep_s`` (seconds between sweeps), ``node_id`` (this server in
-    a distributedConcurrency fleet; default ``TK_NODE_ID``, else ``<hostname>#<pid>``). ``close_store``: whether :meth:`aclose` closes the
-    store (default: only a store the service opened from None or a URL).
+    a distributedConcurrency fleet; default ``TK_NODE_ID``, else ``<hostname>#<pid>``). ``region`` names
+    this instance's region for ``federated:`` and ``federatedFairEscrow:`` policies that do not name their
+    own (``--region``). ``close_store``: whether :meth:`aclose` closes the store (default: only a store
+    the service opened from None or a URL).
     """
 
     def __init__(
@@ -894,9 +1065,11 @@ class RateLimiterService:
         lease_ttl_ms: int = DEFAULT_LEASE_TTL_MS,
         node_id: str | None = None,
         sweep_s: float = SWEEP_S,
+        region: str = "default",
     ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
+        self.region = v_name("region", region)
         self.config = config
         self.fail: FailMode = fail
         self.clock = clock
@@ -913,7 +1086,7 @@ class RateLimiterService:
         try:
             for name, policy in config.policies.items():
                 self.policies[name] = self._build(name, policy)
-        except ConfigError:
+        except BaseException:
             _discard(self.policies.values())
             raise
         self.names = tuple(self.policies)
@@ -928,6 +1101,8 @@ class RateLimiterService:
         runtime = RUNTIMES.get(type(policy))
         if runtime is None:
             raise ConfigError(f"policy {name!r}: kind {policy.kind!r} is not served")
+        if isinstance(policy, (FederatedPolicy, FederatedFairEscrowPolicy)) and policy.region is None:
+            policy = dataclasses.replace(policy, region=self.region)
         if isinstance(policy, ConcurrencyPolicy):
             rt = runtime(policy, self.store, self.clock, self.outage, self.leases, self.node_id)
         else:
@@ -1009,6 +1184,10 @@ class RateLimiterService:
             self._sweeper = asyncio.ensure_future(self._sweep_loop(self.sweep_s))
         for rt in admitters:
             await rt.astart()
+
+    def federated(self) -> dict[str, Any]:
+        """The runtimes of the ``federated:`` policies (the Fleet door's lease sources), by name."""
+        return {n: rt for n, rt in self.policies.items() if isinstance(rt, _FederatedRuntime)}
 
     def policy(self, name: str) -> Any:
         """The runtime of ``name``; raises :class:`UnknownPolicyError`."""

@@ -16,6 +16,8 @@ these codecs only translate layouts, they never compute anything.
 ``departure``    string, next departure epoch ms                 number
 ``lease``        hash ``c`` credits, ``e`` expiry (optional)     ``{"credits": n, "expiresAt": ms|null}``
 ``deny_cache``   hash ``u`` until, ``l`` limit, ``r`` reset_at     ``{"until": ms, "limit": n, "resetAt": ms}``
+``coordinator``  hash ``budget``, ``expiresAt``, ``rec_<ws>:<r>``  ``{"budget": n, "expiresAt": ms,
+                 (units credited back by reconciler r)            "reconciled": {"<ws>:<r>": n}}``
 ``fields``       hash of any fields (text values)                  ``{"<field>": "<text>", ...}``
 ``tat_or_bucket``  ``tat`` (a string) or ``token_bucket`` (a hash)    a number or ``{"tokens", "last"}``
 ===============  =============================================  ======================================
@@ -197,6 +199,42 @@ def _lua_concat(x: Any) -> str:
     return format(x, ".14g")
 
 
+def _coordinator_enc(layout: Layout, _s: int) -> Any:
+    kind, value = layout
+    if kind != "hash":
+        raise CodecError(f"expected a hash key, got {kind}")
+    out: dict[str, Any] = {}
+    marks: dict[str, Any] = {}
+    for field, v in value.items():
+        if field in ("budget", "expiresAt"):
+            out[field] = _f(v)
+        elif field.startswith("rec_"):
+            marks[field[4:]] = _f(v)
+        else:
+            raise CodecError(f"unexpected hash field {field!r}")
+    for name in ("budget", "expiresAt"):
+        if name not in out:
+            raise CodecError(f"hash field {name!r} missing")
+    out["reconciled"] = marks
+    return out
+
+
+def _coordinator_dec(doc: Any, _s: int) -> Layout:
+    if not isinstance(doc, dict):
+        raise CodecError(f"expected a JSON object, got {doc!r}")
+    h: dict[str, str] = {}
+    for name in ("budget", "expiresAt"):
+        if doc.get(name) is None:
+            raise CodecError(f"missing {name!r}")
+        h[name] = _txt(doc[name])
+    marks = doc.get("reconciled") or {}
+    if not isinstance(marks, dict):
+        raise CodecError(f"'reconciled' must be an object, got {marks!r}")
+    for mark, v in marks.items():
+        h["rec_" + str(mark)] = _txt(v)
+    return "hash", h
+
+
 class Codec:
     """One state family: ``encode(layout, S) -> JSON value`` and ``decode(JSON value, S) -> layout``."""
 
@@ -218,6 +256,7 @@ CODECS: dict[str, Codec] = {
     "lease": Codec("lease", *_hash_codec((("c", "credits"), ("e", "expiresAt")), optional=("expiresAt",))),
     "deny_cache": Codec("deny_cache", *_hash_codec((("u", "until"), ("l", "limit"), ("r", "resetAt")))),
     "ring": Codec("ring", _ring_enc, _ring_dec),
+    "coordinator": Codec("coordinator", _coordinator_enc, _coordinator_dec),
     "log": Codec("log", _log_enc, _log_dec),
     "fields": Codec("fields", _fields_enc, _fields_dec),
     "tat_or_bucket": Codec("tat_or_bucket", _tat_or_bucket_enc, _tat_or_bucket_dec),

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..._errors import ConfigError
 from .._issues import MISSING, Issues
 from .._model import Policy
-from . import budget, concurrency, plain, two_tier
+from . import budget, concurrency, fair, federated, plain, two_tier
 
 __all__ = ["KINDS", "PENDING_BLOCKS", "PolicyContext", "PolicyKind", "block_kinds", "plain_kind"]
 
@@ -76,6 +76,9 @@ KINDS: tuple[PolicyKind, ...] = (
     two_tier.KIND,
     concurrency.CONCURRENCY,
     concurrency.DISTRIBUTED_CONCURRENCY,
+    federated.KIND,
+    fair.FAIR_ESCROW,
+    fair.FEDERATED_FAIR_ESCROW,
 )
 
 #: Upstream kind blocks not served yet: a policy declaring one gets a clear "not yet" error instead of
