@@ -1,4 +1,6 @@
-"""Who may call an operator door (Fleet, Monitor) on the shared port: loopback peers, or a shared secret.
+"""Who may call an operator door on the shared port: loopback peers, or a shared secret. The one home of
+this rule: the Fleet door (``_fleet.py``) and the Monitor door (``_monitor.py``) each hold a
+:class:`DoorGuard`.
 
 Rules (spec server-behaviour 6): with a secret configured **every** caller, loopback included, must
 present it, in the door's header (``x-fleet-secret``, ``x-monitor-secret``; the first non-empty value) or
