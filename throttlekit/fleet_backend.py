@@ -1,4 +1,4 @@
-"""throttlekit-py's module path for the Fleet door's blocking client; it lives in :mod:`throttlekit.client`."""
+"""throttlekit-py's module path for the Fleet door client; it lives in :mod:`throttlekit.client`."""
 
 from __future__ import annotations
 
