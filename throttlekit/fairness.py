@@ -22,6 +22,7 @@ from typing import Any
 from . import _validate as v
 from ._clock import SERVER_TIME, Clock, SystemClock
 from ._errors import ConfigError
+from ._loader import load_manifest, reply_index
 from ._types import Decision, make_decision
 from .stores import MemoryStore, join_prefix
 
@@ -31,6 +32,17 @@ __all__ = ["MAX_ROUNDS", "FairEscrow", "FairReply", "FederatedFairEscrow", "Regi
 MAX_ROUNDS = 64
 #: The key of a fair escrow's tenant table in its private store.
 _POOL = "wfe"
+#: Tenants :meth:`FairEscrow.stats` lists by default (the Cost Room shows 12, the Fairness view 10).
+STATS_TOP = 64
+_STATS_REPLY = reply_index(
+    load_manifest()["wfe_stats"], ("window_start", "budget", "evicted", "used", "tenant_count", "tenants")
+)
+
+
+def _num(text: Any) -> float | int:
+    """A '%.17g' reply as a number (an int when whole)."""
+    x = float(text)
+    return int(x) if x.is_integer() else x
 
 
 def fair_params(
@@ -126,6 +138,30 @@ class FairEscrow:
     def check(self, tenant: str, cost: float = 1, *, weight: float | None = None) -> Decision:
         """Admit ``cost`` units for ``tenant`` if they fit its fair ceiling this window."""
         return self.decide(tenant, cost, weight=weight).decision
+
+    def stats(self, top: int = STATS_TOP, *, unset_budget: int | None = None) -> dict[str, Any]:
+        """This window as monitoring shows it (``wfe_stats``; reads, never decides): ``windowStart``,
+        ``limit``, ``effectiveLimit`` (this window's budget; ``unset_budget``, default the limit, before
+        one is stored), ``pool`` (units left), ``totalUsed``, ``tenantCount`` and the ``top`` most used
+        ``tenants`` as ``{tenant, weight, used, lastAskedAt}``."""
+        now = self.clock.now_ms()
+        r = self.store.eval("wfe_stats", (_POOL,), now, (self.window_ms, self.limit, top))
+        ws, budget, _evicted, used, count, rows = (r[i] for i in _STATS_REPLY)
+        effective = (
+            int(budget) if budget >= 0 else (int(self.limit) if unset_budget is None else unset_budget)
+        )
+        return {
+            "windowStart": int(ws),
+            "limit": int(self.limit),
+            "effectiveLimit": effective,
+            "pool": max(0, effective - int(used)),
+            "totalUsed": int(used),
+            "tenantCount": int(count),
+            "tenants": [
+                {"tenant": t, "weight": _num(w), "used": _num(u), "lastAskedAt": int(at)}
+                for t, w, u, at in rows
+            ],
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -228,6 +264,11 @@ class FederatedFairEscrow:
     async def check(self, tenant: str, cost: float = 1, *, weight: float | None = None) -> Decision:
         """Admit ``cost`` units for ``tenant`` if they fit its fair ceiling of the region's slice."""
         return (await self.decide(tenant, cost, weight=weight)).decision
+
+    def stats(self, top: int = STATS_TOP) -> dict[str, Any]:
+        """:meth:`FairEscrow.stats` of this region's tenants; ``effectiveLimit`` is the region's granted
+        slice (0 before the pool granted one this window)."""
+        return self.local.stats(top, unset_budget=0)
 
     def close(self) -> None:
         self.local.close()

@@ -20,7 +20,9 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   decision}}`` and ``{op: reconcile, now, key, leftover, windowStart, reconciler, expect: {credited,
   budgetLeft, applied}}``; ``key`` defaults to ``"k"``, ``budgets`` maps a key to its own budget.
 * ``fairEscrow`` (weighted fair escrow): ``{limit, windowMs, maxTenants, idleMs, ops: [{now, tenant, weight, cost,
-  budget, expect: {decision, need, weightSum, budget}}]}`` (``budget`` -1 or absent: the whole limit).
+  budget, expect: {decision, need, weightSum, budget}}]}`` (``budget`` -1 or absent: the whole limit); an op
+  ``{op: stats, now, top, expect: {windowStart, budget, evicted, used, tenantCount, tenants}}`` reads the
+  window through ``wfe_stats`` (``tenants``: ``[tenant, weight, used, lastAskedAt]``).
 * ``regionPool`` (the federated fair escrow's region pool): ``{limit, windowMs, ops: [{now, region, weight,
   want, windowStart, expect: {granted, windowStart}}]}``.
 
@@ -468,6 +470,14 @@ def _run_fair(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str
     key = f"{getattr(store, 'prefix', '') and store.prefix + ':'}{prefix}:wfe"
     for i, op in enumerate(suite["ops"]):
         clock.set(op["now"])
+        if op.get("op") == "stats":
+            got_stats = store.eval(
+                "wfe_stats", (key,), op["now"], (suite["windowMs"], suite["limit"], op["top"])
+            )
+            r.ops += 1
+            names = ("windowStart", "budget", "evicted", "used", "tenantCount", "tenants")
+            _compare(r, i, op["expect"], {n: _plain(v) for n, v in zip(names, got_stats)})
+            continue
         args = (
             suite["windowMs"],
             suite["limit"],
@@ -492,6 +502,15 @@ def _run_fair(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str
             },
         )
     store.delete(key)
+
+
+def _plain(value: Any) -> Any:
+    """A reply value as JSON compares it (bytes as text, nested arrays as lists)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (list, tuple)):
+        return [_plain(x) for x in value]
+    return value
 
 
 def _run_region_pool(

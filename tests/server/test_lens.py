@@ -297,3 +297,65 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+FAIR = """
+version: 1
+limiters:
+  tenants: { fairEscrow: { limit: 100, windowMs: 60000, weights: { gold: 3 }, unit: tokens } }
+"""
+
+
+def test_fairness_and_cost_room_views_show_the_escrow_window(start_server: Starter) -> None:
+    clock = ManualClock(1_764_460_800_000)  # a window start
+    served = start_server(FAIR, store=MemoryStore(clock=clock), clock=clock)
+    hub = served.handle.hub
+    assert hub is not None
+
+    def snap() -> dict[str, Any]:
+        return served.handle.submit(_on_loop(hub.snapshot)).result(5)
+
+    for _ in range(30):
+        served.check("tenants", "gold")
+    for _ in range(5):
+        served.check("tenants", "free")
+    first = snap()
+    [wfe] = first["stats"]
+    assert wfe["name"] == "tenants" and wfe["kind"] == "wfe"
+    assert wfe["value"]["totalUsed"] == 35 and wfe["value"]["effectiveLimit"] == 100
+    assert [(t["tenant"], t["weight"], t["used"]) for t in wfe["value"]["tenants"]] == [
+        ("gold", 3, 30),
+        ("free", 1, 5),
+    ]
+    [room] = first["costRooms"]
+    assert room["unit"] == "tokens" and room["pool"] == 65
+    assert [(t["tenant"], t["guaranteed"], t["borrowed"], t["burnReason"]) for t in room["tenants"]] == [
+        ("gold", 75, 0, "warming"),  # floor(3 * 100 / 4); one sample so far
+        ("free", 25, 0, "warming"),
+    ]
+    clock.advance(2000)
+    for _ in range(20):
+        served.check("tenants", "gold")
+    second = snap()
+    gold = second["costRooms"][0]["tenants"][0]
+    assert gold["burnPerSec"] == 10.0  # 20 units over the 2 s between the two samples
+    assert gold["etaToExhaustAt"] == clock.now_ms() + 2500  # 25 left to its floor at 10/s
+    assert second["costRooms"][0]["poolEtaToExhaustAt"] == clock.now_ms() + 4500  # 45 left at 10/s
+
+    link, running = linked(served, hub)
+    app = LensApp(LensSource.over_link(link), color=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("3")
+            fairness = await until(app, "tenants  L 100  used 55  free 45")
+            assert "gold             used     50 guar     75 borrowed      0" in fairness
+            await pilot.press("6")
+            room = await until(app, "unit tokens")
+            assert "L 100  used 55  pool 45  pool ETA 4.5s" in room
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        link.close()
+    running.result(timeout=5)

@@ -362,6 +362,10 @@ class _Runtime:
         the policy has no forecast or its store answers only asynchronously. Consumes nothing."""
         return None
 
+    def fair_stats(self) -> dict[str, Any] | None:
+        """A fair-escrow policy's window as monitoring shows it (``wfe_stats``), None for other kinds."""
+        return None
+
     async def debit(self, key: str, tokens: int) -> Decision:
         raise _unsupported(self.policy.name, "debit")
 
@@ -876,6 +880,9 @@ class _FairRuntime(_Runtime):
     async def aclose(self) -> None:
         self.escrow.close()
 
+    def fair_stats(self) -> dict[str, Any] | None:
+        return self.escrow.stats()
+
     def private_stores(self) -> list[tuple[str, BoundedStore]]:
         return [("fair escrow tenants", self.escrow.store)]
 
@@ -926,6 +933,9 @@ class _FederatedFairRuntime(_Runtime):
 
     async def aclose(self) -> None:
         self.escrow.close()
+
+    def fair_stats(self) -> dict[str, Any] | None:
+        return self.escrow.stats()
 
     def private_stores(self) -> list[tuple[str, BoundedStore]]:
         return [("fair escrow tenants", self.escrow.local.store)]

@@ -313,6 +313,11 @@ class TelemetryHub:
         #: Callables returning the concurrency guards' views (``name``, ``limit``, ``inflight``, ...), for
         #: the snapshot's ``guards`` (admitters register theirs).
         self.guard_sources: list[Callable[[], list[dict[str, Any]]]] = []
+        #: Callables returning the fair-escrow policies as ``(name, policy, stats or the error)`` for the
+        #: snapshot's ``stats`` (kind ``wfe``) and ``costRooms``.
+        self.fair_sources: list[Callable[[], list[tuple[str, Any, Any]]]] = []
+        #: The Cost Room's burn rings: policy -> tenant -> ``(at_ms, used)`` samples of this window.
+        self.burn: dict[str, dict[str, deque[tuple[int, float]]]] = {}
         #: ``(policy, key) -> Forecast | None``: a limiter's cost-1 forecast read synchronously (None:
         #: not available, e.g. an asynchronous store), for the snapshot's ``forecast`` of its hottest key.
         self.forecaster: Callable[[str, str], Any] | None = None
@@ -340,6 +345,7 @@ class TelemetryHub:
         returns the unregister function."""
         self.sync_policies(service)
         self.guard_sources.append(lambda: _service_guards(service))
+        self.fair_sources.append(lambda: _service_fair(service))
         self.forecaster = lambda policy, key: service.policies[policy].forecast_now(key)
         return service.tap.register(self)  # type: ignore[no-any-return]
 
@@ -434,16 +440,109 @@ class TelemetryHub:
             meta["nodeId"] = self.node_id
         policies = [self._policy_json(s) for s in self.listed()]
         meters = [self._policy_json(s) for s in self.policies.values() if s.kind == "meter"]
-        return {
+        stats, rooms = self._fair_json(now)
+        out: dict[str, Any] = {
             "meta": meta,
             "policies": policies,
             "guards": self.snapshot_guards(),
-            "stats": [],
+            "stats": stats,
             "recentDenials": [_denial_json(e) for e in self.denials],
             "recentFences": [],
             "health": {"backend": self.backend, "failMode": self.fail_mode},
             "meters": meters,
         }
+        if rooms:
+            out["costRooms"] = rooms
+        return out
+
+    def _fair_json(self, now: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``stats`` (kind ``wfe``: each fair-escrow policy's window) and ``costRooms`` (those with
+        ``costRoom`` on), spec 5.4. A policy whose read failed reports ``{error}``."""
+        stats: list[dict[str, Any]] = []
+        rooms: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for source in self.fair_sources:
+            try:
+                found = source()
+            except Exception:
+                continue
+            for name, policy, value in found:
+                seen.add(name)
+                if isinstance(value, Exception):
+                    stats.append({"name": name, "kind": "wfe", "error": f"{type(value).__name__}: {value}"})
+                    continue
+                stats.append({"name": name, "kind": "wfe", "value": value})
+                if getattr(policy, "cost_room", False):
+                    rooms.append(self._cost_room(name, policy, value, now))
+        for gone in [n for n in self.burn if n not in seen]:
+            del self.burn[gone]
+        return stats, rooms
+
+    def _cost_room(self, name: str, policy: Any, w: dict[str, Any], now: int) -> dict[str, Any]:
+        """One Cost Room (spec 5.4 ``LensCostRoomSnapshot``): the guarantee, borrowing and burn rate of
+        the most used tenants, each snapshot adding a usage sample to the tenant's ring."""
+        start, span = int(w["windowStart"]), int(policy.window_ms)
+        effective, used_all = int(w["effectiveLimit"]), float(w["totalUsed"])
+        rings = self.burn.setdefault(name, {})
+        listed = list(w["tenants"])[: int(policy.cost_room_max_keys)]
+        keep = {str(t["tenant"]) for t in listed}
+        for tenant in [t for t in rings if t not in keep]:
+            del rings[tenant]
+        total_weight = sum(float(t["weight"]) for t in w["tenants"]) or 1.0
+        rows: list[dict[str, Any]] = []
+        burn_sum = 0.0
+        for t in listed:
+            tenant, weight, used = str(t["tenant"]), float(t["weight"]), float(t["used"])
+            ring = rings.get(tenant)
+            if ring is None or (ring and ring[-1][0] < start):  # a new tenant, or a new window
+                ring = rings[tenant] = deque(maxlen=int(policy.cost_room_ring_size))
+            if not ring or ring[-1][0] != now:
+                ring.append((now, used))
+            guaranteed = math.floor(weight * effective / total_weight)
+            row: dict[str, Any] = {
+                "tenant": tenant,
+                "weight": t["weight"],
+                "used": t["used"],
+                "guaranteed": guaranteed,
+                "borrowed": max(0, math.ceil(used - guaranteed)),
+                "burnPerSec": None,
+                "etaToExhaustAt": None,
+                "etaCappedByWindow": False,
+            }
+            if span < 1300:
+                row["burnReason"] = "window-too-short"
+            elif len(ring) < 2 or ring[-1][0] - ring[0][0] < 1000:
+                row["burnReason"] = "warming"
+            else:
+                rate = (ring[-1][1] - ring[0][1]) * 1000 / (ring[-1][0] - ring[0][0])
+                row["burnPerSec"] = rate
+                burn_sum += rate
+                if rate <= 0:
+                    row["burnReason"] = "idle"
+                elif used < guaranteed:
+                    eta = now + math.ceil((guaranteed - used) * 1000 / rate)
+                    row["etaToExhaustAt"] = eta
+                    row["etaCappedByWindow"] = eta > start + span
+            rows.append(row)
+        pool = max(0, effective - math.ceil(used_all))
+        room: dict[str, Any] = {
+            "policy": name,
+            "windowStart": start,
+            "windowMs": span,
+            "limit": int(w["limit"]),
+            "effectiveLimit": effective,
+            "pool": pool,
+            "totalUsed": w["totalUsed"],
+            "unit": str(policy.unit),
+            "scope": "single-node",
+            "fairShareReliable": False,
+            "enforced": True,
+            "activeTenants": int(w["tenantCount"]),
+            "tenants": rows[:12],
+        }
+        if burn_sum > 0 and pool > 0:
+            room["poolEtaToExhaustAt"] = now + math.ceil(pool * 1000 / burn_sum)
+        return room
 
     def _forecast_json(self, policy: str, analytics: dict[str, Any]) -> dict[str, Any]:
         """``forecast`` of the policy's hottest key on a synchronous store, else ``forecastUnavailable``
@@ -522,6 +621,20 @@ def _hottest(analytics: dict[str, Any]) -> str | None:
         if top:
             return str(top[0]["key"])
     return None
+
+
+def _service_fair(service: Any) -> list[tuple[str, Any, Any]]:
+    """``(name, policy, stats or the exception)`` of ``service``'s fair-escrow policies."""
+    out: list[tuple[str, Any, Any]] = []
+    for name, rt in service.policies.items():
+        try:
+            value = rt.fair_stats()
+        except Exception as exc:  # a store outage (the region pool): reported, never raised
+            out.append((name, rt.policy, exc))
+            continue
+        if value is not None:
+            out.append((name, rt.policy, value))
+    return out
 
 
 def _service_guards(service: Any) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from .._clock import SERVER_TIME, Clock, SystemClock
 from .._errors import ConcurrentUpdateError, ScriptError
 from .._loader import Transform, load_manifest
-from .._lupa import LuaEngine
+from .._lupa import LuaEngine, unpack_reply
 from ._codecs import CodecError, decode, encode
 from .base import EvalBinding
 
@@ -184,7 +184,7 @@ class SnapshotExecutor:
                 after = [engine.dump(clock_ms, k) for k in keys] if not t.read_only else []
             finally:
                 engine.flush()
-        reply = list(out[1:]) if out[0] else [out[1]]
+        reply = unpack_reply(out)  # nested arrays (wfe_stats' tenants) as lists, as Redis replies them
         changes: list[Change] = []
         for key, r, before, now in zip(keys, records, loaded, after):
             if now is not None:
