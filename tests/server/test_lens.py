@@ -166,7 +166,7 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_quits_draining(q
     term = OnPty(_server_argv("--port", "0", "--tui", "--drain-grace", "0"), cols=100, rows=30)
     try:
         port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-        term.wait_for(r"ThrottleKit · memory · fail-open · 5 policies")
+        term.wait_for(r"ThrottleKit · memory · fail-open · 6 policies")
         with ServiceBackend(f"127.0.0.1:{port}") as client:
             for _ in range(8):
                 client.check("login", "mallory")  # 5 allowed, 3 denied
@@ -177,7 +177,7 @@ def test_tui_on_a_terminal_shows_live_numbers_switches_tabs_and_quits_draining(q
         term.send(b"\t\t")  # Tab twice: Latency -> Fairness -> Capacity
         term.wait_for(r"hottest key +spendable")
         term.send(b"\x1b[Z")  # Shift-Tab: back to Fairness
-        term.wait_for(r"no fair-share policies reporting")
+        term.wait_for(r"tenants  L 300  used 0  free 300")
         term.send(b"q" if quit_key == "q" else b"\x03")
         assert term.close() == 0
         out = term.text()

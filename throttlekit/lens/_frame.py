@@ -438,7 +438,7 @@ def _cost_room(snap: dict[str, Any], state: LensState, cols: int, rows: int, s: 
             why = {"window-too-short": "win<1.3s"}.get(
                 str(t.get("burnReason")), str(t.get("burnReason") or "")
             )
-            burn_s = f"{burn:.1f}/s" if isinstance(burn, (int, float)) else (why or "warming")
+            burn_s = f"{burn:.1f}/s" if isinstance(burn, (int, float)) and burn > 0 else (why or "warming")
             eta_t = _rel(t.get("etaToExhaustAt"), now) if t.get("etaToExhaustAt") else f"resets in {resets}"
             line = Text(
                 f"  {_clip(str(t.get('tenant', '')), 14):<14} {t.get('used', 0):>6}/{t.get('guaranteed', 0)}"

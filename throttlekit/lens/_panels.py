@@ -77,7 +77,7 @@ class ReplayPanels:
             lines = render_text(plan).splitlines()
             rows = [ln.strip() for ln in lines[2:] if not ln.startswith("Summary:")][:PLAN_ROWS]
             return {
-                "candidate": str(candidate_path),
+                "candidate": candidate_path.name,
                 "corpus": lines[1],
                 "summary": lines[-1],
                 "rows": rows,
