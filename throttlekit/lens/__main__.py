@@ -4,13 +4,21 @@ on its terminal (see ``_link.py``). Exit 0 asks the server to stop; SIGTERM clos
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+#: How much lower than the server the dashboard process runs (``nice``): frames wait, decisions do not.
+NICENESS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m throttlekit.lens", description=__doc__)
     parser.add_argument("--link-fd", type=int, required=True, help="the server's end of the link (inherited)")
     args = parser.parse_args(argv)
+    try:  # a best-effort observer: under contention the server's decisions get the CPU first
+        os.nice(NICENESS)
+    except OSError:
+        pass
     from ._app import LensApp, LensSource
     from ._link import LinkClient
 
