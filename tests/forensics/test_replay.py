@@ -233,3 +233,29 @@ def test_replay_command_over_a_corpus(tmp_path: Path) -> None:
     off.write_text(json.dumps({"limiters": {"api": BASE}}))
     res = CliRunner().invoke(main, ["replay", "-c", str(off), "--corpus", str(corpus)])
     assert res.exit_code == 1 and "replay is not enabled in this config" in res.stderr
+
+
+def test_snapshot_sections_are_additive_and_a_failing_one_is_left_out() -> None:
+    from throttlekit.server._telemetry import TelemetryHub
+
+    hub = TelemetryHub()
+
+    def broken() -> Any:
+        raise RuntimeError("boom")
+
+    hub.sections.update(replay=lambda: {"shadows": []}, broken=broken)
+    snap = hub.snapshot()
+    assert snap["replay"] == {"shadows": []} and "broken" not in snap and "policies" in snap
+    shadows, _ = _drive(_config(), _arrivals(4))
+    assert shadows.snapshot() == {
+        "shadows": [
+            {"policy": "api", "steps": 4, "observed": 4, "state": "recording"},
+            {"policy": "other", "steps": 2, "observed": 2, "state": "recording"},
+        ],
+        "candidate": {"policy": "api", "label": "burst=2"},
+        "lastWhatIf": None,
+    }
+    assert shadows.snapshot()["lastWhatIf"] is None
+    shadows.run()
+    assert shadows.snapshot()["lastWhatIf"]["state"] == "ok"
+    shadows.close()

@@ -259,6 +259,10 @@ def test_live_shadows_report_the_what_if_on_sigusr1(tmp_path: Path, processes: l
     # limit 6 -> 3: per key the 4th and 5th arrivals flip (2 keys x 2)
     assert what["state"] == "ok" and what["flippedAllowToDeny"] == 4 and what["steps"] == 10
     assert what["candidate"] == "limit*0.5" and report["shadows"][0]["state"] == "recording"
+    with tk.MonitorBackend(target, timeout=10) as monitor:  # headless: the Monitor snapshot carries it too
+        section = monitor.get_snapshot().parsed()["replay"]
+    assert section["shadows"] == [{"policy": "api", "steps": 10, "observed": 10, "state": "recording"}]
+    assert section["candidate"] == {"policy": "api", "label": "limit*0.5"} and section["lastWhatIf"] == what
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     assert proc.returncode == 0

@@ -623,6 +623,8 @@ def serve(
         await check_store(service, backend)
         capture = _start_capture(cfg, service)
         shadows = _start_replay(cfg, service)
+        if shadows is not None:  # the Monitor snapshot's raw_json carries the shadows and the last what-if
+            options["sections"] = {"replay": shadows.snapshot}
         panels = None
         if dashboard:
             from ..lens._panels import ReplayPanels

@@ -148,6 +148,8 @@ class ReplayShadows:
             spec = limiters.get(name, {}) if isinstance(limiters, Mapping) else {}
             self.shadows[name] = Shadow(p, spec, replay.max_steps)
         self.faults = 0
+        #: the last what-if :meth:`run` computed (None before the first)
+        self.last: dict[str, Any] | None = None
         #: removes the shadows from the tap (set by :func:`attach_replay`)
         self.unregister: Callable[[], None] = lambda: None
 
@@ -173,6 +175,18 @@ class ReplayShadows:
             for name, s in self.shadows.items()
         ]
 
+    def snapshot(self) -> dict[str, Any]:
+        """The Monitor snapshot's ``replay`` section: every shadow's status, the configured candidate and
+        the last what-if computed (by :meth:`run`, e.g. on SIGUSR1), or None."""
+        delta = self.replay.candidate
+        return {
+            "shadows": self.status(),
+            "candidate": None
+            if delta is None
+            else {"policy": delta.policy, "label": describe_candidate(delta)},
+            "lastWhatIf": self.last,
+        }
+
     def run(self) -> dict[str, Any]:
         """The configured what-if (``replay.candidate``) plus every shadow's status."""
         out: dict[str, Any] = {"shadows": self.status()}
@@ -188,6 +202,7 @@ class ReplayShadows:
             }
         else:
             out["whatIf"] = what_if(self.shadows[delta.policy], delta, self.config.default_prefix)
+        self.last = out["whatIf"]
         return out
 
     def close(self) -> None:

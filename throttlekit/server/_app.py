@@ -29,7 +29,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -333,6 +333,7 @@ async def start(
     reuse_port: bool = False,
     telemetry: bool = False,
     fleet_secret: str | None = None,
+    sections: Mapping[str, Callable[[], Any]] | None = None,
 ) -> AsyncServerHandle:
     """Serve ``service`` on ``host:port`` (0 = any free port) on the running loop. ``monitor``: attach
     the telemetry hub and serve the Monitor door (``monitor_secret``: required from every caller; None:
@@ -342,7 +343,8 @@ async def start(
     workers of ``--workers`` share one port). ``telemetry``: attach the hub even without the Monitor
     door or metrics (``--tui --monitor off``). The Fleet door is served when the service has a
     ``federated:`` policy (loopback callers only, unless ``fleet_secret`` is set: then every caller must
-    present it)."""
+    present it). ``sections``: extra top-level snapshot sections (name -> callable returning JSON-ready
+    data) the hub adds to ``raw_json`` (``replay``: the What-If shadows)."""
     options = (*(o for o in _OPTIONS if o[0] != "grpc.so_reuseport"), ("grpc.so_reuseport", 1))
     server = grpc.aio.server(options=options if reuse_port else _OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
@@ -358,6 +360,7 @@ async def start(
             now_ms=service.clock.now_ms if service.clock is not None else None,
         )
         hub.attach(service)
+        hub.sections.update(sections or {})
     if monitor and hub is not None:
         door = MonitorDoor(hub, monitor_secret)
         add_monitor(door, server)

@@ -321,6 +321,9 @@ class TelemetryHub:
         #: ``(policy, key) -> Forecast | None``: a limiter's cost-1 forecast read synchronously (None:
         #: not available, e.g. an asynchronous store), for the snapshot's ``forecast`` of its hottest key.
         self.forecaster: Callable[[str, str], Any] | None = None
+        #: Extra top-level snapshot sections by name (``replay``: the What-If shadows), each a callable
+        #: returning JSON-ready data; additive fields of ``raw_json`` (a section that raises is left out).
+        self.sections: dict[str, Callable[[], Any]] = {}
 
     # -- wiring ---------------------------------------------------------------------------------------
 
@@ -450,6 +453,7 @@ class TelemetryHub:
             "recentFences": [],
             "health": {"backend": self.backend, "failMode": self.fail_mode},
             "meters": meters,
+            **self._sections(),
         }
         if rooms:
             out["costRooms"] = rooms
@@ -566,6 +570,14 @@ class TelemetryHub:
                 "fullAt": f.full_at,
             }
         }
+    def _sections(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, source in self.sections.items():
+            try:
+                out[name] = source()
+            except Exception:
+                continue
+        return out
 
     def snapshot_guards(self) -> list[dict[str, Any]]:
         """Every registered guard source's views (a source that raises contributes nothing)."""
