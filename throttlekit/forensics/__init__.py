@@ -6,7 +6,8 @@
 - :mod:`._plan`: policy sets, the plan diff, its renders and gates (``throttlekit-server policy plan``);
 - :mod:`._redact`, :mod:`._capture`, :mod:`._segments`, :mod:`._admin`: decision capture (the recorder
   registered on the decision tap, encrypted segments, the audit log, the admin actions);
-- :mod:`._candidate`, :mod:`._shadow`: What-If Replay (the candidate DSL, shadows fed from the tap).
+- :mod:`._candidate`, :mod:`._shadow`: What-If Replay (the candidate DSL, shadows fed from the tap; the
+  dashboard's Replay and Plan tabs shape their results in ``throttlekit/lens/_panels.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ._plan import (
 )
 from ._redact import DROPPED, Redactor
 from ._segments import AUDIT_FILE, SegmentError, SegmentStore
-from ._shadow import ReplayShadows, Shadow, attach_replay, what_if
+from ._shadow import ReplayShadows, Shadow, ShadowView, attach_replay, what_if
 
 __all__ = [
     "AUDIT_FILE",
@@ -57,6 +58,7 @@ __all__ = [
     "SegmentError",
     "SegmentStore",
     "Shadow",
+    "ShadowView",
     "Trace",
     "apply_candidate",
     "attach_capture",

@@ -16,6 +16,7 @@ decisions), then the candidate replayed over the same arrivals (:mod:`._engine`)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._errors import ThrottleKitError, loggable
@@ -29,10 +30,23 @@ from ._capture import Decided
 from ._engine import Arrival, _StepClock, fold, record
 from ._redact import Redactor
 
-__all__ = ["REPLAYED_OPS", "ReplayShadows", "Shadow", "attach_replay", "what_if"]
+__all__ = ["REPLAYED_OPS", "ReplayShadows", "Shadow", "ShadowView", "attach_replay", "what_if"]
 
 #: The operations a shadow is fed from (rate decisions).
 REPLAYED_OPS = frozenset({"check", "check_many"})
+
+
+@dataclass(frozen=True)
+class ShadowView:
+    """A shadow's trace copied at one instant (what a what-if runs over, on any thread)."""
+
+    policy: RatePolicy
+    spec: Mapping[str, Any]
+    steps: list[Arrival]
+    decisions: list[Any]
+    observed: int
+    truncated: bool
+    poisoned: bool
 
 
 class Shadow:
@@ -67,6 +81,19 @@ class Shadow:
         self.decisions.append(self._run(self._kp + key_ref, at, cost))
         self.steps.append((key_ref, cost, at))
 
+    def view(self) -> ShadowView:
+        """The trace as it stands (copies: the shadow keeps recording)."""
+        steps = list(self.steps)
+        return ShadowView(
+            self.policy,
+            self.spec,
+            steps,
+            self.decisions[: len(steps)],
+            self.observed,
+            self.truncated,
+            self.poisoned,
+        )
+
     @property
     def state(self) -> str:
         if self.poisoned:
@@ -79,8 +106,12 @@ class Shadow:
         self._store.close()
 
 
-def what_if(shadow: Shadow, delta: CandidateDelta, default_prefix: str | None = None) -> dict[str, Any]:
-    """The what-if result of ``delta`` over ``shadow``'s trace."""
+def what_if(
+    shadow: Shadow | ShadowView, delta: CandidateDelta, default_prefix: str | None = None
+) -> dict[str, Any]:
+    """The what-if result of ``delta`` over ``shadow``'s trace (a live shadow is copied first)."""
+    if isinstance(shadow, Shadow):
+        shadow = shadow.view()
     result: dict[str, Any] = {
         "policy": shadow.policy.name,
         "candidateName": "configured",
@@ -108,8 +139,8 @@ def what_if(shadow: Shadow, delta: CandidateDelta, default_prefix: str | None = 
     except Refusal as r:
         return refuse("refused", r.reason, r.message)
     result["comparability"] = comparability
-    steps = list(shadow.steps)
-    recorded = shadow.decisions[: len(steps)]
+    steps = shadow.steps
+    recorded = shadow.decisions
     try:
         baseline = record(shadow.policy.strategy, shadow.policy.prefix, steps)
         if [tuple(d) for d in baseline] != [tuple(d) for d in recorded]:

@@ -570,6 +570,7 @@ class TelemetryHub:
                 "fullAt": f.full_at,
             }
         }
+
     def _sections(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, source in self.sections.items():
