@@ -59,10 +59,10 @@ def _port_of(line: str) -> int:
     return int(line.split("listening on ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
 
 
-def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
-    """``throttlekit-server`` on ``store`` on a free port: (process, port). ``memory+tui``: on the memory
-    store with ``--tui`` on a pseudo-terminal, so the Lens dashboard repaints throughout the run."""
-    args = [
+def server_args(config: Path, *extra: str) -> list[str]:
+    """The ``throttlekit-server`` command line every gRPC benchmark starts: ``config`` on a free port,
+    warnings only, no drain on SIGTERM, then ``extra`` flags."""
+    return [
         sys.executable,
         "-c",
         "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
@@ -74,7 +74,14 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
         "warning",
         "--drain-grace",
         "0",
+        *extra,
     ]
+
+
+def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
+    """``throttlekit-server`` on ``store`` on a free port: (process, port). ``memory+tui``: on the memory
+    store with ``--tui`` on a pseudo-terminal, so the Lens dashboard repaints throughout the run."""
+    args = server_args(config)
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
     if store == "memory+tui":  # the same server with Lens repainting on a pseudo-terminal

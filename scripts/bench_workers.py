@@ -43,25 +43,9 @@ CLIENTS, STREAMS = 16, 8
 
 
 def start_workers(config: Path, n: int, redis_url: str) -> tuple[Any, int]:
-    args = [
-        sys.executable,
-        "-c",
-        "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
-        "--config",
-        str(config),
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--drain-grace",
-        "0",
-        "--redis",
-        redis_url,
-        "--redis-prefix",
-        f"benchw-{uuid.uuid4().hex[:8]}",
-        "--workers",
-        str(n),
-    ]
+    args = bench_grpc.server_args(
+        config, "--redis", redis_url, "--redis-prefix", f"benchw-{uuid.uuid4().hex[:8]}", "--workers", str(n)
+    )
     return bench_grpc._spawn(args)
 
 
