@@ -10,19 +10,47 @@ back through ``_release_lease(lease_id, dropped, heartbeat=...)``.
 :class:`Admitter` / :class:`AsyncAdmitter` are the embedded API: the same admission as the server's
 (spec 10.3: concurrency first, then an optional rate limiter at cost 1; a rate denial returns the slot
 unused), over a :class:`~throttlekit.concurrency.ConcurrencyGuard` (decided by the Lua transforms).
+With ``policy="joint-lp"`` the joint-LP bid-price filter (:mod:`throttlekit.jointlp`, spec 10.3 step 2)
+runs between the concurrency and the rate axis: an admit whose ``value`` is below its bid is
+``policy_denied`` and its slot goes back unused.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol
 
+from . import _validate as v_
 from ._clock import Clock
 from ._errors import ConfigError
 from ._types import Decision
-from .concurrency import Admitted, ConcurrencyGuard, ConcurrencyParams, FusedAxes, LeaseTable, combine
+from .concurrency import Admitted, ConcurrencyGuard, ConcurrencyParams, FusedAxes, Grant, LeaseTable, combine
+from .jointlp import POLICIES, BidFilter, BidVerdict, JointLp
 
-__all__ = ["Admission", "Admitter", "AsyncAdmission", "AsyncAdmitter"]
+__all__ = ["Admission", "Admitter", "AsyncAdmission", "AsyncAdmitter", "policy_denial"]
+
+
+def policy_denial(conc: Decision | None) -> Decision:
+    """The decision of a joint-LP denial (spec 10.3 step 2): the concurrency decision (ALLOW_FULL without
+    a concurrency axis: limit 2^53 - 1, reset 0) with ``allowed`` false, ``remaining`` 0 and no retry."""
+    if conc is None:
+        return Decision(False, v_.MAX_SAFE_INTEGER, 0, 0, 0)
+    return replace(conc, allowed=False, remaining=0, retry_after_ms=0)
+
+
+def check_admit_terms(cost: Any, value: Any, hold: Any) -> tuple[float, float, float]:
+    """An admit's ``cost`` and ``value`` (finite, > 0) and ``hold`` (a number >= 0; only a finite one > 0
+    adds the hold term)."""
+    c = v_.Checks("admit")
+    cost = c(v_.number, "cost", cost)
+    value = c(v_.number, "value", value)
+    if not v_._is_number(hold) or math.isnan(hold) or hold < 0:
+        c.error("hold", "must be a number >= 0", hold, "expected slot time >= 0 (0: no hold term)")
+    c.done()
+    return cost, value, hold  # type: ignore[return-value]
 
 
 class _Releaser(Protocol):
@@ -129,6 +157,13 @@ class Admitter:
     bucket at ``cost`` in one Lua call; each axis debits iff it allowed). The binding axis of a denial is
     the first of concurrency, rate, cost that denied.
 
+    ``policy="joint-lp"`` with ``joint_lp`` (a :class:`~throttlekit.jointlp.JointLp` or the policy file's
+    ``jointLp`` mapping: ``{"duals": {"rate", "cost", "conc"?}}`` or a workload ``{"types", "rateBudget",
+    "costBudget", "concBudget"?, "adaptive"?}`` solved by the Lua solver here, at construction) prices each
+    admit after the concurrency axis: ``value < p_rate + p_cost * cost (+ p_conc * hold)`` is a policy
+    denial (``policy_denied``, no binding axis, the slot returned unused, rate and cost never consulted).
+    The adaptive learner's state is ``<key>:jointlp`` in the guard's store.
+
     ``admit(key)`` returns an :class:`Admission`; leases not released within ``lease_ttl_ms`` are returned
     as dropped by :meth:`sweep` (call it periodically if holders may vanish without releasing)."""
 
@@ -142,13 +177,34 @@ class Admitter:
         key: str = "guard",
         clock: Clock | None = None,
         lease_ttl_ms: int = 60_000,
+        policy: str = "marginal",
+        joint_lp: JointLp | Mapping[str, Any] | None = None,
     ) -> None:
         if rate is not None and fused is not None:
             raise ConfigError(field="fused", problem="give either a rate limiter or fused axes, not both")
+        policy = v_.choice("policy", policy, POLICIES)
+        if policy == "joint-lp" and joint_lp is None:
+            raise ConfigError(
+                field="joint_lp",
+                problem='is missing: policy "joint-lp" prices admits with its duals',
+                allowed="joint_lp={'duals': {...}} or a workload {'types': [...], 'rateBudget': ..., 'costBudget': ...}",
+            )
+        if policy == "marginal" and joint_lp is not None:
+            raise ConfigError(
+                field="policy",
+                value=policy,
+                problem="is marginal, so joint_lp would be ignored",
+                allowed='policy="joint-lp" with joint_lp, or no joint_lp',
+            )
         self.guard = ConcurrencyGuard(params, store=store, key=key, clock=clock)
         self.rate = rate
         self.fused = fused
         self.leases = LeaseTable(lease_ttl_ms, self.guard.clock)
+        self.policy = policy
+        #: the joint-LP bid filter (None under marginal); its adaptive learner lives beside the guard
+        self.bid: BidFilter | None = None
+        if joint_lp is not None:
+            self.bid = BidFilter(joint_lp, store=self.guard.store, key=f"{key}:jointlp")
 
     def _admitted(self, adm: Admitted, cls: Any) -> Any:
         return cls(
@@ -179,12 +235,35 @@ class Admitter:
         lease = self.leases.mint(self.guard, grant)
         return Admitted(decision, lease.id, int(lease.deadline))
 
-    def admit(self, key: str = "", cost: int = 1) -> Admission:
+    def _priced(self, grant: Grant, cost: float, value: float, hold: float) -> Admitted | None:
+        """The joint-LP filter (spec 10.3 step 2; None under marginal or when the bid is met): a denial
+        returns the held slot unused and answers ``policy_denied`` with no binding axis."""
+        if self.bid is None:
+            return None
+        try:
+            verdict: BidVerdict = self.bid.check(cost, value, hold)
+        except BaseException:
+            self.guard.release(grant, sample=False)
+            raise
+        self.last_verdict = verdict
+        if not verdict.denied:
+            return None
+        self.guard.release(grant, sample=False)
+        return Admitted(policy_denial(grant.decision), policy_denied=True)
+
+    last_verdict: BidVerdict | None = None
+
+    def admit(self, key: str = "", cost: float = 1, value: float = 1, hold: float = 0) -> Admission:
         """Admit one unit of work. The rate axis is checked at cost 1 (as the upstream does); ``cost`` is
-        what the fused cost axis consumes."""
+        what the fused cost axis consumes and, under joint-lp, what the bid prices with ``value`` (what
+        the admit earns) and ``hold`` (its expected slot time)."""
+        cost, value, hold = check_admit_terms(cost, value, hold)
         grant = self.guard.acquire()
         if not grant.decision.allowed:
             return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), Admission)  # type: ignore[no-any-return]
+        priced = self._priced(grant, cost, value, hold)
+        if priced is not None:
+            return self._admitted(priced, Admission)  # type: ignore[no-any-return]
         if self.fused is not None:
             return self._admitted(self._fused(key, cost, grant), Admission)  # type: ignore[no-any-return]
         try:
@@ -215,6 +294,8 @@ class Admitter:
         return self.guard.inflight
 
     def close(self) -> None:
+        if self.bid is not None:
+            self.bid.close()
         self.guard.close()
 
 
@@ -222,10 +303,16 @@ class AsyncAdmitter(Admitter):
     """:class:`Admitter` with an async rate limiter (``await rate.check(key, cost)``, e.g.
     :class:`~throttlekit.AsyncLimiter`); ``await admit(...)`` returns an :class:`AsyncAdmission`."""
 
-    async def admit(self, key: str = "", cost: int = 1) -> AsyncAdmission:  # type: ignore[override]
+    async def admit(  # type: ignore[override]
+        self, key: str = "", cost: float = 1, value: float = 1, hold: float = 0
+    ) -> AsyncAdmission:
+        cost, value, hold = check_admit_terms(cost, value, hold)
         grant = self.guard.acquire()
         if not grant.decision.allowed:
             return self._admitted(Admitted(grant.decision, binding_axis="concurrency"), AsyncAdmission)  # type: ignore[no-any-return]
+        priced = self._priced(grant, cost, value, hold)
+        if priced is not None:
+            return self._admitted(priced, AsyncAdmission)  # type: ignore[no-any-return]
         if self.fused is not None:
             return self._admitted(self._fused(key, cost, grant), AsyncAdmission)  # type: ignore[no-any-return]
         try:

@@ -36,6 +36,13 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   heartbeat, now, node, token, lLocal, inflight, ttlMs, expect: {share, lGlobal, nodes, collision,
   expiresAt}} | {op: leave, now, node, token, expect: {removed}}]}``.
 
+* ``fluidLp`` (spec 10.5 solveFluidLp, ``lp_solve``): ``{ops: [{types: [{cost, value, weight, hold?}],
+  rateBudget, costBudget, concBudget?, expect: {pRate, pCost, pConc, ratePerArrival, costPerArrival}}]}``
+  (``pConc`` null with two budgets; the per-arrival budgets null when every weight is 0).
+* ``jointLp`` (spec 10.3 step 2, the bid filter, and the adaptive duals; ``jointlp_bid``): ``{jointLp:
+  <the policy file's jointLp mapping>, ops: [{cost, value, hold, expect: {policyDenied, bid, pRate,
+  pCost, phase, seen}}]}``.
+
 One limiter per suite on one key with a manual clock set to each op's ``now``; state carries across ops.
 """
 
@@ -53,6 +60,7 @@ from typing import Any
 from ._clock import ManualClock
 from ._errors import ConfigError
 from ._types import Decision
+from ._validate import whole
 from .concurrency import ConcurrencyGuard, Coordinator, FusedAxes, concurrency_params
 from .limiter import Limiter
 from .meters import LeakyBucket, LeaseSpender, TokenBudget
@@ -178,6 +186,10 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_coordinator(suite, store, prefix, result)
         elif primitive == "unifiedFused":
             _run_fused(suite, store, clock, prefix, result)
+        elif primitive == "fluidLp":
+            _run_fluid_lp(suite, store, result)
+        elif primitive == "jointLp":
+            _run_joint_lp(suite, store, prefix, result)
         elif primitive == "coordinator":
             _run_fed_coordinator(suite, store, clock, prefix, result)
         elif primitive == "fairEscrow":
@@ -416,6 +428,41 @@ def _run_fused(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: st
         r.ops += 1
         _compare(r, i, op["expect"], got)
     fused.reset("k")
+
+
+def _run_fluid_lp(suite: dict[str, Any], store: Any, r: SuiteResult) -> None:
+    from .jointlp import solve_fluid_lp
+
+    for i, op in enumerate(suite["ops"]):
+        s = solve_fluid_lp(op["types"], op["rateBudget"], op["costBudget"], op.get("concBudget"), store=store)
+        got = {
+            "pRate": whole(s.duals.rate),
+            "pCost": whole(s.duals.cost),
+            "pConc": None if s.duals.conc is None else whole(s.duals.conc),
+            "ratePerArrival": None if s.rate_per_arrival is None else whole(s.rate_per_arrival),
+            "costPerArrival": None if s.cost_per_arrival is None else whole(s.cost_per_arrival),
+        }
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+
+
+def _run_joint_lp(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult) -> None:
+    from .jointlp import BidFilter
+
+    f = BidFilter(suite["jointLp"], store=store, key=f"{prefix}:jointlp", solve_store=store)
+    for i, op in enumerate(suite["ops"]):
+        v = f.check(op.get("cost", 1), op.get("value", 1), op.get("hold", 0))
+        got = {
+            "policyDenied": v.denied,
+            "bid": whole(v.bid),
+            "pRate": whole(v.p_rate),
+            "pCost": whole(v.p_cost),
+            "phase": v.phase,
+            "seen": v.seen,
+        }
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    f.reset()
 
 
 def _run_fed_coordinator(

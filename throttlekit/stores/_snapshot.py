@@ -306,7 +306,15 @@ class SnapshotStore(EvalBinding):
         finally:
             self._keylocks.release(held)
 
+    def _keyless(self, t: Transform, now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        """A transform with no keys (a pure computation such as ``lp_solve``) reads and writes no state:
+        it runs in the executor without a transaction."""
+        clock_ms = int(self.clock.now_ms())
+        return self._exec.run(t, (), (), clock_ms, clock_ms if now_ms == SERVER_TIME else now_ms, args)[0]
+
     def _eval(self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]) -> Sequence[Any]:
+        if not keys:
+            return self._keyless(t, now_ms, args)
         transport = self._transport
         started = 0.0
         for attempt in range(self.max_retries + 1):
@@ -344,6 +352,8 @@ class SnapshotStore(EvalBinding):
     async def _aeval(
         self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]
     ) -> Sequence[Any]:
+        if not keys:
+            return self._keyless(t, now_ms, args)
         transport = await self._atransport()
         started = 0.0
         for attempt in range(self.max_retries + 1):
