@@ -39,7 +39,7 @@ def lp_store(request: pytest.FixtureRequest) -> Any:
 def _solve_linear(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction] | None:
     """Gauss-Jordan on a k x k rational system; None when singular."""
     k = len(b)
-    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    m = [[*row, b[i]] for i, row in enumerate(a)]
     for col in range(k):
         piv = next((r for r in range(col, k) if m[r][col] != 0), None)
         if piv is None:
@@ -160,17 +160,43 @@ def test_bounds_of_the_three_budget_solver() -> None:
     [
         ([], 1, 1, None, "jointLp.types must be a non-empty list"),
         ([{"cost": 1, "value": 1, "weight": 1}], 0, 1, None, "jointLp.rateBudget is out of range, got 0"),
-        ([{"cost": 1, "value": 1, "weight": 1}], 1, float("inf"), None, "jointLp.costBudget must be a finite number"),
-        ([{"cost": -1, "value": 1, "weight": 1}], 1, 1, None, "jointLp.types[0].cost is out of range, got -1"),
-        ([{"cost": 1, "value": float("nan"), "weight": 1}], 1, 1, None, "jointLp.types[0].value must be a finite"),
+        (
+            [{"cost": 1, "value": 1, "weight": 1}],
+            1,
+            float("inf"),
+            None,
+            "jointLp.costBudget must be a finite number",
+        ),
+        (
+            [{"cost": -1, "value": 1, "weight": 1}],
+            1,
+            1,
+            None,
+            "jointLp.types[0].cost is out of range, got -1",
+        ),
+        (
+            [{"cost": 1, "value": float("nan"), "weight": 1}],
+            1,
+            1,
+            None,
+            "jointLp.types[0].value must be a finite",
+        ),
         ([{"cost": 1, "value": 1}], 1, 1, None, "jointLp.types[0].weight is missing"),
         ([{"cost": 1, "value": 1, "weight": 1, "hold": 2}], 1, 1, None, "jointLp.concBudget is missing"),
         ([{"cost": 1, "value": 1, "weight": 1}], 1, 1, 3, "need a hold on every type"),
-        ([{"cost": 1, "value": 1, "weight": 1, "size": 2}], 1, 1, None, "jointLp.types[0].size is not a type field"),
+        (
+            [{"cost": 1, "value": 1, "weight": 1, "size": 2}],
+            1,
+            1,
+            None,
+            "jointLp.types[0].size is not a type field",
+        ),
         ([{"cost": 1, "value": 1, "weight": 1}], 1, 1, -2, "jointLp.concBudget is out of range, got -2"),
     ],
 )
-def test_solver_input_is_validated_with_clear_errors(types: Any, r: Any, c: Any, k: Any, message: str) -> None:
+def test_solver_input_is_validated_with_clear_errors(
+    types: Any, r: Any, c: Any, k: Any, message: str
+) -> None:
     with pytest.raises(tk.ConfigError) as exc:
         solve_fluid_lp(types, r, c, k)
     assert message in str(exc.value)

@@ -50,7 +50,7 @@ def check_admit_terms(cost: Any, value: Any, hold: Any) -> tuple[float, float, f
     if not v_._is_number(hold) or math.isnan(hold) or hold < 0:
         c.error("hold", "must be a number >= 0", hold, "expected slot time >= 0 (0: no hold term)")
     c.done()
-    return cost, value, hold  # type: ignore[return-value]
+    return cost, value, hold
 
 
 class _Releaser(Protocol):

@@ -122,7 +122,12 @@ def _check_workload(
 ) -> tuple[LpType, ...]:
     out: list[LpType] = []
     if not isinstance(types, (list, tuple)) or not types:
-        c.error("types", "must be a non-empty list of {cost, value, weight, hold?}", types, f"1 to {MAX_TYPES} types")
+        c.error(
+            "types",
+            "must be a non-empty list of {cost, value, weight, hold?}",
+            types,
+            f"1 to {MAX_TYPES} types",
+        )
         types = []
     elif len(types) > MAX_TYPES:
         c.error("types", f"has {len(types)} types", NO_VALUE, f"at most {MAX_TYPES} types")
@@ -131,7 +136,12 @@ def _check_workload(
     for i, t in enumerate(types):
         where = f"types[{i}]"
         if isinstance(t, LpType):
-            t = {"cost": t.cost, "value": t.value, "weight": t.weight, **({} if t.hold is None else {"hold": t.hold})}
+            t = {
+                "cost": t.cost,
+                "value": t.value,
+                "weight": t.weight,
+                **({} if t.hold is None else {"hold": t.hold}),
+            }
         if not isinstance(t, Mapping):
             c.error(where, "must be a mapping {cost, value, weight, hold?}", t, "a mapping")
             continue
@@ -154,9 +164,19 @@ def _check_workload(
     if conc_budget is not None:
         _fin(c, "concBudget", conc_budget)
         if out and holds != len(out):
-            c.error("types", "need a hold on every type when concBudget is set", NO_VALUE, "hold: a finite number >= 0 on each type")
+            c.error(
+                "types",
+                "need a hold on every type when concBudget is set",
+                NO_VALUE,
+                "hold: a finite number >= 0 on each type",
+            )
     elif holds:
-        c.error("concBudget", "is missing: the types carry a hold", NO_VALUE, "a finite number >= 0 (or no hold on any type)")
+        c.error(
+            "concBudget",
+            "is missing: the types carry a hold",
+            NO_VALUE,
+            "a finite number >= 0 (or no hold on any type)",
+        )
     return tuple(out)
 
 
@@ -176,7 +196,12 @@ def solve_fluid_lp(
     clean = _check_workload(c, list(types), rate_budget, cost_budget, conc_budget)
     c.done()
     three = conc_budget is not None
-    args = (_types_text(clean, three), float(rate_budget), float(cost_budget), float(conc_budget) if three else -1)
+    args = (
+        _types_text(clean, three),
+        float(rate_budget),
+        float(cost_budget),
+        float(conc_budget) if conc_budget is not None else -1,
+    )
     r = _eval(store, "lp_solve", (), args)
     rpa, cpa = _num(r[_S_RPA]), _num(r[_S_CPA])
     duals = Duals(_num(r[_S_RATE]), _num(r[_S_COST]), _num(r[_S_CONC]) if three else None)
@@ -227,7 +252,9 @@ class JointLp:
 
     def fingerprint(self) -> str:
         """A short id of this configuration (the adaptive learner restarts when it changes)."""
-        text = repr((self.duals, self.types, self.rate_budget, self.cost_budget, self.conc_budget, self.sample_window))
+        text = repr(
+            (self.duals, self.types, self.rate_budget, self.cost_budget, self.conc_budget, self.sample_window)
+        )
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -235,9 +262,19 @@ def _check(cfg: JointLp) -> None:
     c = v_.Checks("jointLp")
     workload = bool(cfg.types) or cfg.rate_budget is not None or cfg.cost_budget is not None
     if cfg.duals is not None and (workload or cfg.conc_budget is not None):
-        c.error("duals", "is given together with a workload (types, rateBudget, costBudget)", NO_VALUE, "either duals or a workload, not both")
+        c.error(
+            "duals",
+            "is given together with a workload (types, rateBudget, costBudget)",
+            NO_VALUE,
+            "either duals or a workload, not both",
+        )
     elif cfg.duals is None and not workload:
-        c.error("", "needs duals or a workload", NO_VALUE, "duals: {rate, cost, conc?} or types, rateBudget, costBudget, concBudget?")
+        c.error(
+            "",
+            "needs duals or a workload",
+            NO_VALUE,
+            "duals: {rate, cost, conc?} or types, rateBudget, costBudget, concBudget?",
+        )
     if cfg.duals is not None:
         _fin(c, "duals.rate", cfg.duals.rate)
         _fin(c, "duals.cost", cfg.duals.cost)
@@ -246,13 +283,28 @@ def _check(cfg: JointLp) -> None:
     elif workload:
         _check_workload(c, list(cfg.types), cfg.rate_budget, cfg.cost_budget, cfg.conc_budget)
         if cfg.sample_window is not None and c.ok and not any(t.weight > 0 for t in cfg.types):
-            c.error("types", "all have weight 0: adaptive needs per-arrival budgets (budget / sum of weights)", NO_VALUE, "at least one weight > 0")
+            c.error(
+                "types",
+                "all have weight 0: adaptive needs per-arrival budgets (budget / sum of weights)",
+                NO_VALUE,
+                "at least one weight > 0",
+            )
     if cfg.sample_window is not None:
         c(v_.integer, "adaptive.sampleWindow", cfg.sample_window, 1, MAX_SAMPLE_WINDOW)
         if cfg.duals is not None:
-            c.error("adaptive", "needs the workload form (it re-solves the workload's LP)", NO_VALUE, "types, rateBudget, costBudget with adaptive")
+            c.error(
+                "adaptive",
+                "needs the workload form (it re-solves the workload's LP)",
+                NO_VALUE,
+                "types, rateBudget, costBudget with adaptive",
+            )
         if cfg.conc_budget is not None or (cfg.duals is not None and cfg.duals.conc is not None):
-            c.error("adaptive", "is incompatible with a concurrency dual (concBudget)", NO_VALUE, "adaptive without concBudget")
+            c.error(
+                "adaptive",
+                "is incompatible with a concurrency dual (concBudget)",
+                NO_VALUE,
+                "adaptive without concBudget",
+            )
     c.done()
 
 
@@ -267,16 +319,25 @@ def joint_lp(spec: Any) -> JointLp:
         return spec
     c = v_.Checks("jointLp")
     if not isinstance(spec, Mapping):
-        c.error("", "must be a mapping", spec, "{duals: {rate, cost, conc?}} or {types, rateBudget, costBudget, concBudget?, adaptive?}")
+        c.error(
+            "",
+            "must be a mapping",
+            spec,
+            "{duals: {rate, cost, conc?}} or {types, rateBudget, costBudget, concBudget?, adaptive?}",
+        )
         c.done()
     for k in spec:
         if k not in _TOP:
-            c.error(str(k), "is not a jointLp field", NO_VALUE, ", ".join(_TOP) + v_.did_you_mean(str(k), _TOP))
+            c.error(
+                str(k), "is not a jointLp field", NO_VALUE, ", ".join(_TOP) + v_.did_you_mean(str(k), _TOP)
+            )
     duals = None
+    broken = False  # a structural problem: building the config would only add noise
     if "duals" in spec:
         d = spec["duals"]
         if not isinstance(d, Mapping):
             c.error("duals", "must be a mapping {rate, cost, conc?}", d, "a mapping")
+            broken = True
         else:
             for k in d:
                 if k not in ("rate", "cost", "conc"):
@@ -284,32 +345,52 @@ def joint_lp(spec: Any) -> JointLp:
             for k in ("rate", "cost"):
                 if k not in d:
                     c.error(f"duals.{k}", "is missing", NO_VALUE, "a finite number >= 0")
+                    broken = True
             duals = Duals(d.get("rate", 0), d.get("cost", 0), d.get("conc"))
     window = None
     if "adaptive" in spec:
         a = spec["adaptive"]
         if not isinstance(a, Mapping) or set(a) != {"sampleWindow"}:
-            c.error("adaptive", "must be {sampleWindow: <integer>}", a, f"{{sampleWindow: 1..{MAX_SAMPLE_WINDOW}}}")
+            c.error(
+                "adaptive",
+                "must be {sampleWindow: <integer>}",
+                a,
+                f"{{sampleWindow: 1..{MAX_SAMPLE_WINDOW}}}",
+            )
+            broken = True
         else:
             window = a["sampleWindow"]
     types: Any = spec.get("types", ())
     if "types" in spec and isinstance(types, (list, tuple)) and not types:
         c.error("types", "must not be empty", types, f"1 to {MAX_TYPES} types {{cost, value, weight, hold?}}")
+        broken = True
+    cfg = None
+    if not broken:
+        try:
+            cfg = JointLp(
+                duals,
+                tuple(_as_type(t) for t in types) if isinstance(types, (list, tuple)) else types,
+                spec.get("rateBudget"),
+                spec.get("costBudget"),
+                spec.get("concBudget"),
+                window,
+            )
+        except ConfigError as exc:
+            c.fail(exc)
     c.done()
-    return JointLp(
-        duals,
-        tuple(_as_type(t) for t in types) if isinstance(types, (list, tuple)) else types,
-        spec.get("rateBudget"),
-        spec.get("costBudget"),
-        spec.get("concBudget"),
-        window,
-    )
+    assert cfg is not None
+    return cfg
 
 
 def _as_type(t: Any) -> Any:
-    if isinstance(t, Mapping) and set(t) <= {"cost", "value", "weight", "hold"} and all(k in t for k in ("cost", "value", "weight")):
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t.values()):
-            return LpType(t["cost"], t["value"], t["weight"], t.get("hold"))
+    fields = {"cost", "value", "weight", "hold"}
+    if (
+        isinstance(t, Mapping)
+        and set(t) <= fields
+        and all(k in t for k in ("cost", "value", "weight"))
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in t.values())
+    ):
+        return LpType(t["cost"], t["value"], t["weight"], t.get("hold"))
     return t  # reported by the check, with its index
 
 
@@ -335,14 +416,24 @@ class BidFilter:
     Redis or Postgres every server of a fleet feeds and reads one learner); a static filter touches no
     state. ``store`` may be sync (``eval``) or async (``aeval``, use :meth:`acheck`)."""
 
-    def __init__(self, config: JointLp | Mapping[str, Any], *, store: Any = None, key: str = "jointlp", solve_store: Any = None) -> None:
+    def __init__(
+        self,
+        config: JointLp | Mapping[str, Any],
+        *,
+        store: Any = None,
+        key: str = "jointlp",
+        solve_store: Any = None,
+    ) -> None:
         self.config = joint_lp(config)
         cfg = self.config
         if cfg.duals is not None:
             self.duals = cfg.duals
             rpa = cpa = 0.0
         else:
-            sol = solve_fluid_lp(cfg.types, cfg.rate_budget, cfg.cost_budget, cfg.conc_budget, store=solve_store)  # type: ignore[arg-type]
+            assert cfg.rate_budget is not None and cfg.cost_budget is not None  # checked: a workload
+            sol = solve_fluid_lp(
+                cfg.types, cfg.rate_budget, cfg.cost_budget, cfg.conc_budget, store=solve_store
+            )
             self.duals = sol.duals
             rpa, cpa = sol.rate_per_arrival or 0.0, sol.cost_per_arrival or 0.0
         self.store = store
@@ -361,14 +452,24 @@ class BidFilter:
 
     def _args(self, cost: float, value: float, hold: float) -> tuple[Any, ...]:
         if not (math.isfinite(cost) and cost > 0) or not (math.isfinite(value) and value > 0):
-            raise ConfigError(field="cost/value", value=(cost, value), problem="must be finite and > 0", allowed="cost > 0, value > 0")
+            raise ConfigError(
+                field="cost/value",
+                value=(cost, value),
+                problem="must be finite and > 0",
+                allowed="cost > 0, value > 0",
+            )
         h = float(hold) if math.isfinite(hold) and hold > 0 else 0.0
         return (float(cost), float(value), h, *self._tail)
 
     @staticmethod
     def _verdict(r: Sequence[Any]) -> BidVerdict:
         return BidVerdict(
-            r[_B_DENIED] == 1, _num(r[_B_BID]), _num(r[_B_RATE]), _num(r[_B_COST]), PHASES[int(r[_B_PHASE])], int(r[_B_SEEN])
+            r[_B_DENIED] == 1,
+            _num(r[_B_BID]),
+            _num(r[_B_RATE]),
+            _num(r[_B_COST]),
+            PHASES[int(r[_B_PHASE])],
+            int(r[_B_SEEN]),
         )
 
     def _store(self) -> Any:
@@ -387,7 +488,9 @@ class BidFilter:
 
     async def acheck(self, cost: float = 1, value: float = 1, hold: float = 0) -> BidVerdict:
         """Price one admit (async store: ``aeval``)."""
-        return self._verdict(await self._store().aeval("jointlp_bid", self._keys, -1, self._args(cost, value, hold)))
+        return self._verdict(
+            await self._store().aeval("jointlp_bid", self._keys, -1, self._args(cost, value, hold))
+        )
 
     def reset(self) -> None:
         """Forget what the adaptive learner tallied (it starts over)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..concurrency import ConcurrencyParams
+from ..jointlp import JointLp
 from ..strategies import Strategy
 
 if TYPE_CHECKING:
@@ -136,11 +137,14 @@ class ConcurrencyPolicy(Policy):
     params: ConcurrencyParams
     strategy: Strategy | None = None
     prefix: str = ""
+    #: the joint-LP bid filter (our extension: the ``jointLp:`` block), None = marginal
+    joint_lp: JointLp | None = None
     kind: ClassVar[str] = "concurrency"
 
     def describe(self) -> str:
         rate = f" x rate {self.strategy.describe()} (prefix {self.prefix!r})" if self.strategy else ""
-        return f"{self.params.describe()}{rate}"
+        lp = f", {self.joint_lp.describe()}" if self.joint_lp is not None else ""
+        return f"{self.params.describe()}{rate}{lp}"
 
     def state(self) -> tuple[str, object] | None:
         if self.strategy is None:

@@ -40,6 +40,7 @@ from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
 from .._types import Decision, Forecast, make_decision
 from .._validate import name as v_name
+from ..admission import policy_denial
 from ..concurrency import (
     DEFAULT_LEASE_TTL_MS,
     Admitted,
@@ -66,6 +67,7 @@ from ..config import (
 from ..fairness import FairEscrow, FederatedFairEscrow, RegionFairPool
 from ..federation import Coordinator as FedCoordinator
 from ..federation import FederatedLimiter, Grant
+from ..jointlp import BidFilter, JointLp
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
 from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
@@ -607,6 +609,7 @@ class _AdmitRuntime(_Runtime):
         self.cap: float = -1
         self.fence_at: float = -1
         self._fail_decision()
+        self.bid, self._prior_bid, self._bid_store = _bid_filters(policy, store, self._own)
 
     telemetry_kind = "admitter"
 
@@ -617,18 +620,27 @@ class _AdmitRuntime(_Runtime):
 
     async def admit(self, key: str, cost: int, hold: int = 0, value: int = 1) -> Admitted:
         t0 = perf_counter_ns() if self.tap.observers else 0
-        adm = await self._admit(key)
+        adm = await self._admit(key, cost, hold, value)
         if t0:
             d = adm.decision
             r = (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
-            self._observe("admit", key, cost, r, t0, adm.binding_axis)
+            self._observe("admit", key, cost, r, t0, "policy" if adm.policy_denied else adm.binding_axis)
         return adm
 
-    async def _admit(self, key: str) -> Admitted:
+    async def _admit(self, key: str, cost: int = 1, hold: int = 0, value: int = 1) -> Admitted:
         grant = self.guard.acquire(self.cap, self.fence_at)
         conc = grant.decision
         if not conc.allowed:
             return Admitted(conc, binding_axis="concurrency")
+        if self.bid is not None:
+            try:
+                denied = await self._bid_denies(cost, value, hold)
+            except BaseException:
+                self.guard.release(grant, sample=False)
+                raise
+            if denied:  # spec 10.3 step 2: the slot goes back unused; rate and cost never consulted
+                self.guard.release(grant, sample=False)
+                return Admitted(policy_denial(conc), policy_denied=True)
         decision = conc
         if self.rate is not None:
             try:
@@ -644,6 +656,27 @@ class _AdmitRuntime(_Runtime):
                 return Admitted(decision, binding_axis="rate")
         lease = self.leases.mint(self, grant)
         return Admitted(decision, lease.id, int(lease.deadline))
+
+    async def _bid_denies(self, cost: int, value: int, hold: int) -> bool:
+        """The joint-LP filter. A static filter runs on the private store (no I/O); the adaptive learner
+        on the shared store, and while that store cannot answer the admit is priced with the prior duals
+        (logged as an outage; the learner resumes when the store answers)."""
+        bid = self.bid
+        assert bid is not None
+        if self._bid_store is None:
+            return bid.check(cost, value, hold).denied
+        try:
+            if self._bid_store.inline:
+                denied = bid.check(cost, value, hold).denied
+            else:
+                denied = (await bid.acheck(cost, value, hold)).denied
+        except StoreError as exc:
+            self.outage.failed(exc)
+            assert self._prior_bid is not None
+            return self._prior_bid.check(cost, value, hold).denied
+        if self.outage.down:
+            self.outage.recovered()
+        return denied
 
     def guard_stats(self) -> dict[str, Any]:
         """The guard as monitoring shows it (spec 5.1 GuardSummary): name, limit (the effective one),
@@ -676,6 +709,29 @@ class _AdmitRuntime(_Runtime):
 
     def private_stores(self) -> list[tuple[str, BoundedStore]]:
         return [("concurrency guard", self._own)]
+
+
+def _bid_filters(
+    policy: ConcurrencyPolicy, store: Any, own: MemoryStore
+) -> tuple[BidFilter | None, BidFilter | None, Any]:
+    """``(filter, prior filter, shared store)`` of a ``jointLp:`` policy (all None without one). A
+    workload is solved by ``lp_solve`` on the private store. Static duals price on the private store (no
+    I/O); an adaptive learner keeps its state on the shared store under ``tk:jointlp:<policy>`` (outside
+    every rate key), so every server of a fleet on one Redis or Postgres feeds and reads one learner; its
+    prior duals also price on the private store while the shared store is down."""
+    cfg = policy.joint_lp
+    if cfg is None:
+        return None, None, None
+    if not cfg.adaptive:
+        return BidFilter(cfg, store=own, key="jointlp", solve_store=own), None, None
+    learner = BidFilter(
+        cfg,
+        store=store,
+        key=join_prefix(getattr(store, "prefix", "")) + f"tk:jointlp:{policy.name}",
+        solve_store=own,
+    )
+    prior = BidFilter(JointLp(duals=learner.duals), store=own, key="jointlp")
+    return learner, prior, store
 
 
 #: Stores that can coordinate a distributedConcurrency fleet.

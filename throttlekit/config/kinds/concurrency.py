@@ -22,6 +22,11 @@ key prefix, default ``tk:fed``), ``heartbeatMs`` 1000 and ``onCoordinatorOutage`
 local-only. Unknown keys are errors. A policy that also has ``strategy`` (and its fields) is a unified
 rate x concurrency admitter whose rate axis is the plain policy's limiter (prefix as for a plain policy).
 The values are checked by :func:`throttlekit.concurrency.concurrency_params`.
+
+``jointLp:`` (our extension; the upstream's YAML cannot enable it) beside either block turns on the
+joint-LP bid-price filter (spec 10.3 step 2): ``{duals: {rate, cost, conc?}}`` or a workload ``{types:
+[{cost, value, weight, hold?}], rateBudget, costBudget, concBudget?, adaptive?: {sampleWindow}}``,
+checked by :func:`throttlekit.jointlp.joint_lp` and, for a workload, solved by the Lua solver at load.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ... import _validate as v
 from ..._errors import ConfigError
 from ...concurrency import concurrency_params
+from ...jointlp import JointLp, joint_lp
 from .._issues import MISSING
 from .._model import ConcurrencyPolicy, DistributedConcurrencyPolicy, Policy, RatePolicy
 from . import _fields as f
@@ -57,6 +63,8 @@ _FLEET = ("aggregate", "prefix", "heartbeatMs", "onCoordinatorOutage")
 OUTAGE_MODES = ("fail-closed", "local-only")
 #: Longest heartbeat period (ms).
 MAX_HEARTBEAT_MS = 600_000
+#: The joint-LP block (our extension), accepted beside concurrency / distributedConcurrency.
+JOINT_LP = "jointLp"
 
 
 class _Admitter:
@@ -65,16 +73,29 @@ class _Admitter:
     def __init__(self, block: str, fleet: bool) -> None:
         self.block: str | None = block
         self.fleet = fleet
-        self.keys: frozenset[str] = plain.KIND.keys
+        self.keys: frozenset[str] = plain.KIND.keys | {JOINT_LP}
         self.fields = tuple(_GUARD) + (_FLEET if fleet else ())
 
     def accepted_keys(self, spec: Mapping[str, Any]) -> frozenset[str]:
-        return plain.KIND.accepted_keys(spec) if "strategy" in spec else frozenset({"strategy"})
+        rate = plain.KIND.accepted_keys(spec) if "strategy" in spec else frozenset({"strategy"})
+        return rate | {JOINT_LP}
+
+    @staticmethod
+    def _joint_lp(ctx: PolicyContext, spec: Mapping[str, Any]) -> JointLp | None:
+        if JOINT_LP not in spec:
+            return None
+        try:
+            return joint_lp(spec[JOINT_LP])
+        except ConfigError as exc:
+            for e in exc.errors:
+                e.scope = ""  # the block context names the block
+            block_context(ctx, JOINT_LP).report(exc)
+            return None
 
     def build(self, ctx: PolicyContext, spec: Mapping[str, Any]) -> Policy | None:
         assert self.block is not None
         before = len(ctx.issues.items)
-        rest = {k: x for k, x in spec.items() if k != self.block}
+        rest = {k: x for k, x in spec.items() if k not in (self.block, JOINT_LP)}
         rate: Policy | None = None
         if "strategy" in rest:
             rate = plain.KIND.build(ctx, rest)
@@ -95,12 +116,13 @@ class _Admitter:
         except ConfigError as exc:
             sub.report(exc)
             return None
+        lp = self._joint_lp(ctx, spec)
         strategy = rate.strategy if isinstance(rate, RatePolicy) else None
         prefix = rate.prefix if isinstance(rate, RatePolicy) else ctx.prefix(spec)
         if not self.fleet:
             if len(ctx.issues.items) > before:
                 return None
-            return ConcurrencyPolicy(ctx.name, params, strategy, prefix)
+            return ConcurrencyPolicy(ctx.name, params, strategy, prefix, lp)
         aggregate = f.check(sub, block, "aggregate", v.choice, ("median", "min"))
         outage = f.check(sub, block, "onCoordinatorOutage", v.choice, OUTAGE_MODES)
         beat = f.check(sub, block, "heartbeatMs", v.integer, 1, MAX_HEARTBEAT_MS)
@@ -114,6 +136,7 @@ class _Admitter:
             params,
             strategy,
             prefix,
+            lp,
             aggregate="median" if aggregate is MISSING else aggregate,
             coordinator_prefix=coord,
             heartbeat_ms=1000 if beat is MISSING else beat,
