@@ -135,6 +135,27 @@ def test_solver_duals_are_optimal_against_a_primal_oracle(
         assert sol.rate_per_arrival is None and sol.cost_per_arrival is None
 
 
+@settings(max_examples=60, deadline=None)
+@given(case=instances())
+def test_every_lua_runtime_returns_the_same_bits(
+    case: tuple[list[tuple[float, float, int, int]], float, float, float | None],
+) -> None:
+    """LuaJIT, PUC Lua 5.1 and Redis solve to the same doubles (no -0 on one and 0 on another)."""
+    from tests._support.stores import STORES
+
+    types, r, c, k = case
+    lp = [LpType(ct, v, w, h if k is not None else None) for ct, v, w, h in types]
+    got = set()
+    for name in ("memory-luajit", "memory-lua51", "redis"):
+        store = STORES[name].values[0](tk.ManualClock(0))
+        try:
+            d = solve_fluid_lp(lp, r, c, k, store=store).duals
+        finally:
+            store.close()
+        got.add((repr(d.rate), repr(d.cost), repr(d.conc)))
+    assert len(got) == 1, got
+
+
 def test_oracle_itself_on_a_hand_case() -> None:
     f = Fraction
     # fluidLp/two-budgets op 0: revenue 12
@@ -146,11 +167,21 @@ def test_bounds_of_the_three_budget_solver() -> None:
     """64 types with holds (every triple of 67 planes: ~48,000 candidates) solves in bounded time."""
     import time
 
+    from tests._support.stores import STORES
+
     lp = [LpType(1 + i % 7, 10 + (i * 13) % 17, 1 + i % 3, (i * 5) % 11) for i in range(64)]
     t0 = time.perf_counter()
     sol = solve_fluid_lp(lp, 40, 100, 60)
     took = time.perf_counter() - t0
     assert sol.duals.conc is not None and took < 30
+    # every runtime gives the same bits (this instance once gave -0.0 on LuaJIT, 0.0 elsewhere)
+    for name in ("memory-lua51", "redis"):
+        store = STORES[name].values[0](tk.ManualClock(0))
+        try:
+            other = solve_fluid_lp(lp, 40, 100, 60, store=store).duals
+        finally:
+            store.close()
+        assert repr(other) == repr(sol.duals), name
     with pytest.raises(tk.ConfigError, match="at most 64"):
         solve_fluid_lp([*lp, lp[0]], 40, 100, 60)
 

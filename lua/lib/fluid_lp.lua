@@ -55,6 +55,12 @@ local function lp_dual(types, R, C, K, pR, pC, pK)
   return d, rej
 end
 
+-- max(0, x) that is +0 for -0 (LuaJIT's math.max(0, -0) is -0: the runtimes would print "-0" and "0")
+local function lp_clamp(x)
+  if x <= 0 then return 0 end
+  return x
+end
+
 -- a beats b: more rejected, then larger pK, pC, pR (1e-9 tolerance)
 local function lp_better(a, b)
   if a[5] ~= b[5] then return a[5] > b[5] end
@@ -71,7 +77,7 @@ local function lp_pick(types, R, C, K, cand)
   for i = 1, #cand do
     local p = cand[i]
     if p[1] >= -1e-9 and p[2] >= -1e-9 and p[3] >= -1e-9 then
-      local pR, pC, pK = math.max(0, p[1]), math.max(0, p[2]), math.max(0, p[3])
+      local pR, pC, pK = lp_clamp(p[1]), lp_clamp(p[2]), lp_clamp(p[3])
       local d, rej = lp_dual(types, R, C, K, pR, pC, pK)
       kept[#kept + 1] = {pR, pC, pK, d, rej}
       if d < minD then minD = d end
