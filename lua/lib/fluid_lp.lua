@@ -1,104 +1,46 @@
--- fluid_lp: solveFluidLp (spec 10.5), the joint-LP duals, and the text form of a workload.
--- A workload is a list of types {c = cost, v = value, w = weight, h = hold (3 budgets only)}.
--- Two budgets (no concBudget): minimise D(pR,pC) = R*pR + C*pC + sum w*max(0, v - pR - pC*c) over
--- the candidates, in this order: (0,0); (v_i,0) for each i; (0, v_i/c_i) for each i with c_i > 1e-9;
--- the intersection of lines i < j (skipped when |c_j - c_i| <= 1e-9). Three budgets: every triple
--- a < b < c of the planes {pR=0}, {pC=0}, {pK=0}, {pR + c_i*pC + h_i*pK = v_i} (in that order),
--- solved by Cramer's rule (skipped when |det| < 1e-12). A candidate with a coordinate < -1e-9 is
--- dropped, the others are clamped to >= 0. Among candidates with D <= minD + 1e-7 the most selective
--- wins: most types with reduced value (v - pR - pC*c [- pK*h]) < -1e-7, then the larger pK, pC, pR
--- (each compared with a 1e-9 tolerance), else the first in candidate order.
+-- solve_fluid_lp(types, R, C, K): solveFluidLp (spec 10.5), the joint-LP duals pR, pC, pK of a workload
+-- (types {c = cost, v = value, w = weight, h = hold}; K nil: two budgets, pK = 0).
+-- Two budgets: minimise D(pR,pC) = R*pR + C*pC + sum w*max(0, v - pR - pC*c) over the candidates, in
+-- this order: (0,0); (v_i,0) for each i; (0, v_i/c_i) for each i with c_i > 1e-9; the intersection of
+-- lines i < j (skipped when |c_j - c_i| <= 1e-9). Three budgets: every triple a < b < c of the planes
+-- {pR=0}, {pC=0}, {pK=0}, {pR + c_i*pC + h_i*pK = v_i} (in that order), solved by Cramer's rule
+-- (skipped when |det| < 1e-12). A candidate with a coordinate < -1e-9 is dropped, the others are
+-- clamped to >= 0 (+0, never -0). Among candidates with D <= minD + 1e-7 the most selective wins: most
+-- types with reduced value (v - pR - pC*c - pK*h) < -1e-7, then the larger pK, pC, pR (each compared
+-- with a 1e-9 tolerance), else the first in candidate order.
 local LP_MAX_TYPES = 64
-
-local function lp_bad(what, v)
-  error('solveFluidLp: ' .. what .. ', got ' .. tostring(v), 0)
-end
-
--- a finite number >= 0 (> 0 when positive), else an error naming `what`
-local function lp_num(s, what, positive)
-  local x = tonumber(s)
-  if x == nil or x ~= x or x == math.huge or x == -math.huge then lp_bad(what .. ' must be a finite number', s) end
-  if x < 0 or (positive and x == 0) then lp_bad(what .. (positive and ' must be > 0' or ' must be >= 0'), s) end
-  return x
-end
-
--- lp_parse(text, three): the types of "c,v,w[,h];c,v,w[,h];..." (numbers as %.17g or shortest repr);
--- `three`: every type carries a hold (a concBudget is set), else none does.
-local function lp_parse(text, three)
-  local types = {}
-  for item in string.gmatch(text, '[^;]+') do
-    local f = {}
-    for x in string.gmatch(item, '[^,]+') do f[#f + 1] = x end
-    local n = #types + 1
-    if n > LP_MAX_TYPES then lp_bad('at most ' .. LP_MAX_TYPES .. ' types', 'more') end
-    if (three and #f ~= 4) or (not three and #f ~= 3) then
-      lp_bad('types[' .. (n - 1) .. '] needs ' .. (three and 'cost,value,weight,hold (concBudget is set)'
-        or 'cost,value,weight (a hold needs concBudget)'), item)
-    end
-    local where = 'types[' .. (n - 1) .. '].'
-    types[n] = {c = lp_num(f[1], where .. 'cost'), v = lp_num(f[2], where .. 'value'),
-                w = lp_num(f[3], where .. 'weight'), h = three and lp_num(f[4], where .. 'hold') or 0}
-  end
-  if #types == 0 then lp_bad('types must not be empty', "''") end
-  return types
-end
-
--- D at (pR, pC, pK) and how many types it rejects (reduced value < -1e-7)
-local function lp_dual(types, R, C, K, pR, pC, pK)
-  local d, rej = R * pR + C * pC + K * pK, 0
-  for i = 1, #types do
-    local t = types[i]
-    local red = t.v - pR - pC * t.c - pK * t.h
-    if red > 0 then d = d + t.w * red end
-    if red < -1e-7 then rej = rej + 1 end
-  end
-  return d, rej
-end
-
--- max(0, x) that is +0 for -0 (LuaJIT's math.max(0, -0) is -0: the runtimes would print "-0" and "0")
-local function lp_clamp(x)
-  if x <= 0 then return 0 end
-  return x
-end
-
--- a beats b: more rejected, then larger pK, pC, pR (1e-9 tolerance)
-local function lp_better(a, b)
-  if a[5] ~= b[5] then return a[5] > b[5] end
-  for k = 3, 1, -1 do
-    if a[k] > b[k] + 1e-9 then return true end
-    if a[k] < b[k] - 1e-9 then return false end
-  end
-  return false
-end
-
--- the most selective minimiser of D among `cand` ({pR, pC, pK} in candidate order)
-local function lp_pick(types, R, C, K, cand)
-  local kept, minD = {}, math.huge
-  for i = 1, #cand do
-    local p = cand[i]
-    if p[1] >= -1e-9 and p[2] >= -1e-9 and p[3] >= -1e-9 then
-      local pR, pC, pK = lp_clamp(p[1]), lp_clamp(p[2]), lp_clamp(p[3])
-      local d, rej = lp_dual(types, R, C, K, pR, pC, pK)
-      kept[#kept + 1] = {pR, pC, pK, d, rej}
-      if d < minD then minD = d end
-    end
-  end
-  local best
-  for i = 1, #kept do
-    local k = kept[i]
-    if k[4] <= minD + 1e-7 and (best == nil or lp_better(k, best)) then best = k end
-  end
-  return best[1], best[2], best[3]
-end
-
-local function lp_det3(a, b, c)
-  return a[1] * (b[2] * c[3] - b[3] * c[2]) - a[2] * (b[1] * c[3] - b[3] * c[1])
-    + a[3] * (b[1] * c[2] - b[2] * c[1])
-end
-
--- solve_fluid_lp(types, R, C, K): the duals pR, pC, pK (K nil: two budgets, pK = 0)
 local function solve_fluid_lp(types, R, C, K)
-  local n, cand = #types, {}
+  local n = #types
+  -- D at (pR, pC, pK) and how many types it rejects
+  local function dual(pR, pC, pK)
+    local d, rej = R * pR + C * pC + (K or 0) * pK, 0
+    for i = 1, n do
+      local t = types[i]
+      local red = t.v - pR - pC * t.c - pK * t.h
+      if red > 0 then d = d + t.w * red end
+      if red < -1e-7 then rej = rej + 1 end
+    end
+    return d, rej
+  end
+  -- max(0, x) as +0 for -0 (LuaJIT's math.max(0, -0) is -0: the runtimes would print "-0" and "0")
+  local function clamp(x)
+    if x <= 0 then return 0 end
+    return x
+  end
+  -- a beats b: more rejected, then larger pK, pC, pR (1e-9 tolerance)
+  local function better(a, b)
+    if a[5] ~= b[5] then return a[5] > b[5] end
+    for k = 3, 1, -1 do
+      if a[k] > b[k] + 1e-9 then return true end
+      if a[k] < b[k] - 1e-9 then return false end
+    end
+    return false
+  end
+  local function det3(a, b, c)
+    return a[1] * (b[2] * c[3] - b[3] * c[2]) - a[2] * (b[1] * c[3] - b[3] * c[1])
+      + a[3] * (b[1] * c[2] - b[2] * c[1])
+  end
+  local cand = {}
   if K == nil then
     cand[1] = {0, 0, 0}
     for i = 1, n do cand[#cand + 1] = {types[i].v, 0, 0} end
@@ -114,25 +56,42 @@ local function solve_fluid_lp(types, R, C, K)
         end
       end
     end
-    return lp_pick(types, R, C, 0, cand)
-  end
-  local planes = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}
-  for i = 1, n do planes[#planes + 1] = {1, types[i].c, types[i].h, types[i].v} end
-  local m = #planes
-  for a = 1, m - 2 do
-    for b = a + 1, m - 1 do
-      for c = b + 1, m do
-        local A, B, Cp = planes[a], planes[b], planes[c]
-        local det = lp_det3(A, B, Cp)
-        if math.abs(det) >= 1e-12 then
-          local ra, rb, rc = A[4], B[4], Cp[4]
-          local x = lp_det3({ra, A[2], A[3]}, {rb, B[2], B[3]}, {rc, Cp[2], Cp[3]}) / det
-          local y = lp_det3({A[1], ra, A[3]}, {B[1], rb, B[3]}, {Cp[1], rc, Cp[3]}) / det
-          local z = lp_det3({A[1], A[2], ra}, {B[1], B[2], rb}, {Cp[1], Cp[2], rc}) / det
-          cand[#cand + 1] = {x, y, z}
+  else
+    local planes = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}
+    for i = 1, n do planes[#planes + 1] = {1, types[i].c, types[i].h, types[i].v} end
+    local m = #planes
+    for a = 1, m - 2 do
+      for b = a + 1, m - 1 do
+        for c = b + 1, m do
+          local A, B, P = planes[a], planes[b], planes[c]
+          local det = det3(A, B, P)
+          if math.abs(det) >= 1e-12 then
+            local ra, rb, rc = A[4], B[4], P[4]
+            cand[#cand + 1] = {
+              det3({ra, A[2], A[3]}, {rb, B[2], B[3]}, {rc, P[2], P[3]}) / det,
+              det3({A[1], ra, A[3]}, {B[1], rb, B[3]}, {P[1], rc, P[3]}) / det,
+              det3({A[1], A[2], ra}, {B[1], B[2], rb}, {P[1], P[2], rc}) / det,
+            }
+          end
         end
       end
     end
   end
-  return lp_pick(types, R, C, K, cand)
+  -- the feasible candidates, clamped, with D and the rejected count; then the most selective minimiser
+  local kept, minD = {}, math.huge
+  for i = 1, #cand do
+    local p = cand[i]
+    if p[1] >= -1e-9 and p[2] >= -1e-9 and p[3] >= -1e-9 then
+      local pR, pC, pK = clamp(p[1]), clamp(p[2]), clamp(p[3])
+      local d, rej = dual(pR, pC, pK)
+      kept[#kept + 1] = {pR, pC, pK, d, rej}
+      if d < minD then minD = d end
+    end
+  end
+  local best
+  for i = 1, #kept do
+    local k = kept[i]
+    if k[4] <= minD + 1e-7 and (best == nil or better(k, best)) then best = k end
+  end
+  return best[1], best[2], best[3]
 end

@@ -16,13 +16,9 @@ Errors   a malformed or out-of-range input is an error naming the field and the 
 ]]
 --- @include "lib/fmt17"
 --- @include "lib/fluid_lp"
-local K = tonumber(ARGV[5])
-if K == nil or K ~= K or K == math.huge then lp_bad('concBudget must be a finite number', ARGV[5]) end
-local three = K >= 0
-local types = lp_parse(ARGV[2], three)
-local R = lp_num(ARGV[3], 'rateBudget', true)
-local C = lp_num(ARGV[4], 'costBudget', true)
-local pR, pC, pK = solve_fluid_lp(types, R, C, three and K or nil)
+--- @include "lib/lp_input"
+local types, R, C, K = lp_input(ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+local pR, pC, pK = solve_fluid_lp(types, R, C, K)
 local ws = 0
 for i = 1, #types do ws = ws + types[i].w end
 local ra, ca = -1, -1
