@@ -3,7 +3,8 @@
 
 In process (interleaved rounds, one process): ``Limiter(Gcra).check`` on the memory store (one Lua
 decision: the baseline), an ``Admitter`` admit + release pair on a pinned guard (two Lua calls), and the
-unified pair (guard + the same gcra limiter: three Lua calls).
+unified pair (guard + the same gcra limiter: three Lua calls), and the pair under the joint-LP filter
+(static duals, and a frozen adaptive learner: one more Lua call each).
 
 Through gRPC (one ``throttlekit-server`` subprocess on the memory store, plus the bare grpc.aio echo of
 ``bench_grpc.py`` as the ceiling): Python client processes (asyncio, concurrent streams) send Check, an
@@ -59,6 +60,12 @@ def in_process(n: int, rounds: int) -> list[tuple[str, float, float, tuple[float
     pinned = concurrency_params(min_limit=100_000, max_limit=100_000)
     conc = Admitter(pinned)
     unified = Admitter(pinned, rate=tk.Limiter(tk.Gcra(BIG, "1s"), store=tk.MemoryStore()))
+    # joint-LP (docs/concurrency.md "Joint-LP"): static duals (one more Lua call, no state) and an
+    # adaptive learner already frozen (one more Lua call reading its hash); every admit passes the bid
+    lp_static = Admitter(pinned, policy="joint-lp", joint_lp={"duals": {"rate": 0.5, "cost": 0.25}})
+    workload = {"types": [{"cost": 1, "value": 1, "weight": 1}], "rateBudget": 1, "costBudget": 1}
+    lp_learned = Admitter(pinned, policy="joint-lp", joint_lp={**workload, "adaptive": {"sampleWindow": 1}})
+    lp_learned.admit("hot").release()  # the learner freezes at its first admit
 
     def check(k: int) -> None:
         for _ in range(k):
@@ -72,7 +79,9 @@ def in_process(n: int, rounds: int) -> list[tuple[str, float, float, tuple[float
         return run
 
     contenders = {"Limiter.check (gcra)": check, "admit+release (concurrency)": pair(conc),
-                  "admit+release (unified gcra x concurrency)": pair(unified)}  # fmt: skip
+                  "admit+release (unified gcra x concurrency)": pair(unified),
+                  "admit+release (concurrency, joint-lp duals)": pair(lp_static),
+                  "admit+release (concurrency, joint-lp adaptive, frozen)": pair(lp_learned)}  # fmt: skip
     return _rounds(contenders, n, rounds, "Limiter.check (gcra)")
 
 
