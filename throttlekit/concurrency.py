@@ -372,7 +372,7 @@ class Coordinator:
 class Admitted:
     """An admit's answer (the wire's AdmitResponse): the combined ``decision``; ``lease_id`` ("" = nothing
     held) and ``lease_expires_at`` (0 when nothing is held); ``binding_axis`` ("concurrency", "rate" or
-    "" when admitted); ``policy_denied`` (the joint-LP bid filter, never configured: always False)."""
+    "" when admitted); ``policy_denied`` (the joint-LP bid filter denied it: see :mod:`throttlekit.jointlp`)."""
 
     decision: Decision
     lease_id: str = ""
