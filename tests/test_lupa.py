@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import throttlekit as tk
+from throttlekit import _errors as tk_errors
 from throttlekit._errors import ConfigError, ScriptError
 from throttlekit._loader import Transform, load_manifest, lua_root
 from throttlekit._lupa import ALLOWED_COMMANDS, RUNTIMES, LuaEngine
@@ -93,6 +94,30 @@ def test_error_reply_and_command_errors_raise_script_error(runtime: str) -> None
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         e.call("s2", 0, ["k"], [0])
     assert e.call("s3", 0, ["j"], [0]) == ["ERR invalid expire time in 'set' command"]
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_script_fault_in_a_bound_call_is_a_script_error(runtime: str, guarded: bool) -> None:
+    """Guarded, the bound call converts a Lua error itself (pcall); unguarded (the limiter's hot path) it
+    leaves as lupa's error and ``as_script_error`` converts it: either way a ScriptError naming the
+    transform, carrying the Lua message and no traceback."""
+    store = tk.MemoryStore(runtime=runtime, clock=tk.ManualClock(1_000))
+    store.engine.load(1_000, "k", "hash", {"f": "1"}, None)  # a hash where gcra keeps a string
+    lim = tk.Limiter(tk.Gcra(10, "1s"), store=store)
+    with pytest.raises(ScriptError, match="WRONGTYPE") as info:
+        lim.check("k")  # the limiter's unguarded path
+    assert info.value.transform == "gcra" and "stack traceback" not in str(info.value)
+    run = store.bind("gcra", lim.strategy.arguments("gcra"), guarded=guarded)
+    if guarded:
+        with pytest.raises(ScriptError, match="WRONGTYPE"):
+            run("k", 1_000, 1)
+    else:
+        with pytest.raises(store.engine.lua_error) as raw:
+            run("k", 1_000, 1)
+        err = tk_errors.as_script_error("gcra", "", raw.value)
+        assert isinstance(err, ScriptError) and "stack traceback" not in err.lua_message
+        assert err.lua_message.startswith("WRONGTYPE")
+    assert lim.check("fresh").allowed  # the store is still usable
 
 
 def test_globals_cannot_be_created_or_read(runtime: str) -> None:

@@ -37,8 +37,8 @@ class Recording:
     def __init__(self, inner: tk.MemoryStore, seen: Counter[str]) -> None:
         self.inner, self.seen, self.prefix = inner, seen, inner.prefix
 
-    def bind(self, name: str, params: Any) -> Any:
-        call = self.inner.bind(name, params)
+    def bind(self, name: str, params: Any, *, guarded: bool = True) -> Any:
+        call = self.inner.bind(name, params, guarded=guarded)
 
         def run(*args: Any) -> Any:
             self.seen[name] += 1

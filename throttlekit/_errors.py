@@ -142,6 +142,15 @@ class ScriptError(ThrottleKitError):
         self.lua_message = message
 
 
+def as_script_error(transform: str, sha: str, exc: BaseException) -> ThrottleKitError:
+    """``exc`` raised by an unguarded bound call (:meth:`ScriptStore.bind` with ``guarded=False``) as the
+    package's error: a :class:`ThrottleKitError` as it is, anything else (the Lua runtime's own error for
+    a script fault) as a :class:`ScriptError` carrying the Lua message without its traceback."""
+    if isinstance(exc, ThrottleKitError):
+        return exc
+    return ScriptError(transform, sha, str(exc).split("\nstack traceback:", 1)[0])
+
+
 class LoaderError(ScriptError):
     """The Lua sources could not be assembled (missing include, cycle, bad manifest)."""
 

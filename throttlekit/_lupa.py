@@ -138,13 +138,18 @@ class LuaEngine:
         except KeyError:
             raise ScriptError(name, "", f"unknown transform {name!r}") from None
 
-    def bind(self, name: str, params: Sequence[Any], *, wall: bool = False) -> tuple[Any, bool]:
+    def bind(
+        self, name: str, params: Sequence[Any], *, wall: bool = False, guarded: bool = True
+    ) -> tuple[Any, bool]:
         """A private copy of single-key transform ``name`` (ARGV ``[now_ms, *params, <last>]``) with
         ``params`` fixed: ``(run, walled)``. ``run`` is a Lua function ``(clock_ms, key, now_ms, last) ->
         reply items`` (as many as the manifest's reply names, converted by Redis' rules; ``now_ms`` -1
         means ``clock_ms``) that raises :class:`ScriptError` itself. With ``wall=True`` and a runtime
         that can read the wall clock (LuaJIT's FFI), ``walled`` is True and ``run`` is ``(key, now_ms,
-        last)``, reading the clock in Lua: one Python call per decision, nothing around it."""
+        last)``, reading the clock in Lua: one Python call per decision, nothing around it. With
+        ``guarded=False`` a script fault (a Lua error, not an error reply) leaves ``run`` as the runtime's
+        own exception, which :func:`~throttlekit._errors.as_script_error` converts: no ``pcall`` in the
+        call, so LuaJIT traces the whole decision."""
         t = self.transform(name)
         if len(t.keys) != 1 or len(params) != len(t.argv) - 2:
             raise ScriptError(
@@ -159,7 +164,7 @@ class LuaEngine:
             raise ScriptError(name, sha, message)
 
         prologue, body = _split(t)
-        result = self._api.bind(prologue, body, t.name, len(t.reply), fail, wall, *params)
+        result = self._api.bind(prologue, body, t.name, len(t.reply), fail, wall, guarded, *params)
         if result[0] is None:
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
         return result[0], bool(result[1])

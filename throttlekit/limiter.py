@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._clock import SERVER_TIME, Clock
-from ._errors import ConfigError, quote
+from ._errors import ConfigError, as_script_error, quote
 from ._loader import DECISION_REPLY, FORECAST_REPLY, load_manifest, reply_index
 from ._types import Decision, Forecast, make_decision
 from ._validate import MAX_SAFE_INTEGER as _MAX_COST
@@ -109,10 +109,13 @@ class Limiter(_Base):
         return self._bound_check()(key, cost)
 
     def _bound_check(self) -> Callable[..., Decision]:
-        """``check`` over the store's bound call: the constant ARGV prepared once by the store."""
-        run = self.store.bind(self._check, self._params)
+        """``check`` over the store's bound call: the constant ARGV prepared once by the store. The call
+        is unguarded (the memory store skips a ``pcall``): a script fault is converted here, in the
+        ``except`` clause, which costs nothing until it runs."""
+        run = self.store.bind(self._check, self._params, guarded=False)
         kp, clock, make, top, server = self._kp, self.clock, make_decision, _MAX_COST, SERVER_TIME
         a, lim, rem, rst, rty = reply_index(load_manifest()[self._check], DECISION_REPLY)
+        name, sha = self._check, load_manifest()[self._check].sha
 
         if clock is None and not kp:  # the common embedded case: no prefix to join, the store's clock
 
@@ -121,7 +124,10 @@ class Limiter(_Base):
                     validate_cost(cost)
                 if key.__class__ is not str:
                     _key(key)
-                r = run(key, server, cost)
+                try:
+                    r = run(key, server, cost)
+                except Exception as exc:
+                    raise as_script_error(name, sha, exc) from None
                 return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
 
         elif clock is None:
@@ -131,7 +137,10 @@ class Limiter(_Base):
                     validate_cost(cost)
                 if key.__class__ is not str:
                     _key(key)
-                r = run(kp + key, server, cost)
+                try:
+                    r = run(kp + key, server, cost)
+                except Exception as exc:
+                    raise as_script_error(name, sha, exc) from None
                 return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
 
         else:
@@ -142,7 +151,10 @@ class Limiter(_Base):
                     validate_cost(cost)
                 if key.__class__ is not str:
                     _key(key)
-                r = run(kp + key, now_ms(), cost)
+                try:
+                    r = run(kp + key, now_ms(), cost)
+                except Exception as exc:
+                    raise as_script_error(name, sha, exc) from None
                 return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
 
         check.__doc__ = Limiter.check.__doc__

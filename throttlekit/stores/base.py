@@ -50,7 +50,10 @@ class ScriptStore(Protocol):
     :data:`throttlekit.SERVER_TIME` (-1): the store's clock decides. ``eval_many`` runs one transform for
     many key sets at one ``now_ms`` in one round trip and returns replies in input order.
     ``bind(name, params)`` returns a ready :data:`BoundCall` for a single-key transform whose ARGV is
-    ``[now_ms, *params, cost]``: the hot path, with everything constant prepared once.
+    ``[now_ms, *params, cost]``: the hot path, with everything constant prepared once. The call raises
+    the package's errors; with ``guarded=False`` a store may let a script fault (a bug in a transform,
+    never a decision or an outage) leave as its runtime's own exception, which the caller converts with
+    :func:`~throttlekit._errors.as_script_error` (the memory store then skips a ``pcall`` per call).
     ``inline`` is True when calls do no I/O (the memory store): an event loop may call them directly.
     """
 
@@ -63,7 +66,7 @@ class ScriptStore(Protocol):
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Reply]: ...
 
-    def bind(self, name: str, params: Sequence[Any]) -> BoundCall: ...
+    def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -110,7 +113,7 @@ class EvalBinding:
 
     inline = False
 
-    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+    def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         evaluate: Callable[..., Reply] = self.eval  # type: ignore[attr-defined]
         fixed = tuple(params)
 

@@ -44,12 +44,13 @@ class MemoryStore:
     #: calls do no I/O: an event loop may call the synchronous methods directly
     inline = True
 
-    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+    def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         """The fast path: a private copy of single-key transform ``name`` with ``params`` fixed, so one
         call ``(key, now_ms, cost) -> reply`` (the manifest's reply items) is one crossing into Lua;
         on the system clock under LuaJIT the Lua function itself (it reads the wall clock in Lua).
-        ``now_ms`` may be ``SERVER_TIME``: this store's clock decides. Raises :class:`ScriptError`."""
-        run, walled = self.engine.bind(name, params, wall=type(self.clock) is SystemClock)
+        ``now_ms`` may be ``SERVER_TIME``: this store's clock decides. Raises :class:`ScriptError`; with
+        ``guarded=False`` a script fault is lupa's ``LuaError`` (see :meth:`ScriptStore.bind`)."""
+        run, walled = self.engine.bind(name, params, wall=type(self.clock) is SystemClock, guarded=guarded)
         if walled:
             return run  # type: ignore[no-any-return]
         clock_now = self.clock.now_ms

@@ -232,9 +232,10 @@ class RedisStore:
                 return self._settle(t, replies, keys, now_ms, args)
         return replies
 
-    def bind(self, name: str, params: Sequence[Any]) -> BoundCall:
+    def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         """``(key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``,
-        the constant parts of the command packed once (the limiter's hot path)."""
+        the constant parts of the command packed once (the limiter's hot path). Always guarded: Redis
+        reports a script fault as an error reply, which becomes a :class:`ScriptError` here."""
         t = self._scripts.get(name)
         pool = self._pool
         fixed = tuple(params)
