@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from ._errors import LoaderError
 
@@ -40,6 +42,7 @@ __all__ = [
     "load_manifest",
     "lock_entries",
     "lua_root",
+    "reply_fields",
     "reply_index",
 ]
 
@@ -163,6 +166,14 @@ def reply_index(t: Transform, names: Sequence[str]) -> tuple[int, ...]:
         raise LoaderError(
             f"transform {t.name!r} has no reply field(s) {missing}; its reply is {list(t.reply)}"
         ) from None
+
+
+@cache
+def reply_fields(transform: str, *names: str) -> Callable[[Sequence[Any]], Any]:
+    """A reader of ``names`` in a reply of ``transform`` by the manifest's reply names (positions resolved
+    once; the reader is C-level ``operator.itemgetter``): a tuple of the fields in the order asked, or the
+    field itself when one name is asked. The one way Python reads a reply that is not a bound decision."""
+    return itemgetter(*reply_index(load_manifest()[transform], names))
 
 
 def _expand(root: Path, rel: str, stack: tuple[str, ...], seen: list[str]) -> str:

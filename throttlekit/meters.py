@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import _validate as v_
 from ._clock import SERVER_TIME, Clock
 from ._errors import NotSupportedError, ThrottleKitError
+from ._loader import DECISION_REPLY, reply_fields
 from ._types import Decision
 from .stores import MemoryStore, join_prefix, resolve_sync
 
@@ -76,7 +77,7 @@ class TokenBudget:
         r = self.store.eval(
             "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
         )
-        return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
+        return _debit_decision(r)
 
     async def adebit(self, key: str, tokens: int = 1) -> Decision:
         """:meth:`debit` on an async store (``aeval``): the server's path."""
@@ -84,14 +85,14 @@ class TokenBudget:
         r = await self.store.aeval(
             "token_budget_debit", (self._kp + key,), self._now(), (self.window_ms, self.budget, n)
         )
-        return Decision(r[0] == 1, r[1], r[2], r[3], r[4])
+        return _debit_decision(r)
 
     def remaining(self, key: str) -> int:
         """Tokens left in ``key``'s current window."""
         r = self.store.eval(
             "token_budget_remaining", (self._kp + key,), self._now(), (self.window_ms, self.budget)
         )
-        return int(r[0])
+        return int(reply_fields("token_budget_remaining", "remaining")(r))
 
     def reset(self, key: str) -> None:
         self.store.delete(self._kp + key)
@@ -99,6 +100,16 @@ class TokenBudget:
     def close(self) -> None:
         if self._owned:
             self.store.close()
+
+
+def _as_decision(fields: Sequence[Any]) -> Decision:
+    """A Decision from the five decision fields in :data:`DECISION_REPLY` order (``allowed`` is 1/0)."""
+    allowed, limit, remaining, reset_at, retry_after_ms = fields
+    return Decision(allowed == 1, limit, remaining, reset_at, retry_after_ms)
+
+
+def _debit_decision(r: Sequence[Any]) -> Decision:
+    return _as_decision(reply_fields("token_budget_debit", *DECISION_REPLY)(r))
 
 
 _lease_ids = itertools.count(1)
@@ -166,9 +177,10 @@ class LeaseSpender:
             now_ms,
             (cost, self.limit, self.ttl_ms, 1 if self.window_coupled else 0, 1 if discard else 0),
         )
-        if r[0] == 1:
+        refresh, *decision = reply_fields("lease_spend", "needs_refresh", *DECISION_REPLY)(r)
+        if refresh == 1:
             return None
-        return Decision(r[1] == 1, r[2], r[3], r[4], r[5])
+        return _as_decision(decision)
 
     def spend(self, now_ms: int | None = None, cost: float = 1, *, now: int | None = None) -> Decision | None:
         """Spend locally at ``now_ms`` (or ``now=``, epoch ms): an allow, or ``None`` when the lease cannot
@@ -273,7 +285,8 @@ class LeakyBucket:
         r = self.store.eval(
             "leaky_bucket_reserve", (self._kp + key,), now, (self.rate_per_sec, self.max_queue_ms, cost)
         )
-        return Reservation((r[0] == 1, r[1]))
+        accepted, delay_ms = reply_fields("leaky_bucket_reserve", "accepted", "delay_ms")(r)
+        return Reservation((accepted == 1, delay_ms))
 
     def reset(self, key: str) -> None:
         self.store.delete(self._kp + key)

@@ -25,11 +25,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 from . import _validate as v
 from ._clock import Clock, SystemClock
 from ._errors import NotSupportedError, StoreError, loggable
+from ._loader import DECISION_REPLY, load_manifest, reply_fields, reply_index
 from ._types import Decision, make_decision
 from .limiter import AsyncLimiter, _key
 from .stores import MemoryStore, ScriptStore, resolve_async
@@ -53,9 +55,12 @@ class DenyCache:
     def lookup(self, key: str, now_ms: float) -> Decision | None:
         """The local denial while a cached one holds (retry counts down to its instant), else None."""
         r = self.store.eval("deny_cache_lookup", (self.prefix + key,), now_ms, ())
-        if r[0] != 1:
+        hit, allowed, limit, remaining, reset_at, retry = reply_fields(
+            "deny_cache_lookup", "hit", *DECISION_REPLY
+        )(r)
+        if hit != 1:
             return None
-        return make_decision(r[1] == 1, r[2], r[3], r[4], r[5])
+        return make_decision(allowed == 1, limit, remaining, reset_at, retry)
 
     def put(self, key: str, now_ms: float, denial: Decision) -> int:
         """Cache ``denial`` (decided at ``now_ms``); returns the instant it stops answering."""
@@ -65,7 +70,7 @@ class DenyCache:
             now_ms,
             (denial.limit, denial.reset_at, denial.retry_after_ms),
         )
-        return int(r[0])
+        return int(reply_fields("deny_cache_put", "until")(r))
 
     def forget(self, key: str) -> None:
         self.store.delete(self.prefix + key)
@@ -97,6 +102,9 @@ class LocalLeases:
         self._low = low_water
         # ``runner``: the memory store's raw ``lease_spend`` runner (``MemoryStore.engine.runner``), given by
         # the owner of an in-process L1; any other store goes through ``eval``
+        # ``r`` below is the runner's ``(is_array, *items)``: each reply field one position on
+        fields = reply_index(load_manifest()["lease_spend"], ("needs_refresh", *DECISION_REPLY, "refill"))
+        self._read = itemgetter(*(i + 1 for i in fields))
         self._fast = runner is not None
         if runner is not None:
             self._spend_run = runner
@@ -115,9 +123,10 @@ class LocalLeases:
                     "lease_spend", (k,), now_ms, (cost, limit, ttl, wc, int(discard), self._low)
                 ),
             )
-        if r[1] == 1:
+        refresh, allowed, limit, remaining, reset_at, retry, refill = self._read(r)
+        if refresh == 1:
             return None, False
-        return make_decision(r[2] == 1, r[3], r[4], r[5], r[6]), r[7] == 1
+        return make_decision(allowed == 1, limit, remaining, reset_at, retry), refill == 1
 
     def grant(
         self, key: str, now_ms: float, capacity: float, expires_at: float, *, drop_if_ended: bool = False
@@ -125,7 +134,7 @@ class LocalLeases:
         r = self.store.eval(
             "lease_grant", (self.prefix + key,), now_ms, (capacity, expires_at, 1 if drop_if_ended else 0)
         )
-        return bool(r[1] == 1)
+        return bool(reply_fields("lease_grant", "applied")(r) == 1)
 
     def forget(self, key: str) -> None:
         self.store.delete(self.prefix + key)

@@ -71,7 +71,9 @@ def _pb(d: Decision) -> Any:
 
 
 def _reply_pb(r: Reply) -> Any:
-    """The wire Decision straight from a transform's reply items (``allowed`` is 1/0 or a bool)."""
+    """The wire Decision straight from a decision transform's reply items (``allowed`` is 1/0 or a bool).
+    Their order is the manifest's: the loader refuses a decision transform whose reply is not exactly
+    ``DECISION_REPLY`` (tests/test_manifest_contract.py), so these positions are those names."""
     return _PbDecision(allowed=r[0] == 1, limit=r[1], remaining=r[2], reset_at=r[3], retry_after_ms=r[4])
 
 
