@@ -17,7 +17,9 @@ after the rounds the script Peeks the key and checks that the server counted exa
 load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 
 Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``;
-``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run.
+``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run;
+``memory-untapped`` / ``redis-untapped`` run the server with ``--monitor off`` (no telemetry hub on the decision
+tap: the hub's own cost per Check is the difference).
 """
 
 from __future__ import annotations
@@ -82,6 +84,9 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     """``throttlekit-server`` on ``store`` on a free port: (process, port). ``memory+tui``: on the memory
     store with ``--tui`` on a pseudo-terminal, so the Lens dashboard repaints throughout the run."""
     args = server_args(config)
+    if store.endswith("-untapped"):  # the same server with no telemetry hub on the decision tap
+        store = store.removesuffix("-untapped")
+        args += ["--monitor", "off"]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
     if store == "memory+tui":  # the same server with Lens repainting on a pseudo-terminal
@@ -243,7 +248,9 @@ def main() -> int:
         "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     ap.add_argument(
-        "--stores", default="memory,redis", help="comma-separated: memory, redis, memory+tui (Lens on a pty)"
+        "--stores",
+        default="memory,redis",
+        help="comma-separated: memory, redis, memory+tui (Lens on a pty), memory-untapped, redis-untapped",
     )
     args = ap.parse_args()
     if args.echo:
