@@ -17,9 +17,7 @@ after the rounds the script Peeks the key and checks that the server counted exa
 load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 
 Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``;
-``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run;
-``memory-untapped`` / ``redis-untapped`` run the server with ``--monitor off`` (no telemetry hub on the decision
-tap: the hub's own cost per Check is the difference).
+``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run.
 """
 
 from __future__ import annotations
@@ -80,13 +78,20 @@ def server_args(config: Path, *extra: str) -> list[str]:
     ]
 
 
+def bench_files(directory: Path) -> tuple[Path, Path]:
+    """``(frame, config)`` in ``directory``: the h2load request body (one gRPC-framed Check of key "hot" on
+    policy "bench") and the policy file of every gRPC benchmark (:data:`CONFIG`)."""
+    frame = directory / "check.bin"
+    frame.write_bytes(grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString()))
+    config = directory / "bench.yaml"
+    config.write_text(CONFIG)
+    return frame, config
+
+
 def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.Popen[str], int]:
     """``throttlekit-server`` on ``store`` on a free port: (process, port). ``memory+tui``: on the memory
     store with ``--tui`` on a pseudo-terminal, so the Lens dashboard repaints throughout the run."""
     args = server_args(config)
-    if store.endswith("-untapped"):  # the same server with no telemetry hub on the decision tap
-        store = store.removesuffix("-untapped")
-        args += ["--monitor", "off"]
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
     if store == "memory+tui":  # the same server with Lens repainting on a pseudo-terminal
@@ -97,15 +102,16 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
         port = int(term.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
         term.wait_for(r"ThrottleKit · memory")  # the dashboard is up and repainting
         return term.proc, port  # type: ignore[return-value]
-    return _spawn(args)
+    return spawn(args)
 
 
 def start_echo() -> tuple[subprocess.Popen[str], int]:
     """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``)."""
-    return _spawn([sys.executable, str(Path(__file__).resolve()), "--echo"])
+    return spawn([sys.executable, str(Path(__file__).resolve()), "--echo"])
 
 
-def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
+def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """Start a server command line that prints ``... listening on host:port ...`` first: (process, port)."""
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -248,9 +254,7 @@ def main() -> int:
         "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     ap.add_argument(
-        "--stores",
-        default="memory,redis",
-        help="comma-separated: memory, redis, memory+tui (Lens on a pty), memory-untapped, redis-untapped",
+        "--stores", default="memory,redis", help="comma-separated: memory, redis, memory+tui (Lens on a pty)"
     )
     args = ap.parse_args()
     if args.echo:
@@ -265,10 +269,7 @@ def main() -> int:
         )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        frame = tmp / "check.bin"
-        frame.write_bytes(grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString()))
-        config = tmp / "bench.yaml"
-        config.write_text(CONFIG)
+        frame, config = bench_files(tmp)
         targets: list[Target] = []
         try:
             proc, port = start_echo()

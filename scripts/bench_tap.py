@@ -48,8 +48,6 @@ def _grpc(rounds: int, seconds: float) -> None:
     import tempfile
     from pathlib import Path
 
-    from throttlekit._proto import throttlekit_pb2 as pb
-
     here = Path(__file__).resolve().parent
     spec = importlib.util.spec_from_file_location("bench_grpc", here / "bench_grpc.py")
     assert spec is not None and spec.loader is not None
@@ -60,34 +58,14 @@ def _grpc(rounds: int, seconds: float) -> None:
         raise SystemExit("h2load not found: apt-get install -y nghttp2-client")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        frame = tmp / "check.bin"
-        frame.write_bytes(
-            bg.grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString())
-        )
-        config = tmp / "bench.yaml"
-        config.write_text(bg.CONFIG)
-        server = [
-            sys.executable,
-            "-c",
-            "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
-        ]
-        base = [
-            *server,
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            "--drain-grace",
-            "0",
-        ]
+        frame, config = bg.bench_files(tmp)
+        base = bg.server_args(config)
         rows: list[tuple[str, subprocess.Popen[str], int]] = []
         rates: dict[str, list[float]] = {}
         try:
             rows.append(("echo (ceiling)", *bg.start_echo()))
-            rows.append(("Check, --monitor off (untapped)", *bg._spawn([*base, "--monitor", "off"])))
-            rows.append(("Check, hub on the tap (default)", *bg._spawn(base)))
+            rows.append(("Check, --monitor off (untapped)", *bg.spawn([*base, "--monitor", "off"])))
+            rows.append(("Check, hub on the tap (default)", *bg.spawn(base)))
             for name, _, port in rows:
                 bg.h2load(port, frame, None, n=3000, clients=bg.CLIENTS, streams=bg.STREAMS, rps=None)
                 rates[name] = []

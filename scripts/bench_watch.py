@@ -29,33 +29,16 @@ import grpc
 from throttlekit._proto import throttlekit_pb2 as pb
 from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench_grpc  # noqa: E402  (the gRPC benchmarks' one server launcher)
+
 CONFIG = "limiters:\n  deny: { strategy: fixedWindow, limit: 1, period: 1d }\n"
 
 
 def _start(config: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from throttlekit.cli import server_main; sys.exit(server_main())",
-            "--config",
-            str(config),
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            "--drain-grace",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return proc, line.split("listening on ", 1)[1].split(" ", 1)[0]
+    proc, port = bench_grpc.spawn(bench_grpc.server_args(config))
+    return proc, f"127.0.0.1:{port}"
 
 
 def _rss_kib(pid: int) -> int:

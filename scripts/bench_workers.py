@@ -29,8 +29,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from throttlekit._proto import throttlekit_pb2 as pb
-
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("bench_grpc", HERE / "bench_grpc.py")
 assert _spec is not None and _spec.loader is not None
@@ -46,7 +44,7 @@ def start_workers(config: Path, n: int, redis_url: str) -> tuple[Any, int]:
     args = bench_grpc.server_args(
         config, "--redis", redis_url, "--redis-prefix", f"benchw-{uuid.uuid4().hex[:8]}", "--workers", str(n)
     )
-    return bench_grpc._spawn(args)
+    return bench_grpc.spawn(args)
 
 
 def main() -> int:
@@ -64,12 +62,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        frame = tmp / "check.bin"
-        frame.write_bytes(
-            bench_grpc.grpc_frame(pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString())
-        )
-        config = tmp / "bench.yaml"
-        config.write_text(bench_grpc.CONFIG)
+        frame, config = bench_grpc.bench_files(tmp)
         try:
             proc, port = bench_grpc.start_echo()
             rows.append({"name": "echo, 1 process (ceiling)", "proc": proc, "port": port, "counts": False})
