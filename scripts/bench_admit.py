@@ -8,8 +8,9 @@ unified pair (guard + the same gcra limiter: three Lua calls), and the pair unde
 
 Through gRPC (one ``throttlekit-server`` subprocess on the memory store, plus the bare grpc.aio echo of
 ``bench_grpc.py`` as the ceiling): Python client processes (asyncio, concurrent streams) send Check, an
-Admit + Release pair on a concurrency policy, and the pair on a unified (gcra x concurrency) policy,
-interleaved by round. Each row: median rate over rounds, ratio to the plain Check of the same round, and
+Admit + Release pair on a concurrency policy, the pair on a unified (gcra x concurrency) policy and on a
+concurrency policy with a ``jointLp`` block (static duals; every admit passes its bid), interleaved by
+round. Each row: median rate over rounds, ratio to the plain Check of the same round, and
 the spread (min..max) of that ratio.
 
 Usage: ``python scripts/bench_admit.py [--rounds 5] [--n 20000] [--grpc-n 6000]``
@@ -45,6 +46,9 @@ CONFIG = f"""limiters:
     limit: {BIG}
     period: 1s
     concurrency: {{ minLimit: 100000, maxLimit: 100000 }}
+  lp:
+    concurrency: {{ minLimit: 100000, maxLimit: 100000 }}
+    jointLp: {{ duals: {{ rate: 0.5, cost: 0.25 }} }}
 """
 CLIENTS, STREAMS = 2, 16
 
@@ -164,6 +168,7 @@ def through_grpc(n: int, rounds: int) -> list[tuple[str, float, float, tuple[flo
                 "Check (gcra)": lambda k: _load(port, "check", k),
                 "Admit+Release (concurrency), pairs": lambda k: _load(port, "conc", k // 2),
                 "Admit+Release (unified), pairs": lambda k: _load(port, "unified", k // 2),
+                "Admit+Release (concurrency, joint-lp), pairs": lambda k: _load(port, "lp", k // 2),
             }
             return _rounds(contenders, n, rounds, "Check (gcra)")
         finally:
