@@ -13,16 +13,17 @@ Each is a thin router over Lua transforms (``conc_acquire``, ``conc_release``, `
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _validate as v_
-from ._clock import Clock, SystemClock
+from ._clock import SERVER_TIME, Clock, SystemClock
 from ._errors import ConfigError
-from ._types import Decision
+from ._types import Decision, make_decision
 
 __all__ = [
     "ALGORITHMS",
@@ -65,6 +66,15 @@ class ConcurrencyParams:
     smoothing: float = 0.2
     tolerance: float = 2.0
     backoff_ratio: float = 0.9
+    #: minRTT recalibration (spec 9.2): probe interval (0 = off), probe in-flight cap, pure samples
+    recal_interval_ms: int = 0
+    probe_limit: int = 0
+    probe_samples: int = 0
+
+    @property
+    def recalibrating(self) -> bool:
+        """True when the minRTT recalibration probe is configured (``recalibration:``)."""
+        return self.recal_interval_ms > 0
 
     @property
     def pinned(self) -> bool:
@@ -72,7 +82,7 @@ class ConcurrencyParams:
         return self.min_limit == self.max_limit
 
     def release_args(self) -> tuple[Any, ...]:
-        """``conc_release`` ARGV after ``start_ms, slot, dropped`` (manifest order)."""
+        """``conc_release`` ARGV after ``now_ms``, before ``mode, ticket`` (manifest order)."""
         return (
             self.min_limit,
             self.max_limit,
@@ -82,14 +92,32 @@ class ConcurrencyParams:
             self.smoothing,
             self.tolerance,
             self.backoff_ratio,
+            self.recal_interval_ms,
+            self.probe_limit,
+            self.probe_samples,
         )
 
     def describe(self) -> str:
         if self.pinned:
             return f"concurrency pinned at {self.min_limit}"
-        return (
+        text = (
             f"concurrency {self.algorithm} {self.min_limit}..{self.max_limit} (initial {self.initial_limit})"
         )
+        if self.recalibrating:
+            text += (
+                f", recalibrating every {self.recal_interval_ms} ms "
+                f"(probe {self.probe_limit} in flight, {self.probe_samples} samples)"
+            )
+        return text
+
+
+#: ``recalibration:`` defaults (spec 9.2 did not recover them; ours, in docs/concurrency.md): a probe
+#: every 30 s, at most ``minLimit`` in flight while it runs, 10 pure samples replace the baseline.
+RECAL_INTERVAL_MS = 30_000
+RECAL_PROBE_SAMPLES = 10
+RECAL_FIELDS = {"intervalMs": "interval_ms", "probeLimit": "probe_limit", "probeSamples": "probe_samples"}
+#: Longest recalibration interval (ms): one day.
+MAX_RECAL_INTERVAL_MS = 86_400_000
 
 
 _MISSING: Any = object()
@@ -104,12 +132,16 @@ def concurrency_params(
     smoothing: Any = _MISSING,
     tolerance: Any = _MISSING,
     backoff_ratio: Any = _MISSING,
+    recalibration: Any = _MISSING,
 ) -> ConcurrencyParams:
     """Check every field (all problems at once, as one :class:`~throttlekit.ConfigError`): ``minLimit``
     an integer >= 1 (default 4), ``maxLimit`` an integer >= minLimit (default 512), ``initialLimit`` an
     integer in [minLimit, maxLimit] (default minLimit), ``algorithm`` gradient2 | aimd, ``rttWindow`` an
     integer >= 1 (default 100), ``smoothing`` in (0, 1] (default 0.2), ``tolerance`` >= 1 (default 2.0),
-    ``backoffRatio`` in [0.5, 1) (default 0.9)."""
+    ``backoffRatio`` in [0.5, 1) (default 0.9), ``recalibration`` (spec 9.2, off by default) a mapping of
+    optional ``intervalMs`` (integer 1..86400000, default 30000), ``probeLimit`` (integer in [1,
+    maxLimit], default minLimit) and ``probeSamples`` (integer 1..10000, default 10); ``{}`` turns it on
+    with every default."""
     c = v_.Checks("concurrency")
     lo = 4 if min_limit is _MISSING else c(v_.integer, "minLimit", min_limit, 1, MAX_LIMIT)
     hi = 512 if max_limit is _MISSING else c(v_.integer, "maxLimit", max_limit, 1, MAX_LIMIT)
@@ -141,6 +173,54 @@ def concurrency_params(
         backoff = c(v_.number, "backoffRatio", backoff_ratio, low=0.5, low_open=False, high=1)
         if backoff is not None and backoff >= 1:
             c.error("backoffRatio", "must be below 1", backoff_ratio, "a number >= 0.5 and < 1")
+    interval = probe_limit = probe_samples = 0
+    if recalibration is not _MISSING:
+        if not isinstance(recalibration, Mapping):
+            c.error(
+                "recalibration",
+                "must be a mapping",
+                recalibration,
+                "{} or a mapping of intervalMs, probeLimit, probeSamples",
+            )
+        else:
+            for k in recalibration:
+                if k not in RECAL_FIELDS:
+                    c.error(
+                        f"recalibration.{k}",
+                        "is not a recalibration field",
+                        recalibration[k],
+                        ", ".join(RECAL_FIELDS),
+                    )
+            interval = RECAL_INTERVAL_MS
+            if "intervalMs" in recalibration:
+                interval = (
+                    c(
+                        v_.integer,
+                        "recalibration.intervalMs",
+                        recalibration["intervalMs"],
+                        1,
+                        MAX_RECAL_INTERVAL_MS,
+                    )
+                    or 0
+                )
+            probe_limit = lo or 1
+            if "probeLimit" in recalibration:
+                probe_limit = (
+                    c(v_.integer, "recalibration.probeLimit", recalibration["probeLimit"], 1, hi or MAX_LIMIT)
+                    or 0
+                )
+            probe_samples = RECAL_PROBE_SAMPLES
+            if "probeSamples" in recalibration:
+                probe_samples = (
+                    c(
+                        v_.integer,
+                        "recalibration.probeSamples",
+                        recalibration["probeSamples"],
+                        1,
+                        MAX_RTT_WINDOW,
+                    )
+                    or 0
+                )
     c.done()
     return ConcurrencyParams(
         lo,  # type: ignore[arg-type]
@@ -151,21 +231,24 @@ def concurrency_params(
         smooth,  # type: ignore[arg-type]
         tol,  # type: ignore[arg-type]
         backoff,
+        interval,
+        probe_limit,
+        probe_samples,
     )
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(NamedTuple):
     """One ``conc_acquire`` answer: the concurrency axis's decision (spec 10.2); when allowed, ``slot``
-    (in flight after the acquire) and ``start_ms`` (the acquire instant) identify the held slot."""
+    (in flight after the acquire), ``start_ms`` (the acquire instant, as the transform's clock read it)
+    and ``ticket`` (what ``conc_release`` settles the slot by: start, slot, probe id) identify it."""
 
     decision: Decision
     slot: int
     start_ms: float
+    ticket: str = ""
 
 
-@dataclass(frozen=True)
-class GuardStats:
+class GuardStats(NamedTuple):
     """A guard after a release: ``limit`` (floor of the estimate), ``inflight``, ``rtt_noload`` (the
     window-minimum RTT), ``last_rtt``."""
 
@@ -175,6 +258,14 @@ class GuardStats:
     last_rtt: float
 
 
+#: conc_release's ``mode``: the work completed, was dropped, or never ran (the slot returned unused).
+COMPLETED, DROPPED, UNUSED = 0, 1, 2
+_ACQUIRE_REPLY = ("slot", "allowed", "limit", "remaining", "reset_at", "retry_after_ms", "ticket")
+_RELEASE_REPLY = ("limit", "inflight", "rtt_noload", "last_rtt")
+#: Bound acquire calls kept per guard, one per fleet share seen (a share is a small integer).
+_MAX_CAP_BINDINGS = 64
+
+
 class ConcurrencyGuard:
     """An adaptive in-flight guard (gradient2 or aimd) whose state is one key of a store.
 
@@ -182,6 +273,12 @@ class ConcurrencyGuard:
     ``fence_at``: epoch ms from which it refuses, -1 never); ``release(grant, dropped)`` returns it and
     updates the limit from the RTT sample (``sample=False`` returns a slot whose work never ran, without a
     sample). The store defaults to a private in-process memory store. Thread-safe as its store is.
+
+    Both are one bound call each (:meth:`~throttlekit.stores.base.ScriptStore.bind`): acquire's constant
+    ARGV (initial limit, probe limit, the cap) and release's (the parameters and the mode) are packed once;
+    the per-call argument is the fence instant (acquire) or the grant's ticket (release). Without a
+    ``clock`` the store's clock decides (``SERVER_TIME``: on the memory store under LuaJIT the Lua
+    function reads the wall clock itself).
     """
 
     def __init__(
@@ -192,41 +289,54 @@ class ConcurrencyGuard:
         key: str = "guard",
         clock: Clock | None = None,
     ) -> None:
+        from ._loader import load_manifest, reply_index
         from .stores import MemoryStore
 
         self.params = params or concurrency_params()
-        self.clock = clock or SystemClock()
         self._owned = store is None
-        self.store = MemoryStore(clock=self.clock) if store is None else store
+        self.store = MemoryStore(clock=clock) if store is None else store
+        self.clock: Clock = clock or getattr(self.store, "clock", None) or SystemClock()
+        self._now: Any = None if clock is None else clock.now_ms
         self.key = key
-        self._keys = (key,)
-        self._init = self.params.initial_limit
-        self._release_args = self.params.release_args()
+        p = self.params
+        self._acq_fixed = (p.initial_limit, p.probe_limit if p.recalibrating else 0)
+        self._acquires: dict[float, Any] = {}
+        manifest = load_manifest()
+        self._ai = reply_index(manifest["conc_acquire"], _ACQUIRE_REPLY)
+        self._ri = reply_index(manifest["conc_release"], _RELEASE_REPLY)
+        fixed = p.release_args()
+        self._releases = tuple(self.store.bind("conc_release", (*fixed, mode)) for mode in (0, 1, 2))
+        self._acquire_for(-1)
         self.limit = self.params.initial_limit
         self.inflight = 0
         self.rtt_noload: float = 0
         self.last_rtt: float = 0
 
+    def _acquire_for(self, cap: float) -> Any:
+        run = self._acquires.get(cap)
+        if run is None:
+            if len(self._acquires) >= _MAX_CAP_BINDINGS:
+                self._acquires.clear()
+            run = self._acquires[cap] = self.store.bind("conc_acquire", (*self._acq_fixed, cap))
+        return run
+
     def acquire(self, cap: float = -1, fence_at: float = -1) -> Grant:
-        now = self.clock.now_ms()
-        r = self.store.eval("conc_acquire", self._keys, now, (self._init, cap, fence_at))
-        d = Decision(r[1] == 1, r[2], r[3], r[4], r[5])
+        run = self._acquires.get(cap) or self._acquire_for(cap)
+        r = run(self.key, SERVER_TIME if self._now is None else self._now(), fence_at)
+        slot, a, lim, rem, rst, rty, tk = self._ai
+        d = make_decision(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
         if d.allowed:
-            self.inflight = int(r[0])
-        return Grant(d, int(r[0]), now)
+            self.inflight = r[slot]
+        return Grant(d, r[slot], r[rst], r[tk])
 
     def release(self, grant: Grant, dropped: bool = False, *, sample: bool = True) -> GuardStats:
         """Return ``grant``'s slot. ``sample=False``: the work never ran (a later axis denied): the slot
         goes back without an RTT sample, so the limit is not moved by a zero-length non-request."""
-        r = self.store.eval(
-            "conc_release",
-            self._keys,
-            self.clock.now_ms(),
-            (grant.start_ms, grant.slot, 1 if dropped else 0, *self._release_args, 1 if sample else 0),
-        )
-        self.limit, self.inflight = int(r[0]), int(r[1])
-        self.rtt_noload, self.last_rtt = v_.whole(r[2]), v_.whole(r[3])
-        return GuardStats(self.limit, self.inflight, self.rtt_noload, self.last_rtt)
+        run = self._releases[(DROPPED if dropped else COMPLETED) if sample else UNUSED]
+        r = run(self.key, SERVER_TIME if self._now is None else self._now(), grant.ticket)
+        lim, inf, rn, lr = self._ri
+        self.limit, self.inflight, self.rtt_noload, self.last_rtt = r[lim], r[inf], r[rn], r[lr]
+        return GuardStats(r[lim], r[inf], r[rn], r[lr])
 
     def reset(self) -> None:
         self.store.delete(self.key)
@@ -236,14 +346,19 @@ class ConcurrencyGuard:
             self.store.close()
 
 
-@dataclass
 class Lease:
     """A held slot: its id, the guard that holds it (``owner``), the grant, and its deadline (epoch ms)."""
 
-    id: str
-    owner: Any
-    grant: Grant
-    deadline: float
+    __slots__ = ("deadline", "grant", "id", "owner")
+
+    def __init__(self, id: str, owner: Any, grant: Grant, deadline: float) -> None:
+        self.id = id
+        self.owner = owner
+        self.grant = grant
+        self.deadline = deadline
+
+    def __repr__(self) -> str:
+        return f"Lease(id={self.id!r}, deadline={self.deadline!r})"
 
 
 class LeaseTable:
@@ -254,7 +369,7 @@ class LeaseTable:
         self.ttl_ms = v_.integer("leaseTtlMs", ttl_ms, 1, 86_400_000)
         self.clock = clock or SystemClock()
         self.token = secrets.token_hex(8)
-        self._n = 0
+        self._count = itertools.count(1)
         self._leases: dict[str, Lease] = {}
         self._lock = threading.Lock()
 
@@ -263,15 +378,13 @@ class LeaseTable:
 
     def mint(self, owner: Any, grant: Grant) -> Lease:
         deadline = self.clock.now_ms() + self.ttl_ms
-        with self._lock:
-            self._n += 1
-            lease = Lease(f"{self.token}.{self._n}", owner, grant, deadline)
-            self._leases[lease.id] = lease
+        n = next(self._count)  # atomic under the GIL: no lock for the id
+        lease = Lease(f"{self.token}.{n}", owner, grant, deadline)
+        self._leases[lease.id] = lease  # one dict store: atomic; expired() copies under the lock
         return lease
 
     def pop(self, lease_id: str) -> Lease | None:
-        with self._lock:
-            return self._leases.pop(lease_id, None)
+        return self._leases.pop(lease_id, None)  # atomic under the GIL
 
     def renew(self, lease_ids: Sequence[str]) -> tuple[list[str], list[str], float]:
         """Renew every held id: ``(live, reclaimed, next_deadline)``; an id not held (never minted,
@@ -291,33 +404,45 @@ class LeaseTable:
     def expired(self) -> list[Lease]:
         """Remove and return every lease whose deadline has passed (``deadline <= now``)."""
         now = self.clock.now_ms()
-        with self._lock:
-            out = [lease for lease in self._leases.values() if lease.deadline <= now]
-            for lease in out:
-                del self._leases[lease.id]
-        return out
+        with self._lock:  # against a concurrent sweep; mint and pop stay lock-free (atomic dict ops)
+            lapsed = [lease for lease in list(self._leases.values()) if lease.deadline <= now]
+            pop = self._leases.pop
+            return [lease for lease in lapsed if pop(lease.id, None) is not None]
 
 
 @dataclass(frozen=True)
 class Share:
     """A coordinator's answer: this node's ``share`` of ``l_global`` across ``nodes`` live nodes;
     ``collision`` when another live process holds this node id (the share is then 0); ``expires_at``
-    the coordinator-clock instant this report lapses."""
+    the coordinator-clock instant this report lapses; ``gen`` the committed grant generation (acknowledged
+    handoff; -1 without)."""
 
     share: int
     l_global: int
     nodes: int
     collision: bool
     expires_at: float
+    gen: int = -1
+
+
+_SHARE_REPLY = ("share", "l_global", "nodes", "collision", "expires_at", "gen")
 
 
 class Coordinator:
     """The fleet coordinator of one ``distributedConcurrency`` key on a shared store: ``heartbeat`` reports
     this node and returns its :class:`Share`, ``leave`` removes it. Keys: ``<prefix>conc:<key>`` (the
-    upstream Redis layout: no separator) and ``<prefix>conc:<key>:owners`` (the node-id owners)."""
+    upstream Redis layout: no separator) and ``<prefix>conc:<key>:owners`` (the node-id owners).
+    ``handoff``: acknowledged handoff (spec 9.4): each report carries ``seq`` and ``applied_gen``."""
 
     def __init__(
-        self, store: Any, key: str, node_id: str, *, prefix: str = "tk:fed", aggregate: str = "median"
+        self,
+        store: Any,
+        key: str,
+        node_id: str,
+        *,
+        prefix: str = "tk:fed",
+        aggregate: str = "median",
+        handoff: bool = False,
     ) -> None:
         if not isinstance(node_id, str) or not node_id.strip() or len(node_id) > MAX_NODE_ID:
             raise ConfigError(
@@ -333,39 +458,64 @@ class Coordinator:
                 problem="contains a control character",
                 allowed=f"1 to {MAX_NODE_ID} characters, no control characters",
             )
+        from ._loader import load_manifest, reply_index
+
         self.aggregate = v_.choice("aggregate", aggregate, ("median", "min"))
         self.store = store
         self.node_id = node_id
+        self.handoff = bool(handoff)
         self.token = secrets.token_hex(8)
         from .stores.base import join_prefix
 
         base = join_prefix(getattr(store, "prefix", "")) + f"{prefix}conc:{key}"
         self.keys = (base, base + ":owners")
         self._agg = 1 if self.aggregate == "min" else 0
+        self._si = reply_index(load_manifest()["conc_heartbeat"], _SHARE_REPLY)
+        (self._removed,) = reply_index(load_manifest()["conc_leave"], ("removed",))
 
-    def _args(self, l_local: int, inflight: int, ttl_ms: int) -> tuple[Any, ...]:
-        return (self.node_id, self.token, l_local, inflight, ttl_ms, self._agg)
+    def _args(self, l_local: int, inflight: int, ttl_ms: int, seq: int, applied_gen: int) -> tuple[Any, ...]:
+        return (
+            self.node_id, self.token, l_local, inflight, ttl_ms, self._agg, seq, applied_gen,
+            1 if self.handoff else 0,
+        )  # fmt: skip
 
-    @staticmethod
-    def _share(r: Sequence[Any]) -> Share:
-        return Share(int(r[0]), int(r[1]), int(r[2]), r[3] == 1, v_.whole(r[4]))
+    def _share(self, r: Sequence[Any]) -> Share:
+        s, lg, n, c, x, g = self._si
+        return Share(int(r[s]), int(r[lg]), int(r[n]), r[c] == 1, v_.whole(r[x]), int(r[g]))
 
-    def heartbeat(self, l_local: int, inflight: int, ttl_ms: int, now_ms: float = -1) -> Share:
-        return self._share(
-            self.store.eval("conc_heartbeat", self.keys, now_ms, self._args(l_local, inflight, ttl_ms))
-        )
+    def heartbeat(
+        self,
+        l_local: int,
+        inflight: int,
+        ttl_ms: int,
+        now_ms: float = -1,
+        *,
+        seq: int = -1,
+        applied_gen: int = -1,
+    ) -> Share:
+        args = self._args(l_local, inflight, ttl_ms, seq, applied_gen)
+        return self._share(self.store.eval("conc_heartbeat", self.keys, now_ms, args))
 
-    async def aheartbeat(self, l_local: int, inflight: int, ttl_ms: int, now_ms: float = -1) -> Share:
-        return self._share(
-            await self.store.aeval("conc_heartbeat", self.keys, now_ms, self._args(l_local, inflight, ttl_ms))
-        )
+    async def aheartbeat(
+        self,
+        l_local: int,
+        inflight: int,
+        ttl_ms: int,
+        now_ms: float = -1,
+        *,
+        seq: int = -1,
+        applied_gen: int = -1,
+    ) -> Share:
+        args = self._args(l_local, inflight, ttl_ms, seq, applied_gen)
+        return self._share(await self.store.aeval("conc_heartbeat", self.keys, now_ms, args))
 
     def leave(self, now_ms: float = -1) -> bool:
-        return bool(self.store.eval("conc_leave", self.keys, now_ms, (self.node_id, self.token))[0] == 1)
+        r = self.store.eval("conc_leave", self.keys, now_ms, (self.node_id, self.token))
+        return bool(r[self._removed] == 1)
 
     async def aleave(self, now_ms: float = -1) -> bool:
         r = await self.store.aeval("conc_leave", self.keys, now_ms, (self.node_id, self.token))
-        return bool(r[0] == 1)
+        return bool(r[self._removed] == 1)
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,15 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   want, windowStart, expect: {granted, windowStart}}]}``.
 
 * ``concurrency`` (the adaptive guard): ``{options: {minLimit, maxLimit, initialLimit, algorithm,
-  rttWindow, smoothing, tolerance, backoffRatio}, ops: [{op: acquire, now, cap?, fenceAt?, expect:
+  rttWindow, smoothing, tolerance, backoffRatio, recalibration}, ops: [{op: acquire, now, cap?, fenceAt?, expect:
   {slot, allowed, limit, remaining, resetAt, retryAfterMs}} | {op: release, now, of: <index of the
   acquire op>, dropped?, sample?, expect: {limit, inflight, rttNoload, lastRtt}}]}``.
 * ``unifiedFused`` (spec 10.4): ``{rate: {limit, periodMs, burst}, cost: {capacity, refillPerSec}, ops:
   [{now, cost, expect: {<combined decision>, rate: {<decision>}, cost: {<decision>}}}]}``.
-* ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, ops: [{op:
-  heartbeat, now, node, token, lLocal, inflight, ttlMs, expect: {share, lGlobal, nodes, collision,
-  expiresAt}} | {op: leave, now, node, token, expect: {removed}}]}``.
+* ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, handoff, ops: [{op:
+  heartbeat, now, node, token, lLocal, inflight, ttlMs, seq?, appliedGen?, handoff?, expect: {share, lGlobal,
+  nodes, collision, expiresAt, gen?}} | {op: leave, now, node, token, expect: {removed}}]}``; an op's
+  ``handoff`` overrides the suite's (a fleet mixing reporters with and without acknowledged handoff).
 
 * ``fluidLp`` (spec 10.5 solveFluidLp, ``lp_solve``): ``{ops: [{types: [{cost, value, weight, hold?}],
   rateBudget, costBudget, concBudget?, expect: {pRate, pCost, pConc, ratePerArrival, costPerArrival}}]}``
@@ -344,6 +345,7 @@ _GUARD_OPTIONS = {
     "smoothing": "smoothing",
     "tolerance": "tolerance",
     "backoffRatio": "backoff_ratio",
+    "recalibration": "recalibration",
 }
 
 
@@ -380,25 +382,36 @@ def _run_concurrency(
 
 
 def _run_coordinator(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult) -> None:
-    nodes: dict[tuple[str, str], Coordinator] = {}
+    nodes: dict[tuple[str, str, bool], Coordinator] = {}
     aggregate = suite.get("aggregate", "median")
     last: Coordinator | None = None
     for i, op in enumerate(suite["ops"]):
-        ident = (op["node"], op["token"])
+        handoff = bool(op.get("handoff", suite.get("handoff", False)))
+        ident = (op["node"], op["token"], handoff)
         c = nodes.get(ident)
         if c is None:
-            c = nodes[ident] = Coordinator(store, "k", op["node"], prefix=f"{prefix}:", aggregate=aggregate)
+            c = nodes[ident] = Coordinator(
+                store, "k", op["node"], prefix=f"{prefix}:", aggregate=aggregate, handoff=handoff
+            )
             c.token = op["token"]
         last = c
         got: dict[str, Any]
         if op["op"] == "heartbeat":
-            s = c.heartbeat(op["lLocal"], op["inflight"], op["ttlMs"], op["now"])
+            s = c.heartbeat(
+                op["lLocal"],
+                op["inflight"],
+                op["ttlMs"],
+                op["now"],
+                seq=op.get("seq", -1),
+                applied_gen=op.get("appliedGen", -1),
+            )
             got = {
                 "share": s.share,
                 "lGlobal": s.l_global,
                 "nodes": s.nodes,
                 "collision": s.collision,
                 "expiresAt": s.expires_at,
+                "gen": s.gen,
             }
         elif op["op"] == "leave":
             got = {"removed": c.leave(op["now"])}

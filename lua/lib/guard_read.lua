@@ -1,9 +1,18 @@
 -- guard_read(key, initial): the adaptive concurrency guard's state, from hash `key`.
 -- Fields: e estimate ('%.17g'), i in flight, r rttNoload (0 until the first sample), l last RTT,
--- n samples recorded, d the window-minimum deque as space-joined "index rtt" pairs (ascending rtt).
--- A missing key is a fresh guard: estimate = initial, nothing in flight, no samples.
-local function guard_read(key, initial)
-  local h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd')
+-- n samples recorded, d the window-minimum deque as space-joined "index rtt" pairs (ascending rtt);
+-- recalibration (spec 9.2): b start of the current phase (the baseline's or the probe's; -1 = not
+-- started), p id of the running probe (0 = none), k probes started, u pure samples of the running probe,
+-- m their minimum RTT (-1 = none yet). A missing key is a fresh guard; state written before the
+-- recalibration fields existed reads them as "no probe, phase not started".
+-- `recal` false reads only the first six (a guard without recalibration never writes the others).
+local function guard_read(key, initial, recal)
+  local h
+  if recal then
+    h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd', 'b', 'p', 'k', 'u', 'm')
+  else
+    h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd')
+  end
   return {
     e = tonumber(h[1] or '') or initial,
     i = tonumber(h[2] or '') or 0,
@@ -11,6 +20,11 @@ local function guard_read(key, initial)
     l = tonumber(h[4] or '') or 0,
     n = tonumber(h[5] or '') or 0,
     d = h[6] or '',
+    b = tonumber(h[7] or '') or -1,
+    p = tonumber(h[8] or '') or 0,
+    k = tonumber(h[9] or '') or 0,
+    u = tonumber(h[10] or '') or 0,
+    m = tonumber(h[11] or '') or -1,
     fresh = not h[1],
   }
 end

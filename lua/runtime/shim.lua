@@ -589,7 +589,7 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
   local n = select('#', ...)
   for i = 1, n do ARGV[i + 1] = (select(i, ...)) end
   local last = n + 2
-  local five = nreply == 5
+  local five, four, seven = nreply == 5, nreply == 4, nreply == 7
   local run
   if guarded then
     run = function(t, k, now, cost)
@@ -599,8 +599,13 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
       ARGV[1] = now
       ARGV[last] = cost
       local ok, r = pcall(fn)
-      if five and ok and type(r) == 'table' and r.err == nil and r.ok == nil then
-        return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5])
+      if ok and type(r) == 'table' and r.err == nil and r.ok == nil then
+        if five then return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]) end
+        -- the concurrency guard's release (4 items) and acquire (7, the last its text ticket)
+        if four and r[4] ~= nil then return item(r[1]), item(r[2]), item(r[3]), item(r[4]) end
+        if seven and type(r[7]) == 'string' then
+          return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]), item(r[6]), r[7]
+        end
       end
       return finish(fail, ok, r, nreply)
     end
@@ -612,8 +617,12 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
       ARGV[1] = now
       ARGV[last] = cost
       local r = fn()
-      if five and type(r) == 'table' and r.err == nil and r.ok == nil then
-        return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5])
+      if type(r) == 'table' and r.err == nil and r.ok == nil then
+        if five then return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]) end
+        if four and r[4] ~= nil then return item(r[1]), item(r[2]), item(r[3]), item(r[4]) end
+        if seven and type(r[7]) == 'string' then
+          return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]), item(r[6]), r[7]
+        end
       end
       return finish(fail, true, r, nreply)
     end

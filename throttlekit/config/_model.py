@@ -162,12 +162,19 @@ class DistributedConcurrencyPolicy(ConcurrencyPolicy):
     coordinator_prefix: str = "tk:fed"
     heartbeat_ms: int = 1000
     on_outage: str = "fail-closed"
+    #: acknowledged handoff (spec 9.4); eager off-cycle beats (spec 9.3) and their debounce
+    handoff: bool = False
+    eager_handoff: bool = False
+    min_heartbeat_ms: int = 100
     kind: ClassVar[str] = "distributedConcurrency"
 
     def describe(self) -> str:
+        extra = ", acknowledged handoff" if self.handoff else ""
+        if self.eager_handoff:
+            extra += f", eager beats (at most one per {self.min_heartbeat_ms} ms)"
         return (
             f"{self.kind} ({super().describe()}), {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
-            f"{self.on_outage} (coordinator prefix {self.coordinator_prefix!r})"
+            f"{self.on_outage}{extra} (coordinator prefix {self.coordinator_prefix!r})"
         )
 
 

@@ -746,7 +746,15 @@ class _FleetAdmitRuntime(_AdmitRuntime):
     within ``(lease - heartbeat) / 2`` of lapsing (``fence_at``, checked by ``conc_acquire``), and a
     failed report sets the share to 0; under local-only a failed report lifts the cap (local limit only).
     A node id another live process holds (a collision) gets share 0 and an error in the log.
-    ``aclose`` stops the beats and leaves the coordinator so peers take the share at once."""
+    ``aclose`` stops the beats and leaves the coordinator so peers take the share at once.
+
+    Every report carries ``seq`` (increasing per process); a reply older than the newest applied one is
+    dropped (spec 9.3). With ``handoff`` the report also carries ``applied_gen`` (the last grant generation
+    adopted), sampled with the in-flight count. With ``eager_handoff`` three triggers send an off-cycle
+    report, at most one pending and never sooner than ``min_heartbeat_ms`` after the previous report:
+    PULL (an admit denied by the share while the share is below the fair share ``floor(l_global /
+    nodes)`` of the last answer), PUSH (a release brings the in-flight count to or below a share the last
+    answer lowered) and ACK (a reply whose gen differs from the applied one was applied)."""
 
     def __init__(
         self,
@@ -767,7 +775,12 @@ class _FleetAdmitRuntime(_AdmitRuntime):
             )
         self.fleet = policy
         self.coordinator = Coordinator(
-            store, policy.name, node_id, prefix=policy.coordinator_prefix, aggregate=policy.aggregate
+            store,
+            policy.name,
+            node_id,
+            prefix=policy.coordinator_prefix,
+            aggregate=policy.aggregate,
+            handoff=policy.handoff,
         )
         self.node_id = node_id
         self.lease_ms = 2 * policy.heartbeat_ms
@@ -779,16 +792,39 @@ class _FleetAdmitRuntime(_AdmitRuntime):
         self._task: asyncio.Task[None] | None = None
         self._clock = clock
         self._log_errors = ErrorLog()
+        #: report sequence (spec 9.3): the last sent, the newest applied; replies older are dropped
+        self.seq = 0
+        self.applied_seq = 0
+        self.dropped_replies = 0
+        #: the last grant generation applied (acknowledged handoff; reported as applied_gen)
+        self.applied_gen = 0
+        self.eager = policy.eager_handoff
+        self.min_beat_ms = policy.min_heartbeat_ms
+        #: off-cycle beats sent, by trigger
+        self.eager_beats = {"pull": 0, "push": 0, "ack": 0}
+        self._last_sent: float = -1e18
+        self._lowered = False
+        self._pending: asyncio.TimerHandle | None = None
+        self._eager_task: asyncio.Task[None] | None = None
 
     def _now(self) -> float:
         return self._clock.now_ms() if self._clock is not None else time.time() * 1000
 
     async def beat(self) -> None:
         """One report to the coordinator (never raises: a failure applies the outage policy)."""
-        sent = self._now()
+        self.seq += 1
+        seq = self.seq
+        sent = self._last_sent = self._now()
+        handoff = self.fleet.handoff
+        applied_gen = self.applied_gen if handoff else -1
         try:
-            s = await self.coordinator.aheartbeat(self.guard.limit, self.guard.inflight, self.lease_ms)
+            s = await self.coordinator.aheartbeat(
+                self.guard.limit, self.guard.inflight, self.lease_ms, seq=seq, applied_gen=applied_gen
+            )
         except StoreError as exc:
+            if seq < self.applied_seq:
+                return  # a newer report has been answered since: it stands
+            self.applied_seq = seq
             self.cap = 0 if self.fail_closed else -1
             self._log_errors.report(
                 f"beat:{self.policy.name}",
@@ -800,6 +836,10 @@ class _FleetAdmitRuntime(_AdmitRuntime):
                 ),
             )
             return
+        if seq < self.applied_seq:
+            self.dropped_replies += 1
+            return
+        self.applied_seq = seq
         self.collision = s.collision
         if s.collision:
             self.cap = 0
@@ -809,10 +849,52 @@ class _FleetAdmitRuntime(_AdmitRuntime):
                 "one admits nothing until that one leaves or lapses: give every server its own --node-id",
             )
             return
+        if s.share < self.share:
+            # PUSH is armed only while more is held than the lowered share allows
+            self._lowered = self.guard.inflight > s.share
+        elif s.share > self.share:
+            self._lowered = False
         self.share, self.l_global, self.nodes = s.share, s.l_global, s.nodes
         self.cap = s.share
         if self.fail_closed:
             self.fence_at = sent + self.lease_ms - self.margin
+        if handoff and s.gen >= 0 and s.gen != self.applied_gen:
+            self.applied_gen = s.gen
+            self._eager_beat("ack")
+
+    def _eager_beat(self, trigger: str) -> None:
+        """Schedule one off-cycle report (a no-op without eagerHandoff, before start, after close, or when
+        one is pending), no sooner than ``min_heartbeat_ms`` after the previous report."""
+        if not self.eager or self._task is None or self._pending is not None:
+            return
+        if self._eager_task is not None and not self._eager_task.done():
+            return
+        self.eager_beats[trigger] += 1
+        delay = max(0.0, self._last_sent + self.min_beat_ms - self._now()) / 1000
+        self._pending = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        if self._task is not None:
+            self._eager_task = asyncio.ensure_future(self.beat())
+
+    async def _admit(self, key: str) -> Admitted:
+        adm = await super()._admit(key)
+        if (
+            self.eager
+            and adm.binding_axis == "concurrency"
+            and self.nodes > 0
+            and 0 <= self.cap < self.l_global // self.nodes
+            and adm.decision.limit == self.cap
+        ):
+            self._eager_beat("pull")
+        return adm
+
+    def release_lease(self, lease: Lease, dropped: bool) -> None:
+        super().release_lease(lease, dropped)
+        if self._lowered and self.guard.inflight <= self.share:
+            self._lowered = False
+            self._eager_beat("push")
 
     async def _loop(self) -> None:
         period = self.fleet.heartbeat_ms / 1000
@@ -826,9 +908,15 @@ class _FleetAdmitRuntime(_AdmitRuntime):
             self._task = asyncio.ensure_future(self._loop())
 
     async def aclose(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         if self._task is not None:
             self._task.cancel()
             self._task = None
+            if self._eager_task is not None:
+                self._eager_task.cancel()
+                self._eager_task = None
             try:
                 await asyncio.wait_for(self.coordinator.aleave(), 2.0)
             except (StoreError, asyncio.TimeoutError, OSError) as exc:

@@ -23,6 +23,7 @@ import hiredis
 from .._clock import SERVER_TIME
 from .._errors import ScriptError, StoreError, ThrottleKitError, WrongTypeError
 from .._loader import Transform
+from .base import Last
 
 __all__ = [
     "UNAVAILABLE",
@@ -99,23 +100,21 @@ def evalsha_batch(t: Transform, keys: Sequence[Sequence[str]], now_ms: float, ar
     return b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys])
 
 
-def evalsha_packer(t: Transform, params: Sequence[Any]) -> Callable[[str, float, float], bytes]:
+def evalsha_packer(t: Transform, params: Sequence[Any]) -> Callable[[str, float, Last], bytes]:
     """``(key, now_ms, cost) -> EVALSHA bytes`` for a single-key transform with ARGV ``[now_ms, *params,
     cost]``: the constant parts are packed once, and the common call (the store's clock, cost 1) has its
-    whole tail packed once, so a call formats only the key."""
+    whole tail packed once, so a call formats only the key. ``cost`` (the last ARGV) may also be text
+    (str or bytes: a concurrency guard's release ticket)."""
     head = evalsha_head(t, len(params) + 2)
     mid = b"".join(map(bulk, params))
     common_tail = bulk(SERVER_TIME) + mid + bulk(1)
 
-    def packed(key: str, now_ms: float, cost: float) -> bytes:
+    def packed(key: str, now_ms: float, cost: Last) -> bytes:
         kb = key.encode()
         if now_ms == SERVER_TIME and cost == 1:
             return b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, common_tail)
         nb = repr(now_ms).encode()
-        cb = repr(cost).encode()
-        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s$%d\r\n%s\r\n" % (
-            head, len(kb), kb, len(nb), nb, mid, len(cb), cb
-        )  # fmt: skip
+        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s%s" % (head, len(kb), kb, len(nb), nb, mid, bulk(cost))
 
     return packed
 

@@ -21,6 +21,7 @@ __all__ = [
     "BoundCall",
     "BoundedStore",
     "EvalBinding",
+    "Last",
     "Reply",
     "ScriptStore",
     "join_prefix",
@@ -29,10 +30,13 @@ __all__ = [
 #: A transform's reply items, in the order of the manifest's ``reply`` names (integers as Redis
 #: converts them; a decision's ``allowed`` is 1 or 0, or a bool on the memory store's fast path).
 Reply = Sequence[Any]
+#: The last ARGV of a bound call: a cost (a number), or text where the transform takes text there (the
+#: concurrency guard's release ticket; bytes as Redis returned it).
+Last = float | str | bytes
 #: ``(full_key, now_ms, cost) -> reply`` for a single-key transform with ARGV ``[now_ms, *params, cost]``.
-BoundCall = Callable[[str, float, float], Reply]
+BoundCall = Callable[[str, float, Last], Reply]
 #: The awaitable twin of :data:`BoundCall`.
-AsyncBoundCall = Callable[[str, float, float], Awaitable[Reply]]
+AsyncBoundCall = Callable[[str, float, Last], Awaitable[Reply]]
 
 
 def join_prefix(*segments: str) -> str:
@@ -117,7 +121,7 @@ class EvalBinding:
         evaluate: Callable[..., Reply] = self.eval  # type: ignore[attr-defined]
         fixed = tuple(params)
 
-        def call(key: str, now_ms: float, cost: float) -> Reply:
+        def call(key: str, now_ms: float, cost: Last) -> Reply:
             return evaluate(name, (key,), now_ms, (*fixed, cost))
 
         return call
@@ -126,7 +130,7 @@ class EvalBinding:
         evaluate: Callable[..., Awaitable[Reply]] = self.aeval  # type: ignore[attr-defined]
         fixed = tuple(params)
 
-        async def call(key: str, now_ms: float, cost: float) -> Reply:
+        async def call(key: str, now_ms: float, cost: Last) -> Reply:
             return await evaluate(name, (key,), now_ms, (*fixed, cost))
 
         return call

@@ -8,7 +8,7 @@ from typing import Any
 from .._clock import SERVER_TIME, Clock, SystemClock
 from .._loader import load_manifest
 from .._lupa import LuaEngine, unpack_reply
-from .base import AsyncBoundCall, BoundCall, Reply
+from .base import AsyncBoundCall, BoundCall, Last, Reply
 
 __all__ = ["DEFAULT_MAX_KEYS", "MemoryStore"]
 
@@ -55,7 +55,7 @@ class MemoryStore:
             return run  # type: ignore[no-any-return]
         clock_now = self.clock.now_ms
 
-        def call(key: str, now_ms: float, cost: float) -> Reply:
+        def call(key: str, now_ms: float, cost: Last) -> Reply:
             return run(clock_now(), key, now_ms, cost)  # type: ignore[no-any-return]
 
         return call
@@ -63,7 +63,7 @@ class MemoryStore:
     def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
         call = self.bind(name, params)
 
-        async def acall(key: str, now_ms: float, cost: float) -> Reply:
+        async def acall(key: str, now_ms: float, cost: Last) -> Reply:
             return call(key, now_ms, cost)
 
         return acall

@@ -27,7 +27,7 @@ from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import RedisOptions, redis_options
 from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
-from .base import AsyncBoundCall, Reply
+from .base import AsyncBoundCall, Last, Reply
 
 __all__ = ["PipelinedRedisStore"]
 
@@ -318,7 +318,7 @@ class PipelinedRedisStore:
         packed = evalsha_packer(t, fixed)
         send, settle = self._send, self._settle
 
-        async def call(key: str, now_ms: float, cost: float) -> Reply:
+        async def call(key: str, now_ms: float, cost: Last) -> Reply:
             reply = await send(packed(key, now_ms, cost))
             if reply.__class__ is ReplyError:
                 return (await settle(t, [reply], ((key,),), now_ms, (*fixed, cost)))[0]  # type: ignore[no-any-return]

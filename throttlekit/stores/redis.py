@@ -22,7 +22,7 @@ from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import ConnectionPool, RedisOptions, options_from_client, redis_options
 from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
-from .base import BoundCall, EvalBinding, Reply
+from .base import BoundCall, EvalBinding, Last, Reply
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
@@ -247,7 +247,7 @@ class RedisStore:
         pop, append, max_idle = free.pop, free.append, pool.max_idle
         connect, settle = pool.get, self._settle
 
-        def call(key: str, now_ms: float, cost: float) -> Reply:
+        def call(key: str, now_ms: float, cost: Last) -> Reply:
             payload = packed(key, now_ms, cost)
             try:
                 c = pop()

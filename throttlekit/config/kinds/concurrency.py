@@ -17,9 +17,12 @@
 
 Block fields and defaults (spec server 2.5): ``minLimit`` 4, ``maxLimit`` 512, ``initialLimit`` =
 minLimit, ``algorithm`` gradient2 | aimd, ``rttWindow`` 100, ``smoothing`` 0.2, ``tolerance`` 2.0,
-``backoffRatio`` 0.9; distributedConcurrency adds ``aggregate`` median | min, ``prefix`` (the coordinator
-key prefix, default ``tk:fed``), ``heartbeatMs`` 1000 and ``onCoordinatorOutage`` fail-closed |
-local-only. Unknown keys are errors. A policy that also has ``strategy`` (and its fields) is a unified
+``backoffRatio`` 0.9, ``recalibration`` (spec 9.2, off unless present: ``{intervalMs, probeLimit,
+probeSamples}``, all optional); distributedConcurrency adds ``aggregate`` median | min, ``prefix`` (the
+coordinator key prefix, default ``tk:fed``), ``heartbeatMs`` 1000, ``onCoordinatorOutage`` fail-closed |
+local-only, ``handoff`` (acknowledged handoff, spec 9.4; default false), ``eagerHandoff`` (off-cycle beats,
+spec 9.3; default false) and ``minHeartbeatMs`` (their debounce; default heartbeatMs / 10, at least 1;
+only with eagerHandoff). Unknown keys are errors. A policy that also has ``strategy`` (and its fields) is a unified
 rate x concurrency admitter whose rate axis is the plain policy's limiter (prefix as for a plain policy).
 The values are checked by :func:`throttlekit.concurrency.concurrency_params`.
 
@@ -58,8 +61,17 @@ _GUARD = {
     "smoothing": "smoothing",
     "tolerance": "tolerance",
     "backoffRatio": "backoff_ratio",
+    "recalibration": "recalibration",
 }
-_FLEET = ("aggregate", "prefix", "heartbeatMs", "onCoordinatorOutage")
+_FLEET = (
+    "aggregate",
+    "prefix",
+    "heartbeatMs",
+    "onCoordinatorOutage",
+    "handoff",
+    "eagerHandoff",
+    "minHeartbeatMs",
+)
 OUTAGE_MODES = ("fail-closed", "local-only")
 #: Longest heartbeat period (ms).
 MAX_HEARTBEAT_MS = 600_000
@@ -129,6 +141,29 @@ class _Admitter:
         coord = block.get("prefix", "tk:fed")
         if not isinstance(coord, str):
             sub.error("prefix", "must be a string", coord, "any string (default tk:fed)")
+        flags = {}
+        for name in ("handoff", "eagerHandoff"):
+            flag = block.get(name, False)
+            if not isinstance(flag, bool):
+                sub.error(name, "must be true or false", flag, "true or false (default false)")
+            flags[name] = flag is True
+        period = 1000 if beat is MISSING else beat
+        min_beat = f.check(sub, block, "minHeartbeatMs", v.integer, 1, MAX_HEARTBEAT_MS)
+        if min_beat is not MISSING:
+            if not flags["eagerHandoff"]:
+                sub.error(
+                    "minHeartbeatMs",
+                    "has no effect without eagerHandoff: true",
+                    min_beat,
+                    "eagerHandoff: true, or no minHeartbeatMs",
+                )
+            elif min_beat > period:
+                sub.error(
+                    "minHeartbeatMs",
+                    "is above heartbeatMs",
+                    min_beat,
+                    f"an integer from 1 to heartbeatMs ({period})",
+                )
         if len(ctx.issues.items) > before:
             return None
         return DistributedConcurrencyPolicy(
@@ -139,8 +174,11 @@ class _Admitter:
             lp,
             aggregate="median" if aggregate is MISSING else aggregate,
             coordinator_prefix=coord,
-            heartbeat_ms=1000 if beat is MISSING else beat,
+            heartbeat_ms=period,
             on_outage="fail-closed" if outage is MISSING else outage,
+            handoff=flags["handoff"],
+            eager_handoff=flags["eagerHandoff"],
+            min_heartbeat_ms=max(1, period // 10) if min_beat is MISSING else min_beat,
         )
 
 
