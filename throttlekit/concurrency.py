@@ -533,7 +533,7 @@ class Admitted:
 
 def combine(a: Decision, b: Decision) -> Decision:
     """Spec 10.1: allowed iff both, the smaller limit and remaining, the later reset and retry."""
-    return Decision(
+    return make_decision(
         a.allowed and b.allowed,
         min(a.limit, b.limit),
         min(a.remaining, b.remaining),

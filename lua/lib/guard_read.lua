@@ -7,12 +7,13 @@
 -- recalibration fields existed reads them as "no probe, phase not started".
 -- `recal` false reads only the first six (a guard without recalibration never writes the others).
 local function guard_read(key, initial, recal)
-  local h
-  if recal then
-    h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd', 'b', 'p', 'k', 'u', 'm')
-  else
-    h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd')
+  if not recal then
+    local h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd')
+    return {e = tonumber(h[1] or '') or initial, i = tonumber(h[2] or '') or 0, r = tonumber(h[3] or '') or 0,
+      l = tonumber(h[4] or '') or 0, n = tonumber(h[5] or '') or 0, d = h[6] or '', b = -1, p = 0, k = 0,
+      u = 0, m = -1, fresh = not h[1]}
   end
+  local h = redis.call('HMGET', key, 'e', 'i', 'r', 'l', 'n', 'd', 'b', 'p', 'k', 'u', 'm')
   return {
     e = tonumber(h[1] or '') or initial,
     i = tonumber(h[2] or '') or 0,
