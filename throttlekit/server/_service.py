@@ -878,8 +878,8 @@ class _FleetAdmitRuntime(_AdmitRuntime):
         if self._task is not None:
             self._eager_task = asyncio.ensure_future(self.beat())
 
-    async def _admit(self, key: str) -> Admitted:
-        adm = await super()._admit(key)
+    async def _admit(self, key: str, cost: int = 1, hold: int = 0, value: int = 1) -> Admitted:
+        adm = await super()._admit(key, cost, hold, value)
         if (
             self.eager
             and adm.binding_axis == "concurrency"
