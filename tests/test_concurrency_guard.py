@@ -31,9 +31,9 @@ class _CountingStore:
         self.evals += 1
         return self.inner.eval(name, keys, now_ms, args)
 
-    def bind(self, name: str, params: Any) -> Any:
+    def bind(self, name: str, params: Any, *, guarded: bool = True) -> Any:
         self.binds.append(name)
-        return self.inner.bind(name, params)
+        return self.inner.bind(name, params, guarded=guarded)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -44,6 +44,15 @@ def policy_denial(conc: Decision | None) -> Decision:
 def check_admit_terms(cost: Any, value: Any, hold: Any) -> tuple[float, float, float]:
     """An admit's ``cost`` and ``value`` (finite, > 0) and ``hold`` (a number >= 0; only a finite one > 0
     adds the hold term)."""
+    if (  # the common call (integers in range, as the defaults are): nothing to convert or report
+        cost.__class__ is int
+        and value.__class__ is int
+        and hold.__class__ is int
+        and 0 < cost <= v_.MAX_SAFE_INTEGER
+        and 0 < value <= v_.MAX_SAFE_INTEGER
+        and hold >= 0
+    ):
+        return cost, value, hold
     c = v_.Checks("admit")
     cost = c(v_.number, "cost", cost)
     value = c(v_.number, "value", value)

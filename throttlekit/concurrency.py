@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from . import _validate as v_
 from ._clock import SERVER_TIME, Clock, SystemClock
-from ._errors import ConfigError
+from ._errors import ConfigError, as_script_error
 from ._types import Decision, make_decision
 
 __all__ = [
@@ -305,7 +305,12 @@ class ConcurrencyGuard:
         self._ai = reply_index(manifest["conc_acquire"], _ACQUIRE_REPLY)
         self._ri = reply_index(manifest["conc_release"], _RELEASE_REPLY)
         fixed = p.release_args()
-        self._releases = tuple(self.store.bind("conc_release", (*fixed, mode)) for mode in (0, 1, 2))
+        # unguarded (as the limiter's check): no pcall per call in the memory store; a script fault is
+        # converted by as_script_error in the except clauses below
+        self._releases = tuple(
+            self.store.bind("conc_release", (*fixed, mode), guarded=False) for mode in (0, 1, 2)
+        )
+        self._acq_sha, self._rel_sha = manifest["conc_acquire"].sha, manifest["conc_release"].sha
         self._acquire_for(-1)
         self.limit = self.params.initial_limit
         self.inflight = 0
@@ -317,12 +322,17 @@ class ConcurrencyGuard:
         if run is None:
             if len(self._acquires) >= _MAX_CAP_BINDINGS:
                 self._acquires.clear()
-            run = self._acquires[cap] = self.store.bind("conc_acquire", (*self._acq_fixed, cap))
+            run = self._acquires[cap] = self.store.bind(
+                "conc_acquire", (*self._acq_fixed, cap), guarded=False
+            )
         return run
 
     def acquire(self, cap: float = -1, fence_at: float = -1) -> Grant:
         run = self._acquires.get(cap) or self._acquire_for(cap)
-        r = run(self.key, SERVER_TIME if self._now is None else self._now(), fence_at)
+        try:
+            r = run(self.key, SERVER_TIME if self._now is None else self._now(), fence_at)
+        except Exception as exc:
+            raise as_script_error("conc_acquire", self._acq_sha, exc) from None
         slot, a, lim, rem, rst, rty, tk = self._ai
         d = make_decision(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
         if d.allowed:
@@ -333,7 +343,10 @@ class ConcurrencyGuard:
         """Return ``grant``'s slot. ``sample=False``: the work never ran (a later axis denied): the slot
         goes back without an RTT sample, so the limit is not moved by a zero-length non-request."""
         run = self._releases[(DROPPED if dropped else COMPLETED) if sample else UNUSED]
-        r = run(self.key, SERVER_TIME if self._now is None else self._now(), grant.ticket)
+        try:
+            r = run(self.key, SERVER_TIME if self._now is None else self._now(), grant.ticket)
+        except Exception as exc:
+            raise as_script_error("conc_release", self._rel_sha, exc) from None
         lim, inf, rn, lr = self._ri
         self.limit, self.inflight, self.rtt_noload, self.last_rtt = r[lim], r[inf], r[rn], r[lr]
         return GuardStats(r[lim], r[inf], r[rn], r[lr])
