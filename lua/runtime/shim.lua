@@ -618,7 +618,15 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
       ARGV[last] = cost
       local r = fn()
       if type(r) == 'table' and r.err == nil and r.ok == nil then
-        if five then return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]) end
+        if five then
+          local a, b, c, d, e = r[1], r[2], r[3], r[4], r[5]
+          if type(a) == 'number' and type(b) == 'number' and type(c) == 'number' and type(d) == 'number'
+            and type(e) == 'number' then -- the decision: Redis' truncation toward zero, inline
+            return (a >= 0 and floor(a) or ceil(a)), (b >= 0 and floor(b) or ceil(b)),
+              (c >= 0 and floor(c) or ceil(c)), (d >= 0 and floor(d) or ceil(d)), (e >= 0 and floor(e) or ceil(e))
+          end
+          return item(a), item(b), item(c), item(d), item(e)
+        end
         if four and r[4] ~= nil then return item(r[1]), item(r[2]), item(r[3]), item(r[4]) end
         if seven and type(r[7]) == 'string' then
           return item(r[1]), item(r[2]), item(r[3]), item(r[4]), item(r[5]), item(r[6]), r[7]
