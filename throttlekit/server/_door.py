@@ -186,7 +186,6 @@ def add_to_server(door: RateLimiterDoor, server: grpc.aio.Server) -> None:
         for m in service.methods
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 class RateLimiterDoor(pb_grpc.RateLimiterServicer):

@@ -114,4 +114,3 @@ def add_fleet_to_server(door: FleetDoor, server: grpc.aio.Server) -> None:
         for m in service.methods
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)

@@ -202,4 +202,3 @@ def add_monitor(door: MonitorDoor, server: grpc.aio.Server) -> None:
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(MONITOR, handlers),))
-    server.add_registered_method_handlers(MONITOR, handlers)
