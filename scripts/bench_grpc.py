@@ -17,6 +17,8 @@ after the rounds the script Peeks the key and checks that the server counted exa
 load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 
 Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``;
+``--instructions`` counts the instructions each server process executes per Check under callgrind instead
+(independent of the machine's load: the ratio to the echo on a busy machine; needs valgrind, ~5 minutes);
 ``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run.
 """
 
@@ -239,6 +241,66 @@ class Target:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def instructions_per_check(command: list[str], frame: Path, small: int, large: int) -> tuple[float, float]:
+    """Instructions the server process executes per Check, counted by ``valgrind --tool=callgrind`` (the
+    count does not depend on what else the machine runs): the server serves ``small`` then, in a second
+    process, ``large`` Checks, and the difference over ``large - small`` cancels startup and shutdown.
+    Returns (instructions per Check, the larger run's total). Needs valgrind and h2load."""
+    totals = []
+    for n in (small, large):
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "callgrind.out"
+            proc = subprocess.Popen(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # the startup line, once valgrind has brought the server up
+            if "listening on" not in line:
+                proc.kill()
+                raise SystemExit(f"server did not start under valgrind: {line!r}")
+            ok, _ = h2load(_port_of(line), frame, None, n=n, clients=2, streams=4, rps=None)
+            if ok != n:
+                raise SystemExit(f"only {ok} of {n} Checks succeeded under valgrind")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=300)
+            text = out.read_text(errors="replace")
+            totals.append(sum(int(x.split()[1]) for x in text.splitlines() if x.startswith("summary:")))
+    return (totals[1] - totals[0]) / (large - small), float(totals[1])
+
+
+def run_instructions(stores: list[str], redis_url: str, small: int, large: int) -> None:
+    """The ``--instructions`` table: instructions per Check of each server beside the echo's."""
+    if shutil.which("valgrind") is None or shutil.which("h2load") is None:
+        raise SystemExit(
+            "--instructions needs valgrind and h2load (apt-get install -y valgrind nghttp2-client)"
+        )
+    with tempfile.TemporaryDirectory() as d:
+        frame, config = bench_files(Path(d))
+        commands = {"echo (ceiling)": [sys.executable, str(Path(__file__).resolve()), "--echo"]}
+        for store in stores:
+            args = server_args(config)
+            if store == "redis":
+                args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
+            elif store != "memory":
+                raise SystemExit(f"--instructions measures memory and redis, not {store!r}")
+            commands[f"Check, {store}"] = args
+        per: dict[str, float] = {}
+        for name, command in commands.items():
+            print(f"{name}: {small} then {large} Checks under callgrind ...", file=sys.stderr, flush=True)
+            per[name] = instructions_per_check(command, frame, small, large)[0]
+    echo = per["echo (ceiling)"]
+    print(
+        f"\nInstructions per Check in the server process (callgrind; {large} - {small} Checks, h2load -c 2 -m 4)\n"
+    )
+    print("| server | instructions per Check | ratio (echo/ours) |")
+    print("|---|--:|--:|")
+    for name, value in per.items():
+        print(f"| {name} | {value:,.0f} | {echo / value:.2f}x |")
+
+
 def counted(port: int) -> int:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         d = pb_grpc.RateLimiterStub(ch).Peek(pb.PeekRequest(policy="bench", key="hot"), timeout=5).decision
@@ -256,9 +318,17 @@ def main() -> int:
     ap.add_argument(
         "--stores", default="memory,redis", help="comma-separated: memory, redis, memory+tui (Lens on a pty)"
     )
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per Check under callgrind instead of timing (load-independent; slow)",
+    )
     args = ap.parse_args()
     if args.echo:
         echo_main()
+        return 0
+    if args.instructions:
+        run_instructions(args.stores.split(","), args.redis, 300, 1300)
         return 0
     use_h2load = shutil.which("h2load") is not None
     if not use_h2load:
