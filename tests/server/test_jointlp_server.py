@@ -180,7 +180,7 @@ def test_throttlekit_py_admit_with_value_and_hold_sees_policy_denied(start_serve
     [
         (
             {"strategy": "gcra", "limit": 5, "period": "1s", "jointLp": {"duals": {"rate": 1, "cost": 1}}},
-            "limiters.p.jointLp: unknown key in policy 'p'",
+            "limiters.p.jointLp: is only valid in a policy with a 'concurrency' or 'distributedConcurrency' block; policy 'p' has none",
         ),
         (
             {"concurrency": {"minLimit": 1, "maxLimit": 1}, "jointLp": {"duals": {"rate": -1, "cost": 1}}},

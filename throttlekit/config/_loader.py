@@ -312,6 +312,16 @@ def _policy(ctx: PolicyContext, spec: Mapping[str, Any], blocks: dict[str, Any])
     accepted = set(kind.accepted_keys(spec)) | block
     for key in spec:
         if key not in every:
+            rate_key = key in plain_kind().keys  # a rate field: any plain policy takes it
+            owners = [] if rate_key else [b for b, k in blocks.items() if key in k.keys]
+            if owners:  # a key of another kind (jointLp without a concurrency block, say)
+                ctx.error(
+                    str(key),
+                    f"is only valid in a policy with a {' or '.join(repr(b) for b in owners)} block; "
+                    f"policy {ctx.name!r} has {repr(kind.block) + ' block' if kind.block else 'none'}",
+                    allowed=", ".join(sorted(accepted)),
+                )
+                continue
             ctx.error(
                 str(key),
                 f"unknown key in policy {ctx.name!r}",
