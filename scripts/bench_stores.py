@@ -6,7 +6,11 @@
 With ``--pg-ceiling`` it instead measures one Postgres decision (sync ``Limiter.check``, one process, gcra)
 beside its ceiling, the very same statements sent by raw psycopg (libpq's simple-query exchange, a fixed
 JSON state instead of the Lua), interleaved round by round, with ``synchronous_commit`` on (the default)
-and off: each row prints decisions/s (median over ``--rounds``), the ratio to the ceiling and its spread.
+and off: each row prints decisions/s (median over ``--rounds``), the ratio to the ceiling and its spread,
+and the client CPU per decision of both sides (``time.process_time`` of this process: the server's work
+and other processes' load stay out of it, so it is the robust figure on a shared machine) with its
+ratio; a second row per setting runs the asyncio store (``AsyncLimiter``, one task) against the same
+statements on a psycopg ``AsyncConnection``.
 ``--ceiling pipeline`` measures against the statements of the earlier pipeline-mode store instead
 (to rerun the "before" row on an older checkout: ``PYTHONPATH=<old checkout> python scripts/...``).
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import socket
@@ -288,13 +293,61 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
     return decide_pipeline
 
 
-def run_pg_ceiling(url: str, table: str, prefix: str, rounds: int, seconds: float, mode: str) -> list[str]:
-    """Rows of ours vs the raw-psycopg ceiling, synchronous_commit on and off, interleaved per round."""
+def _pg_async_ceiling_decide(table: str) -> Any:
+    """The asyncio twin of ``_pg_ceiling_decide("simple")``: the same two exchanges on a psycopg
+    ``AsyncConnection`` (what the server's asyncio store sends and waits for)."""
+    from psycopg import generators
+
+    t = b'"' + table.encode() + b'"'
+
+    async def decide(conn: Any, key: str) -> None:
+        now = int(time.time() * 1000)
+        k = b"'" + key.replace("'", "''").encode() + b"'"
+        pg = conn.pgconn
+        pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
+                      b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
+        res = await conn.wait(generators.execute(pg))
+        _ = res[-1].get_value(0, 1) if res[-1].ntuples else None
+        pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
+                      + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
+                      b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+        await conn.wait(generators.execute(pg))
+
+    return decide
+
+
+async def _aloop(call: Any, keys: list[str], end: float) -> int:
+    """``await call(key)`` over ``keys`` in a closed loop until ``end`` (perf_counter); the count."""
+    n, perf = 0, time.perf_counter
+    while perf() < end:
+        await call(keys[n % 1000])
+        n += 1
+    return n
+
+
+def _pg_row(label: str, ours: list[tuple[float, float]], ceiling: list[tuple[float, float]]) -> str:
+    """One table row from per-round (decisions/s, client CPU us per decision) of both sides."""
+    ratios = sorted(o[0] / c[0] for o, c in zip(ours, ceiling))
+    mo, mc = statistics.median(o[0] for o in ours), statistics.median(c[0] for c in ceiling)
+    co, cc = statistics.median(o[1] for o in ours), statistics.median(c[1] for c in ceiling)
+    cpu_ratios = sorted(c[1] / o[1] for o, c in zip(ours, ceiling))
+    return (f"| {label} | {mo:,.0f} | {mc:,.0f} | {statistics.median(ratios):.2f}x | {ratios[0]:.2f}-{ratios[-1]:.2f} "
+            f"| {co:.0f} | {cc:.0f} | {statistics.median(cpu_ratios):.2f}x | {cpu_ratios[0]:.2f}-{cpu_ratios[-1]:.2f} |")  # fmt: skip
+
+
+def run_pg_ceiling(
+    url: str, table: str, prefix: str, rounds: int, seconds: float, mode: str, with_async: bool = True
+) -> list[str]:
+    """Rows of ours vs the raw-psycopg ceiling, synchronous_commit on and off, interleaved per round:
+    decisions/s and client CPU per decision (``time.process_time``: this process only, so the server's
+    work and the machine's load stay out of it) of both sides; with ``with_async`` also the asyncio store
+    (``AsyncLimiter``, one task) against the same statements on a psycopg ``AsyncConnection``."""
     import psycopg
 
     from throttlekit.stores.postgres import PostgresStore
 
     out = []
+    perf, cpu = time.perf_counter, time.process_time
     for sync_commit in ("on", "off"):
         sep = "&" if "?" in url else "?"
         opts = f"{sep}options=-c%20synchronous_commit%3D{sync_commit}"  # libpq's own URL parameter
@@ -307,27 +360,53 @@ def run_pg_ceiling(url: str, table: str, prefix: str, rounds: int, seconds: floa
         for i in range(50):  # warm up both: connections, table, plans
             lim.check(keys[i])
             decide(conn, raw_keys[i])
-        ours: list[float] = []
-        ceiling: list[float] = []
-        perf = time.perf_counter
+        loop = asyncio.new_event_loop()
+        alim = tk.AsyncLimiter(STRATEGY, store=store)
+        aconn = None
+        adecide = _pg_async_ceiling_decide(table)
+        if with_async:
+            aconn = loop.run_until_complete(psycopg.AsyncConnection.connect(
+                url, autocommit=True, options=f"-c synchronous_commit={sync_commit}"))  # fmt: skip
+            for i in range(50):
+                loop.run_until_complete(alim.check(keys[i]))
+                loop.run_until_complete(adecide(aconn, raw_keys[i]))
+
+        res: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for r in range(rounds):
-            for side in ("ours", "ceiling"):
-                n, end = 0, perf() + seconds
-                while perf() < end:
-                    if side == "ours":
-                        lim.check(keys[n % 1000])
+            for api in ("sync", "async") if with_async else ("sync",):
+                for side in ("ours", "ceiling"):
+                    n, c0, t0 = 0, cpu(), perf()
+                    if api == "async":
+                        if side == "ours":
+                            n = loop.run_until_complete(_aloop(alim.check, keys, t0 + seconds))
+                        else:
+                            ceiling_call = functools.partial(adecide, aconn)
+                            n = loop.run_until_complete(_aloop(ceiling_call, raw_keys, t0 + seconds))
                     else:
-                        decide(conn, raw_keys[n % 1000])
-                    n += 1
-                (ours if side == "ours" else ceiling).append(n / seconds)
-            print(f"  postgres synchronous_commit={sync_commit} round {r + 1}/{rounds}: ours {ours[-1]:,.0f}/s, "
-                  f"ceiling ({mode}) {ceiling[-1]:,.0f}/s, ratio {ours[-1] / ceiling[-1]:.2f}", flush=True)  # fmt: skip
+                        end = t0 + seconds
+                        while perf() < end:
+                            if side == "ours":
+                                lim.check(keys[n % 1000])
+                            else:
+                                decide(conn, raw_keys[n % 1000])
+                            n += 1
+                    took, used = perf() - t0, cpu() - c0
+                    res.setdefault((api, side), []).append((n / took, used / max(1, n) * 1e6))
+                o, c = res[(api, "ours")][-1], res[(api, "ceiling")][-1]
+                print(f"  postgres {api} synchronous_commit={sync_commit} round {r + 1}/{rounds}: ours {o[0]:,.0f}/s "
+                      f"{o[1]:.0f} us CPU, ceiling ({mode}) {c[0]:,.0f}/s {c[1]:.0f} us CPU, ratio {o[0] / c[0]:.2f}",
+                      flush=True)  # fmt: skip
+        if aconn is not None:
+            loop.run_until_complete(aconn.close())
+        loop.run_until_complete(store.aclose())
+        loop.close()
         store.close()
         conn.close()
-        ratios = sorted(o / c for o, c in zip(ours, ceiling))
-        mo, mc = statistics.median(ours), statistics.median(ceiling)
-        out.append(f"| Postgres decision, synchronous_commit={sync_commit} | {mo:,.0f} | {mc:,.0f} | "
-                   f"{mo / mc:.2f}x | {ratios[0]:.2f}-{ratios[-1]:.2f} |")  # fmt: skip
+        out.append(_pg_row(f"Postgres decision, sync, synchronous_commit={sync_commit}",
+                           res[("sync", "ours")], res[("sync", "ceiling")]))  # fmt: skip
+        if with_async:
+            out.append(_pg_row(f"Postgres decision, asyncio, synchronous_commit={sync_commit}",
+                               res[("async", "ours")], res[("async", "ceiling")]))  # fmt: skip
     return out
 
 
@@ -349,13 +428,17 @@ def main() -> None:
 
         table = f"tk_bench_{run}"
         try:
-            rows_pg = run_pg_ceiling(a.postgres_url, table, f"bench-{run}", a.rounds, a.seconds, a.ceiling)
+            rows_pg = run_pg_ceiling(a.postgres_url, table, f"bench-{run}", a.rounds, a.seconds, a.ceiling,
+                                     with_async=a.ceiling == "simple")  # fmt: skip
         finally:
             s = PostgresStore(a.postgres_url, table=table, sweep_interval_ms=0)
             s.drop_table()
             s.close()
-        print("\n| path | ours (decisions/s) | ceiling: same statements, raw psycopg | ratio | spread |")
-        print("|---|---:|---:|---:|---:|")
+        print(
+            "\n| path | ours (decisions/s) | ceiling: same statements, raw psycopg | ratio | spread "
+            "| client CPU us/decision: ours | ceiling | CPU ratio (ceiling/ours) | spread |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         print("\n".join(rows_pg))
         return
     opts: dict[str, Any] = {"redis_url": a.redis_url, "postgres_url": a.postgres_url, "prefix": f"bench-{run}",

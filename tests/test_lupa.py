@@ -209,3 +209,97 @@ def test_hash_commands(runtime: str) -> None:
     assert e.call("s0", 0, ["h"], [0]) == ["1.5"]  # HMGET's false for 'zz' cuts the reply like Redis
     flat = e.call("s1", 0, ["h"], [0])
     assert dict(zip(flat[::2], flat[1::2])) == {"a": "1.5", "b": "x"}
+
+
+# -- step: the snapshot stores' load, run, dump and flush in one call ---------------------------------
+
+STEP_SCRIPTS = (
+    "redis.call('SET', KEYS[1], ARGV[2]) return {1, 'x'}",  # s0: set a string
+    "local v = redis.call('GET', KEYS[1]) if v then redis.call('SET', KEYS[1], v) end return v or 'none'",
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1",  # s2: a new deadline, same value
+    "redis.call('HDEL', KEYS[1], 'a', 'b') return 1",  # s3: delete every field: the key is gone
+    "redis.call('HSET', KEYS[1], 'a', ARGV[2]) return redis.call('HGET', KEYS[1], 'b')",  # s4
+    "redis.call('ZADD', KEYS[1], ARGV[2], 'm1') return redis.call('ZCARD', KEYS[1])",  # s5
+    "redis.call('SET', KEYS[1], 'x') return redis.call('HGET', KEYS[1], 'f')",  # s6: WRONGTYPE after a write
+    "redis.call('SET', KEYS[1], 'x') return redis.error_reply('denied by the script')",  # s7
+    "redis.call('SET', KEYS[1], ARGV[2]) redis.call('SET', KEYS[2], ARGV[2]) return {1}",  # s8: two keys
+)
+
+
+def step_engine(runtime: str) -> LuaEngine:
+    ts = [script(s, name=f"s{i}", nargs=2) for i, s in enumerate(STEP_SCRIPTS[:8])]
+    ts.append(script(STEP_SCRIPTS[8], nkeys=2, nargs=2, name="s8"))
+    return LuaEngine(ts, max_keys=1000, runtime=runtime)
+
+
+def test_step_reports_each_keys_outcome_and_leaves_the_keyspace_empty(runtime: str) -> None:
+    e = step_engine(runtime)
+    # absent -> written: the new layout (no deadline); the keyspace is empty again
+    assert e.step("s0", 1_000, ["k"], [None], [1_000, "v"], True) == ([1, "x"], [("string", "v", None)])
+    assert e.key_count() == 0
+    # read and rewritten with the same value (a persistent key): nothing to write
+    assert e.step("s1", 1_000, ["k"], [("string", "v", None)], [1_000, 0], True) == (["v"], [True])
+    # a plain SET clears a deadline (as in Redis): a change, now persistent
+    assert e.step("s1", 1_000, ["k"], [("string", "v", 5_000)], [1_000, 0], True) == (
+        ["v"],
+        [("string", "v", None)],
+    )
+    # absent before and after: nothing to write either
+    assert e.step("s1", 1_000, ["k"], [None], [1_000, 0], True) == (["none"], [True])
+    # same value, new deadline: a change carrying the deadline
+    assert e.step("s2", 1_000, ["k"], [("string", "v", 5_000)], [1_000, 250], True) == (
+        [1],
+        [("string", "v", 1_250)],
+    )
+    # an already expired record installs nothing: the transform sees the key absent
+    assert e.step("s1", 6_000, ["k"], [("string", "v", 5_000)], [6_000, 0], True) == (["none"], [None])
+    # a hash emptied by the transform is gone
+    assert e.step("s3", 1_000, ["h"], [("hash", {"a": "1", "b": "2"}, None)], [1_000, 0], True) == (
+        [1],
+        [None],
+    )
+    # a hash field rewritten with its own value: unchanged; with another value: the whole new hash
+    loaded = ("hash", {"a": "1", "b": "2"}, None)
+    assert e.step("s4", 1_000, ["h"], [loaded], [1_000, "1"], True) == (["2"], [True])
+    assert e.step("s4", 1_000, ["h"], [loaded], [1_000, "9"], True) == (
+        ["2"],
+        [("hash", {"a": "9", "b": "2"}, None)],
+    )
+    # a sorted set: the same member and score is unchanged; a new score reports the ascending pairs
+    zs = ("zset", [("m0", 5.0), ("m1", 7.0)], 9_000)
+    assert e.step("s5", 1_000, ["z"], [zs], [1_000, 7], True) == ([2], [True])
+    assert e.step("s5", 1_000, ["z"], [zs], [1_000, 3], True) == (
+        [2],
+        [("zset", [("m1", 3.0), ("m0", 5.0)], 9_000)],
+    )
+    # read-only (write=False): the reply alone, nothing reported
+    assert e.step("s1", 1_000, ["k"], [("string", "v", None)], [1_000, 0], False) == (["v"], [])
+    # several keys: one outcome per key, in order
+    assert e.step("s8", 1_000, ["a", "b"], [("string", "w", None), None], [1_000, "w"], True) == (
+        [1],
+        [True, ("string", "w", None)],
+    )
+    assert e.key_count() == 0
+
+
+@pytest.mark.parametrize("keys", [["k"], ["k", "j"]], ids=["one key", "two keys"])
+def test_a_transform_error_mid_step_leaves_the_engine_empty(runtime: str, keys: list[str]) -> None:
+    """A script fault after a write (WRONGTYPE) and an error reply: a ScriptError naming the transform,
+    and the keyspace is empty afterwards, so the next decision never sees the failed one's state."""
+    e = step_engine(runtime)
+    states = [("hash", {"f": "1"}, None)] + [None] * (len(keys) - 1)
+    with pytest.raises(ScriptError, match="WRONGTYPE") as info:
+        e.step("s6", 1_000, keys, states, [1_000, 0], True)
+    assert info.value.transform == "s6"
+    assert e.key_count() == 0
+    with pytest.raises(ScriptError, match="denied by the script"):
+        e.step("s7", 1_000, keys, [None] * len(keys), [1_000, 0], True)
+    assert e.key_count() == 0
+    assert e.step("s1", 1_000, ["k"], [None], [1_000, 0], True) == (["none"], [True])  # nothing left over
+
+
+def test_step_keeps_the_eviction_counters_and_flushes_keys_the_transform_did_not_declare(runtime: str) -> None:
+    e = LuaEngine([script("redis.call('SET', 'other', '1') redis.call('SET', KEYS[1], '2') return 1", nargs=1)],
+                  runtime=runtime)  # fmt: skip
+    assert e.step("t", 1_000, ["k"], [None], [1_000], True) == ([1], [("string", "2", None)])
+    assert e.key_count() == 0

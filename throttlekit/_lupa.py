@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 try:
     from lupa import luajit21 as _luajit
@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - wheels without LuaJIT
     _luajit = None
 from lupa import lua51 as _lua51
 
-from ._errors import ConfigError, ScriptError
+from ._errors import ConfigError, ScriptError, as_script_error
 from ._loader import Transform, lua_root
 from ._validate import MAX_SAFE_INTEGER, integer
 
@@ -58,11 +58,18 @@ def _to_py(value: Any) -> Any:
     return value
 
 
+#: reply items that need no conversion (the common case: numbers and text)
+_PLAIN = frozenset({int, float, str})
+
+
 def unpack_reply(out: Any) -> list[Any]:
     """A runner's flat result as a Redis-style reply list (an empty array comes back as a bare True)."""
     if out is True:
         return []
-    return [_to_py(v) for v in out[1:]] if out[0] else [_to_py(out[1])]
+    items = out[1:] if out[0] else out[1:2]
+    if _PLAIN.issuperset(map(type, items)):
+        return list(items)
+    return [_to_py(v) for v in items]
 
 
 def shim_source() -> str:
@@ -101,6 +108,9 @@ class LuaEngine:
         )
         self._api = self._rt.execute(shim_source(), max_keys)
         self._runners: dict[str, Callable[..., tuple[Any, ...]]] = {}
+        self._raw: dict[str, Any] = {}  # the compiled Lua runners themselves (for step)
+        self._step = self._api.step
+        self._step1 = self._api.step1
         self._transforms: dict[str, Transform] = {}
         self.lua_error: type[Exception] = self._mod.LuaError
         for t in transforms:
@@ -116,6 +126,7 @@ class LuaEngine:
         result = self._api.compile(prologue, body, t.name, len(t.keys), len(t.argv))
         if isinstance(result, tuple):
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
+        self._raw[t.name] = result
         run = self._runners[t.name] = self._wrap(t.name, t.sha, result, self._mod.LuaError)
         return run
 
@@ -182,6 +193,60 @@ class LuaEngine:
         """Run a transform once and return its reply as a list (Redis conversion applied)."""
         return unpack_reply(self.runner(name)(clock_ms, *keys, *args))
 
+    def step(
+        self,
+        name: str,
+        clock_ms: int,
+        keys: Sequence[str],
+        states: Sequence[tuple[str, Any, int | None] | None],
+        args: Sequence[Any],
+        write: bool,
+    ) -> tuple[list[Any], list[tuple[str, Any, int | None] | Literal[True] | None]]:
+        """One snapshot decision in one call into Lua: install ``states`` (per key ``(kind, value,
+        deadline)`` as :meth:`load` takes them, or None: absent) into the keyspace, which must be empty,
+        run transform ``name`` on ``keys`` and ``args`` (ARGV, ``now_ms`` first), and empty the keyspace
+        again, on every exit (a script error too). Returns the reply (as :meth:`call`) and, with
+        ``write``, per key: ``True`` when it is as installed (nothing to write), ``None`` when it is
+        gone, else its new ``(kind, value, deadline)`` as :meth:`dump` gives them (``[]`` without
+        ``write``). Atomic by itself: lupa serialises calls into one runtime, so no lock is taken."""
+        fn = self._raw.get(name)
+        if fn is None:
+            self.runner(name)
+            fn = self._raw[name]
+        try:
+            if len(keys) == 1:  # the common case: no tables on either side
+                st = states[0]
+                if st is None:
+                    out = self._step1(fn, clock_ms, write, keys[0], False, None, None, *args)
+                else:
+                    value = st[1] if st[0] == "string" else self._table(st[0], st[1])
+                    out = self._step1(fn, clock_ms, write, keys[0], st[0], value, st[2], *args)
+            else:
+                flat: list[Any] = []
+                for key, st in zip(keys, states):
+                    if st is None:
+                        flat += (key, False, None, None)
+                    else:
+                        kind, value, deadline = st
+                        value = value if kind == "string" else self._table(kind, value)
+                        flat += (key, kind, value, deadline)
+                out = self._step(fn, clock_ms, write, len(keys), *flat, *args)
+        except self.lua_error as exc:
+            raise as_script_error(name, self._transforms[name].sha, exc) from None
+        if out.__class__ is not tuple:
+            out = (out,)
+        n = 3 * len(keys) if write else 0
+        after: list[tuple[str, Any, int | None] | Literal[True] | None] = []
+        for i in range(0, n, 3):
+            kind = out[i]
+            if kind is True:
+                after.append(True)
+            elif kind is False:
+                after.append(None)
+            else:
+                after.append(_layout(kind, out[i + 1], out[i + 2]))
+        return unpack_reply(out[n:] if n else out), after
+
     def key_count(self) -> int:
         """Keys currently held (expired ones not yet swept included)."""
         with self.lock:
@@ -225,12 +290,19 @@ class LuaEngine:
         """Install one key: ``kind`` "string" (value str), "hash" (dict str->str) or "zset"
         (list of (member, score)); ``deadline`` is the absolute expiry in ms (None = persistent; one
         already past installs nothing). The transport half of the snapshot stores: load, run, dump."""
-        if kind == "hash":
-            value = self._rt.table_from(dict(value))
-        elif kind == "zset":
-            value = self._rt.table_from([self._rt.table_from([m, float(sc)]) for m, sc in value])
+        if kind != "string":
+            value = self._table(kind, value)
         with self.lock:
             self._api.load(clock_ms, key, kind, value, deadline)
+
+    def _table(self, kind: str, value: Any) -> Any:
+        """A hash (dict field -> text) or zset (pairs (member, score)) value as the Lua table
+        ``load`` takes (any other kind passes through: the shim names it in its error)."""
+        if kind == "hash":
+            return self._rt.table_from(dict(value))
+        if kind == "zset":
+            return self._rt.table_from([self._rt.table_from([m, float(sc)]) for m, sc in value])
+        return value
 
     def dump(self, clock_ms: int, key: str) -> tuple[str, Any, int | None] | None:
         """(kind, value, deadline_ms) of a live key, for tests and debugging; None when absent."""
@@ -238,9 +310,14 @@ class LuaEngine:
             res = self._api.dump(clock_ms, key)
         if res is None:
             return None
-        kind, value, deadline = res
-        if kind == "hash":
-            value = dict(value.items())
-        elif kind == "zset":
-            value = [(m, s) for m, s in (tuple(p.values()) for p in value.values())]
-        return str(kind), value, deadline
+        return _layout(*res)
+
+
+def _layout(kind: Any, value: Any, deadline: Any) -> tuple[str, Any, int | None]:
+    """(kind, value, deadline) as the shim's dump gives them, in Python: a hash as a dict, a zset as a
+    list of (member, score) in ascending order (deadline None: persistent)."""
+    if kind == "hash":
+        value = dict(value.items())
+    elif kind == "zset":
+        value = [(m, s) for m, s in (tuple(p.values()) for p in value.values())]
+    return str(kind), value, deadline

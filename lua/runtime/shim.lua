@@ -2,6 +2,8 @@
 Loaded once per Lua runtime by throttlekit/_lupa.py (`...` = max_keys); returns the runner API:
   compile(prologue, body, name, nkeys, nargs)  -> run(clock_ms, key1.., arg1..) -> (is_array, items...)
   bind(prologue, body, name, nreply, fail, wall, guarded, p1..pn) -> run([clock_ms,] key, now_ms, cost) -> items
+  step(run, t, write, nkeys, k1, kind1, value1, deadline1, .., arg1..) -> per key (kind, value, deadline) or a
+    flag, then run's (is_array, items...): load, run, dump, flush in one call (the snapshot stores)
   count() / stats() / collect() / sweep(t) / flush() / del(t, k) / dump(t, k) / load(t, k, kind, value, deadline)
 `prologue` is a transform's constant part (its header, `local rcall = redis.call` and included helpers),
 evaluated once per compile; `body` is the rest, run per call. The text is the loader's expanded source
@@ -627,19 +629,14 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
   return run, false
 end
 
-local api = {}
-api.compile = compile
-api.bind = bind
-api.count = function() return nkeys end
-api.stats = function() return nkeys, evicted, expired, collectgarbage('count') end
-api.collect = function() collectgarbage('collect'); return collectgarbage('count') end
-api.sweep = function(t) NOW = t; sweep(); return nkeys end
-api.flush = function()
+local function flush()
   data, meta = {}, {}
   nkeys, since_sweep, since_full_sweep, hand, earliest = 0, 0, 0, nil, huge
 end
-api.dump = function(t, k)
-  NOW, fresh = t, nil
+
+-- (kind, value, deadline) of a live key (value: the string, the hash table itself, or a zset as an
+-- ascending array of {member, score}; deadline nil = persistent), or nil; does not reference the key
+local function dump(k)
   local v = data[k]
   if v == nil then return nil end
   local e = meta[k]
@@ -647,26 +644,16 @@ api.dump = function(t, k)
   if e < NOW then return nil end
   if e == huge then e = nil end
   local kind = kind_of(v)
-  if kind == 'string' then return kind, v, e end
-  if kind == 'hash' then
-    local out = {}
-    for f, x in pairs(v) do out[f] = x end
-    return kind, out, e
-  end
+  if kind ~= 'zset' then return kind, v, e end
   znormalize(v)
   local out, j = {}, 0
   for i = v.h, v.t do j = j + 1; out[j] = {v.o[i], v.m[v.o[i]]} end
   return kind, out, e
 end
-api.del = function(t, k)
-  NOW, fresh = t, nil
-  if live(k) == nil then return 0 end
-  drop(k)
-  return 1
-end
--- load(t, k, kind, value, deadline): install one key (the snapshot stores' transport); an already
--- expired deadline installs nothing
-api.load = function(t, k, kind, value, deadline)
+
+-- install one key (kind 'string' | 'hash' (a table field -> text) | 'zset' (an array of {member,
+-- score})); an already expired deadline installs nothing. The input table is copied, never kept.
+local function load(t, k, kind, value, deadline)
   NOW, fresh = t, nil
   if live(k) ~= nil then drop(k) end
   if deadline ~= nil and deadline < t then return end
@@ -690,4 +677,120 @@ api.load = function(t, k, kind, value, deadline)
   end
   create(k, v, deadline or huge)
 end
+
+-- is the live value `v` (kind `kind`) what `load` was given (`input`, of kind `kind0`)?
+local function same_value(kind0, input, kind, v)
+  if kind ~= kind0 then return false end
+  if kind == 'string' then return v == input end
+  if kind == 'hash' then
+    for f, x in pairs(v) do if input[f] ~= x then return false end end
+    for f in pairs(input) do if v[f] == nil then return false end end
+    return true
+  end
+  local m, n = v.m, 0
+  for _, pair in ipairs(input) do
+    if m[pair[1]] ~= pair[2] then return false end
+    n = n + 1
+  end
+  for _ in pairs(m) do n = n - 1 end
+  return n == 0
+end
+
+local function pack(...) return {n = select('#', ...), ...} end
+
+-- empty the keyspace after a step that used only `k` (no new tables: the common case), else flush
+local function clear(k)
+  if nkeys == 1 and data[k] ~= nil then
+    data[k], meta[k] = nil, nil
+    nkeys, since_sweep, since_full_sweep, hand, earliest = 0, 0, 0, nil, huge
+  elseif nkeys ~= 0 then
+    flush()
+  end
+end
+
+-- what a step reports for key k after its run: true (as loaded: nothing to write), false (gone), or
+-- its (kind, value, deadline) as `dump` gives them; kind0, v0, d0 are what `load` was given
+local function outcome(k, kind0, v0, d0)
+  local kind, v, e = dump(k)
+  if kind == nil then return not kind0 end
+  if kind0 and e == d0 and same_value(kind0, v0, kind, data[k]) then return true end
+  return kind, v, e
+end
+
+local function finish1(t, write, k, kind0, v0, d0, ok, ...)
+  if not ok then clear(k); error((...), 0) end
+  if not write then clear(k); return ... end
+  NOW, fresh = t, nil
+  local a, b, c = outcome(k, kind0, v0, d0)
+  clear(k)
+  return a, b, c, ...
+end
+
+-- step(run, t, write, nkeys, k1, kind1, value1, deadline1, ..., arg1, ...): the snapshot stores'
+-- whole decision in one call: load each key (kind false: absent) into the empty keyspace, run the
+-- compiled transform `run` (from compile) on the keys and args, and with `write` report each key's
+-- outcome (three values: see `outcome`, padded with nils); then empty the keyspace, on every exit.
+-- Returns the outcomes (none without `write`), then the runner's (is_array, items...). A transform
+-- error is re-raised, unchanged, after the keyspace is emptied. step1 is the single-key form
+-- (run, t, write, k, kind, value, deadline, arg1, ...), without any table of its own.
+local function step1(run, t, write, k, kind0, v0, d0, ...)
+  if kind0 then load(t, k, kind0, v0, d0) end
+  return finish1(t, write, k, kind0, v0, d0, pcall(run, t, k, ...))
+end
+
+local function step(run, t, write, nk, ...)
+  local spec = pack(...)
+  local call = {}
+  for i = 1, nk do
+    local j = 4 * i - 3
+    local k, kind = spec[j], spec[j + 1]
+    call[i] = k
+    if kind then load(t, k, kind, spec[j + 2], spec[j + 3]) end
+  end
+  local nc = spec.n - 3 * nk
+  for i = nk + 1, nc do call[i] = spec[3 * nk + i] end
+  local res = pack(pcall(run, t, unpack(call, 1, nc)))
+  if not res[1] then flush(); error(res[2], 0) end
+  local out, o = {}, 0
+  if write then
+    NOW, fresh = t, nil
+    for i = 1, nk do
+      local j = 4 * i - 3
+      out[o + 1], out[o + 2], out[o + 3] = outcome(spec[j], spec[j + 1], spec[j + 2], spec[j + 3])
+      o = o + 3
+    end
+  end
+  flush()
+  for i = 2, res.n do out[o + i - 1] = res[i] end
+  return unpack(out, 1, o + res.n - 1)
+end
+
+local api = {}
+api.compile = compile
+api.bind = bind
+api.step = step
+api.step1 = step1
+api.count = function() return nkeys end
+api.stats = function() return nkeys, evicted, expired, collectgarbage('count') end
+api.collect = function() collectgarbage('collect'); return collectgarbage('count') end
+api.sweep = function(t) NOW = t; sweep(); return nkeys end
+api.flush = flush
+api.dump = function(t, k)
+  NOW, fresh = t, nil
+  local kind, v, e = dump(k)
+  if kind == nil then return nil end
+  if kind == 'hash' then
+    local out = {}
+    for f, x in pairs(v) do out[f] = x end
+    v = out
+  end
+  return kind, v, e
+end
+api.del = function(t, k)
+  NOW, fresh = t, nil
+  if live(k) == nil then return 0 end
+  drop(k)
+  return 1
+end
+api.load = load
 return api

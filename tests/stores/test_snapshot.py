@@ -12,6 +12,7 @@ import pytest
 import throttlekit as tk
 from throttlekit.stores._codecs import CODECS, CodecError, decode, encode
 from throttlekit.stores._snapshot import Change, Record, SnapshotStore
+from throttlekit._lupa import RUNTIMES
 from throttlekit.vectors import bundled_vector_files, run_suites
 
 
@@ -41,8 +42,8 @@ class _DictTxn:
 class DictStore(SnapshotStore):
     """The smallest StateStore: a dict (single process), to test the executor alone."""
 
-    def __init__(self, clock: Any = None) -> None:
-        super().__init__(clock=clock, prefix="", max_retries=3, runtime=None)
+    def __init__(self, clock: Any = None, runtime: str | None = None) -> None:
+        super().__init__(clock=clock, prefix="", max_retries=3, runtime=runtime)
         self.rows: dict[str, Record] = {}
         self.lock = threading.Lock()
         self.writes = 0
@@ -75,6 +76,38 @@ def test_read_only_and_unchanged_state_never_write() -> None:
     assert s.writes == 1
     assert not lim.check("k").allowed  # a denial changes nothing: no write
     assert s.writes == 1
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_a_transform_error_mid_decision_writes_nothing_and_leaves_the_engine_empty(runtime: str) -> None:
+    """The decision step (load, run, dump, flush in one call into Lua) after a script fault: a
+    ScriptError without the Lua traceback, no write, an empty engine, and the next decision starts from
+    the stored state alone."""
+    s = DictStore(tk.ManualClock(1_000), runtime=runtime)
+    lim = tk.Limiter(tk.Gcra(10, 1000), store=s)
+    assert lim.check("k").remaining == 9
+    stored, writes = s.rows["k"], s.writes
+    with pytest.raises(tk.ScriptError, match="arithmetic") as info:
+        s.eval("gcra", ["k"], -1, ["not a number", 10, 10, 1])  # the Lua fails after loading "k"
+    assert info.value.transform == "gcra" and "stack traceback" not in str(info.value)
+    assert s.rows["k"] == stored and s.writes == writes
+    assert s._exec.engine.key_count() == 0
+    assert lim.check("k").remaining == 8  # from the stored state: nothing of the failed run was kept
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_unchanged_hash_and_sorted_set_state_is_not_written(runtime: str) -> None:
+    """The step reports a key as loaded when the transform left it as it was (a denial of a token
+    bucket, a log at its limit): no write, on both runtimes."""
+    s = DictStore(tk.ManualClock(1_000), runtime=runtime)
+    for strategy in (tk.TokenBucket(2, 0.001), tk.SlidingWindowLog(2, 60_000)):
+        lim = tk.Limiter(strategy, store=s)
+        key = type(strategy).__name__
+        assert lim.check(key).allowed and lim.check(key).allowed
+        writes = s.writes
+        assert not lim.check(key).allowed
+        assert s.writes == writes, key
+        assert s._exec.engine.key_count() == 0
 
 
 def test_a_lost_race_retries_then_raises_concurrent_update() -> None:

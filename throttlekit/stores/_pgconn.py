@@ -167,10 +167,13 @@ def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
     """Send ``query`` (one simple-query message) and return every result; bounded by ``op_timeout_s``
     (psycopg >= 3.2; older versions wait on the TCP keepalives)."""
     pgconn = conn.pgconn
+    if _WAIT_TIMEOUT and _WAIT_TIMEOUT[0]:  # the hot path: one send, one wait, nothing else
+        pgconn.send_query(query)
+        return conn.wait(generators.execute(pgconn), timeout=op_timeout_s)  # type: ignore[no-any-return]
     pgconn.send_query(query)
     if _wait_takes_timeout():
-        return list(conn.wait(generators.execute(pgconn), timeout=op_timeout_s))
-    return list(conn.wait(generators.execute(pgconn)))  # pragma: no cover
+        return conn.wait(generators.execute(pgconn), timeout=op_timeout_s)  # type: ignore[no-any-return]
+    return conn.wait(generators.execute(pgconn))  # type: ignore[no-any-return]  # pragma: no cover
 
 
 async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
@@ -178,4 +181,11 @@ async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
     _wait_takes_timeout()
     pgconn = conn.pgconn
     pgconn.send_query(query)
-    return list(await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s))
+    if _timeout is not None:  # Python 3.11+: a deadline on this task, no task of its own per exchange
+        async with _timeout(op_timeout_s):
+            return await conn.wait(generators.execute(pgconn))  # type: ignore[no-any-return]
+    return await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s)
+
+
+#: ``asyncio.timeout`` (Python 3.11+; it raises ``TimeoutError``, which is ``asyncio.TimeoutError`` there)
+_timeout: Any = getattr(asyncio, "timeout", None)

@@ -37,11 +37,16 @@ class Pool:
         self.timeout_s = timeout_s
         self._idle: list[Any] = []
         self._open = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # callers in _cond.wait: release notifies only when someone waits
         self._closed = False
 
     def acquire(self) -> tuple[Any, bool]:
         """(connection, fresh). Raises ``StoreError`` when the pool stays exhausted or connecting fails."""
+        with self._lock:  # the common case first: an idle connection, no clock read, no condition
+            if self._idle and not self._closed:
+                return self._idle.pop(), False
         deadline = time.monotonic() + self.timeout_s
         with self._cond:
             while True:
@@ -57,23 +62,29 @@ class Pool:
                     raise StoreError(
                         f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s"
                     )
-                self._cond.wait(left)
+                self._waiting += 1
+                try:
+                    self._cond.wait(left)
+                finally:
+                    self._waiting -= 1
         try:
             return self._connect(), True
         except BaseException:
             with self._cond:
                 self._open -= 1
-                self._cond.notify()
+                if self._waiting:
+                    self._cond.notify()
             raise
 
     def release(self, conn: Any, *, broken: bool) -> None:
-        with self._cond:
+        with self._lock:
             if broken or self._closed or conn.closed:
                 self._open -= 1
                 _finish(conn)
             else:
                 self._idle.append(conn)
-            self._cond.notify()
+            if self._waiting:
+                self._cond.notify()
 
     def discard_idle(self) -> None:
         """Drop every idle connection (after a server restart they are all dead)."""
@@ -105,7 +116,10 @@ class AsyncPool:
         if self._closed:
             raise StoreError("postgres store is closed")
         try:
-            await asyncio.wait_for(self._sem.acquire(), self.timeout_s)
+            if self._sem.locked():  # wait, bounded (a free semaphore is taken at once, without a timer)
+                await asyncio.wait_for(self._sem.acquire(), self.timeout_s)
+            else:
+                await self._sem.acquire()
         except asyncio.TimeoutError:
             raise StoreError(
                 f"postgres: all {self.size} pooled connections busy for {self.timeout_s} s"

@@ -55,6 +55,8 @@ class Statements:
         t = _ident(table)
         idx = _ident(f"{self.name}_expires_at_idx")
         self._select = b"SELECT key, state, expires_at FROM " + t + b" WHERE key "
+        self._lock1 = b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended("
+        self._lock1_select = b", 0)); " + self._select + b"= "
         self._upsert = b"INSERT INTO " + t + b" (key, state, expires_at) VALUES ("
         self._conflict = (
             b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at"
@@ -101,6 +103,9 @@ class Statements:
     def begin_read(self, keys: Sequence[str]) -> bytes:
         """Open the transaction, take every key's advisory lock (sorted: no deadlock between multi-key
         transforms), then read; the transaction stays open until :meth:`write`."""
+        if len(keys) == 1:
+            k = literal(keys[0])
+            return self._lock1 + k + self._lock1_select + k
         locks = b"".join(
             b"SELECT pg_advisory_xact_lock(hashtextextended(" + literal(k) + b", 0)); "
             for k in sorted(set(keys))
@@ -109,6 +114,13 @@ class Statements:
 
     def write(self, changes: Sequence[Change]) -> bytes:
         """The changes, then ``COMMIT`` (just ``COMMIT`` when nothing changed: it releases the locks)."""
+        c = changes[0] if len(changes) == 1 else None
+        if c is not None and c.state is not None:  # the common case: one upsert
+            expires = NEVER if c.expires_at_ms is None else int(c.expires_at_ms)
+            return (
+                self._upsert + literal(c.key) + b", " + literal(c.state) + b", " + str(expires).encode()
+                + self._conflict + b"; COMMIT"
+            )  # fmt: skip
         parts = []
         for c in changes:
             if c.state is None:
@@ -135,24 +147,32 @@ _FATAL_ERROR = 7
 
 def results_ok(results: Sequence[Any]) -> Any:
     """The last result of a simple-query exchange; raises the server's error (a psycopg ``Error``
-    subclass by SQLSTATE) when a statement failed."""
-    for res in results:
-        if res.status == _FATAL_ERROR:
-            from psycopg import errors
-
-            raise errors.error_from_result(res, encoding="utf-8")
+    subclass by SQLSTATE) when a statement failed. The server skips every statement after a failed one
+    (the whole message is one implicit transaction or aborts the open one), so a failure is always the
+    last result: only that one is checked."""
     if not results:
         raise StoreError("postgres: the server returned no result")
-    return results[-1]
+    res = results[-1]
+    if res.status == _FATAL_ERROR:
+        from psycopg import errors
+
+        raise errors.error_from_result(res, encoding="utf-8")
+    return res
 
 
 def records(keys: Sequence[str], result: Any) -> list[Record | None]:
     """The rows of a read as records in the order of ``keys`` (expired ones included)."""
+    n = result.ntuples
+    if n == 0:
+        return [None] * len(keys)
+    get = result.get_value
+    if len(keys) == 1:  # the common case: one key, at most one row (the key is the primary key)
+        expires = int(get(0, 2))
+        return [Record(get(0, 1).decode(), None if expires >= NEVER else expires)]
     by_key: dict[str, Record] = {}
-    for i in range(result.ntuples):
-        k, s, e = result.get_value(i, 0), result.get_value(i, 1), result.get_value(i, 2)
-        expires = int(e)
-        by_key[k.decode()] = Record(s.decode(), None if expires >= NEVER else expires)
+    for i in range(n):
+        expires = int(get(i, 2))
+        by_key[get(i, 0).decode()] = Record(get(i, 1).decode(), None if expires >= NEVER else expires)
     return [by_key.get(k) for k in keys]
 
 

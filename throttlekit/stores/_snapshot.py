@@ -30,15 +30,13 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from .._clock import SERVER_TIME, Clock, SystemClock
 from .._errors import ConcurrentUpdateError, ScriptError
 from .._loader import Transform, load_manifest
-from .._lupa import LuaEngine, unpack_reply
+from .._lupa import LuaEngine
 from ._codecs import CodecError, decode, encode
 from .base import EvalBinding
 
@@ -57,17 +55,16 @@ __all__ = [
 NEVER = 9_223_372_036_854_775_807
 
 
-@dataclass(frozen=True)
-class Record:
-    """One stored key as read: its JSON ``state``, absolute ``expires_at_ms`` (None = never), ``version``."""
+class Record(NamedTuple):
+    """One stored key as read: its JSON ``state``, absolute ``expires_at_ms`` (None = never), ``version``.
+    (Immutable; a named tuple rather than a frozen dataclass: one is built per key per decision.)"""
 
     state: str
     expires_at_ms: int | None
     version: int = 0
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """A write: ``state`` None deletes the key; ``read`` is what ``begin`` saw (None: absent)."""
 
     key: str
@@ -132,7 +129,6 @@ class SnapshotExecutor:
     def __init__(self, runtime: str | None = None) -> None:
         self.transforms = load_manifest()
         self.engine = LuaEngine(list(self.transforms.values()), max_keys=1024, runtime=runtime)
-        self._lock = threading.Lock()
         self._slots_arg: dict[str, int | None] = {
             n: (t.argv.index("buckets") - 1 if "buckets" in t.argv else None)
             for n, t in self.transforms.items()
@@ -161,35 +157,21 @@ class SnapshotExecutor:
             slots = int(args[idx]) if idx is not None else 0
         except (TypeError, ValueError, IndexError):  # a bad argument: the Lua reports it
             slots = 0
-        engine = self.engine
-        loaded: list[tuple[str, Any, int | None] | None] = []
         live = [
             r if r is not None and (r.expires_at_ms is None or clock_ms <= r.expires_at_ms) else None
             for r in records
         ]
         try:
-            layouts = [None if r is None else decode(t.state, r.state, slots) for r in live]
+            states = [
+                None if r is None else (*decode(t.state, r.state, slots), r.expires_at_ms) for r in live
+            ]
         except CodecError as exc:
             raise ScriptError(t.name, t.sha, f"stored state does not decode as {t.state!r}: {exc}") from None
-        with self._lock:
-            try:  # the engine is empty between runs: one flush, on every exit
-                for key, r, lay in zip(keys, live, layouts):
-                    if r is None or lay is None:
-                        loaded.append(None)
-                        continue
-                    engine.load(clock_ms, key, lay[0], lay[1], r.expires_at_ms)
-                    loaded.append((lay[0], lay[1], r.expires_at_ms))
-                with engine.lock:
-                    out = engine.runner(t.name)(clock_ms, *keys, now_ms, *args)
-                after = [engine.dump(clock_ms, k) for k in keys] if not t.read_only else []
-            finally:
-                engine.flush()
-        reply = unpack_reply(out)  # nested arrays (wfe_stats' tenants) as lists, as Redis replies them
+        # load, run, dump and flush in one call into Lua (atomic by itself; the engine is empty after it)
+        reply, after = self.engine.step(t.name, clock_ms, keys, states, (now_ms, *args), not t.read_only)
         changes: list[Change] = []
-        for key, r, before, now in zip(keys, records, loaded, after):
-            if now is not None:
-                now = (now[0], now[1], None if now[2] is None else int(now[2]))
-            if _same(now, before):
+        for key, r, now in zip(keys, records, after):
+            if now is True:  # as loaded (or absent before and after): nothing to write
                 continue
             if now is None:
                 changes.append(Change(key, None, None, r))
@@ -198,16 +180,8 @@ class SnapshotExecutor:
                 blob = encode(t.state, (now[0], now[1]), slots)
             except CodecError as exc:
                 raise ScriptError(t.name, t.sha, f"state does not encode as {t.state!r}: {exc}") from None
-            changes.append(Change(key, blob, now[2], r))
+            changes.append(Change(key, blob, None if now[2] is None else int(now[2]), r))
         return reply, changes
-
-
-def _same(a: tuple[str, Any, int | None] | None, b: tuple[str, Any, int | None] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    if a[0] == "zset" and b[0] == "zset":
-        return a[2] == b[2] and sorted(a[1]) == sorted((m, float(s)) for m, s in b[1])
-    return a == b
 
 
 def _backoff_s(attempt: int, took_s: float) -> float:
@@ -249,7 +223,15 @@ class _KeyLocks:
         """Queue behind in-process calls on ``keys``; pass the result to :meth:`release` (sync API; a plain
         pair of calls rather than a context manager: this is on every decision's path)."""
         key = tuple(keys)
-        lock = self._enter(self._sync, key, threading.Lock)
+        with self._guard:
+            entry = self._sync.get(key)
+            if entry is None:  # nobody holds or waits: a fresh lock, taken before anyone can see it
+                lock = threading.Lock()
+                lock.acquire()
+                self._sync[key] = [lock, 1]
+                return key, lock
+            entry[1] += 1
+            lock = entry[0]
         try:
             lock.acquire()
         except BaseException:
@@ -258,18 +240,38 @@ class _KeyLocks:
         return key, lock
 
     def release(self, held: tuple[tuple[str, ...], Any]) -> None:
-        held[1].release()
-        self._leave(self._sync, held[0])
+        key, lock = held
+        with self._guard:
+            entry = self._sync[key]
+            entry[1] -= 1
+            if entry[1] == 0:  # nobody waits: forget the lock (released below, unseen)
+                del self._sync[key]
+        lock.release()
 
-    @asynccontextmanager
-    async def ahold(self, keys: Sequence[str]) -> AsyncIterator[None]:
+    async def aacquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
+        """The asyncio twin of :meth:`acquire` (an ``asyncio.Lock`` per key set); see :meth:`arelease`."""
         key = tuple(keys)
-        lock = self._enter(self._async, key, asyncio.Lock)
+        with self._guard:
+            entry = self._async.get(key)
+            if entry is None:
+                entry = self._async[key] = [asyncio.Lock(), 0]
+            entry[1] += 1
+            lock = entry[0]
         try:
-            async with lock:
-                yield
-        finally:
+            await lock.acquire()  # a fresh or free lock: at once, without yielding to the loop
+        except BaseException:
             self._leave(self._async, key)
+            raise
+        return key, lock
+
+    def arelease(self, held: tuple[tuple[str, ...], Any]) -> None:
+        key, lock = held
+        with self._guard:
+            entry = self._async[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._async[key]
+        lock.release()
 
 
 class SnapshotStore(EvalBinding):
@@ -316,11 +318,13 @@ class SnapshotStore(EvalBinding):
         if not keys:
             return self._keyless(t, now_ms, args)
         transport = self._transport
+        retries = self.max_retries
         started = 0.0
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(_backoff_s(attempt, time.monotonic() - started))
-            started = time.monotonic()
+            if retries:
+                started = time.monotonic()
             txn = transport.begin(keys, not t.read_only)
             try:
                 clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
@@ -346,8 +350,11 @@ class SnapshotStore(EvalBinding):
         t = self._exec.transform(name)
         if t.read_only:
             return await self._aeval(t, keys, now_ms, args)
-        async with self._keylocks.ahold(keys):
+        held = await self._keylocks.aacquire(keys)
+        try:
             return await self._aeval(t, keys, now_ms, args)
+        finally:
+            self._keylocks.arelease(held)
 
     async def _aeval(
         self, t: Transform, keys: Sequence[str], now_ms: float, args: Sequence[Any]
@@ -355,11 +362,13 @@ class SnapshotStore(EvalBinding):
         if not keys:
             return self._keyless(t, now_ms, args)
         transport = await self._atransport()
+        retries = self.max_retries
         started = 0.0
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(_backoff_s(attempt, time.monotonic() - started))
-            started = time.monotonic()
+            if retries:
+                started = time.monotonic()
             txn = await transport.begin(keys, not t.read_only)
             try:
                 clock_ms = int(self.clock.now_ms())  # after the read: see the module doc (Time)
