@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import throttlekit as tk
+from throttlekit._lupa import RUNTIMES
 from throttlekit.stores._codecs import CODECS, CodecError, decode, encode
 from throttlekit.stores._snapshot import Change, Record, SnapshotStore
-from throttlekit._lupa import RUNTIMES
 from throttlekit.vectors import bundled_vector_files, run_suites
 
 
