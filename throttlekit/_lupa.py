@@ -6,9 +6,11 @@ manifest's transforms through its one runner API: :meth:`LuaEngine.runner` (any 
 arguments) and :meth:`LuaEngine.bind` (a single-key transform with its parameters fixed: one boundary
 crossing per decision). Each compiled transform evaluates its constant part (header and helpers) once
 and its code per call, so a decision re-runs no helper definitions and reads no sandbox globals.
+:meth:`LuaEngine.step` is the snapshot stores' decision in one crossing (load the keys, run, report
+what changed, empty the keyspace).
 
-Thread-safety: lupa serialises calls into one runtime, so each transform call is atomic by itself;
-``LuaEngine.lock`` is for callers that need several calls to form one unit (load, run, dump).
+Thread-safety: lupa serialises calls into one runtime, so each call is atomic by itself (``step``
+included); ``LuaEngine.lock`` is for callers that need several calls to form one unit.
 """
 
 from __future__ import annotations
@@ -62,11 +64,12 @@ def _to_py(value: Any) -> Any:
 _PLAIN = frozenset({int, float, str})
 
 
-def unpack_reply(out: Any) -> list[Any]:
-    """A runner's flat result as a Redis-style reply list (an empty array comes back as a bare True)."""
+def unpack_reply(out: Any, start: int = 0) -> list[Any]:
+    """A runner's flat result (from ``out[start]`` on) as a Redis-style reply list (an empty array comes
+    back as a bare True when it is the whole result)."""
     if out is True:
         return []
-    items = out[1:] if out[0] else out[1:2]
+    items = out[start + 1 :] if out[start] else out[start + 1 : start + 2]
     if _PLAIN.issuperset(map(type, items)):
         return list(items)
     return [_to_py(v) for v in items]
@@ -182,7 +185,8 @@ class LuaEngine:
 
     def runner(self, name: str) -> Callable[..., tuple[Any, ...]]:
         """The runner of a transform, raising :class:`ScriptError` on a script error. One call is
-        atomic; hold ``lock`` only to make several calls one unit (load, run, dump). Transforms compile
+        atomic; hold ``lock`` only to make several calls one unit (the snapshot stores use :meth:`step`
+        instead: one call). Transforms compile
         on first use: a store serving one policy pays for the transforms it runs, not all of them."""
         run = self._runners.get(name)
         if run is None:
@@ -214,28 +218,37 @@ class LuaEngine:
             self.runner(name)
             fn = self._raw[name]
         try:
-            if len(keys) == 1:  # the common case: no tables on either side
+            if len(keys) == 1:  # the common case: no tables either way, one outcome (a branch per case)
                 st = states[0]
                 if st is None:
                     out = self._step1(fn, clock_ms, write, keys[0], False, None, None, *args)
+                elif st[0] == "string":
+                    out = self._step1(fn, clock_ms, write, keys[0], *st, *args)
                 else:
-                    value = st[1] if st[0] == "string" else self._table(st[0], st[1])
+                    value = self._table(st[0], st[1])
                     out = self._step1(fn, clock_ms, write, keys[0], st[0], value, st[2], *args)
-            else:
-                flat: list[Any] = []
-                for key, st in zip(keys, states):
-                    if st is None:
-                        flat += (key, False, None, None)
-                    else:
-                        kind, value, deadline = st
-                        value = value if kind == "string" else self._table(kind, value)
-                        flat += (key, kind, value, deadline)
-                out = self._step(fn, clock_ms, write, len(keys), *flat, *args)
+                if not write:
+                    return unpack_reply(out), []
+                kind = out[0]
+                if kind is True:
+                    return unpack_reply(out, 3), [True]
+                if kind is False:
+                    return unpack_reply(out, 3), [None]
+                return unpack_reply(out, 3), [_layout(kind, out[1], out[2])]
+            flat: list[Any] = []
+            for key, st in zip(keys, states):
+                if st is None:
+                    flat += (key, False, None, None)
+                else:
+                    kind, value, deadline = st
+                    value = value if kind == "string" else self._table(kind, value)
+                    flat += (key, kind, value, deadline)
+            out = self._step(fn, clock_ms, write, len(keys), *flat, *args)
         except self.lua_error as exc:
             raise as_script_error(name, self._transforms[name].sha, exc) from None
-        if out.__class__ is not tuple:
-            out = (out,)
-        n = 3 * len(keys) if write else 0
+        if not write:
+            return unpack_reply(out), []
+        n = 3 * len(keys)
         after: list[tuple[str, Any, int | None] | Literal[True] | None] = []
         for i in range(0, n, 3):
             kind = out[i]
@@ -245,7 +258,7 @@ class LuaEngine:
                 after.append(None)
             else:
                 after.append(_layout(kind, out[i + 1], out[i + 2]))
-        return unpack_reply(out[n:] if n else out), after
+        return unpack_reply(out, n), after
 
     def key_count(self) -> int:
         """Keys currently held (expired ones not yet swept included)."""
@@ -289,7 +302,7 @@ class LuaEngine:
     def load(self, clock_ms: int, key: str, kind: str, value: Any, deadline: int | None) -> None:
         """Install one key: ``kind`` "string" (value str), "hash" (dict str->str) or "zset"
         (list of (member, score)); ``deadline`` is the absolute expiry in ms (None = persistent; one
-        already past installs nothing). The transport half of the snapshot stores: load, run, dump."""
+        already past installs nothing). For tests and tools (the snapshot stores use :meth:`step`)."""
         if kind != "string":
             value = self._table(kind, value)
         with self.lock:
@@ -316,6 +329,8 @@ class LuaEngine:
 def _layout(kind: Any, value: Any, deadline: Any) -> tuple[str, Any, int | None]:
     """(kind, value, deadline) as the shim's dump gives them, in Python: a hash as a dict, a zset as a
     list of (member, score) in ascending order (deadline None: persistent)."""
+    if kind == "string":
+        return kind, value, deadline
     if kind == "hash":
         value = dict(value.items())
     elif kind == "zset":

@@ -134,17 +134,18 @@ def startup_error(exc: BaseException, url: str) -> Exception:
     return StoreError(f"postgres: cannot reach {redact(url)}: {text or type(exc).__name__}", exc)
 
 
-_WAIT_TIMEOUT: list[bool] = []
+#: whether ``Connection.wait`` takes a timeout (psycopg >= 3.2); None until the first exchange asks
+_WAIT_TIMEOUT: bool | None = None
 
 
 def _wait_takes_timeout() -> bool:
-    global generators
-    if not _WAIT_TIMEOUT:
+    global generators, _WAIT_TIMEOUT
+    if _WAIT_TIMEOUT is None:
         from psycopg import generators as module
 
         generators = module
-        _WAIT_TIMEOUT.append("timeout" in inspect.signature(psycopg().Connection.wait).parameters)
-    return _WAIT_TIMEOUT[0]
+        _WAIT_TIMEOUT = "timeout" in inspect.signature(psycopg().Connection.wait).parameters
+    return _WAIT_TIMEOUT
 
 
 #: ``psycopg.generators``, imported by the first :func:`_wait_takes_timeout` (psycopg is an extra).
@@ -167,11 +168,8 @@ def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
     """Send ``query`` (one simple-query message) and return every result; bounded by ``op_timeout_s``
     (psycopg >= 3.2; older versions wait on the TCP keepalives)."""
     pgconn = conn.pgconn
-    if _WAIT_TIMEOUT and _WAIT_TIMEOUT[0]:  # the hot path: one send, one wait, nothing else
-        pgconn.send_query(query)
-        return conn.wait(generators.execute(pgconn), timeout=op_timeout_s)  # type: ignore[no-any-return]
     pgconn.send_query(query)
-    if _wait_takes_timeout():
+    if _WAIT_TIMEOUT or _wait_takes_timeout():
         return conn.wait(generators.execute(pgconn), timeout=op_timeout_s)  # type: ignore[no-any-return]
     return conn.wait(generators.execute(pgconn))  # type: ignore[no-any-return]  # pragma: no cover
 

@@ -56,6 +56,8 @@ _SYNC_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 class _Txn:
     """A sync decision attempt: the records read and, for a write, the connection holding the locks."""
 
+    __slots__ = ("_conn", "_pool", "_sql", "_store", "_timeout_s", "records")
+
     def __init__(
         self, store: PostgresStore, records: list[Record | None], conn: Any, sql: Statements, pool: Pool
     ) -> None:
@@ -228,7 +230,8 @@ class PostgresStore(SnapshotStore):
     def begin(self, keys: Sequence[str], write: bool) -> _Txn:
         if self._closed:
             raise StoreError("postgres store is closed")
-        self._start_sweeper()
+        if self._sweeper is None:
+            self._start_sweeper()
         query = self._sql.begin_read(keys) if write else self._sql.read(keys)
         for attempt in (0, 1):
             conn, fresh = self._pool.acquire()
