@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Sequence
@@ -39,6 +40,31 @@ class _DictTxn:
         pass
 
 
+class _ADictTxn:
+    """The asyncio face of a :class:`_DictTxn`."""
+
+    def __init__(self, txn: _DictTxn) -> None:
+        self.txn = txn
+        self.records = txn.records
+
+    async def commit(self, changes: Sequence[Change]) -> bool:
+        return self.txn.commit(changes)
+
+    async def close(self) -> None:
+        self.txn.close()
+
+
+class _ADict:
+    def __init__(self, store: DictStore) -> None:
+        self.store = store
+
+    async def begin(self, keys: Sequence[str], write: bool) -> _ADictTxn:
+        return _ADictTxn(self.store.begin(keys, write))
+
+    async def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+
 class DictStore(SnapshotStore):
     """The smallest StateStore: a dict (single process), to test the executor alone."""
 
@@ -54,6 +80,9 @@ class DictStore(SnapshotStore):
 
     def delete(self, key: str) -> None:
         self.rows.pop(key, None)
+
+    async def _atransport(self) -> _ADict:
+        return _ADict(self)
 
     def close(self) -> None:
         pass
@@ -108,6 +137,28 @@ def test_unchanged_hash_and_sorted_set_state_is_not_written(runtime: str) -> Non
         assert not lim.check(key).allowed
         assert s.writes == writes, key
         assert s._exec.engine.key_count() == 0
+
+
+def test_bound_calls_match_eval_and_a_read_only_one_never_writes() -> None:
+    """``bind``/``abind`` (the limiter's hot path) look the transform up once and run exactly
+    ``eval``/``aeval``: same replies, same writes; an unknown transform fails at bind time."""
+    s = DictStore(tk.ManualClock(1_000))
+    check = s.bind("gcra", [1000, 10, 10])
+    peek = s.bind("gcra_peek", [1000, 10])  # ARGV [now, period, limit, burst]: burst is the "last"
+    assert list(check("k", -1, 3)) == [1, 10, 7, 1300, 0]
+    assert s.writes == 1
+    assert list(peek("k", -1, 10)) == list(s.eval("gcra_peek", ["k"], -1, [1000, 10, 10]))
+    assert s.writes == 1
+
+    async def both() -> None:
+        acheck, apeek = s.abind("gcra", [1000, 10, 10]), s.abind("gcra_peek", [1000, 10])
+        assert list(await acheck("k", -1, 1)) == [1, 10, 6, 1400, 0]
+        assert list(await apeek("k", -1, 10)) == list(await s.aeval("gcra_peek", ["k"], -1, [1000, 10, 10]))
+
+    asyncio.run(both())
+    assert s.writes == 2
+    with pytest.raises(tk.ScriptError, match="unknown transform 'nope'"):
+        s.bind("nope", [])
 
 
 def test_a_lost_race_retries_then_raises_concurrent_update() -> None:

@@ -45,7 +45,7 @@ from .._errors import ConcurrentUpdateError, ScriptError
 from .._loader import Transform, load_manifest
 from .._lupa import LuaEngine
 from ._codecs import CodecError, decode, encode
-from .base import BoundCall, EvalBinding, Reply
+from .base import AsyncBoundCall, BoundCall, EvalBinding, Reply
 
 __all__ = [
     "AsyncStateStore",
@@ -325,6 +325,29 @@ class SnapshotStore(EvalBinding):
                 return evaluate(t, keys, now_ms, (*fixed, cost))
             finally:
                 keylocks.release(held)
+
+        return call
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
+        """The asyncio twin of :meth:`bind` (:meth:`aeval` with the transform looked up once)."""
+        t = self._exec.transform(name)
+        fixed = tuple(params)
+        evaluate = self._aeval
+        if t.read_only:
+
+            async def read(key: str, now_ms: float, cost: float) -> Reply:
+                return await evaluate(t, (key,), now_ms, (*fixed, cost))
+
+            return read
+        keylocks = self._keylocks
+
+        async def call(key: str, now_ms: float, cost: float) -> Reply:
+            keys = (key,)
+            held = await keylocks.aacquire(keys)
+            try:
+                return await evaluate(t, keys, now_ms, (*fixed, cost))
+            finally:
+                keylocks.arelease(held)
 
         return call
 
