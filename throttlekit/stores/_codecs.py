@@ -274,10 +274,12 @@ def encode(state: str, layout: Layout, slots: int = 0) -> str:
             x = float(layout[1])
         except (TypeError, ValueError):
             pass  # the general path reports it
-        else:
+        else:  # as _num, inlined (once per decision): an int when integral and within 2^53
+            if -9007199254740992.0 <= x <= 9007199254740992.0:  # finite (NaN fails every comparison)
+                i = int(x)
+                return str(i) if i == x else repr(x)
             if math.isfinite(x):
-                n = _num(x)
-                return str(n) if isinstance(n, int) else repr(n)
+                return repr(x)
     try:
         codec = CODECS[state]
     except KeyError:
