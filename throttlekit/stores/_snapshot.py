@@ -45,7 +45,7 @@ from .._errors import ConcurrentUpdateError, ScriptError
 from .._loader import Transform, load_manifest
 from .._lupa import LuaEngine
 from ._codecs import CodecError, decode, encode
-from .base import AsyncBoundCall, BoundCall, EvalBinding, Reply
+from .base import AsyncBoundCall, BoundCall, EvalBinding, Last, Reply
 
 __all__ = [
     "AsyncStateStore",
@@ -312,13 +312,13 @@ class SnapshotStore(EvalBinding):
         evaluate = self._eval
         if t.read_only:
 
-            def read(key: str, now_ms: float, cost: float) -> Reply:
+            def read(key: str, now_ms: float, cost: Last) -> Reply:
                 return evaluate(t, (key,), now_ms, (*fixed, cost))
 
             return read
         keylocks = self._keylocks
 
-        def call(key: str, now_ms: float, cost: float) -> Reply:
+        def call(key: str, now_ms: float, cost: Last) -> Reply:
             keys = (key,)
             held = keylocks.acquire(keys)
             try:
@@ -335,13 +335,13 @@ class SnapshotStore(EvalBinding):
         evaluate = self._aeval
         if t.read_only:
 
-            async def read(key: str, now_ms: float, cost: float) -> Reply:
+            async def read(key: str, now_ms: float, cost: Last) -> Reply:
                 return await evaluate(t, (key,), now_ms, (*fixed, cost))
 
             return read
         keylocks = self._keylocks
 
-        async def call(key: str, now_ms: float, cost: float) -> Reply:
+        async def call(key: str, now_ms: float, cost: Last) -> Reply:
             keys = (key,)
             held = await keylocks.aacquire(keys)
             try:
