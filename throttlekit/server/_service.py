@@ -804,8 +804,11 @@ class _FleetAdmitRuntime(_AdmitRuntime):
         self.eager_beats = {"pull": 0, "push": 0, "ack": 0}
         self._last_sent: float = -1e18
         self._lowered = False
-        self._pending: asyncio.TimerHandle | None = None
+        self._pending: Any = None
         self._eager_task: asyncio.Task[None] | None = None
+        #: the timer seam of the eager beats (spec 9.3 ``scheduler.setTimer``): ``(delay_s, callback) ->
+        #: a handle with cancel()``; None = the running loop's ``call_later``. Tests install a manual one.
+        self.set_timer: Callable[[float, Callable[[], None]], Any] | None = None
 
     def _now(self) -> float:
         return self._clock.now_ms() if self._clock is not None else time.time() * 1000
@@ -871,7 +874,8 @@ class _FleetAdmitRuntime(_AdmitRuntime):
             return
         self.eager_beats[trigger] += 1
         delay = max(0.0, self._last_sent + self.min_beat_ms - self._now()) / 1000
-        self._pending = asyncio.get_running_loop().call_later(delay, self._fire)
+        timer = self.set_timer or asyncio.get_running_loop().call_later
+        self._pending = timer(delay, self._fire)
 
     def _fire(self) -> None:
         self._pending = None
