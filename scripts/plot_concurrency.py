@@ -1,4 +1,5 @@
-"""Simulate gradient2 vs aimd on a latency step and draw the limit over time as an SVG (no plotting library).
+"""Simulate gradient2 vs aimd (and gradient2 with minRTT recalibration) on a latency step and draw the limit
+over time as an SVG (no plotting library).
 
     .venv/bin/python scripts/plot_concurrency.py [--out docs/concurrency-gradient2-vs-aimd.svg]
 
@@ -6,6 +7,7 @@ The guards (gradient2 and aimd, minLimit 4, maxLimit 200, rttWindow 1000, tolera
 the ``conc_release`` Lua transform) on a manual clock. The backend is a queue: a request's latency is
 ``base x max(1, in flight / capacity)``; clients always have work (every slot the guard offers is taken
 at once). ``base`` steps from 20 ms to 80 ms at t = 4 s (the backend slows down) and back at t = 8 s.
+The third run is gradient2 with ``recalibration: {intervalMs: 1000, probeLimit: 4, probeSamples: 10}``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,20 @@ def base_latency(t: int) -> float:
     return 80.0 if STEP[0] <= t < STEP[1] else 20.0
 
 
-def simulate(algorithm: str) -> list[tuple[int, int, int]]:
+#: the recalibrating run: a probe every second at 4 in flight, 10 pure samples re-learn the baseline
+RECALIBRATION = {"intervalMs": 1000, "probeLimit": 4, "probeSamples": 10}
+SERIES = {
+    "gradient2": ("gradient2", None),
+    "aimd": ("aimd", None),
+    "gradient2 + recalibration": ("gradient2", RECALIBRATION),
+}
+
+
+def simulate(name: str) -> list[tuple[int, int, int]]:
     """(t ms, limit, in flight) sampled every 20 ms."""
+    algorithm, recal = SERIES[name]
     clock = ManualClock(1_000_000)
+    extra = {} if recal is None else {"recalibration": recal}
     guard = ConcurrencyGuard(
         concurrency_params(
             min_limit=4,
@@ -39,6 +52,7 @@ def simulate(algorithm: str) -> list[tuple[int, int, int]]:
             algorithm=algorithm,
             rtt_window=RTT_WINDOW,
             tolerance=TOLERANCE,
+            **extra,
         ),
         clock=clock,
     )
@@ -77,7 +91,7 @@ def svg(series: dict[str, list[tuple[int, int, int]]]) -> str:
     def y(v: float) -> float:
         return top + ph * (1 - v / ymax)
 
-    colors = {"gradient2": "#1f77b4", "aimd": "#d62728"}
+    colors = {"gradient2": "#1f77b4", "aimd": "#d62728", "gradient2 + recalibration": "#2ca02c"}
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
         f'<rect width="{w}" height="{h}" fill="white"/>',
@@ -121,7 +135,7 @@ def main() -> None:
         default=str(Path(__file__).resolve().parent.parent / "docs" / "concurrency-gradient2-vs-aimd.svg"),
     )
     args = ap.parse_args()
-    series = {a: simulate(a) for a in ("gradient2", "aimd")}
+    series = {name: simulate(name) for name in SERIES}
     Path(args.out).write_text(svg(series))
     for name, pts in series.items():
         phases = [
