@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from throttlekit.cli import main
 from throttlekit.cli.serve import is_loopback
 
 LINE = re.compile(
-    r"^throttlekit-server listening on (\S+):(\d+) \[(\w+), (\w+), fail=(\w+), monitor:(\w+)\] \((\d+) polic\w+: (.*)\)$"
+    r"^throttlekit-server listening on (\S+):(\d+) \[(\w+), (\w+), fail=(\w+), monitor:(\w+), loop:(\w+)\] \((\d+) polic\w+: (.*)\)$"
 )
 
 
@@ -27,8 +29,9 @@ def test_serve_prints_one_startup_line_serves_and_drains_on_signal(sig: signal.S
         line = proc.stdout.readline().strip()
         m = LINE.match(line)
         assert m, line
-        host, port, store, security, fail, monitor, n, names = m.groups()
+        host, port, store, security, fail, monitor, loop, n, names = m.groups()
         assert (host, store, security, fail, n) == ("127.0.0.1", "memory", "insecure", "closed", "11")
+        assert loop == ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")  # --loop auto
         assert monitor == "loopback"
         assert (
             names
@@ -95,3 +98,33 @@ def test_server_main_defaults_to_serve() -> None:
     proc = launch("--config", "/nonexistent/policies.yaml")
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 1 and "cannot read policy file" in err
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_server_runs_on_either_event_loop(loop: str) -> None:
+    """``--loop asyncio`` and ``--loop uvloop`` both serve and drain (auto is the default, above)."""
+    proc = launch("--config", str(EXAMPLE), "--port", "0", "--drain-grace", "0", "--loop", loop)
+    try:
+        assert proc.stdout is not None
+        m = LINE.match(proc.stdout.readline().strip())
+        assert m and m.group(7) == loop, m
+        with tk.ServiceBackend(f"127.0.0.1:{m.group(2)}", timeout=5) as client:
+            assert client.check("login", "alice").remaining == 9
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+        assert proc.returncode == 0
+    finally:
+        proc.kill()
+
+
+def test_loop_uvloop_without_uvloop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from throttlekit.cli.serve import _event_loop
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    with pytest.raises(
+        click.UsageError, match=r"--loop uvloop needs uvloop: pip install 'throttlekit-server\[uvloop\]'"
+    ):
+        _event_loop("uvloop")
+    assert _event_loop("auto") == (None, "asyncio")
