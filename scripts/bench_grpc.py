@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing
 import os
 import shutil
@@ -61,6 +62,11 @@ def _port_of(line: str) -> int:
     return int(line.split("listening on ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
 
 
+#: The event loop of every server and echo the gRPC benchmarks start (``--loop``): uvloop where it is
+#: installed, as ``throttlekit-server --loop auto`` picks, so the ceiling runs on the same loop as ours.
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
 def server_args(config: Path, *extra: str) -> list[str]:
     """The ``throttlekit-server`` command line every gRPC benchmark starts: ``config`` on a free port,
     warnings only, no drain on SIGTERM, then ``extra`` flags."""
@@ -76,6 +82,8 @@ def server_args(config: Path, *extra: str) -> list[str]:
         "warning",
         "--drain-grace",
         "0",
+        "--loop",
+        LOOP,
         *extra,
     ]
 
@@ -109,7 +117,12 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
 
 def start_echo() -> tuple[subprocess.Popen[str], int]:
     """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``)."""
-    return spawn([sys.executable, str(Path(__file__).resolve()), "--echo"])
+    return spawn(echo_command())
+
+
+def echo_command() -> list[str]:
+    """The echo's command line, on the benchmarks' event loop (:data:`LOOP`)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--echo", "--loop", LOOP]
 
 
 def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -148,7 +161,13 @@ def echo_main() -> None:
         await stop.wait()
         await server.stop(0)
 
-    asyncio.run(run())
+    if LOOP == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run())
+    else:
+        asyncio.run(run())
 
 
 def h2load(
@@ -279,7 +298,7 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         )
     with tempfile.TemporaryDirectory() as d:
         frame, config = bench_files(Path(d))
-        commands = {"echo (ceiling)": [sys.executable, str(Path(__file__).resolve()), "--echo"]}
+        commands = {"echo (ceiling)": echo_command()}
         for store in stores:
             args = server_args(config)
             if store == "redis":
@@ -293,7 +312,8 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
             per[name] = instructions_per_check(command, frame, small, large)[0]
     echo = per["echo (ceiling)"]
     print(
-        f"\nInstructions per Check in the server process (callgrind; {large} - {small} Checks, h2load -c 2 -m 4)\n"
+        f"\nInstructions per Check in the server process (callgrind; {large} - {small} Checks, h2load -c 2 -m 4, "
+        f"event loop {LOOP})\n"
     )
     print("| server | instructions per Check | ratio (echo/ours) |")
     print("|---|--:|--:|")
@@ -323,7 +343,16 @@ def main() -> int:
         action="store_true",
         help="count instructions per Check under callgrind instead of timing (load-independent; slow)",
     )
+    ap.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop of the servers and the echo (auto: uvloop when installed, as throttlekit-server)",
+    )
     args = ap.parse_args()
+    global LOOP
+    if args.loop != "auto":
+        LOOP = args.loop
     if args.echo:
         echo_main()
         return 0
@@ -382,7 +411,7 @@ def main() -> int:
     gen = f"h2load -c {CLIENTS} -m {STREAMS}" if use_h2load else f"{CLIENTS} Python client processes"
     print(
         f"\nCheck over gRPC, one server process each, {os.cpu_count()} CPUs, {gen}, "
-        f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key\n"
+        f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key, event loop {LOOP}\n"
     )
     echo_cpu = targets[0].cpu_us
     print(
