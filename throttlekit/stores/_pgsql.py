@@ -61,6 +61,7 @@ class Statements:
         self._conflict = (
             b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at"
         )
+        self._conflict_commit = self._conflict + b"; COMMIT"
         self._delete = b"DELETE FROM " + t + b" WHERE key = "
         self._sweep = (
             b"DELETE FROM " + t + b" WHERE key IN (SELECT key FROM " + t + b" WHERE expires_at < %d LIMIT "
@@ -114,13 +115,14 @@ class Statements:
 
     def write(self, changes: Sequence[Change]) -> bytes:
         """The changes, then ``COMMIT`` (just ``COMMIT`` when nothing changed: it releases the locks)."""
-        c = changes[0] if len(changes) == 1 else None
-        if c is not None and c.state is not None:  # the common case: one upsert
-            expires = NEVER if c.expires_at_ms is None else int(c.expires_at_ms)
-            return (
-                self._upsert + literal(c.key) + b", " + literal(c.state) + b", " + str(expires).encode()
-                + self._conflict + b"; COMMIT"
-            )  # fmt: skip
+        if len(changes) == 1:  # the common case: one upsert
+            key, state, expires_at, _ = changes[0]
+            if state is not None:
+                expires = NEVER if expires_at is None else int(expires_at)
+                return (
+                    self._upsert + literal(key) + b", " + literal(state) + b", " + str(expires).encode()
+                    + self._conflict_commit
+                )  # fmt: skip
         parts = []
         for c in changes:
             if c.state is None:

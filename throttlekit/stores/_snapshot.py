@@ -257,12 +257,7 @@ class _KeyLocks:
     async def aacquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
         """The asyncio twin of :meth:`acquire` (an ``asyncio.Lock`` per key set); see :meth:`arelease`."""
         key = tuple(keys)
-        with self._guard:
-            entry = self._async.get(key)
-            if entry is None:
-                entry = self._async[key] = [asyncio.Lock(), 0]
-            entry[1] += 1
-            lock = entry[0]
+        lock = self._enter(self._async, key, asyncio.Lock)
         try:
             await lock.acquire()  # a fresh or free lock: at once, without yielding to the loop
         except BaseException:
