@@ -298,7 +298,7 @@ def test_a_transform_error_mid_step_leaves_the_engine_empty(runtime: str, keys: 
     assert e.step("s1", 1_000, ["k"], [None], [1_000, 0], True) == (["none"], [True])  # nothing left over
 
 
-def test_step_keeps_the_eviction_counters_and_flushes_keys_the_transform_did_not_declare(
+def test_step_empties_keys_the_transform_did_not_declare(
     runtime: str,
 ) -> None:
     e = LuaEngine([script("redis.call('SET', 'other', '1') redis.call('SET', KEYS[1], '2') return 1", nargs=1)],
