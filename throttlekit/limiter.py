@@ -76,6 +76,7 @@ class _Base:
         self._peek_args = strategy.arguments(self._peek)
         self._forecast_args = strategy.arguments(self._forecast)
         self._decode = decision_decoder(self._check)
+        self._fields = reply_index(load_manifest()[self._check], DECISION_REPLY)
         self._decode_peek = decision_decoder(self._peek)
         self._decode_forecast = forecast_decoder(self._forecast)
 
@@ -170,12 +171,14 @@ class Limiter(_Base):
     def check_many(self, keys: Sequence[str], cost: float = 1) -> list[Decision]:
         """Decide every key at one instant (one clock read, one store round trip); input order kept."""
         validate_cost(cost)
-        full = [(self._kp + _key(k),) for k in keys]
+        kp = self._kp
+        full = [(kp + (k if k.__class__ is str else _key(k)),) for k in keys]
         if not full:
             return []
         replies = self.store.eval_many(self._check, full, self._now(), (*self._params, cost))
-        decode = self._decode
-        return [decode(r) for r in replies]
+        a, lim, rem, rst, rty = self._fields
+        make = make_decision
+        return [make(r[a] == 1, r[lim], r[rem], r[rst], r[rty]) for r in replies]
 
     def peek(self, key: str) -> Decision:
         """What a cost-1 request would see now, without consuming anything."""
