@@ -23,6 +23,10 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   budget, expect: {decision, need, weightSum, budget}}]}`` (``budget`` -1 or absent: the whole limit); an op
   ``{op: stats, now, top, expect: {windowStart, budget, evicted, used, tenantCount, tenants}}`` reads the
   window through ``wfe_stats`` (``tenants``: ``[tenant, weight, used, lastAskedAt]``).
+* ``regionalEscrow`` (federation's L2, spec 7.2): ``{windowMs, region, ops: [{op: lease, now, key, tokens,
+  has, cost, limit, expect: {granted, balance, expiresAt, decision}} | {op: refill, now, key, granted,
+  windowStart, take, has, cost, limit, expect: {taken, balance, expiresAt, applied, decision}} | {op:
+  release, now, key, windowStart, expect: {released, applied}}]}``; ``key`` defaults to ``"k"``.
 * ``regionPool`` (the federated fair escrow's region pool): ``{limit, windowMs, ops: [{now, region, weight,
   want, windowStart, expect: {granted, windowStart}}]}``.
 
@@ -197,6 +201,8 @@ def run_suite(suite: dict[str, Any], store_factory: StoreFactory, source: str = 
             _run_fair(suite, store, clock, prefix, result)
         elif primitive == "regionPool":
             _run_region_pool(suite, store, clock, prefix, result)
+        elif primitive == "regionalEscrow":
+            _run_escrow(suite, store, clock, prefix, result)
         else:
             result.error = f"unknown primitive {primitive!r}"
     except Exception as exc:  # a suite that crashes is a failed suite, reported, not a crash of the runner
@@ -587,6 +593,47 @@ def _run_region_pool(
         r.ops += 1
         _compare(r, i, op["expect"], {"granted": granted, "windowStart": start})
     store.delete(pool.key)
+
+
+def _run_escrow(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
+    from .federation import RegionalEscrow
+
+    escrow = RegionalEscrow(
+        store, region=suite.get("region", "r"), window_ms=suite["windowMs"], prefix=prefix, clock=clock
+    )
+    keys: set[str] = set()
+    for i, op in enumerate(suite["ops"]):
+        clock.set(op["now"])
+        key = op.get("key", "k")
+        keys.add(key)
+        got: dict[str, Any]
+        if op["op"] == "lease":
+            g = escrow.lease(
+                key, op["tokens"], has=op.get("has", 0), cost=op.get("cost", 1), limit=op.get("limit", 0)
+            )
+            got = {"granted": g.granted, "balance": g.balance, "expiresAt": g.expires_at}
+        elif op["op"] == "refill":
+            g = escrow.refill(
+                key,
+                op["granted"],
+                op["windowStart"],
+                take=op.get("take", 0),
+                has=op.get("has", 0),
+                cost=op.get("cost", 1),
+                limit=op.get("limit", 0),
+            )
+            got = {"taken": g.granted, "balance": g.balance, "expiresAt": g.expires_at, "applied": g.applied}
+        elif op["op"] == "release":
+            n, applied = escrow.release(key, op["windowStart"])
+            got = {"released": n, "applied": applied}
+        else:
+            raise ConfigError(f"op #{i}: unknown op {op['op']!r}; expected lease, refill or release")
+        if op["op"] != "release":
+            got["decision"] = g.decision.to_dict()
+        r.ops += 1
+        _compare(r, i, op["expect"], got)
+    for key in keys:
+        store.delete(escrow.full_key(key))
 
 
 def run_suites(

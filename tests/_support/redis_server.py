@@ -4,6 +4,7 @@ restartable and configurable (``requirepass``, the DEBUG command, ...), killed i
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -78,6 +79,16 @@ class OwnRedis:
                     raise
                 time.sleep(0.02)
         client.close()
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing answers (a frozen store; its data survives)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server: it answers again, with the data it had."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None:

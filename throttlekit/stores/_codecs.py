@@ -18,6 +18,8 @@ these codecs only translate layouts, they never compute anything.
 ``deny_cache``   hash ``u`` until, ``l`` limit, ``r`` reset_at     ``{"until": ms, "limit": n, "resetAt": ms}``
 ``coordinator``  hash ``budget``, ``expiresAt``, ``rec_<ws>:<r>``  ``{"budget": n, "expiresAt": ms,
                  (units credited back by reconciler r)            "reconciled": {"<ws>:<r>": n}}``
+``escrow``       hash ``balance``, ``expires_at``,               ``{"balance": n, "expiresAt": ms,
+                 ``source_lease`` (the window start)             "sourceLease": ms}``
 ``fields``       hash of any fields (text values)                  ``{"<field>": "<text>", ...}``
 ``tat_or_bucket``  ``tat`` (a string) or ``token_bucket`` (a hash)    a number or ``{"tokens", "last"}``
 ===============  =============================================  ======================================
@@ -257,6 +259,10 @@ CODECS: dict[str, Codec] = {
     "deny_cache": Codec("deny_cache", *_hash_codec((("u", "until"), ("l", "limit"), ("r", "resetAt")))),
     "ring": Codec("ring", _ring_enc, _ring_dec),
     "coordinator": Codec("coordinator", _coordinator_enc, _coordinator_dec),
+    "escrow": Codec(
+        "escrow",
+        *_hash_codec((("balance", "balance"), ("expires_at", "expiresAt"), ("source_lease", "sourceLease"))),
+    ),
     "log": Codec("log", _log_enc, _log_dec),
     "fields": Codec("fields", _fields_enc, _fields_dec),
     "tat_or_bucket": Codec("tat_or_bucket", _tat_or_bucket_enc, _tat_or_bucket_dec),
