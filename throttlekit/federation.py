@@ -264,7 +264,8 @@ def _esc_refill(r: Any) -> EscrowGrant:
 class RegionalEscrow:
     """One region's escrow (L2, spec 7.2 ``RedisRegionalEscrow``) over a regional store: a hash per key at
     ``<store prefix>:<prefix>:<region>:<key>`` (fields ``balance``, ``expires_at``, ``source_lease``) holding
-    units the region leased from the coordinator for one window. ``lease`` (``esc_lease``) takes up to
+    units the region leased from the coordinator for one window (``namespace``: the policy's own key
+    prefix, after the region). ``lease`` (``esc_lease``) takes up to
     ``tokens`` while that window runs; ``refill`` (``esc_refill``) adds a coordinator grant (dropped when
     its window is over, replacing an entry of an older window) and takes the caller's part in the same
     step; ``release`` (``esc_release``) takes the balance of a window and deletes the entry, first
@@ -277,6 +278,7 @@ class RegionalEscrow:
         region: str,
         window_ms: float,
         prefix: str = DEFAULT_ESCROW_PREFIX,
+        namespace: str = "",
         clock: Clock | None = None,
     ) -> None:
         c = v.Checks("regionalEscrow")
@@ -289,7 +291,7 @@ class RegionalEscrow:
         self.window_ms: float = w
         self.prefix = prefix
         self.clock = clock
-        self._kp = join_prefix(getattr(store, "prefix", ""), prefix, r)
+        self._kp = join_prefix(getattr(store, "prefix", ""), prefix, r, namespace)
 
     def _now(self) -> float:
         return SERVER_TIME if self.clock is None else self.clock.now_ms()

@@ -191,3 +191,62 @@ def test_coordinator_outage_is_fail_closed_whatever_fail_says(start_server: Star
         assert got[0] == grpc.StatusCode.UNAVAILABLE and "coordinator store is unavailable" in got[1]
     finally:
         own.stop()
+
+
+def _fleet_state(target: str) -> tuple[grpc.StatusCode | None, Any]:
+    """(Reserve's status code, None when it granted; health's status of the Fleet service, or NOT_FOUND)."""
+    try:
+        reserve(target, policy="fed")
+        served: grpc.StatusCode | None = None
+    except grpc.RpcError as exc:
+        served = exc.code()
+    with grpc.insecure_channel(target) as ch:
+        try:
+            health = (
+                health_pb2_grpc.HealthStub(ch)
+                .Check(health_pb2.HealthCheckRequest(service="throttlekit.v1.Fleet"), timeout=10)
+                .status
+            )
+        except grpc.RpcError as exc:
+            health = exc.code()
+    return served, health
+
+
+def test_sighup_opens_and_closes_the_fleet_door(tmp_path: Any, processes: list[Any]) -> None:
+    """A real SIGHUP reload: adding the first federated policy starts serving ``throttlekit.v1.Fleet``
+    (health lists it); removing the last one makes Reserve UNIMPLEMENTED again (the service is not served,
+    spec 4.3) and health forgets it (NOT_FOUND), as on a server started without one."""
+    import json
+    import signal
+    import time
+
+    from tests._support.env import REDIS_URL
+    from tests._support.server import launch, wait_listening
+    from tests._support.stores import unique_prefix
+
+    cfg = tmp_path / "p.json"
+    cfg.write_text(json.dumps({"limiters": {"plain": PLAIN}}))
+    proc = launch(
+        "--config", str(cfg), "--port", "0", "--redis", REDIS_URL, "--redis-prefix", unique_prefix()
+    )
+    processes.append(proc)
+    target = wait_listening(proc)
+    closed = (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
+    assert _fleet_state(target) == closed
+
+    def reload_to(policies: dict[str, Any], want: tuple[Any, Any]) -> None:
+        cfg.write_text(json.dumps({"limiters": policies}))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while (got := _fleet_state(target)) != want:
+            assert time.monotonic() < deadline, f"after the reload: {got}, expected {want}"
+            time.sleep(0.05)
+
+    reload_to({"plain": PLAIN, "fed": FED}, (None, health_pb2.HealthCheckResponse.SERVING))
+    assert reserve(target, policy="fed", wants=3).capacity == 3
+    assert code(reserve, target, policy="plain")[0] == grpc.StatusCode.NOT_FOUND  # not leasable
+    reload_to({"plain": PLAIN}, closed)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "added: fed" in err and "removed: fed" in err

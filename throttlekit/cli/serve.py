@@ -220,22 +220,27 @@ WATCH_CONFIG_S = 1.0
 STARTUP_CHECK_S = 5.0
 
 
-async def check_store(service: Any, backend: str, timeout: float = STARTUP_CHECK_S) -> None:
-    """The startup check (``aping``) of the service's store. A store that answers but is misconfigured
-    (wrong database, role, table, credentials: :class:`ConfigError`) refuses to start: ClickException,
-    exit 1. An unreachable one (:class:`StoreError`, no answer in ``timeout`` s) starts with a warning
-    naming the store and the fail mode: decisions follow ``--fail`` until it answers."""
+async def check_store(
+    service: Any, backend: str, timeout: float = STARTUP_CHECK_S, *, store: Any = None
+) -> None:
+    """The startup check (``aping``) of the service's store (or of ``store``: the regional store). A store
+    that answers but is misconfigured (wrong database, role, table, credentials: :class:`ConfigError`)
+    refuses to start: ClickException, exit 1. An unreachable one (:class:`StoreError`, no answer in
+    ``timeout`` s) starts with a warning naming the store and the fail mode: decisions follow ``--fail``
+    until it answers (an unreachable regional store: the escrow counts as empty)."""
     try:
-        await asyncio.wait_for(service.store.aping(), timeout)
+        await asyncio.wait_for((store or service.store).aping(), timeout)
     except ConfigError as exc:
         await service.aclose()
         raise click.ClickException(f"the {backend} store answered but cannot be used: {exc}") from None
     except (StoreError, asyncio.TimeoutError, OSError) as exc:
         why = f"no answer within {timeout:g} s" if isinstance(exc, asyncio.TimeoutError) else loggable(exc)
-        _say(
-            f"warning: the {backend} store is not reachable yet ({why}); decisions fail {service.fail} "
-            "until it is"
+        effect = (
+            "the federated policies lease from the coordinator directly until it is"
+            if store is not None
+            else f"decisions fail {service.fail} until it is"
         )
+        _say(f"warning: the {backend} store is not reachable yet ({why}); {effect}")
 
 
 def _start_capture(cfg: Any, service: Any) -> Any:
@@ -432,6 +437,15 @@ def _port_option(lowest: int, help: str) -> Callable[[_F], _F]:
     "their own ($TK_REGION).",
 )
 @click.option(
+    "--regional-store",
+    envvar="TK_REGIONAL_STORE",
+    default=None,
+    help="The region's own store (redis://... or postgresql://..., shared by this region's instances) "
+    "holding the federated: policies' regional escrows: instances lease from it first and the region "
+    "leases escrowBatch units at a time from the coordinator; with onCoordinatorOutage regional-only "
+    "the region keeps serving from it while the coordinator is down ($TK_REGIONAL_STORE).",
+)
+@click.option(
     "--watch-config",
     is_flag=True,
     help="Reload the policy file when it changes (as on SIGHUP): validated first, swapped atomically, a "
@@ -523,6 +537,7 @@ def serve(
     lease_ttl_ms: int,
     fleet_secret: str | None,
     region: str,
+    regional_store: str | None,
     watch_config: bool,
     monitor: str,
     monitor_secret: str | None,
@@ -629,10 +644,13 @@ def serve(
                 lease_ttl_ms=lease_ttl_ms,
                 node_id=node_id,
                 region=region,
+                regional_store=regional_store or None,
             )
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         await check_store(service, backend)
+        if service.regional_store is not None:
+            await check_store(service, "regional", store=service.regional_store)
         capture = _start_capture(cfg, service)
         shadows = _start_replay(cfg, service)
         if shadows is not None:  # the Monitor snapshot's raw_json carries the shadows and the last what-if

@@ -183,8 +183,11 @@ class FederatedPolicy(Policy):
     """A global per-window budget shared by every region (``federated:``): ``budget`` units (the
     strategy's limit, floored) per ``window_ms`` window aligned on ``anchor``, leased ``batch`` at a time
     from the coordinator at ``<coordinator_prefix>:<prefix>:<key>`` in the shared store. ``region`` None
-    means the server's ``--region``. ``budgets`` gives keys their own budget. Served by Check and
-    CheckMany, and by the Fleet door (Reserve)."""
+    means the server's ``--region``. ``budgets`` gives keys their own budget. With a regional store (the
+    server's ``--regional-store``) the region's escrow sits at ``<escrow_prefix>:<region>:<prefix>:<key>``
+    and is refilled ``escrow_batch`` units at a time (None: 4 x batch). ``on_coordinator_outage`` and
+    ``health_check_ms`` (the probe interval of ``regional-only``). Served by Check and CheckMany, and by
+    the Fleet door (Reserve)."""
 
     name: str
     strategy: Strategy
@@ -197,6 +200,9 @@ class FederatedPolicy(Policy):
     coordinator_prefix: str = "tk:fed"
     budgets: Mapping[str, int] = field(default_factory=dict)
     on_coordinator_outage: str = "fail-closed"
+    escrow_batch: int | None = None
+    escrow_prefix: str = "tk:l2"
+    health_check_ms: float = 5000
     kind: ClassVar[str] = "federated"
 
     def key_prefix(self) -> str:
@@ -205,9 +211,12 @@ class FederatedPolicy(Policy):
 
     def describe(self) -> str:
         region = self.region if self.region is not None else "(the server's --region)"
+        escrow = 4 * self.batch if self.escrow_batch is None else self.escrow_batch
         return (
             f"federated {self.budget} per {self.window_ms:g} ms window, batch {self.batch}, region {region}, "
-            f"over {self.strategy.describe()} (coordinator keys {self.key_prefix()!r})"
+            f"over {self.strategy.describe()} (coordinator keys {self.key_prefix()!r}); on coordinator "
+            f"outage {self.on_coordinator_outage} (probe every {self.health_check_ms:g} ms); regional "
+            f"escrow batch {escrow}, keys {self.escrow_prefix!r}"
         )
 
     def state(self) -> tuple[str, object] | None:

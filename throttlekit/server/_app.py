@@ -197,6 +197,23 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
+class Health(HealthServicer):  # type: ignore[misc]
+    """grpc's asyncio health servicer, plus :meth:`forget`: a service that stops being served (the Fleet
+    door after a reload removed the last federated policy) is unknown again (Check: NOT_FOUND; Watch:
+    SERVICE_UNKNOWN), as if it had never been registered."""
+
+    async def forget(self, service: str) -> None:
+        if service not in self._server_status:
+            return
+        condition = self._server_watchers.get(service) if service in self._server_watchers else None
+        if condition is None:
+            del self._server_status[service]
+            return
+        async with condition:
+            del self._server_status[service]
+            condition.notify_all()
+
+
 class AsyncServerHandle:
     """A running server on the current event loop. ``await aclose()`` drains and stops it."""
 
@@ -204,7 +221,7 @@ class AsyncServerHandle:
         self,
         server: grpc.aio.Server,
         service: RateLimiterService,
-        health: HealthServicer,
+        health: Health,
         host: str,
         port: int,
         secure: bool,
@@ -296,6 +313,7 @@ class AsyncServerHandle:
         close the retired runtimes after :data:`GRACE_S` (requests in flight finish with them)."""
         report = self.service.reload(config)
         await self.service.astart_built(report)
+        await self._sync_fleet_health()
         if self.hub is not None:
             self.hub.sync_policies(self.service)
         if report.retired:
@@ -303,6 +321,15 @@ class AsyncServerHandle:
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
         return report
+
+    async def _sync_fleet_health(self) -> None:
+        """Health lists ``throttlekit.v1.Fleet`` iff the Fleet door serves (a federated policy exists)."""
+        if self._closing is not None:
+            return
+        if self.service.federated():
+            await self.health.set(FLEET, health_pb2.HealthCheckResponse.SERVING)
+        else:
+            await self.health.forget(FLEET)
 
     async def reload_file(self, path: str | Path) -> bool:
         """Load ``path`` (in a thread: a large file does not stall the loop) and :meth:`reload` it. Any
@@ -368,8 +395,7 @@ async def start(
     server = grpc.aio.server(options=options if reuse_port else _OPTIONS)
     add_to_server(RateLimiterDoor(service), server)
     fleet = bool(service.federated())
-    if fleet:
-        add_fleet_to_server(FleetDoor(service, fleet_secret), server)
+    add_fleet_to_server(FleetDoor(service, fleet_secret), server)  # served while a federated policy exists
     hub: TelemetryHub | None = None
     door: MonitorDoor | None = None
     if monitor or metrics_port is not None or telemetry:
@@ -383,7 +409,7 @@ async def start(
     if monitor and hub is not None:
         door = MonitorDoor(hub, monitor_secret)
         add_monitor(door, server)
-    health = HealthServicer()
+    health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, _GenericOnly(server))
     served = (RATE_LIMITER, *((MONITOR,) if monitor else ()), *((FLEET,) if fleet else ()))
     names = (

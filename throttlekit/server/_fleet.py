@@ -102,15 +102,33 @@ class FleetDoor:
         )
 
 
+class _FleetHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Routes ``throttlekit.v1.Fleet`` calls to the door while the service has a federated policy; without
+    one it answers None, so gRPC replies UNIMPLEMENTED exactly as for a service never registered. Checked
+    per call: a reload that adds the first federated policy opens the door, one that removes the last
+    closes it (spec server-behaviour 4.3: Fleet with no federated policy is not served)."""
+
+    def __init__(self, door: FleetDoor, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.door = door
+        self.handlers = handlers
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self.handlers.get(handler_call_details.method)
+        if handler is None or not self.door.service.federated():
+            return None
+        return handler
+
+
 def add_fleet_to_server(door: FleetDoor, server: grpc.aio.Server) -> None:
-    """Register ``door``'s handler for ``throttlekit.v1.Fleet/Reserve``."""
+    """Register ``door``'s handler for ``throttlekit.v1.Fleet/Reserve``: served while the door's service
+    has a federated policy (decided per call, so a reload opens or closes the door)."""
     service = pb.DESCRIPTOR.services_by_name["Fleet"]
     handlers = {
-        m.name: grpc.unary_unary_rpc_method_handler(
+        f"/{service.full_name}/{m.name}": grpc.unary_unary_rpc_method_handler(
             getattr(door, m.name),
             request_deserializer=_decoder(getattr(pb, m.input_type.name)),
             response_serializer=getattr(pb, m.output_type.name).SerializeToString,
         )
         for m in service.methods
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_generic_rpc_handlers((_FleetHandler(door, handlers),))

@@ -66,7 +66,7 @@ from ..config import (
 )
 from ..fairness import FairEscrow, FederatedFairEscrow, RegionFairPool
 from ..federation import Coordinator as FedCoordinator
-from ..federation import FederatedLimiter, Grant
+from ..federation import FederatedLimiter, Grant, RegionalEscrow
 from ..jointlp import BidFilter, JointLp
 from ..limiter import AsyncLimiter, Limiter
 from ..meters import TokenBudget
@@ -930,12 +930,20 @@ class _FleetAdmitRuntime(_AdmitRuntime):
 
 class _FederatedRuntime(_Runtime):
     """A ``federated:`` policy: a :class:`FederatedLimiter` leasing from the coordinator in the shared
-    store (Redis or Postgres; memory and DynamoDB cannot federate). Check and CheckMany (concurrent
-    checks), and ``reserve`` for the Fleet door. A coordinator outage is answered fail-closed (deny once
-    the local credits are spent), whatever ``--fail`` says: a budget shared across regions cannot be
-    spent blind."""
+    store (Redis or Postgres; memory and DynamoDB cannot federate), through the region's escrow when the
+    service has a regional store. Check and CheckMany (concurrent checks), and ``reserve`` for the Fleet
+    door. A coordinator outage is answered fail-closed (deny once the local credits, and with
+    ``regional-only`` the regional escrow, are spent), whatever ``--fail`` says: a budget shared across
+    regions cannot be spent blind."""
 
-    def __init__(self, policy: FederatedPolicy, store: Any, clock: Clock | None, outage: OutageLog) -> None:
+    def __init__(
+        self,
+        policy: FederatedPolicy,
+        store: Any,
+        clock: Clock | None,
+        outage: OutageLog,
+        regional: AsyncScriptStore | None = None,
+    ) -> None:
         label = store_label(store)
         if store.inline or label in ("memory", "dynamodb"):
             raise ConfigError(
@@ -946,6 +954,7 @@ class _FederatedRuntime(_Runtime):
         self.shadow = bool(getattr(policy, "shadow", False))
         self.outage = OutageLog("closed", logger=outage.log)
         self.limit = policy.budget
+        region = policy.region or "default"
         self.coordinator = FedCoordinator(
             store,
             window_ms=policy.window_ms,
@@ -955,12 +964,33 @@ class _FederatedRuntime(_Runtime):
             budgets=policy.budgets,
             clock=clock,
         )
+        escrow = None
+        if regional is not None:
+            escrow = RegionalEscrow(
+                regional,
+                region=region,
+                window_ms=policy.window_ms,
+                prefix=policy.escrow_prefix,
+                namespace=policy.prefix,
+                clock=clock,
+            )
+        elif policy.on_coordinator_outage == "regional-only":
+            log.warning(
+                "policy %r: onCoordinatorOutage regional-only without a regional store (--regional-store / "
+                "TK_REGIONAL_STORE): there is no escrow to serve from, so a coordinator outage is answered "
+                "fail-closed",
+                policy.name,
+            )
         self.limiter = FederatedLimiter(
             policy.strategy,
             self.coordinator,
             batch=policy.batch,
-            region=policy.region or "default",
+            region=region,
             clock=clock,
+            escrow=escrow,
+            escrow_batch=policy.escrow_batch,
+            on_outage=policy.on_coordinator_outage,
+            health_check_ms=policy.health_check_ms,
         )
         self._fail_decision()
 
@@ -1189,6 +1219,35 @@ def _open_store(store: Any, clock: Clock | None) -> tuple[AsyncScriptStore, str,
     )
 
 
+def _open_regional(store: Any, clock: Clock | None) -> tuple[AsyncScriptStore | None, bool]:
+    """(the regional store, owned) for the federated policies' escrows: None, a URL through the store
+    factory, or an async store object. Redis or Postgres only: an escrow is shared by the instances of a
+    region, so it cannot live in one process's memory; DynamoDB holds no federation state (as for the
+    coordinator)."""
+    if store is None:
+        return None, False
+    if isinstance(store, str):
+        name, opened, owned = store_kind(store).name, None, True
+    elif isinstance(store, AsyncScriptStore):
+        name, opened, owned = store_label(store), store, False
+    else:
+        raise ConfigError(
+            f"regional store: expected a redis:// or postgresql:// URL or an async script store, got "
+            f"{type(store).__name__}"
+        )
+    if name in ("memory", "dynamodb"):
+        raise ConfigError(
+            field="--regional-store",
+            value=store if isinstance(store, str) else name,
+            problem=f"a regional escrow cannot live in {name} (memory is one process's: the instances of a "
+            "region share the escrow; dynamodb holds no federation state)",
+            allowed="a redis://, rediss://, unix:// or postgresql:// URL shared by the region's instances",
+        )
+    if opened is None:
+        opened = open_async(store, clock=clock)
+    return opened, owned
+
+
 def redis_store(url: str, prefix: str = "") -> AsyncScriptStore:
     """The server's Redis store for a ``redis://``, ``rediss://`` or ``unix://`` URL, from the store
     factory: one pipelined connection (hiredis), tuned to fail fast so a decision never hangs on a dead
@@ -1208,7 +1267,9 @@ class RateLimiterService:
     renewed for this long is reclaimed), ``sweep_s`` (seconds between sweeps), ``node_id`` (this server in
     a distributedConcurrency fleet; default ``TK_NODE_ID``, else ``<hostname>#<pid>``). ``region`` names
     this instance's region for ``federated:`` and ``federatedFairEscrow:`` policies that do not name their
-    own (``--region``). ``close_store``: whether :meth:`aclose` closes the store (default: only a store
+    own (``--region``). ``regional_store`` (a redis:// or postgresql:// URL, or an async store): the
+    region's store holding the federated policies' regional escrows (``--regional-store``; None: each
+    instance leases from the coordinator directly). ``close_store``: whether :meth:`aclose` closes the store (default: only a store
     the service opened from None or a URL).
     """
 
@@ -1224,6 +1285,7 @@ class RateLimiterService:
         node_id: str | None = None,
         sweep_s: float = SWEEP_S,
         region: str = "default",
+        regional_store: Any = None,
     ) -> None:
         if fail not in ("open", "closed"):
             raise ConfigError(f"fail must be 'open' or 'closed', got {fail!r}")
@@ -1233,6 +1295,8 @@ class RateLimiterService:
         self.clock = clock
         self.store, self.store_name, owned = _open_store(store, clock)
         self._owns_store = owned if close_store is None else close_store
+        #: the region's store holding the federated policies' regional escrows (None: no escrow)
+        self.regional_store, self._owns_regional = _open_regional(regional_store, clock)
         self.outage = OutageLog(fail)
         self.errors = ErrorLog()
         #: Decision observers register here (see ``_telemetry.py``); clock: the service's, else wall time.
@@ -1263,6 +1327,8 @@ class RateLimiterService:
             policy = dataclasses.replace(policy, region=self.region)
         if isinstance(policy, ConcurrencyPolicy):
             rt = runtime(policy, self.store, self.clock, self.outage, self.leases, self.node_id)
+        elif isinstance(policy, FederatedPolicy):
+            rt = runtime(policy, self.store, self.clock, self.outage, self.regional_store)
         else:
             rt = runtime(policy, self.store, self.clock, self.outage)
         rt.tap = self.tap
@@ -1446,6 +1512,8 @@ class RateLimiterService:
             await rt.aclose()
         if self._owns_store:
             await self.store.aclose()
+        if self.regional_store is not None and self._owns_regional:
+            await self.regional_store.aclose()
 
 
 def create_rate_limiter_service_from_config(

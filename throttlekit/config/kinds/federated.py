@@ -13,9 +13,12 @@ The strategy fields are the plain policy's; the strategy must have a fixed windo
 (its ``anchor`` aligns the windows). The budget is the strategy's ``limit`` (floored, at least 1). Block
 fields: ``batch`` (units leased per coordinator round trip, an integer >= 1, default 16), ``region`` (this
 instance's region; default the server's ``--region``), ``prefix`` (the coordinator's key prefix, default
-``tk:fed``), ``onCoordinatorOutage`` (``fail-closed``, the default, or ``regional-only``), ``budgets``
-(key -> its own units per window). The store must be Redis or Postgres (checked when the server binds
-the policy to its store).
+``tk:fed``), ``onCoordinatorOutage`` (``fail-closed``, the default, or ``regional-only``),
+``coordinatorHealthCheckMs`` (how often ``regional-only`` probes an unhealthy coordinator, ms, default
+5000), ``budgets`` (key -> its own units per window), and for the regional escrow (used when the server
+has a regional store, ``--regional-store``): ``escrowBatch`` (units the region leases from the coordinator
+per round trip, default 4 x batch) and ``escrowPrefix`` (default ``tk:l2``). The store must be Redis or
+Postgres (checked when the server binds the policy to its store).
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _validate as v
 from ..._errors import ConfigError
-from ...federation import DEFAULT_BATCH, DEFAULT_PREFIX
+from ...federation import (
+    DEFAULT_BATCH,
+    DEFAULT_ESCROW_PREFIX,
+    DEFAULT_HEALTH_CHECK_MS,
+    DEFAULT_PREFIX,
+    OUTAGE_MODES,
+)
 from ...strategies import FixedWindow, Quota, SlidingWindow
 from .._issues import MISSING
 from .._model import FederatedPolicy, Policy, RatePolicy
@@ -39,9 +48,16 @@ if TYPE_CHECKING:
 
 __all__ = ["KIND", "OUTAGE_MODES"]
 
-_FIELDS = ("batch", "region", "prefix", "onCoordinatorOutage", "budgets")
-#: What a federated policy does while the coordinator cannot be reached.
-OUTAGE_MODES = ("fail-closed", "regional-only")
+_FIELDS = (
+    "batch",
+    "region",
+    "prefix",
+    "onCoordinatorOutage",
+    "coordinatorHealthCheckMs",
+    "budgets",
+    "escrowBatch",
+    "escrowPrefix",
+)
 _WINDOWED = "fixedWindow / slidingWindow / a fixed-cadence quota"
 
 
@@ -81,9 +97,17 @@ class _Federated:
         batch = f.check(sub, block, "batch", v.integer, 1, v.MAX_SAFE_INTEGER)
         region = f.check(sub, block, "region", v.name)
         outage = f.check(sub, block, "onCoordinatorOutage", v.choice, OUTAGE_MODES)
+        health = f.check(sub, block, "coordinatorHealthCheckMs", v.duration)
+        escrow_batch = f.check(sub, block, "escrowBatch", v.integer, 1, v.MAX_SAFE_INTEGER)
         coord_prefix = DEFAULT_PREFIX
         if "prefix" in block:
             coord_prefix = sub.prefix(block)
+        escrow_prefix = DEFAULT_ESCROW_PREFIX
+        if "escrowPrefix" in block:
+            if isinstance(block["escrowPrefix"], str):
+                escrow_prefix = block["escrowPrefix"]
+            else:
+                sub.error("escrowPrefix", "must be a string", block["escrowPrefix"], "any string, e.g. tk:l2")
         budgets = self._budgets(sub, block.get("budgets", MISSING))
         if len(ctx.issues.items) > before or not isinstance(rate, RatePolicy):
             return None
@@ -115,6 +139,9 @@ class _Federated:
             coord_prefix,
             budgets,
             "fail-closed" if outage is MISSING else outage,
+            None if escrow_batch is MISSING else escrow_batch,
+            escrow_prefix,
+            DEFAULT_HEALTH_CHECK_MS if health is MISSING else health,
         )
 
     @staticmethod
