@@ -1,0 +1,146 @@
+"""The regional escrow with real processes: two regions, each with two ``throttlekit-server`` processes
+sharing the region's own regional store (``--regional-store``, a redis-server per region), and one
+coordinator store (a third redis-server) for both regions; a federated fixedWindow of L per window, one
+client thread per process. Each allowed decision carries its window's end, so admissions are counted per
+window: every window admits at most L, with and without a coordinator outage mid-run.
+
+The outage: the coordinator's redis-server is frozen (SIGSTOP) for longer than two windows, then thawed.
+With ``onCoordinatorOutage: regional-only`` the regions keep admitting from what their escrows hold for
+the window the freeze began in, admit nothing in a window that began during the freeze (no coordinator
+granted anything for it), and resume once it answers. Wall-clock windows; the assertions are invariants
+(a slow machine only sends fewer requests). The measurements are printed (``pytest -s``)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests._support.redis_server import OwnRedis
+from tests._support.server import launch, pb, wait_listening
+from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis]
+
+WINDOW_MS, BATCH, ESCROW_BATCH = 1000, 8, 32
+REGIONS = ("eu", "eu", "us", "us")  # two processes per region
+
+
+def _config(limit: int) -> str:
+    return f"""version: 1
+limiters:
+  global:
+    strategy: fixedWindow
+    limit: {limit}
+    windowMs: {WINDOW_MS}
+    federated: {{ batch: {BATCH}, escrowBatch: {ESCROW_BATCH}, onCoordinatorOutage: regional-only,
+                 coordinatorHealthCheckMs: 300 }}
+"""
+
+
+def _client(target: str, pause: float, until: float, out: list[tuple[bool, int, float]]) -> None:
+    with grpc.insecure_channel(target) as ch:
+        stub = pb_grpc.RateLimiterStub(ch)
+        req = pb.CheckRequest(policy="global", key="tenant", cost=1)
+        while time.monotonic() < until:
+            d = stub.Check(req, timeout=30).decision
+            out.append((d.allowed, d.reset_at, time.time()))
+            if pause:
+                time.sleep(pause)
+
+
+@pytest.mark.parametrize("outage", [False, True], ids=["steady", "coordinator-frozen"])
+def test_two_regions_with_regional_escrows_share_one_budget(
+    outage: bool, tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    limit = 400 if outage else 100  # the outage run keeps demand below L, so escrows hold units
+    pauses = (0.01, 0.01, 0.01, 0.01) if outage else (0.0, 0.002, 0.01, 0.05)
+    run_s = 5.5 if outage else 3.5
+    cfg = tmp_path / "fed.yaml"
+    cfg.write_text(_config(limit))
+    coordinator = OwnRedis()
+    regional = {"eu": OwnRedis(), "us": OwnRedis()}
+    servers = [coordinator, *regional.values()]
+    for s in servers:
+        s.start()
+    try:
+        targets = []
+        for region in REGIONS:
+            proc = launch(
+                "--config", str(cfg), "--port", "0", "--fail", "closed", "--region", region,
+                "--redis", coordinator.url, "--regional-store", regional[region].url,
+            )  # fmt: skip
+            processes.append(proc)
+            targets.append(wait_listening(proc))
+        results: list[list[tuple[bool, int, float]]] = [[] for _ in REGIONS]
+        until = time.monotonic() + run_s
+        threads = [
+            threading.Thread(target=_client, args=(t, p, until, out))
+            for t, p, out in zip(targets, pauses, results)
+        ]
+        for t in threads:
+            t.start()
+        frozen = (0.0, 0.0)
+        if outage:
+            time.sleep(1.3)
+            frozen_at = time.time()
+            coordinator.freeze()
+            time.sleep(2.3)  # longer than two windows: at least one window begins and ends frozen
+            coordinator.thaw()
+            frozen = (frozen_at, time.time())
+        for t in threads:
+            t.join(timeout=120)
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            assert p.wait(timeout=30) == 0
+    finally:
+        if coordinator.proc is not None:
+            coordinator.thaw()
+        for s in servers:
+            s.stop()
+    admitted: Counter[int] = Counter()
+    denied: Counter[int] = Counter()
+    for region, decisions in zip(REGIONS, results):
+        for allowed, window_end, _ in decisions:
+            (admitted if allowed else denied)[window_end] += 1
+    windows = sorted(set(admitted) | set(denied))
+    print(f"\nL={limit}, batch={BATCH}, escrowBatch={ESCROW_BATCH}, outage={outage}")
+    for w in windows:
+        print(f"  window ending {w}: admitted {admitted[w]:3d}, denied {denied[w]:4d}")
+    assert len(windows) >= 3, windows
+    assert max(admitted.values()) <= limit, admitted
+    if not outage:
+        full = windows[1:-1]
+        saturated = [w for w in full if denied[w] > 0]
+        assert saturated, (
+            "no window saw more demand than its budget: the machine was too slow to prove anything"
+        )
+        # each region may strand the rest of its escrow's last grant, each process the rest of its batch
+        assert max(limit - admitted[w] for w in saturated) <= 2 * ESCROW_BATCH + len(REGIONS) * BATCH
+        return
+    start, end = frozen
+    first = (
+        int(start * 1000) // WINDOW_MS * WINDOW_MS + WINDOW_MS
+    )  # the end of the window the freeze began in
+    during = [
+        (allowed, w) for decisions in results for allowed, w, t in decisions if start + 0.05 < t < end - 0.05
+    ]
+    from_escrow = sum(1 for allowed, w in during if allowed and w == first)
+    print(
+        f"  frozen {start:.3f}..{end:.3f}: admitted from the escrows {from_escrow} in the window ending {first}"
+    )
+    assert from_escrow > 0, "no admission while the coordinator was frozen: the escrows served nothing"
+    # a window that began and ended while the coordinator was frozen admitted nothing: no grant existed
+    # (a decision synthesized while closed carries reset_at 0: such a window has no admissions)
+    inside = [w for w in range(first + WINDOW_MS, int(end * 1000), WINDOW_MS) if w < end * 1000 - 50]
+    assert inside, (start, end)
+    assert all(admitted[w] == 0 for w in inside), {w: admitted[w] for w in inside}
+    # and the regions resumed once it answered again
+    after = [w for w in windows if (w - WINDOW_MS) / 1000 > end + 0.05]
+    assert any(admitted[w] > 0 for w in after), {w: admitted[w] for w in after}
