@@ -106,7 +106,7 @@ def test_two_regions_with_regional_escrows_share_one_budget(
             s.stop()
     admitted: Counter[int] = Counter()
     denied: Counter[int] = Counter()
-    for region, decisions in zip(REGIONS, results):
+    for decisions in results:
         for allowed, window_end, _ in decisions:
             (admitted if allowed else denied)[window_end] += 1
     windows = sorted(set(admitted) | set(denied))
