@@ -154,3 +154,36 @@ def test_regions_on_one_pool_admit_the_limit_in_total_split_by_weight() -> None:
             await store.aclose()
 
     asyncio.run(run())
+
+
+@pytest.mark.redis
+def test_pipelined_abind_with_several_per_call_argv_matches_aeval() -> None:
+    """The pipelined Redis store's ``abind`` of ``wfe_check`` (constants bound, the request's values per
+    call) gives the same replies as ``aeval``."""
+    import asyncio
+
+    from tests._support.server import async_redis_store
+    from throttlekit.fairness import wfe_args
+
+    async def run() -> None:
+        store = async_redis_store()
+        try:
+            bound = store.abind("wfe_check", (60_000, 10, 100, 0))
+            a, b = store.prefix + ":wfe-a", store.prefix + ":wfe-b"
+            allowed = []
+            for tenant in ("x", "y", "x"):
+                got = list(await bound(a, 1_000, tenant, 2, 3, -1))
+                allowed.append(got[3])
+                want = list(
+                    await store.aeval(
+                        "wfe_check", (b,), 1_000, wfe_args(60_000, 10, 100, 0, tenant, 2, 3, -1)
+                    )
+                )
+                assert got == want
+            assert allowed == [1, 1, 0]  # 3 + 3, then x's 6 would pass its max-min share of 5
+            await store.adelete(a)
+            await store.adelete(b)
+        finally:
+            await store.aclose()
+
+    asyncio.run(run())

@@ -158,18 +158,21 @@ class LuaEngine:
         """A private copy of single-key transform ``name`` (ARGV ``[now_ms, *params, <last>]``) with
         ``params`` fixed: ``(run, walled)``. ``run`` is a Lua function ``(clock_ms, key, now_ms, last) ->
         reply items`` (as many as the manifest's reply names, converted by Redis' rules; ``now_ms`` -1
-        means ``clock_ms``) that raises :class:`ScriptError` itself. With ``wall=True`` and a runtime
+        means ``clock_ms``) that raises :class:`ScriptError` itself. When ``params`` fixes fewer ARGV
+        (the per-policy constants first, several per-request values last), ``run`` takes them all:
+        ``(clock_ms, key, now_ms, *tail)`` (always guarded). With ``wall=True`` and a runtime
         that can read the wall clock (LuaJIT's FFI), ``walled`` is True and ``run`` is ``(key, now_ms,
         last)``, reading the clock in Lua: one Python call per decision, nothing around it. With
         ``guarded=False`` a script fault (a Lua error, not an error reply) leaves ``run`` as the runtime's
         own exception, which :func:`~throttlekit._errors.as_script_error` converts: no ``pcall`` in the
         call, so LuaJIT traces the whole decision."""
         t = self.transform(name)
-        if len(t.keys) != 1 or len(params) != len(t.argv) - 2:
+        tail = len(t.argv) - 1 - len(params)
+        if len(t.keys) != 1 or tail < 1:
             raise ScriptError(
                 name,
                 t.sha,
-                f"bind needs a single-key transform with ARGV [now_ms, *params, last]; "
+                f"bind needs a single-key transform with ARGV [now_ms, *params, *per-call]; "
                 f"{name} has keys {list(t.keys)} and argv {list(t.argv)}, got {len(params)} params",
             )
         sha = t.sha
@@ -178,7 +181,7 @@ class LuaEngine:
             raise ScriptError(name, sha, message)
 
         prologue, body = _split(t)
-        result = self._api.bind(prologue, body, t.name, len(t.reply), fail, wall, guarded, *params)
+        result = self._api.bind(prologue, body, t.name, len(t.reply), fail, wall, guarded, tail, *params)
         if result[0] is None:
             raise ScriptError(t.name, t.sha, f"does not compile: {result[1]}")
         return result[0], bool(result[1])

@@ -15,16 +15,17 @@ between two local decisions).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import _validate as v
 from ._clock import SERVER_TIME, Clock, SystemClock
 from ._errors import ConfigError
-from ._loader import load_manifest, reply_index
+from ._loader import DECISION_REPLY, load_manifest, reply_index
 from ._types import Decision, make_decision
 from .stores import MemoryStore, join_prefix
+from .stores.base import Reply
 
 __all__ = ["MAX_ROUNDS", "FairEscrow", "FairReply", "FederatedFairEscrow", "RegionFairPool", "fair_params"]
 
@@ -78,8 +79,41 @@ class FairReply:
     budget: int
 
 
+_WFE = load_manifest()["wfe_check"]
+_NEED, _WSUM, _BUDGET = reply_index(_WFE, ("need", "weight_sum", "budget"))
+_A, _LIM, _REM, _RST, _RTY = reply_index(_WFE, DECISION_REPLY)
+#: wfe_check's per-policy ARGV (bound once), then its per-request ARGV (each call), by manifest name
+_CONSTANTS = ("window_ms", "limit", "max_tenants", "idle_ms")
+_PER_CALL = ("tenant", "weight", "cost", "budget")
+assert _WFE.argv == ("now_ms", *_CONSTANTS, *_PER_CALL), _WFE.argv
+
+
 def _reply(r: Any) -> FairReply:
-    return FairReply(make_decision(r[3] == 1, r[4], r[5], r[6], r[7]), int(r[0]), float(r[1]), int(r[2]))
+    """A ``wfe_check`` reply, read by the manifest's reply names."""
+    return FairReply(
+        make_decision(r[_A] == 1, r[_LIM], r[_REM], r[_RST], r[_RTY]),
+        int(r[_NEED]),
+        float(r[_WSUM]),
+        int(r[_BUDGET]),
+    )
+
+
+def wfe_args(
+    window_ms: float, limit: float, max_tenants: int, idle_ms: float, tenant: str, weight: float, cost: float,
+    budget: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    """``wfe_check``'s ARGV after ``now_ms``, packed in the manifest's order (for ``eval``)."""
+    values = {
+        "window_ms": window_ms,
+        "limit": limit,
+        "max_tenants": max_tenants,
+        "idle_ms": idle_ms,
+        "tenant": tenant,
+        "weight": weight,
+        "cost": cost,
+        "budget": budget,
+    }
+    return tuple(values[a] for a in _WFE.argv[1:])
 
 
 class FairEscrow:
@@ -106,7 +140,13 @@ class FairEscrow:
         self.idle_ms = 0 if idle_ms is None else v.duration("idleMs", idle_ms, strings=False)
         self.clock: Clock = clock or SystemClock()
         self.store = MemoryStore(clock=self.clock, max_keys=16)
-        self._run = self.store.engine.runner("wfe_check")
+        # the store's fast path, as a Limiter's: the policy's constants bound once; a call passes the
+        # request's values (tenant, weight, cost, budget) and the store's clock decides ``now``
+        constants = {"window_ms": self.window_ms, "limit": self.limit, "max_tenants": self.max_tenants,
+                     "idle_ms": self.idle_ms}  # fmt: skip
+        self._run: Callable[..., Reply] = self.store.bind(
+            "wfe_check", tuple(constants[a] for a in _CONSTANTS)
+        )
 
     def weight_of(self, tenant: str) -> float:
         return self.weights.get(tenant, 1.0)
@@ -118,22 +158,8 @@ class FairEscrow:
         v.cost(cost)
         if not isinstance(tenant, str) or not tenant:
             raise ConfigError(field="tenant", value=tenant, problem="must be a non-empty string")
-        w = self.weight_of(tenant) if weight is None else v.number("weight", weight)
-        now = self.clock.now_ms()
-        out = self._run(
-            now,
-            _POOL,
-            now,
-            self.window_ms,
-            self.limit,
-            tenant,
-            w,
-            cost,
-            self.max_tenants,
-            budget,
-            self.idle_ms,
-        )
-        return _reply(out[1:])
+        w = self.weights.get(tenant, 1.0) if weight is None else v.number("weight", weight)
+        return _reply(self._run(_POOL, SERVER_TIME, tenant, w, cost, budget))
 
     def check(self, tenant: str, cost: float = 1, *, weight: float | None = None) -> Decision:
         """Admit ``cost`` units for ``tenant`` if they fit its fair ceiling this window."""

@@ -531,7 +531,7 @@ def _run_fed_coordinator(
 
 
 def _run_fair(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str, r: SuiteResult) -> None:
-    from .fairness import _reply
+    from .fairness import _reply, wfe_args
 
     key = f"{getattr(store, 'prefix', '') and store.prefix + ':'}{prefix}:wfe"
     for i, op in enumerate(suite["ops"]):
@@ -544,15 +544,15 @@ def _run_fair(suite: dict[str, Any], store: Any, clock: ManualClock, prefix: str
             names = ("windowStart", "budget", "evicted", "used", "tenantCount", "tenants")
             _compare(r, i, op["expect"], {n: _plain(v) for n, v in zip(names, got_stats)})
             continue
-        args = (
+        args = wfe_args(
             suite["windowMs"],
             suite["limit"],
+            suite.get("maxTenants", 100_000),
+            suite.get("idleMs", 0),
             op["tenant"],
             op.get("weight", 1),
             op.get("cost", 1),
-            suite.get("maxTenants", 100_000),
             op.get("budget", -1),
-            suite.get("idleMs", 0),
         )
         got = _reply(store.eval("wfe_check", (key,), op["now"], args))
         r.ops += 1

@@ -1,7 +1,7 @@
 --[[ shim: the Redis keyspace and redis.call under lupa, so the transforms run in-process unchanged.
 Loaded once per Lua runtime by throttlekit/_lupa.py (`...` = max_keys); returns the runner API:
   compile(prologue, body, name, nkeys, nargs)  -> run(clock_ms, key1.., arg1..) -> (is_array, items...)
-  bind(prologue, body, name, nreply, fail, wall, guarded, p1..pn) -> run([clock_ms,] key, now_ms, cost) -> items
+  bind(prologue, body, name, nreply, fail, wall, guarded, ntail, p1..pn) -> run([clock_ms,] key, now_ms, last..) -> items
   step(run, t, write, nkeys, k1, kind1, value1, deadline1, .., arg1..) -> per key (kind, value, deadline) or a
     flag, then run's (is_array, items...): load, run, dump, flush in one call (the snapshot stores)
   count() / stats() / collect() / sweep(t) / flush() / del(t, k) / dump(t, k) / load(t, k, kind, value, deadline)
@@ -583,10 +583,11 @@ end
 -- a bug in a transform or a WRONGTYPE) goes to `fail` too when `guarded`; unguarded, it propagates as
 -- the runtime's own error and the caller converts it: no pcall, so LuaJIT traces the whole decision
 -- (measured: ~0.4 us instead of ~0.57 us per gcra call). With `wall` (and a wall clock here) the call is
--- (key, now, last) and reads the wall clock itself; the second result says which.
+-- (key, now, last) and reads the wall clock itself; the second result says which. `ntail` > 1: the call
+-- passes the last `ntail` ARGV itself, (clock, key, now, a1, .., a_ntail) (always guarded).
 local function direct(f) return true, f() end
 
-local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
+local function bind(prologue, body, name, nreply, fail, wall, guarded, ntail, ...)
   local KEYS, ARGV = {}, {}
   local fn, cerr = load_body(prologue, body, name, KEYS, ARGV)
   if fn == nil then return nil, cerr end
@@ -597,6 +598,22 @@ local function bind(prologue, body, name, nreply, fail, wall, guarded, ...)
   -- guarded: a script fault goes to `fail` through pcall; unguarded: no pcall (LuaJIT traces through the
   -- direct call), the fault propagates as the runtime's error
   local invoke = guarded and pcall or direct
+  if ntail > 1 then
+    local function run_tail(t, k, now, ...)
+      NOW, fresh = t, nil
+      KEYS[1] = k
+      if now == -1 then now = t end
+      ARGV[1] = now
+      for i = 1, ntail do ARGV[n + 1 + i] = (select(i, ...)) end
+      local ok, r = pcall(fn)
+      return finish(fail, ok, r, nreply)
+    end
+    if wall and wallclock ~= nil then
+      local clock = wallclock
+      return function(k, now, ...) return run_tail(clock(), k, now, ...) end, true
+    end
+    return run_tail, false
+  end
   local function run(t, k, now, cost)
     NOW, fresh = t, nil
     KEYS[1] = k

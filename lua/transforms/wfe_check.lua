@@ -20,14 +20,16 @@ KEYS[1]  pool hash: ws window start, ev units used by evicted tenants, rb this w
 ARGV[1]  now_ms       number  epoch ms; -1 = server clock
 ARGV[2]  window_ms    number  window length (>= 1)
 ARGV[3]  limit        number  L, whole units per window (the most any budget may reach)
-ARGV[4]  tenant       string  the request key
-ARGV[5]  weight       number  the tenant's weight (> 0), re-read every check
-ARGV[6]  cost         number  units (> 0)
-ARGV[7]  max_tenants  number  tenants kept (>= 1); a new tenant beyond it evicts the earliest joined (its usage
+ARGV[4]  max_tenants  number  tenants kept (>= 1); a new tenant beyond it evicts the earliest joined (its usage
                               keeps counting against the budget)
-ARGV[8]  budget       number  -1 = L (one instance); else a region's slice: this window's budget is raised to
+ARGV[5]  idle_ms      number  > 0 = a tenant silent for longer leaves the split; 0 = never
+ARGV[6]  tenant       string  the request key
+ARGV[7]  weight       number  the tenant's weight (> 0), re-read every check
+ARGV[8]  cost         number  units (> 0)
+ARGV[9]  budget       number  -1 = L (one instance); else a region's slice: this window's budget is raised to
                               it when larger, never lowered (0 after a roll until a slice is granted)
-ARGV[9]  idle_ms      number  optional; > 0 = a tenant silent for longer leaves the split; absent or 0 = never
+         (the per-policy constants come first and the per-request values last: a store binds the constants
+         once, ``bind(name, params)``, and a call passes only the request's values)
 Reply    {need, weight_sum, budget, allowed, limit, remaining, reset_at, retry_after_ms}
          limit = the tenant's ceiling (a lower bound of it on an O(1) admission); need = the budget (<= L)
          at which this request would fit (the current budget when it fits);
@@ -38,9 +40,8 @@ local rcall = redis.call
 --- @include "lib/now"
 --- @include "lib/fmt17"
 local now = resolve_now(ARGV[1])
-local win, L, tenant = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local weight, cost, maxt, given = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local idle = tonumber(ARGV[9]) or 0
+local win, L, maxt, idle = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) or 0
+local tenant, weight, cost, given = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local K = KEYS[1]
 local g = rcall('HMGET', K, 'ws', 'ev', 'rb', 'seq', 'n', 'W', 'U', 'w:' .. tenant, 'u:' .. tenant, 'o:' .. tenant)
 local ws = tonumber(g[1])

@@ -153,6 +153,34 @@ class StoreContract:
         finally:
             s.close()
 
+    def test_bind_with_several_per_call_argv(self, make_store: Callable[..., Any]) -> None:
+        """``bind(name, params)`` fixing fewer ARGV than all but the last: the call passes the rest
+        (``wfe_check``: the policy's constants bound, tenant/weight/cost/budget per call), same as eval."""
+        from throttlekit.fairness import wfe_args
+
+        s = make_store(tk.ManualClock(1_000))
+        try:
+            a, b = _key(s, "wfe-a"), _key(s, "wfe-b")
+            run = s.bind("wfe_check", (HOUR, 10, 100, 0))
+            replies = [list(run(a, 1_000, t, 3, 2, -1)) for t in ("x", "y", "x")]
+            expect = [
+                list(s.eval("wfe_check", [b], 1_000, wfe_args(HOUR, 10, 100, 0, t, 3, 2, -1))) for t in "xyx"
+            ]
+            assert replies == expect and replies[0][3] == 1  # admitted, the same reply as eval
+            if self.has_async:
+
+                async def main() -> list[Any]:
+                    arun = s.abind("wfe_check", (HOUR, 10, 100, 0))
+                    return list(await arun(a, 1_000, "y", 1, 1, -1))
+
+                assert asyncio.run(main()) == list(
+                    s.eval("wfe_check", [b], 1_000, wfe_args(HOUR, 10, 100, 0, "y", 1, 1, -1))
+                )
+        finally:
+            for k in ("wfe-a", "wfe-b"):
+                s.delete(_key(s, k))
+            s.close()
+
     def test_close_is_idempotent(self, make_store: Callable[..., Any]) -> None:
         s = make_store(None)
         s.eval(FW, [_key(s, "c")], 0, [1, 1000, 1])

@@ -300,24 +300,24 @@ class SnapshotStore(EvalBinding):
 
     def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         """:meth:`eval` of ``name`` on one key with ``params`` fixed, the transform looked up once (an
-        unknown name raises here). ``guarded`` changes nothing: every error here is already a
+        unknown name raises here); the call passes the remaining ARGV (a cost, or several per-request values). ``guarded`` changes nothing: every error here is already a
         ``ThrottleKitError``."""
         t = self._exec.transform(name)
         fixed = tuple(params)
         evaluate = self._eval
         if t.read_only:
 
-            def read(key: str, now_ms: float, cost: Last) -> Reply:
-                return evaluate(t, (key,), now_ms, (*fixed, cost))
+            def read(key: str, now_ms: float, *last: Last) -> Reply:
+                return evaluate(t, (key,), now_ms, (*fixed, *last))
 
             return read
         keylocks = self._keylocks
 
-        def call(key: str, now_ms: float, cost: Last) -> Reply:
+        def call(key: str, now_ms: float, *last: Last) -> Reply:
             keys = (key,)
             held = keylocks.acquire(keys)
             try:
-                return evaluate(t, keys, now_ms, (*fixed, cost))
+                return evaluate(t, keys, now_ms, (*fixed, *last))
             finally:
                 keylocks.release(held)
 
@@ -330,17 +330,17 @@ class SnapshotStore(EvalBinding):
         evaluate = self._aeval
         if t.read_only:
 
-            async def read(key: str, now_ms: float, cost: Last) -> Reply:
-                return await evaluate(t, (key,), now_ms, (*fixed, cost))
+            async def read(key: str, now_ms: float, *last: Last) -> Reply:
+                return await evaluate(t, (key,), now_ms, (*fixed, *last))
 
             return read
         keylocks = self._keylocks
 
-        async def call(key: str, now_ms: float, cost: Last) -> Reply:
+        async def call(key: str, now_ms: float, *last: Last) -> Reply:
             keys = (key,)
             held = await keylocks.aacquire(keys)
             try:
-                return await evaluate(t, keys, now_ms, (*fixed, cost))
+                return await evaluate(t, keys, now_ms, (*fixed, *last))
             finally:
                 keylocks.arelease(held)
 

@@ -58,6 +58,8 @@ class ScriptStore(Protocol):
     the package's errors; with ``guarded=False`` a store may let a script fault (a bug in a transform,
     never a decision or an outage) leave as its runtime's own exception, which the caller converts with
     :func:`~throttlekit._errors.as_script_error` (the memory store then skips a ``pcall`` per call).
+    When ``params`` fixes fewer ARGV (a transform whose per-policy constants come first and several
+    per-request values last, e.g. ``wfe_check``), the call takes them all: ``(key, now_ms, *per_request)``.
     ``inline`` is True when calls do no I/O (the memory store): an event loop may call them directly.
     """
 
@@ -121,8 +123,8 @@ class EvalBinding:
         evaluate: Callable[..., Reply] = self.eval  # type: ignore[attr-defined]
         fixed = tuple(params)
 
-        def call(key: str, now_ms: float, cost: Last) -> Reply:
-            return evaluate(name, (key,), now_ms, (*fixed, cost))
+        def call(key: str, now_ms: float, *last: Last) -> Reply:
+            return evaluate(name, (key,), now_ms, (*fixed, *last))
 
         return call
 
@@ -130,7 +132,7 @@ class EvalBinding:
         evaluate: Callable[..., Awaitable[Reply]] = self.aeval  # type: ignore[attr-defined]
         fixed = tuple(params)
 
-        async def call(key: str, now_ms: float, cost: Last) -> Reply:
-            return await evaluate(name, (key,), now_ms, (*fixed, cost))
+        async def call(key: str, now_ms: float, *last: Last) -> Reply:
+            return await evaluate(name, (key,), now_ms, (*fixed, *last))
 
         return call

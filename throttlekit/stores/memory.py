@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._clock import SERVER_TIME, Clock, SystemClock
@@ -54,6 +54,12 @@ class MemoryStore:
         if walled:
             return run  # type: ignore[no-any-return]
         clock_now = self.clock.now_ms
+        if len(load_manifest()[name].argv) - 1 - len(params) > 1:  # several per-call ARGV (see base.py)
+
+            def call_tail(key: str, now_ms: float, *tail: Last) -> Reply:
+                return run(clock_now(), key, now_ms, *tail)  # type: ignore[no-any-return]
+
+            return call_tail
 
         def call(key: str, now_ms: float, cost: Last) -> Reply:
             return run(clock_now(), key, now_ms, cost)  # type: ignore[no-any-return]
@@ -61,10 +67,10 @@ class MemoryStore:
         return call
 
     def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
-        call = self.bind(name, params)
+        call: Callable[..., Reply] = self.bind(name, params)
 
-        async def acall(key: str, now_ms: float, cost: Last) -> Reply:
-            return call(key, now_ms, cost)
+        async def acall(key: str, now_ms: float, *tail: Last) -> Reply:
+            return call(key, now_ms, *tail)
 
         return acall
 

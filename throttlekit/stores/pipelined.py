@@ -315,6 +315,13 @@ class PipelinedRedisStore:
         """``(key, now_ms, cost) -> awaitable reply``, the command's constant parts packed once."""
         t = self._transform(name)
         fixed = tuple(params)
+        if len(t.argv) - 1 - len(fixed) != 1:  # several per-call ARGV: no pre-packed tail
+            evaluate = self.aeval
+
+            async def call_tail(key: str, now_ms: float, *last: Any) -> Reply:
+                return await evaluate(name, (key,), now_ms, (*fixed, *last))
+
+            return call_tail
         packed = evalsha_packer(t, fixed)
         send, settle = self._send, self._settle
 

@@ -239,9 +239,9 @@ class RedisStore:
         t = self._scripts.get(name)
         pool = self._pool
         fixed = tuple(params)
-        if pool is None:
+        if pool is None or len(t.argv) - 1 - len(fixed) != 1:  # no pool, or several per-call ARGV
             evaluate = self.eval
-            return lambda key, now, cost: evaluate(name, (key,), now, (*fixed, cost))
+            return lambda key, now, *last: evaluate(name, (key,), now, (*fixed, *last))
         packed = evalsha_packer(t, fixed)
         free = pool.free
         pop, append, max_idle = free.pop, free.append, pool.max_idle
