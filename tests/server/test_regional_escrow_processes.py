@@ -144,3 +144,29 @@ def test_two_regions_with_regional_escrows_share_one_budget(
     # and the regions resumed once it answered again
     after = [w for w in windows if (w - WINDOW_MS) / 1000 > end + 0.05]
     assert any(admitted[w] > 0 for w in after), {w: admitted[w] for w in after}
+
+
+def test_the_regional_store_is_checked_at_startup(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """Like every store: one that answers but cannot be used (a database Redis does not have) refuses to
+    start; one that does not answer starts with a warning saying what happens meanwhile; memory is refused."""
+    from tests._support.env import REDIS_URL
+    from tests._support.redis_server import free_port
+
+    cfg = tmp_path / "fed.yaml"
+    cfg.write_text(_config(100))
+    base = ("--config", str(cfg), "--port", "0", "--redis", REDIS_URL)
+    bad = launch(*base, "--regional-store", "redis://127.0.0.1:6379/9999")
+    _, err = bad.communicate(timeout=60)
+    assert bad.returncode == 1 and "the regional store answered but cannot be used" in err, err
+    mem = launch(*base, "--regional-store", "memory://")
+    _, err = mem.communicate(timeout=60)
+    assert mem.returncode == 1 and "--regional-store" in err and "cannot live in memory" in err, err
+    down = launch(*base, env={"TK_REGIONAL_STORE": f"redis://127.0.0.1:{free_port()}/0"})
+    processes.append(down)
+    wait_listening(down)
+    down.terminate()
+    _, err = down.communicate(timeout=60)
+    assert "the regional store is not reachable yet" in err
+    assert "lease from the coordinator directly until it is" in err, err

@@ -285,3 +285,66 @@ def test_escrow_validation_names_the_field() -> None:
         FederatedLimiter(tk.FixedWindow(10, 1000), coord, escrow_batch=0)
     lim = FederatedLimiter(tk.FixedWindow(10, 1000), coord, batch=4, escrow_batch=100)
     assert lim.escrow_batch == 10 and not lim.regional_only  # capped at the budget; no escrow
+
+
+FED_POLICY = (
+    '{"limiters": {"fed": {"strategy": "fixedWindow", "limit": 60, "windowMs": 60000, '
+    '"federated": {"batch": 4, "escrowBatch": 12, "onCoordinatorOutage": "regional-only"}}}}'
+)
+
+
+@pytest.mark.parametrize("url", ["memory://", "dynamodb://tk-table"])
+def test_the_regional_store_refuses_memory_and_dynamodb(url: str) -> None:
+    from throttlekit.config import load_config
+    from throttlekit.server import RateLimiterService
+
+    with pytest.raises(tk.ConfigError, match=r"--regional-store.*cannot live in (memory|dynamodb)"):
+        RateLimiterService(
+            load_config(FED_POLICY), store=async_redis_store(), close_store=True, regional_store=url
+        )
+
+
+def test_regional_only_without_a_regional_store_warns_at_load(caplog: pytest.LogCaptureFixture) -> None:
+    from throttlekit.config import load_config
+    from throttlekit.server import RateLimiterService
+
+    async def run() -> None:
+        svc = RateLimiterService(load_config(FED_POLICY), store=async_redis_store(), close_store=True)
+        try:
+            assert svc.policy("fed").limiter.escrow is None
+        finally:
+            await svc.aclose()
+
+    caplog.set_level("WARNING", logger="throttlekit.server")
+    asyncio.run(run())
+    assert "regional-only without a regional store" in caplog.text and "fail-closed" in caplog.text
+
+
+def test_the_service_serves_a_federated_policy_through_its_regional_store() -> None:
+    """``regional_store=`` (what ``--regional-store`` passes) is opened by the store factory, carries the
+    escrow at ``<escrowPrefix>:<region>:<policy prefix>:<key>`` and is closed with the service."""
+    from tests._support.env import REDIS_URL
+    from throttlekit.config import load_config
+    from throttlekit.server import RateLimiterService
+
+    async def run() -> None:
+        prefix = unique_prefix("tkl2")
+        svc = RateLimiterService(
+            load_config(FED_POLICY),
+            store=async_redis_store(),
+            close_store=True,
+            region="eu",
+            regional_store=f"{REDIS_URL}?prefix={prefix}",
+        )
+        try:
+            rt = svc.policy("fed")
+            assert (await svc.check("fed", "acme")).allowed
+            assert rt.limiter.round_trips == 1 and rt.limiter.credits("acme") == 3
+            esc = rt.limiter.escrow
+            assert esc.full_key("acme") == f"{prefix}:tk:l2:eu:fed:acme"
+            assert (await esc.alease("acme", 0)).balance == 8
+            await svc.regional_store.aping()
+        finally:
+            await svc.aclose()
+
+    asyncio.run(run())
