@@ -109,6 +109,8 @@ def test_a_reload_under_load_loses_no_request_and_never_mixes_configs() -> None:
             while len(seen) < 5 * i:
                 time.sleep(0.005)
             handle.reload(_config(policies(10**9 + i)))
+        while len(seen) < 5 * 21:  # a few checks after the last reload (else the client may stop first)
+            time.sleep(0.005)
     finally:
         stop.set()
         t.join(30)
