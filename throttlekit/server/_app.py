@@ -64,15 +64,18 @@ log = logging.getLogger("throttlekit.server")
 
 
 async def _retire(runtimes: tuple[Any, ...], after_s: float | None = None) -> None:
-    """Close runtimes a reload replaced, once requests in flight with them are done."""
-    await asyncio.sleep(GRACE_S if after_s is None else after_s)
-    for rt in runtimes:
-        try:
-            await rt.aclose()
-        except Exception as exc:
-            log.warning(
-                "closing a replaced policy runtime failed: %s: %s", type(exc).__name__, str(exc)[:200]
-            )
+    """Close runtimes a reload replaced, once requests in flight with them are done (or at once when the
+    wait is cancelled: a shutdown closes them before the loop ends, never leaving a pending task)."""
+    try:
+        await asyncio.sleep(GRACE_S if after_s is None else after_s)
+    finally:
+        for rt in runtimes:
+            try:
+                await rt.aclose()
+            except Exception as exc:
+                log.warning(
+                    "closing a replaced policy runtime failed: %s: %s", type(exc).__name__, str(exc)[:200]
+                )
 
 
 _T = TypeVar("_T")
@@ -304,6 +307,10 @@ class AsyncServerHandle:
             except asyncio.TimeoutError:
                 pass
         await self.server.stop(grace)
+        retiring = list(self._retiring)  # no request is in flight any more: close replaced runtimes now
+        for task in retiring:
+            task.cancel()
+        await asyncio.gather(*retiring, return_exceptions=True)
         if self.metrics is not None:
             await self.metrics.aclose()
         await self.service.aclose()
