@@ -31,14 +31,14 @@ WINDOW_MS, BATCH, ESCROW_BATCH = 1000, 8, 32
 REGIONS = ("eu", "eu", "us", "us")  # two processes per region
 
 
-def _config(limit: int) -> str:
+def _config(limit: int, escrow_batch: int = ESCROW_BATCH) -> str:
     return f"""version: 1
 limiters:
   global:
     strategy: fixedWindow
     limit: {limit}
     windowMs: {WINDOW_MS}
-    federated: {{ batch: {BATCH}, escrowBatch: {ESCROW_BATCH}, onCoordinatorOutage: regional-only,
+    federated: {{ batch: {BATCH}, escrowBatch: {escrow_batch}, onCoordinatorOutage: regional-only,
                  coordinatorHealthCheckMs: 300 }}
 """
 
@@ -58,11 +58,13 @@ def _client(target: str, pause: float, until: float, out: list[tuple[bool, int, 
 def test_two_regions_with_regional_escrows_share_one_budget(
     outage: bool, tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
-    limit = 400 if outage else 100  # the outage run keeps demand below L, so escrows hold units
+    # the outage run keeps demand below L and leases big escrow chunks, so the escrows hold units when
+    # the coordinator freezes
+    limit, escrow_batch = (400, 128) if outage else (100, ESCROW_BATCH)
     pauses = (0.01, 0.01, 0.01, 0.01) if outage else (0.0, 0.002, 0.01, 0.05)
     run_s = 5.5 if outage else 3.5
     cfg = tmp_path / "fed.yaml"
-    cfg.write_text(_config(limit))
+    cfg.write_text(_config(limit, escrow_batch))
     coordinator = OwnRedis()
     regional = {"eu": OwnRedis(), "us": OwnRedis()}
     servers = [coordinator, *regional.values()]
@@ -87,7 +89,9 @@ def test_two_regions_with_regional_escrows_share_one_budget(
             t.start()
         frozen = (0.0, 0.0)
         if outage:
-            time.sleep(1.3)
+            time.sleep(1.0)
+            # freeze ~150 ms into a window, so most of the window runs on what the escrows hold
+            time.sleep((0.15 - time.time() % (WINDOW_MS / 1000)) % (WINDOW_MS / 1000))
             frozen_at = time.time()
             coordinator.freeze()
             time.sleep(2.3)  # longer than two windows: at least one window begins and ends frozen
@@ -110,7 +114,7 @@ def test_two_regions_with_regional_escrows_share_one_budget(
         for allowed, window_end, _ in decisions:
             (admitted if allowed else denied)[window_end] += 1
     windows = sorted(set(admitted) | set(denied))
-    print(f"\nL={limit}, batch={BATCH}, escrowBatch={ESCROW_BATCH}, outage={outage}")
+    print(f"\nL={limit}, batch={BATCH}, escrowBatch={escrow_batch}, outage={outage}")
     for w in windows:
         print(f"  window ending {w}: admitted {admitted[w]:3d}, denied {denied[w]:4d}")
     assert len(windows) >= 3, windows
