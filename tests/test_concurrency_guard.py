@@ -1,7 +1,7 @@
 """The concurrency guard on the bound fast path (one bound call per acquire and per release, replies read
 by the manifest's names, the release ticket round-tripping through Redis as bytes), the minRTT
 recalibration probe (spec 9.2) end to end on a manual clock, and the strict validation of the new
-config fields (``recalibration``, ``handoff``, ``eagerHandoff``, ``minHeartbeatMs``)."""
+config fields (``recalibration``, ``handoff``, ``eagerHandoff``, ``minHeartbeatMs``, ``allocation``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 import throttlekit as tk
 from throttlekit.admission import Admitter
-from throttlekit.concurrency import ConcurrencyGuard, concurrency_params
+from throttlekit.concurrency import ConcurrencyGuard, Coordinator, concurrency_params
 from throttlekit.config import load_config
 
 
@@ -195,6 +195,44 @@ def test_fleet_handoff_fields_are_validated_strictly() -> None:
             _load(block)
     with pytest.raises(tk.ConfigError, match="unknown key in concurrency"):
         _load({"handoff": True}, kind="concurrency")  # a fleet field on a per-process guard
+
+
+def test_fleet_allocation_is_validated_strictly() -> None:
+    assert _load({}).policies["p"].allocation == "equal-split"
+    pol = _load({"allocation": "demand-proportional", "aggregate": "min"}).policies["p"]
+    assert pol.allocation == "demand-proportional"
+    assert "min across the fleet, demand-proportional" in pol.describe()
+    for bad in ("demand", "Demand-Proportional", "", 1, None, ["equal-split"]):
+        with pytest.raises(tk.ConfigError) as e:
+            _load({"allocation": bad})
+        text = str(e.value)
+        assert "distributedConcurrency.allocation: is not a known allocation" in text, text
+        assert f"(got {bad!r})" in text and "allowed: equal-split, demand-proportional" in text
+    with pytest.raises(tk.ConfigError, match="unknown key in concurrency"):
+        _load({"allocation": "equal-split"}, kind="concurrency")  # a fleet field on a per-process guard
+    # the embedded coordinator checks it before any report
+    with pytest.raises(tk.ConfigError, match='did you mean "demand-proportional"'):
+        Coordinator(tk.MemoryStore(), "k", "n1", allocation="proportional")
+    coord = Coordinator(tk.MemoryStore(), "k", "n1", allocation="demand-proportional")
+    assert coord.heartbeat(5, 0, 1000, 1000).share == 5
+
+
+@pytest.mark.parametrize("bad", ["fair", "", "0"])
+@pytest.mark.parametrize("where", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def test_conc_heartbeat_validates_its_allocation_in_lua(
+    bad: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    """The transform itself refuses an unknown allocation (a caller bypassing the Python check) and writes
+    nothing."""
+    store = tk.MemoryStore() if where == "memory" else request.getfixturevalue("redis_store")
+    coord = Coordinator(store, "k", "n1")
+    coord.allocation = bad  # bypass the constructor's check
+    with pytest.raises(
+        tk.ScriptError, match=f'allocation must be "equal-split" or "demand-proportional", got "{bad}"'
+    ):
+        coord.heartbeat(5, 0, 1000, 1000)
+    peer = Coordinator(store, "k", "n2")
+    assert peer.heartbeat(5, 0, 1000, 1000).nodes == 1  # the refused report left no entry
 
 
 def test_recalibration_in_a_policy_file() -> None:

@@ -27,6 +27,7 @@ from ._types import Decision, make_decision
 
 __all__ = [
     "ALGORITHMS",
+    "ALLOCATIONS",
     "DEFAULT_LEASE_TTL_MS",
     "Admitted",
     "ConcurrencyGuard",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 ALGORITHMS = ("gradient2", "aimd")
+#: How the fleet coordinator splits L_global (spec 9.4 step 4); the first is the default.
+ALLOCATIONS = ("equal-split", "demand-proportional")
 #: Default lease TTL: twice the 1 s client heartbeat, so one missed beat is tolerated.
 DEFAULT_LEASE_TTL_MS = 2000
 #: Largest RTT window (samples): the window's deque is stored with the guard's state.
@@ -445,7 +448,11 @@ class Coordinator:
     """The fleet coordinator of one ``distributedConcurrency`` key on a shared store: ``heartbeat`` reports
     this node and returns its :class:`Share`, ``leave`` removes it. Keys: ``<prefix>conc:<key>`` (the
     upstream Redis layout: no separator) and ``<prefix>conc:<key>:owners`` (the node-id owners).
-    ``handoff``: acknowledged handoff (spec 9.4): each report carries ``seq`` and ``applied_gen``."""
+    ``handoff``: acknowledged handoff (spec 9.4): each report carries ``seq`` and ``applied_gen``.
+    ``allocation`` (spec 9.4 step 4): ``"equal-split"`` (default) splits ``l_global`` equally by sorted
+    node id; ``"demand-proportional"`` gives a node below its share (satisfied) ``inflight + 1`` and
+    splits the rest among the nodes at or above theirs. Every node of one key must use the same
+    ``aggregate`` and ``allocation`` (each report computes with its own)."""
 
     def __init__(
         self,
@@ -456,6 +463,7 @@ class Coordinator:
         prefix: str = "tk:fed",
         aggregate: str = "median",
         handoff: bool = False,
+        allocation: str = "equal-split",
     ) -> None:
         if not isinstance(node_id, str) or not node_id.strip() or len(node_id) > MAX_NODE_ID:
             raise ConfigError(
@@ -477,20 +485,32 @@ class Coordinator:
         self.store = store
         self.node_id = node_id
         self.handoff = bool(handoff)
+        self.allocation = v_.choice("allocation", allocation, ALLOCATIONS)
         self.token = secrets.token_hex(8)
         from .stores.base import join_prefix
 
         base = join_prefix(getattr(store, "prefix", "")) + f"{prefix}conc:{key}"
         self.keys = (base, base + ":owners")
         self._agg = 1 if self.aggregate == "min" else 0
-        self._si = reply_index(load_manifest()["conc_heartbeat"], _SHARE_REPLY)
+        beat = load_manifest()["conc_heartbeat"]
+        self._si = reply_index(beat, _SHARE_REPLY)
+        self._argv = beat.argv[1:]  # after now_ms: packed by these names
         (self._removed,) = reply_index(load_manifest()["conc_leave"], ("removed",))
 
     def _args(self, l_local: int, inflight: int, ttl_ms: int, seq: int, applied_gen: int) -> tuple[Any, ...]:
-        return (
-            self.node_id, self.token, l_local, inflight, ttl_ms, self._agg, seq, applied_gen,
-            1 if self.handoff else 0,
-        )  # fmt: skip
+        named: dict[str, Any] = {
+            "node_id": self.node_id,
+            "token": self.token,
+            "l_local": l_local,
+            "inflight": inflight,
+            "ttl_ms": ttl_ms,
+            "aggregate": self._agg,
+            "seq": seq,
+            "applied_gen": applied_gen,
+            "handoff": 1 if self.handoff else 0,
+            "allocation": self.allocation,
+        }
+        return tuple(named[n] for n in self._argv)
 
     def _share(self, r: Sequence[Any]) -> Share:
         s, lg, n, c, x, g = self._si

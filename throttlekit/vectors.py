@@ -36,7 +36,7 @@ Format (ThrottleKit's ``golden-vectors.json``, extended compatibly):
   acquire op>, dropped?, sample?, expect: {limit, inflight, rttNoload, lastRtt}}]}``.
 * ``unifiedFused`` (spec 10.4): ``{rate: {limit, periodMs, burst}, cost: {capacity, refillPerSec}, ops:
   [{now, cost, expect: {<combined decision>, rate: {<decision>}, cost: {<decision>}}}]}``.
-* ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, handoff, ops: [{op:
+* ``concurrencyCoordinator`` (``distributedConcurrency``'s applyHeartbeat): ``{aggregate, handoff, allocation?, ops: [{op:
   heartbeat, now, node, token, lLocal, inflight, ttlMs, seq?, appliedGen?, handoff?, expect: {share, lGlobal,
   nodes, collision, expiresAt, gen?}} | {op: leave, now, node, token, expect: {removed}}]}``; an op's
   ``handoff`` overrides the suite's (a fleet mixing reporters with and without acknowledged handoff).
@@ -390,6 +390,7 @@ def _run_concurrency(
 def _run_coordinator(suite: dict[str, Any], store: Any, prefix: str, r: SuiteResult) -> None:
     nodes: dict[tuple[str, str, bool], Coordinator] = {}
     aggregate = suite.get("aggregate", "median")
+    allocation = suite.get("allocation", "equal-split")
     last: Coordinator | None = None
     for i, op in enumerate(suite["ops"]):
         handoff = bool(op.get("handoff", suite.get("handoff", False)))
@@ -397,7 +398,13 @@ def _run_coordinator(suite: dict[str, Any], store: Any, prefix: str, r: SuiteRes
         c = nodes.get(ident)
         if c is None:
             c = nodes[ident] = Coordinator(
-                store, "k", op["node"], prefix=f"{prefix}:", aggregate=aggregate, handoff=handoff
+                store,
+                "k",
+                op["node"],
+                prefix=f"{prefix}:",
+                aggregate=aggregate,
+                handoff=handoff,
+                allocation=allocation,
             )
             c.token = op["token"]
         last = c

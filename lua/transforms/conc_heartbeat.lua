@@ -1,5 +1,5 @@
 --[[ conc_heartbeat: one node's report to the distributed concurrency coordinator (spec 9.4
-applyHeartbeat: equal-split allocation, optional acknowledged handoff), with node-id collision detection.
+applyHeartbeat: equal-split or demand-proportional allocation, optional acknowledged handoff), with node-id collision detection.
 KEYS[1]  nodes: hash node id -> "lLocal inflight expiresAt share" (space-joined integers; the upstream
          RedisConcurrencyCoordinator layout), + " committedGen maxSeq unackedHigh" under handoff
 KEYS[2]  owners: hash node id -> the instance token of the process that holds that id
@@ -12,7 +12,8 @@ ARGV[6]  ttl_ms       number  this report is live until now + ttl_ms
 ARGV[7]  aggregate    number  0 = lower median of the live nodes' lLocal, 1 = minimum
 ARGV[8]  seq          number  the report's sequence number (increasing per node process); -1 = absent
 ARGV[9]  applied_gen  number  the last grant generation the node applied; -1 = absent
-ARGV[10] handoff      number  1 = acknowledged handoff, 0 = plain equal split
+ARGV[10] handoff      number  1 = acknowledged handoff, 0 = none
+ARGV[11] allocation   string  "equal-split" | "demand-proportional" (anything else is an error)
 Reply    {share, l_global, nodes, collision, expires_at, gen}   (gen = committedGen; -1 without handoff)
 Steps    collision: another live process (a different token, an entry with expiresAt >= now) holds
          node_id => reply {0, 0, 0, 1, 0, -1} and write nothing. Else upsert self carrying its prior
@@ -20,8 +21,13 @@ Steps    collision: another live process (a different token, an entry with expir
          seq = -1 or seq > maxSeq; a stale report keeps the prior inflight; maxSeq = max(prior, seq)
          (0 without handoff). Evict every other node with expiresAt < now, lGlobal = aggregate of lLocal,
          ids sorted ascending (byte order). A stale report stops here: it is recorded (lease renewed) and
-         answered with the committed share and gen, unchanged. Else base = floor(lGlobal/n),
-         rem = lGlobal - base*n, target = base + (rank < rem), others = sum over j ~= self of
+         answered with the committed share and gen, unchanged. Else the target:
+         equal-split: base = floor(lGlobal/n), rem = lGlobal - base*n, target = base + (rank < rem);
+         demand-proportional: a node is satisfied iff inflight < share (its stored share; self: the
+         prior share, with this report's inflight); a satisfied self gets target inflight + 1; else
+         spare = max(0, lGlobal - sum over satisfied nodes of (inflight + 1)) is split among the H
+         hungry nodes (ids ascending, self's hungryRank among them): q = floor(spare/H),
+         target = max(1, q + (hungryRank < spare - q*H)). Then others = sum over j ~= self of
          max(held_j, inflight_j) where held_j = share_j (handoff: unackedHigh_j),
          share = max(0, min(target, lGlobal - others)). Under handoff: committedGen + 1 when the share
          changed; unackedHigh = max(prior unackedHigh, share), reset to share when applied_gen >=
@@ -37,6 +43,11 @@ local me, token = ARGV[2], ARGV[3]
 local l_local, inflight, ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local use_min = tonumber(ARGV[7]) == 1
 local seq, applied_gen, handoff = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]) == 1
+local allocation = ARGV[11]
+if allocation ~= 'equal-split' and allocation ~= 'demand-proportional' then
+  error('conc_heartbeat: allocation must be "equal-split" or "demand-proportional", got ' ..
+    (allocation == nil and 'nothing' or ('"' .. tostring(allocation) .. '"')), 0)
+end
 local nodes_key, owners_key = KEYS[1], KEYS[2]
 local raw = rcall('HGETALL', nodes_key)
 local nodes, ids = {}, {}
@@ -78,11 +89,30 @@ table.sort(limits)
 local count = #ids
 local l_global = use_min and limits[1] or limits[math.floor((count - 1) / 2) + 1]
 if fresh then
-  local rank = 0
-  for k = 1, count do if ids[k] == me then rank = k - 1 end end
-  local base = math.floor(l_global / count)
-  local rem = l_global - base * count
-  local target = base + ((rank < rem) and 1 or 0)
+  local target
+  if allocation == 'equal-split' then
+    local rank = 0
+    for k = 1, count do if ids[k] == me then rank = k - 1 end end
+    local base = math.floor(l_global / count)
+    local rem = l_global - base * count
+    target = base + ((rank < rem) and 1 or 0)
+  elseif me_n.i < me_n.s then
+    target = me_n.i + 1
+  else
+    local demand, hungry, hungry_rank = 0, 0, 0
+    for k = 1, count do
+      local n = nodes[ids[k]]
+      if n.i < n.s then
+        demand = demand + n.i + 1
+      else
+        if ids[k] == me then hungry_rank = hungry end
+        hungry = hungry + 1
+      end
+    end
+    local spare = math.max(0, l_global - demand)
+    local q = math.floor(spare / hungry)
+    target = math.max(1, q + ((hungry_rank < spare - q * hungry) and 1 or 0))
+  end
   local others = 0
   for id, n in pairs(nodes) do
     if id ~= me then others = others + math.max(handoff and n.h or n.s, n.i) end

@@ -1,6 +1,7 @@
 """distributedConcurrency in process: shares split by the coordinator on Redis, leave() frees a share at
-once, node-id collisions, the outage policies and self-fencing. Services are driven directly (beats
-called by the test; the fleet of processes is tests/stores/test_fleet_concurrency.py)."""
+once, node-id collisions, demand-proportional allocation, the outage policies and self-fencing. Services
+are driven directly (beats called by the test; the fleets of processes are
+tests/stores/test_fleet_concurrency.py and tests/stores/test_fleet_demand.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ from throttlekit.server import RateLimiterService
 pytestmark = pytest.mark.redis
 
 
-def _config(limit: int = 6, outage: str = "fail-closed") -> Any:
-    block = {"minLimit": limit, "maxLimit": limit, "heartbeatMs": 100000, "onCoordinatorOutage": outage}
+def _config(limit: int = 6, outage: str = "fail-closed", allocation: str = "equal-split") -> Any:
+    block = {
+        "minLimit": limit,
+        "maxLimit": limit,
+        "heartbeatMs": 100000,
+        "onCoordinatorOutage": outage,
+        "allocation": allocation,
+    }
     return load_config(json.dumps({"limiters": {"fleet": {"distributedConcurrency": block}}}))
 
 
@@ -63,6 +70,45 @@ def test_shares_split_and_leave_frees_a_share_at_once() -> None:
         assert a.policies["fleet"].share == 6 and a.policies["fleet"].nodes == 1
         assert len(await _admits(a)) == 3  # 3 more beside the 3 held
         await a.aclose()
+
+    asyncio.run(run())
+
+
+def test_demand_proportional_gives_an_idle_servers_share_to_a_busy_one() -> None:
+    """allocation: demand-proportional (spec 9.4 step 4), beats driven by the test, ceiling 6."""
+
+    async def run() -> None:
+        prefix = unique_prefix("tkdc")
+        cfg = _config(allocation="demand-proportional")
+        a = RateLimiterService(cfg, store=async_redis_store(prefix), node_id="n1", close_store=True)
+        b = RateLimiterService(cfg, store=async_redis_store(prefix), node_id="n2", close_store=True)
+        pa, pb = a.policies["fleet"], b.policies["fleet"]
+        await a.astart()  # alone and hungry (0 in flight, share 0): 6
+        await b.astart()  # a is satisfied (0 < 6): spare 6 - 1 = 5, but a holds a share of 6 -> 0
+        assert (pa.share, pb.share) == (6, 0)
+        await pa.beat()  # idle a is satisfied: inflight + 1 = 1
+        await pb.beat()  # spare 6 - 1 = 5, capped by a's max(1, 0): 5 (equal split: 3)
+        assert (pa.share, pb.share) == (1, 5)
+        held_b, held_a = await _admits(b), await _admits(a)
+        assert (len(held_b), len(held_a)) == (5, 1)
+        denied = await b.admit("fleet", "k")
+        assert (denied.decision.allowed, denied.decision.limit) == (False, 5)
+        # both busy (inflight = share: hungry): a's target is floor(6/2) = 3, capped by b's 5 held -> 1
+        await pa.beat()
+        assert pa.share == 1
+        for adm in held_b[:2]:
+            b.release(adm.lease_id)
+        await pb.beat()  # b is satisfied (3 < 5): 3 + 1 = 4
+        await pa.beat()  # b satisfied: spare 6 - 4 = 2 for the one hungry node, cap 6 - max(4, 3) = 2
+        assert (pa.share, pb.share) == (2, 4)
+        held_a += await _admits(a)
+        assert len(held_a) == 2  # one more beside the one held
+        for adm in held_a:
+            a.release(adm.lease_id)
+        for adm in held_b[2:]:
+            b.release(adm.lease_id)
+        await a.aclose()
+        await b.aclose()
 
     asyncio.run(run())
 

@@ -159,6 +159,8 @@ class DistributedConcurrencyPolicy(ConcurrencyPolicy):
     every ``heartbeat_ms`` to the coordinator key ``<coordinator_prefix>conc:<policy name>``."""
 
     aggregate: str = "median"
+    #: how L_global is split (spec 9.4 step 4): equal-split | demand-proportional
+    allocation: str = "equal-split"
     coordinator_prefix: str = "tk:fed"
     heartbeat_ms: int = 1000
     on_outage: str = "fail-closed"
@@ -173,7 +175,7 @@ class DistributedConcurrencyPolicy(ConcurrencyPolicy):
         if self.eager_handoff:
             extra += f", eager beats (at most one per {self.min_heartbeat_ms} ms)"
         return (
-            f"{self.kind} ({super().describe()}), {self.aggregate} across the fleet, heartbeat {self.heartbeat_ms} ms, "
+            f"{self.kind} ({super().describe()}), {self.aggregate} across the fleet, {self.allocation}, heartbeat {self.heartbeat_ms} ms, "
             f"{self.on_outage}{extra} (coordinator prefix {self.coordinator_prefix!r})"
         )
 

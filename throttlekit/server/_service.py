@@ -781,6 +781,7 @@ class _FleetAdmitRuntime(_AdmitRuntime):
             prefix=policy.coordinator_prefix,
             aggregate=policy.aggregate,
             handoff=policy.handoff,
+            allocation=policy.allocation,
         )
         self.node_id = node_id
         self.lease_ms = 2 * policy.heartbeat_ms

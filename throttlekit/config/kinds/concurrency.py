@@ -14,11 +14,15 @@
       concurrency: { minLimit: 2, maxLimit: 2 }
     fleet-wide:
       distributedConcurrency: { minLimit: 12, maxLimit: 12, heartbeatMs: 500, aggregate: min }
+    by-demand:                                                  # idle servers lend their share
+      distributedConcurrency: { minLimit: 12, maxLimit: 12, allocation: demand-proportional }
 
 Block fields and defaults (spec server 2.5): ``minLimit`` 4, ``maxLimit`` 512, ``initialLimit`` =
 minLimit, ``algorithm`` gradient2 | aimd, ``rttWindow`` 100, ``smoothing`` 0.2, ``tolerance`` 2.0,
 ``backoffRatio`` 0.9, ``recalibration`` (spec 9.2, off unless present: ``{intervalMs, probeLimit,
-probeSamples}``, all optional); distributedConcurrency adds ``aggregate`` median | min, ``prefix`` (the
+probeSamples}``, all optional); distributedConcurrency adds ``aggregate`` median | min, ``allocation``
+equal-split | demand-proportional (spec 9.4 step 4; our extension: the upstream server YAML does not expose
+it; every server of the fleet must use the same, as for aggregate), ``prefix`` (the
 coordinator key prefix, default ``tk:fed``), ``heartbeatMs`` 1000, ``onCoordinatorOutage`` fail-closed |
 local-only, ``handoff`` (acknowledged handoff, spec 9.4; default false), ``eagerHandoff`` (off-cycle beats,
 spec 9.3; default false) and ``minHeartbeatMs`` (their debounce; default heartbeatMs / 10, at least 1;
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import _validate as v
 from ..._errors import ConfigError
-from ...concurrency import concurrency_params
+from ...concurrency import ALLOCATIONS, concurrency_params
 from ...jointlp import JointLp, joint_lp
 from .._issues import MISSING
 from .._model import ConcurrencyPolicy, DistributedConcurrencyPolicy, Policy, RatePolicy
@@ -65,6 +69,7 @@ _GUARD = {
 }
 _FLEET = (
     "aggregate",
+    "allocation",
     "prefix",
     "heartbeatMs",
     "onCoordinatorOutage",
@@ -136,6 +141,7 @@ class _Admitter:
                 return None
             return ConcurrencyPolicy(ctx.name, params, strategy, prefix, lp)
         aggregate = f.check(sub, block, "aggregate", v.choice, ("median", "min"))
+        allocation = f.check(sub, block, "allocation", v.choice, ALLOCATIONS)
         outage = f.check(sub, block, "onCoordinatorOutage", v.choice, OUTAGE_MODES)
         beat = f.check(sub, block, "heartbeatMs", v.integer, 1, MAX_HEARTBEAT_MS)
         coord = block.get("prefix", "tk:fed")
@@ -173,6 +179,7 @@ class _Admitter:
             prefix,
             lp,
             aggregate="median" if aggregate is MISSING else aggregate,
+            allocation=ALLOCATIONS[0] if allocation is MISSING else allocation,
             coordinator_prefix=coord,
             heartbeat_ms=period,
             on_outage="fail-closed" if outage is MISSING else outage,
