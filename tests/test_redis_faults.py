@@ -414,3 +414,38 @@ def test_bind_and_abind_fast_paths_match_eval_and_reload_scripts(own_redis: OwnR
 
     assert asyncio.run(run()) == [[1, 10, 8], [1, 10, 7], [1, 10, 6]]
     sync.close()
+
+
+def test_noscript_is_reloaded_up_to_max_loads_then_is_a_store_error() -> None:
+    """A SCRIPT FLUSH racing between SCRIPT LOAD and the resend is survived (MAX_LOADS loads); a script the
+    server keeps dropping is a StoreError (the caller's fail mode), never a script's fault (INTERNAL).
+    The I/O-free EVALSHA-or-load step every Redis store drives, fed real hiredis error replies."""
+    import hiredis
+
+    from throttlekit._loader import load_manifest
+    from throttlekit.stores import _resp
+
+    t = load_manifest()["gcra"]
+    noscript = hiredis.ReplyError("NOSCRIPT No matching script. Please use EVAL.")
+    decision = [1, 5, 4, 1_700_000_000_000, 0]
+
+    def serving(flushes: int) -> tuple[Callable[[Any], Any], list[str]]:
+        log: list[str] = []
+
+        def serve(request: Any) -> Any:
+            if request is _resp.LOAD:
+                log.append("load")
+                return t.sha
+            log.append(f"resend {request}")
+            return [noscript if log.count("load") <= flushes else decision for _ in request]
+
+        return serve, log
+
+    serve, log = serving(flushes=_resp.MAX_LOADS - 1)  # flushed after each load but the last
+    assert _resp.drive(_resp.settle(t, [noscript, decision], [("a",), ("b",)]), serve) == [decision] * 2
+    assert log.count("load") == _resp.MAX_LOADS and log[-1] == "resend [0]"
+
+    serve, log = serving(flushes=_resp.MAX_LOADS)  # the scripts never stay
+    with pytest.raises(tk.StoreError, match=r"gcra still NOSCRIPT after 3 SCRIPT LOADs"):
+        _resp.drive(_resp.settle(t, [noscript], [("a",)]), serve)
+    assert log.count("load") == _resp.MAX_LOADS

@@ -179,22 +179,39 @@ LOAD = None
 Request = Optional[list[int]]  # noqa: UP045 - a runtime alias (Python 3.10)
 
 
+#: SCRIPT LOADs one call may make before its NOSCRIPT is a store fault: a SCRIPT FLUSH (or a failover to a
+#: replica without the scripts) racing between the load and the resend is survived this many times.
+MAX_LOADS = 3
+
+
+def _noscript(r: Any) -> bool:
+    return r.__class__ is ReplyError and str(r).startswith("NOSCRIPT")
+
+
 def settle(
     t: Transform, replies: list[Any], keys: Sequence[Sequence[str]]
 ) -> Generator[Request, Any, list[Any]]:
     """EVALSHA-or-load, once for every store: given a batch's replies, load the script if any reply is
-    ``NOSCRIPT`` and resend those commands once; then raise the first error reply (see :func:`error`).
-    ``keys[i]`` are the keys of command ``i`` (for :class:`WrongTypeError`)."""
-    missing = [
-        i for i, r in enumerate(replies) if r.__class__ is ReplyError and str(r).startswith("NOSCRIPT")
-    ]
-    if missing:
+    ``NOSCRIPT`` and resend those commands, up to :data:`MAX_LOADS` times (a flush can race the resend);
+    then raise the first error reply (see :func:`error`). A script the server keeps dropping is a
+    :class:`StoreError` (the caller's fail mode), not a script's fault. ``keys[i]`` are the keys of
+    command ``i`` (for :class:`WrongTypeError`)."""
+    missing = [i for i, r in enumerate(replies) if _noscript(r)]
+    for _ in range(MAX_LOADS):
+        if not missing:
+            break
         loaded = yield LOAD
         if loaded.__class__ is ReplyError:
             raise error(t, loaded)
         again = yield missing
         for i, r in zip(missing, again):
             replies[i] = r
+        missing = [i for i in missing if _noscript(replies[i])]
+    if missing:
+        raise StoreError(
+            f"redis: {t.name} still NOSCRIPT after {MAX_LOADS} SCRIPT LOADs: the server keeps dropping its "
+            "scripts (SCRIPT FLUSH, a failover to replicas without them, or a proxy that does not keep them)"
+        )
     for i, r in enumerate(replies):
         if r.__class__ is ReplyError:
             raise error(t, r, keys[i])
