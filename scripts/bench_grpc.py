@@ -12,6 +12,11 @@ Rounds interleave the servers (echo, memory, redis, echo, ...) so drifting backg
 alike; each row reports the median Check/s, the median ratio to the echo of the same round and the
 spread (min-max) of that ratio over the rounds. A progress line per group goes to stderr.
 
+Beside the Redis row runs a second ceiling, the echo plus one Redis round trip per Check: its handler
+writes the very EVALSHA bytes the server sends for this policy (prebuilt once) on a bare asyncio protocol,
+waits for the reply (parsed by hiredis) and answers fixed bytes. No Python gRPC process that asks Redis
+once per Check can do better; the Redis row's last column is its ratio to that ceiling.
+
 The policy is a fixed window with a huge limit, so every Check takes the ALLOW path on one hot key;
 after the rounds the script Peeks the key and checks that the server counted exactly the requests the
 load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
@@ -38,15 +43,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from throttlekit._proto import throttlekit_pb2 as pb
 from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
+from throttlekit.stores._redisconn import RedisOptions
 
 LIMIT = 10**15
+#: The second ceiling's row: the echo plus one raw Redis round trip per Check.
+ECHO_REDIS = "echo + Redis round trip (ceiling)"
 CONFIG = f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {LIMIT}, period: 1d }}\n"
 METHOD = "/throttlekit.v1.RateLimiter/Check"
 #: h2load's load: connections x concurrent streams per connection.
@@ -115,14 +125,32 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     return spawn(args)
 
 
-def start_echo() -> tuple[subprocess.Popen[str], int]:
-    """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``)."""
-    return spawn(echo_command())
+def start_echo(redis_url: str | None = None) -> tuple[subprocess.Popen[str], int]:
+    """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``);
+    with ``redis_url``, after one raw Redis round trip per Check (``--echo-redis``)."""
+    return spawn(echo_command(redis_url))
 
 
-def echo_command() -> list[str]:
+def echo_command(redis_url: str | None = None) -> list[str]:
     """The echo's command line, on the benchmarks' event loop (:data:`LOOP`)."""
-    return [sys.executable, str(Path(__file__).resolve()), "--echo", "--loop", LOOP]
+    extra = ["--echo-redis", redis_url] if redis_url else []
+    return [sys.executable, str(Path(__file__).resolve()), "--echo", "--loop", LOOP, *extra]
+
+
+def _raw_redis_check(url: str) -> tuple[RedisOptions, bytes]:
+    """(the URL's options, the EVALSHA bytes the server sends for one Check of key "hot" on :data:`CONFIG`'s
+    policy, under a key prefix of its own): packed once, so the echo's handler only writes them."""
+    from throttlekit import FixedWindow
+    from throttlekit._loader import load_manifest
+    from throttlekit.stores._redisconn import redis_options
+    from throttlekit.stores._resp import SERVER_TIME, evalsha_packer
+
+    opts = redis_options(url)
+    strategy = FixedWindow(LIMIT, "1d")
+    t = load_manifest()[strategy.check_transform]
+    return opts, evalsha_packer(t, strategy.params())(
+        f"bench-echo-{uuid.uuid4().hex[:8]}:hot", SERVER_TIME, 1
+    )
 
 
 def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
@@ -136,8 +164,9 @@ def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
     return proc, _port_of(line)
 
 
-def echo_main() -> None:
-    """Serve the echo on a free port; print the port like throttlekit-server does; stop on SIGTERM."""
+def echo_main(redis_url: str | None = None) -> None:
+    """Serve the echo on a free port; print the port like throttlekit-server does; stop on SIGTERM.
+    With ``redis_url``, every Check first sends the server's EVALSHA bytes to Redis and awaits the reply."""
     from throttlekit.server._app import _OPTIONS
 
     answer = pb.CheckResponse(
@@ -148,6 +177,9 @@ def echo_main() -> None:
         return answer
 
     async def run() -> None:
+        nonlocal check
+        if redis_url:
+            check = await _redis_echo_handler(redis_url, answer)
         server = grpc.aio.server(options=_OPTIONS)
         handler = grpc.unary_unary_rpc_method_handler(check)
         server.add_generic_rpc_handlers(
@@ -168,6 +200,40 @@ def echo_main() -> None:
             runner.run(run())
     else:
         asyncio.run(run())
+
+
+async def _redis_echo_handler(url: str, answer: bytes) -> Any:
+    """The echo's handler with one raw Redis round trip: a bare protocol, hiredis, one future per call."""
+    import hiredis
+
+    opts, command = _raw_redis_check(url)
+    waiters: deque[asyncio.Future[Any]] = deque()
+    reader = hiredis.Reader()
+
+    class Raw(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            reader.feed(data)
+            while (reply := reader.gets()) is not False:
+                waiters.popleft().set_result(reply)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_connection(Raw, opts.host, opts.port, ssl=opts.ssl_context())
+    write, create_future = transport.write, loop.create_future
+    for _name, setup in opts.handshake():  # AUTH, SELECT: once, as every store does on connect
+        waiters.append(fut := create_future())
+        write(setup)
+        await fut
+
+    async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        fut = create_future()
+        waiters.append(fut)
+        write(command)
+        reply = await fut
+        if isinstance(reply, hiredis.ReplyError):
+            raise RuntimeError(f"redis: {reply}")
+        return answer
+
+    return check
 
 
 def h2load(
@@ -299,6 +365,8 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
     with tempfile.TemporaryDirectory() as d:
         frame, config = bench_files(Path(d))
         commands = {"echo (ceiling)": echo_command()}
+        if "redis" in stores:
+            commands[ECHO_REDIS] = echo_command(redis_url)
         for store in stores:
             args = server_args(config)
             if store == "redis":
@@ -315,10 +383,11 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         f"\nInstructions per Check in the server process (callgrind; {large} - {small} Checks, h2load -c 2 -m 4, "
         f"event loop {LOOP})\n"
     )
-    print("| server | instructions per Check | ratio (echo/ours) |")
-    print("|---|--:|--:|")
+    print("| server | instructions per Check | ratio (echo/ours) | ratio (echo + Redis/ours) |")
+    print("|---|--:|--:|--:|")
     for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {echo / value:.2f}x |")
+        second = f"{per[ECHO_REDIS] / value:.2f}x" if name == "Check, redis" and ECHO_REDIS in per else ""
+        print(f"| {name} | {value:,.0f} | {echo / value:.2f}x | {second} |")
 
 
 def counted(port: int) -> int:
@@ -330,6 +399,7 @@ def counted(port: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--echo-redis", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers (default 5)")
     ap.add_argument("--seconds", type=float, default=3.0, help="rough length of one measured run")
     ap.add_argument(
@@ -354,7 +424,7 @@ def main() -> int:
     if args.loop != "auto":
         LOOP = args.loop
     if args.echo:
-        echo_main()
+        echo_main(args.echo_redis)
         return 0
     if args.instructions:
         run_instructions(args.stores.split(","), args.redis, 300, 1300)
@@ -373,6 +443,9 @@ def main() -> int:
         try:
             proc, port = start_echo()
             targets.append(Target("echo (ceiling)", proc, port, counts=False))
+            if "redis" in args.stores.split(","):
+                proc, port = start_echo(args.redis)
+                targets.append(Target(ECHO_REDIS, proc, port, counts=False))
             for store in args.stores.split(","):
                 proc, port = start_server(config, store, args.redis)
                 targets.append(Target(f"Check, {store}", proc, port, counts=True))
@@ -414,18 +487,23 @@ def main() -> int:
         f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key, event loop {LOOP}\n"
     )
     echo_cpu = targets[0].cpu_us
+    own = {t.name: t.rates for t in targets if t.name == ECHO_REDIS}
     print(
         "| server | Check/s (median) | ratio to echo (median) | spread | server CPU us/RPC "
-        "| CPU ratio (echo/ours) | spread |"
+        "| CPU ratio (echo/ours) | spread | ratio to echo + Redis [spread] |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
     for t in targets:
         ratios = [a / b for a, b in zip(t.rates, echo, strict=True)]
         cpu = [b / a for a, b in zip(t.cpu_us, echo_cpu, strict=True)]
+        second = ""
+        if t.name == "Check, redis" and own:
+            r2 = [a / b for a, b in zip(t.rates, own[ECHO_REDIS], strict=True)]
+            second = f"{statistics.median(r2):.2f}x [{min(r2):.2f}-{max(r2):.2f}]"
         print(
             f"| {t.name} | {statistics.median(t.rates):,.0f} | {statistics.median(ratios):.2f}x "
             f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(t.cpu_us):.0f} "
-            f"| {statistics.median(cpu):.2f}x | {min(cpu):.2f}-{max(cpu):.2f}x |"
+            f"| {statistics.median(cpu):.2f}x | {min(cpu):.2f}-{max(cpu):.2f}x | {second} |"
         )
     return 0
 
