@@ -205,3 +205,51 @@ def test_every_strategy_is_served_over_grpc(
         assert got == [4, 3, 2, 1, 0, 0], name
         assert not served.stub.Peek(pb.PeekRequest(policy=name, key="k")).decision.allowed
         assert served.stub.Forecast(pb.ForecastRequest(policy=name, key="k")).forecast.spendable_now == 0
+
+
+def test_check_answers_the_same_bytes_as_the_response_message(start_server: Starter) -> None:
+    """Check is registered through ``check_bytes`` (the response serialized by hand: one reused Decision
+    message, framed as CheckResponse field 1). Its bytes are exactly the message's serialization, for an
+    allow, a denial (retry_after_ms set) and large values; and the door mounted on a plain grpc.aio server
+    with the generated ``add_RateLimiterServicer_to_server`` (the servicer API) answers messages."""
+    import asyncio
+
+    import grpc.aio
+
+    from throttlekit._proto import throttlekit_pb2_grpc as pb_grpc
+    from throttlekit.server import RateLimiterDoor
+
+    served = start_server({"api": {"strategy": "fixedWindow", "limit": 2, "period": "1h"}})
+    raw = served.channel.unary_unary("/throttlekit.v1.RateLimiter/Check")
+    for _ in range(4):
+        request = pb.CheckRequest(policy="api", key="k").SerializeToString()
+        wire = raw(request, timeout=10)
+        assert (
+            pb.CheckResponse(decision=pb.CheckResponse.FromString(wire).decision).SerializeToString() == wire
+        )
+    d = pb.CheckResponse.FromString(wire).decision
+    assert not d.allowed and d.retry_after_ms > 0 and d.limit == 2 and d.reset_at > 10**12
+
+    encode = RateLimiterDoor(served.service)._check_response
+    for r in [(1, 2**53 - 1, 0, 2**62, 0), (0, 1, -1, -(2**63), 2**63 - 1), (True, 0, 0, 0, 0)]:
+        expected = pb.CheckResponse(
+            decision=pb.Decision(
+                allowed=r[0] == 1, limit=r[1], remaining=r[2], reset_at=r[3], retry_after_ms=r[4]
+            )
+        )
+        assert encode(r) == expected.SerializeToString(), r
+
+    async def mounted() -> pb.CheckResponse:
+        server = grpc.aio.server()
+        pb_grpc.add_RateLimiterServicer_to_server(RateLimiterDoor(served.service), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.RateLimiterStub(channel)
+                return await stub.Check(pb.CheckRequest(policy="api", key="other"), timeout=10)
+        finally:
+            await server.stop(0)
+
+    answer = asyncio.run(mounted())
+    assert answer.decision.allowed and answer.decision.remaining == 1

@@ -27,7 +27,7 @@ grpc answer UNKNOWN with a traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import grpc
@@ -55,7 +55,6 @@ MAX_LEASE_ID = 128
 
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 _PbDecision = pb.Decision
-_CheckResponse = pb.CheckResponse
 _FIELDS = ("allowed", "limit", "remaining", "reset_at", "retry_after_ms")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -75,6 +74,27 @@ def _reply_pb(r: Reply) -> Any:
     Their order is the manifest's: the loader refuses a decision transform whose reply is not exactly
     ``DECISION_REPLY`` (tests/test_manifest_contract.py), so these positions are those names."""
     return _PbDecision(allowed=r[0] == 1, limit=r[1], remaining=r[2], reset_at=r[3], retry_after_ms=r[4])
+
+
+def _check_response_encoder() -> Callable[[Reply], bytes]:
+    """``reply items -> CheckResponse bytes``, what Check answers (registered without a serializer): one
+    ``Decision`` message, reused, gets the five fields assigned and is serialized, then framed by hand as
+    field 1 of ``CheckResponse`` (tag 0x0a, a one-byte length: a Decision is at most 46 bytes). Half the
+    instructions of building both messages per call (8.1k against 16.4k, callgrind). The message belongs
+    to the event loop's thread: the encoder runs between awaits, so no two calls interleave."""
+    msg = _PbDecision()
+    serialize = msg.SerializeToString
+
+    def encode(r: Reply) -> bytes:
+        msg.allowed = r[0] == 1
+        msg.limit = r[1]
+        msg.remaining = r[2]
+        msg.reset_at = r[3]
+        msg.retry_after_ms = r[4]
+        body = serialize()
+        return b"\n%c%s" % (len(body), body)
+
+    return encode
 
 
 class _Unencodable(Exception):
@@ -177,22 +197,28 @@ def _decoder(cls: Any) -> Any:
 def add_to_server(door: RateLimiterDoor, server: grpc.aio.Server) -> None:
     """Register ``door``'s handlers for every RPC of ``throttlekit.v1.RateLimiter``."""
     service = pb.DESCRIPTOR.services_by_name["RateLimiter"]
-    handlers = {
-        m.name: grpc.unary_unary_rpc_method_handler(
-            getattr(door, m.name),
+    handlers = {}
+    for m in service.methods:
+        wire = door.WIRE_BYTES.get(m.name)
+        handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(door, wire or m.name),
             request_deserializer=_decoder(getattr(pb, m.input_type.name)),
-            response_serializer=getattr(pb, m.output_type.name).SerializeToString,
+            response_serializer=None if wire else getattr(pb, m.output_type.name).SerializeToString,
         )
-        for m in service.methods
-    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
 class RateLimiterDoor(pb_grpc.RateLimiterServicer):
-    """``throttlekit.v1.RateLimiter`` over a :class:`RateLimiterService`."""
+    """``throttlekit.v1.RateLimiter`` over a :class:`RateLimiterService`. Every method answers a response
+    message, as the generated servicer's; :func:`add_to_server` registers the hot ones through their
+    twins in :attr:`WIRE_BYTES`, which answer the same response already serialized."""
+
+    #: RPC name -> the method answering its serialized response (registered without a serializer).
+    WIRE_BYTES = {"Check": "check_bytes"}
 
     def __init__(self, service: RateLimiterService) -> None:
         self.service = service
+        self._check_response = _check_response_encoder()
 
     def _policy(self, name: str) -> Any:
         rt = self.service.policies.get(name)
@@ -252,6 +278,10 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
         return grpc.StatusCode.INTERNAL, f"{name}: internal error; the server log has the detail"
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.CheckResponse.FromString(await self.check_bytes(request, context))
+
+    async def check_bytes(self, request: Any, context: grpc.aio.ServicerContext) -> bytes:
+        """Check, answering the serialized ``CheckResponse``."""
         r: Any = None
         try:
             rt = self.service.policies.get(request.policy) or self._policy(request.policy)
@@ -264,7 +294,7 @@ class RateLimiterDoor(pb_grpc.RateLimiterServicer):
             r = rt.check_reply(key, cost)
             if not rt.inline:
                 r = await r
-            return _CheckResponse(decision=_reply_pb(r))
+            return self._check_response(r)
         except Exception as exc:
             await self._fail(context, _wire(exc, r), _policy_name(request))
 
