@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Instructions per embedded check, counted by callgrind: ``Limiter(Gcra).check`` beside its ceiling, a
-pure-Python GCRA on a dict returning the same Decision (``throttlekit._bench.python_gcra``).
+pure-Python GCRA on a dict returning the same Decision (``throttlekit._bench.python_gcra``), and beside
+the lupa crossing floor (``throttlekit._bench.lupa_floor``: the same call into Lua on a function that
+computes nothing), which shows how much of the gap is the crossing itself.
 
 An instruction count does not move with the machine's load (a timed ratio on a shared 2-core machine
 swings by 0.2 and more), so this is the figure to compare before and after a change to the hot path.
@@ -23,6 +25,7 @@ from pathlib import Path
 CONTENDERS = {
     "throttlekit Limiter(Gcra).check (luajit)": "luajit",
     "throttlekit Limiter(Gcra).check (lua51)": "lua51",
+    "lupa crossing floor: a Lua function answering constants (same call shape, same Decision)": "floor",
     "pure-Python GCRA on a dict (same Decision)": "python",
 }
 
@@ -30,14 +33,15 @@ CONTENDERS = {
 def run_checks(kind: str, n: int) -> None:
     """The measured process: warm up, then ``n`` checks of one hot key."""
     from throttlekit import Gcra, Limiter, MemoryStore
-    from throttlekit._bench import python_gcra
+    from throttlekit._bench import lupa_floor, python_gcra
 
     strategy = Gcra(1_000_000, "1s")
-    check = (
-        python_gcra(strategy)
-        if kind == "python"
-        else Limiter(strategy, store=MemoryStore(max_keys=1000, runtime=kind)).check
-    )
+    if kind == "python":
+        check = python_gcra(strategy)
+    elif kind == "floor":
+        check = lupa_floor("luajit")
+    else:
+        check = Limiter(strategy, store=MemoryStore(max_keys=1000, runtime=kind)).check
     for _ in range(3000):
         check("bench-gcra")
     for _ in range(n):

@@ -157,6 +157,26 @@ def python_gcra(strategy: Gcra) -> Callable[..., Decision]:
     return check
 
 
+def lupa_floor(runtime: str = "luajit") -> Callable[..., Decision]:
+    """The crossing floor of the embedded check: the limiter's call shape into Lua (key, the server-time
+    sentinel, cost in; five numbers out) on a Lua function that computes nothing, then the same public
+    Decision. What any decision made in Lua through lupa costs at least, whatever the Lua does; a
+    benchmark yardstick only (it answers constants)."""
+    from ._lupa import RUNTIMES
+
+    rt = RUNTIMES[runtime].LuaRuntime(
+        register_eval=False, register_builtins=False, unpack_returned_tuples=True, encoding="utf-8"
+    )
+    run = rt.eval("function(k, now, cost) return 1, 1000000, 999999, 1796026576168, 0 end")
+    make = make_decision
+
+    def check(key: str, cost: float = 1) -> Decision:
+        r = run(key, -1, cost)
+        return make(r[0] == 1, r[1], r[2], r[3], r[4])
+
+    return check
+
+
 def _spread(
     group: str, contenders: dict[str, Callable[[int], None]], base: str, n: int, rounds: int
 ) -> list[Row]:
@@ -178,6 +198,10 @@ def _spread(
     return rows
 
 
+#: The row of :func:`lupa_floor` (LuaJIT) in the embedded group.
+LUPA_FLOOR = "lupa crossing floor: a Lua function answering constants (same call shape, same Decision)"
+
+
 def ceiling_rows(n: int = 50_000, rounds: int = 9, keys: int = 400_000, mem_rounds: int = 3) -> list[Row]:
     """Embedded at the ceiling: ``Limiter(Gcra).check`` (both runtimes) vs :func:`python_gcra`, and the
     memory store's bytes per GCRA key vs a dict (RSS delta over ``keys`` keys, fresh subprocesses)."""
@@ -189,12 +213,17 @@ def ceiling_rows(n: int = 50_000, rounds: int = 9, keys: int = 400_000, mem_roun
         )
         for rt in ("luajit", "lua51")
     }
-    ceiling_check = python_gcra(gcra)
+    ceiling_check, floor_check = python_gcra(gcra), lupa_floor("luajit")
 
     def ceiling_loop(count: int) -> None:
         for _ in range(count):
             ceiling_check("bench-gcra")
 
+    def floor_loop(count: int) -> None:
+        for _ in range(count):
+            floor_check("bench-gcra")
+
+    contenders[LUPA_FLOOR] = floor_loop
     contenders[ceiling] = ceiling_loop
     rows = _spread("embedded at the ceiling", contenders, ceiling, n, rounds)
     rows += per_key_rows(keys, mem_rounds)
