@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._types import Decision, make_decision
+from ._types import Decision, decision_of, make_decision
 from .limiter import Limiter
 from .stores import MemoryStore
 from .strategies import FixedWindow, Gcra, Quota, SlidingWindow, SlidingWindowLog, Strategy, TokenBucket
@@ -168,11 +168,10 @@ def lupa_floor(runtime: str = "luajit") -> Callable[..., Decision]:
         register_eval=False, register_builtins=False, unpack_returned_tuples=True, encoding="utf-8"
     )
     run = rt.eval("function(k, now, cost) return 1, 1000000, 999999, 1796026576168, 0 end")
-    make = make_decision
+    of = decision_of
 
     def check(key: str, cost: float = 1) -> Decision:
-        r = run(key, -1, cost)
-        return make(r[0] == 1, r[1], r[2], r[3], r[4])
+        return of(run(key, -1, cost))
 
     return check
 

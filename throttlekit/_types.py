@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Decision", "Forecast", "make_decision"]
+__all__ = ["Decision", "Forecast", "decision_of", "make_decision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +52,43 @@ class Forecast:
 
 
 _new = object.__new__
-_set_allowed, _set_limit, _set_remaining, _set_reset_at, _set_retry = (
-    Decision.__dict__[f].__set__ for f in ("allowed", "limit", "remaining", "reset_at", "retry_after_ms")
-)
+
+
+class _Building:
+    """A :class:`Decision` under construction: the same slots without the frozen ``__setattr__``, so
+    the fields are set by plain attribute stores, after which the object's class becomes ``Decision``
+    (the layouts are identical, which is when Python allows the switch). About half the instructions of
+    setting the slots through their descriptors (callgrind: ~2,800 against ~5,200 per Decision); the
+    result is an ordinary ``Decision`` (its type, equality, hash and repr)."""
+
+    __slots__ = Decision.__slots__
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: int
+    retry_after_ms: int
 
 
 def make_decision(allowed: bool, limit: int, remaining: int, reset_at: int, retry_after_ms: int) -> Decision:
-    """Build a Decision through its slot descriptors: the same object as ``Decision(...)`` at about half
-    the cost of the frozen dataclass ``__init__`` (measured 0.26 vs 0.45 us), for the hot paths."""
-    d = _new(Decision)
-    _set_allowed(d, allowed)
-    _set_limit(d, limit)
-    _set_remaining(d, remaining)
-    _set_reset_at(d, reset_at)
-    _set_retry(d, retry_after_ms)
-    return d
+    """``Decision(...)`` for the hot paths, built as :class:`_Building` (the frozen dataclass
+    ``__init__`` costs about three times as much)."""
+    d = _new(_Building)
+    d.allowed = allowed
+    d.limit = limit
+    d.remaining = remaining
+    d.reset_at = reset_at
+    d.retry_after_ms = retry_after_ms
+    d.__class__ = Decision  # type: ignore[assignment]
+    return d  # type: ignore[return-value]
+
+
+def decision_of(reply: Sequence[Any]) -> Decision:
+    """The Decision of a decision transform's five reply items, in ``DECISION_REPLY`` order (allowed,
+    limit, remaining, reset_at, retry_after_ms; the loader refuses a decision transform whose reply
+    differs), ``allowed`` as 1/0 or a bool: the hot paths' decoder, one unpacking instead of five
+    subscripts (built as :func:`make_decision`)."""
+    d = _new(_Building)
+    allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms = reply
+    d.allowed = allowed == 1
+    d.__class__ = Decision  # type: ignore[assignment]
+    return d  # type: ignore[return-value]

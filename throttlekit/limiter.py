@@ -17,7 +17,7 @@ from typing import Any
 from ._clock import SERVER_TIME, Clock
 from ._errors import ConfigError, as_script_error, quote
 from ._loader import DECISION_REPLY, FORECAST_REPLY, load_manifest, reply_index
-from ._types import Decision, Forecast, make_decision
+from ._types import Decision, Forecast, decision_of, make_decision
 from ._validate import MAX_SAFE_INTEGER as _MAX_COST
 from .stores import join_prefix, resolve_async, resolve_sync
 from .stores.base import Reply
@@ -33,8 +33,11 @@ def _key(key: Any) -> str:
 
 
 def decision_decoder(transform: str) -> Callable[[Reply], Decision]:
-    """``reply -> Decision`` for a decision transform, reading the fields by the manifest's reply names."""
+    """``reply -> Decision`` for a decision transform, reading the fields by the manifest's reply names
+    (:func:`~throttlekit._types.decision_of`, one unpacking, when they are in ``DECISION_REPLY`` order)."""
     a, lim, rem, rst, rty = reply_index(load_manifest()[transform], DECISION_REPLY)
+    if (a, lim, rem, rst, rty) == (0, 1, 2, 3, 4) and len(load_manifest()[transform].reply) == 5:
+        return decision_of
     make = make_decision
 
     def decode(r: Reply) -> Decision:
@@ -76,7 +79,6 @@ class _Base:
         self._peek_args = strategy.arguments(self._peek)
         self._forecast_args = strategy.arguments(self._forecast)
         self._decode = decision_decoder(self._check)
-        self._fields = reply_index(load_manifest()[self._check], DECISION_REPLY)
         self._decode_peek = decision_decoder(self._peek)
         self._decode_forecast = forecast_decoder(self._forecast)
 
@@ -114,8 +116,8 @@ class Limiter(_Base):
         is unguarded (the memory store skips a ``pcall``): a script fault is converted here, in the
         ``except`` clause, which costs nothing until it runs."""
         run = self.store.bind(self._check, self._params, guarded=False)
-        kp, clock, make, top, server = self._kp, self.clock, make_decision, _MAX_COST, SERVER_TIME
-        a, lim, rem, rst, rty = reply_index(load_manifest()[self._check], DECISION_REPLY)
+        kp, clock, top, server = self._kp, self.clock, _MAX_COST, SERVER_TIME
+        decode = self._decode
         name, sha = self._check, load_manifest()[self._check].sha
 
         if clock is None and not kp:  # the common embedded case: no prefix to join, the store's clock
@@ -129,7 +131,7 @@ class Limiter(_Base):
                     r = run(key, server, cost)
                 except Exception as exc:
                     raise as_script_error(name, sha, exc) from None
-                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+                return decode(r)
 
         elif clock is None:
 
@@ -142,7 +144,7 @@ class Limiter(_Base):
                     r = run(kp + key, server, cost)
                 except Exception as exc:
                     raise as_script_error(name, sha, exc) from None
-                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+                return decode(r)
 
         else:
             now_ms = clock.now_ms
@@ -156,7 +158,7 @@ class Limiter(_Base):
                     r = run(kp + key, now_ms(), cost)
                 except Exception as exc:
                     raise as_script_error(name, sha, exc) from None
-                return make(r[a] == 1, r[lim], r[rem], r[rst], r[rty])
+                return decode(r)
 
         check.__doc__ = Limiter.check.__doc__
         return check
@@ -176,9 +178,7 @@ class Limiter(_Base):
         if not full:
             return []
         replies = self.store.eval_many(self._check, full, self._now(), (*self._params, cost))
-        a, lim, rem, rst, rty = self._fields
-        make = make_decision
-        return [make(r[a] == 1, r[lim], r[rem], r[rst], r[rty]) for r in replies]
+        return list(map(self._decode, replies))
 
     def peek(self, key: str) -> Decision:
         """What a cost-1 request would see now, without consuming anything."""

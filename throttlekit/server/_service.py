@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
-from .._types import Decision, Forecast, make_decision
+from .._types import Decision, Forecast, decision_of
 from .._validate import name as v_name
 from ..admission import policy_denial
 from ..concurrency import (
@@ -224,8 +224,7 @@ def _unsupported(name: str, op: str) -> NotSupportedError:
     return NotSupportedError(f'policy "{name}" does not support {op}')
 
 
-def _decision(r: Reply) -> Decision:
-    return make_decision(r[0] == 1, r[1], r[2], r[3], r[4])
+_decision = decision_of
 
 
 #: DecisionEvent from a full tuple of its fields, without the keyword-parsing constructor (hot path).
