@@ -11,6 +11,11 @@ Each contender runs in a fresh process under ``valgrind --tool=callgrind`` twice
 
 Usage: ``python scripts/bench_instructions.py [--small 2000] [--large 12000]`` (needs valgrind:
 ``apt-get install -y valgrind``).
+
+With ``--redis-url URL`` it counts the client side of a Redis check instead (gcra; Redis' own work is
+another process and is not counted): ``Limiter.check`` on a ``RedisStore`` beside the raw socket + hiredis
+loop sending the same EVALSHA bytes, and ``check_many(100)`` per decision beside the same 100 commands in
+one write (``tk bench``'s Redis ceilings), with ``--small 1000 --large 5000`` by default.
 """
 
 from __future__ import annotations
@@ -22,12 +27,45 @@ import sys
 import tempfile
 from pathlib import Path
 
+REDIS_CONTENDERS = {
+    "throttlekit Limiter(Gcra).check, RedisStore": "redis-check",
+    "raw socket + hiredis, same EVALSHA bytes (ceiling)": "redis-raw",
+    "throttlekit Limiter(Gcra).check_many(100), per decision": "redis-many",
+    "raw socket, the same 100 EVALSHAs in one write, per decision (ceiling)": "redis-raw-many",
+}
+
 CONTENDERS = {
     "throttlekit Limiter(Gcra).check (luajit)": "luajit",
     "throttlekit Limiter(Gcra).check (lua51)": "lua51",
     "lupa crossing floor: a Lua function answering constants (same call shape, same Decision)": "floor",
     "pure-Python GCRA on a dict (same Decision)": "python",
 }
+
+
+def run_redis(kind: str, n: int, url: str) -> None:
+    """The measured process for ``--redis-url``: warm up, then ``n`` decisions (key prefix ``url``'s)."""
+    from throttlekit import Gcra, Limiter
+    from throttlekit._bench_redis import _loop_check, _many, _raw_batch, _raw_one, _raw_socket, raw_command
+    from throttlekit.stores import open_sync
+    from throttlekit.stores._redisconn import redis_options
+
+    strategy = Gcra(1_000_000, "1s")
+    opts = redis_options(url)
+    keys = [f"{kind}-{i}" for i in range(100)]
+    if kind in ("redis-raw", "redis-raw-many"):
+        sock, reader = _raw_socket(opts)
+        run = (
+            _raw_one(sock, reader, raw_command(strategy, f"{opts.prefix}:{kind}"))
+            if kind == "redis-raw"
+            else _raw_batch(
+                sock, reader, b"".join(raw_command(strategy, f"{opts.prefix}:{k}") for k in keys), 100
+            )
+        )
+    else:
+        limiter = Limiter(strategy, store=open_sync(url))
+        run = _loop_check(limiter, kind) if kind == "redis-check" else _many(limiter, keys)
+    run(500)
+    run(n)
 
 
 def run_checks(kind: str, n: int) -> None:
@@ -48,7 +86,7 @@ def run_checks(kind: str, n: int) -> None:
         check("bench-gcra")
 
 
-def instructions(kind: str, n: int) -> int:
+def instructions(kind: str, n: int, *extra: str) -> int:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "callgrind.out"
         subprocess.run(
@@ -61,6 +99,7 @@ def instructions(kind: str, n: int) -> int:
                 "--run",
                 kind,
                 str(n),
+                *extra,
             ],
             check=True,
             capture_output=True,
@@ -72,14 +111,21 @@ def instructions(kind: str, n: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
-    ap.add_argument("--small", type=int, default=2000)
-    ap.add_argument("--large", type=int, default=12000)
+    ap.add_argument("--small", type=int, default=None, help="default 2000 (1000 with --redis-url)")
+    ap.add_argument("--large", type=int, default=None, help="default 12000 (5000 with --redis-url)")
+    ap.add_argument("--redis-url", help="count the client side of a Redis check and its raw-socket ceilings")
     args = ap.parse_args()
     if args.run:
-        run_checks(args.run[0], int(args.run[1]))
+        if args.redis_url:
+            run_redis(args.run[0], int(args.run[1]), args.redis_url)
+        else:
+            run_checks(args.run[0], int(args.run[1]))
         return 0
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind: apt-get install -y valgrind")
+    if args.redis_url:
+        return _redis(args.redis_url, args.small or 1000, args.large or 5000)
+    args.small, args.large = args.small or 2000, args.large or 12000
     per: dict[str, float] = {}
     for name, kind in CONTENDERS.items():
         print(f"{name} ...", file=sys.stderr, flush=True)
@@ -92,6 +138,36 @@ def main() -> int:
     print("|---|--:|--:|")
     for name, value in per.items():
         print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
+    return 0
+
+
+def _redis(url: str, small: int, large: int) -> int:
+    import uuid
+
+    from throttlekit.stores import open_sync
+
+    sep = "&" if "?" in url else "?"
+    url = f"{url}{sep}prefix=tk-instr-{uuid.uuid4().hex[:8]}"
+    per: dict[str, float] = {}
+    try:
+        for name, kind in REDIS_CONTENDERS.items():
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            counts = [instructions(kind, n, "--redis-url", url) for n in (large, small)]
+            per[name] = (counts[0] - counts[1]) / (large - small)
+    finally:
+        store = open_sync(url)
+        for kind in REDIS_CONTENDERS.values():
+            store.delete(f"{store.prefix}:{kind}")
+            for i in range(100):
+                store.delete(f"{store.prefix}:{kind}-{i}")
+        store.close()
+    print(f"\nClient instructions per Redis decision (callgrind; {large} - {small} decisions, gcra)\n")
+    print("| contender | instructions per decision | ratio (ceiling/ours) |")
+    print("|---|--:|--:|")
+    names = list(per)
+    for ours, ceiling in ((names[0], names[1]), (names[2], names[3])):
+        print(f"| {ours} | {per[ours]:,.0f} | {per[ceiling] / per[ours]:.2f}x |")
+        print(f"| {ceiling} | {per[ceiling]:,.0f} | 1.00x |")
     return 0
 
 

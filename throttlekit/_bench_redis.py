@@ -31,6 +31,7 @@ from .limiter import AsyncLimiter, Limiter
 from .stores import open_async, open_sync
 from .stores._redisconn import RedisOptions, redis_options
 from .stores._resp import bulk, evalsha_head
+from .strategies import Strategy
 
 __all__ = ["redis_rows"]
 
@@ -68,6 +69,16 @@ def _against(
         r = statistics.median(vals)
         rows.append(Row(group, k, r, 1e6 / r, name0, statistics.median(ratios), (min(ratios), max(ratios))))
     return rows
+
+
+def raw_command(strategy: Strategy, full_key: str) -> bytes:
+    """The EVALSHA bytes of one cost-1 check of ``strategy`` on ``full_key`` at the server's clock, framed
+    from the manifest by hand: what the raw-socket ceilings send."""
+    t = load_manifest()[strategy.check_transform]
+    params = tuple(strategy.params)
+    return b"".join(
+        [evalsha_head(t, len(params) + 2), bulk(full_key), bulk(SERVER_TIME), *map(bulk, params), bulk(1)]
+    )
 
 
 def _raw_socket(opts: RedisOptions) -> tuple[socket.socket, Any]:
@@ -197,7 +208,6 @@ def redis_rows(
     store = open_sync(store_url)
     store.delete(f"{prefix}:probe")  # reachable, or a StoreError now
     sock, reader = _raw_socket(opts)
-    manifest = load_manifest()
     loop = asyncio.new_event_loop()
     astore = open_async(store_url)
     rows: list[Row] = []
@@ -215,20 +225,9 @@ def redis_rows(
         for name, strategy in STRATEGIES.items():
             next_group(f"redis {name}")
             limiter = Limiter(strategy, store=store)
-            t = manifest[strategy.check_transform]
-            params = tuple(strategy.params)
 
-            def command(key: str, t: Any = t, params: tuple[Any, ...] = params) -> bytes:
-                full = f"{prefix}:{key}"
-                return b"".join(
-                    [
-                        evalsha_head(t, len(params) + 2),
-                        bulk(full),
-                        bulk(SERVER_TIME),
-                        *map(bulk, params),
-                        bulk(1),
-                    ]
-                )
+            def command(key: str, strategy: Strategy = strategy) -> bytes:
+                return raw_command(strategy, f"{prefix}:{key}")
 
             rows += _against(
                 f"redis {name}: check, one thread",
