@@ -16,6 +16,12 @@ With ``--redis-url URL`` it counts the client side of a Redis check instead (gcr
 another process and is not counted): ``Limiter.check`` on a ``RedisStore`` beside the raw socket + hiredis
 loop sending the same EVALSHA bytes, and ``check_many(100)`` per decision beside the same 100 commands in
 one write (``tk bench``'s Redis ceilings), with ``--small 1000 --large 5000`` by default.
+
+With ``--postgres-url URL`` it counts one Postgres decision instead (``synchronous_commit=off``, 1,000
+keys, every call writes): the sync ``Limiter(Gcra).check`` on a ``PostgresStore`` beside its ceiling, the
+same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop), with
+``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
+server's work is not), so the figure is the client CPU per decision, independent of the load.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+PG_CONTENDERS = {
+    "throttlekit Limiter(Gcra).check, PostgresStore (sync)": "pg-ours",
+    "raw psycopg, same statements (ceiling)": "pg-ceiling",
+}
 
 REDIS_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, RedisStore": "redis-check",
@@ -40,6 +51,32 @@ CONTENDERS = {
     "lupa crossing floor: a Lua function answering constants (same call shape, same Decision)": "floor",
     "pure-Python GCRA on a dict (same Decision)": "python",
 }
+
+
+def run_pg(kind: str, n: int, url: str, table: str) -> None:
+    """The measured process for ``--postgres-url``: warm up, then ``n`` decisions over 1,000 keys."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import psycopg
+    from bench_stores import STRATEGY, _pg_ceiling_decide
+
+    from throttlekit import Limiter
+    from throttlekit.stores.postgres import PostgresStore
+
+    keys = [f"{kind}:k{i}" for i in range(1000)]
+    if kind == "pg-ours":
+        store = PostgresStore(url, table=table, sweep_interval_ms=0, synchronous_commit="off")
+        check = Limiter(STRATEGY, store=store).check
+    else:
+        conn = psycopg.connect(url, autocommit=True, options="-c synchronous_commit=off")
+        decide = _pg_ceiling_decide("simple", table)
+
+        def check(key: str) -> None:
+            decide(conn, key)
+
+    for i in range(200):
+        check(keys[i % 1000])
+    for i in range(n):
+        check(keys[(200 + i) % 1000])
 
 
 def run_redis(kind: str, n: int, url: str) -> None:
@@ -111,12 +148,26 @@ def instructions(kind: str, n: int, *extra: str) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
-    ap.add_argument("--small", type=int, default=None, help="default 2000 (1000 with --redis-url)")
-    ap.add_argument("--large", type=int, default=None, help="default 12000 (5000 with --redis-url)")
+    ap.add_argument("--pg", nargs=2, metavar=("URL", "TABLE"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--small",
+        type=int,
+        default=None,
+        help="default 2000 (1000 with --redis-url, 100 with --postgres-url)",
+    )
+    ap.add_argument(
+        "--large",
+        type=int,
+        default=None,
+        help="default 12000 (5000 with --redis-url, 600 with --postgres-url)",
+    )
     ap.add_argument("--redis-url", help="count the client side of a Redis check and its raw-socket ceilings")
+    ap.add_argument("--postgres-url", help="count a sync Postgres decision and its raw-psycopg ceiling")
     args = ap.parse_args()
     if args.run:
-        if args.redis_url:
+        if args.pg:
+            run_pg(args.run[0], int(args.run[1]), *args.pg)
+        elif args.redis_url:
             run_redis(args.run[0], int(args.run[1]), args.redis_url)
         else:
             run_checks(args.run[0], int(args.run[1]))
@@ -125,6 +176,8 @@ def main() -> int:
         raise SystemExit("needs valgrind: apt-get install -y valgrind")
     if args.redis_url:
         return _redis(args.redis_url, args.small or 1000, args.large or 5000)
+    if args.postgres_url:
+        return _postgres(args.postgres_url, args.small or 100, args.large or 600)
     args.small, args.large = args.small or 2000, args.large or 12000
     per: dict[str, float] = {}
     for name, kind in CONTENDERS.items():
@@ -168,6 +221,32 @@ def _redis(url: str, small: int, large: int) -> int:
     for ours, ceiling in ((names[0], names[1]), (names[2], names[3])):
         print(f"| {ours} | {per[ours]:,.0f} | {per[ceiling] / per[ours]:.2f}x |")
         print(f"| {ceiling} | {per[ceiling]:,.0f} | 1.00x |")
+    return 0
+
+
+def _postgres(url: str, small: int, large: int) -> int:
+    import uuid
+
+    from throttlekit.stores.postgres import PostgresStore
+
+    table = f"tk_instr_{uuid.uuid4().hex[:8]}"
+    per: dict[str, float] = {}
+    try:
+        for name, kind in PG_CONTENDERS.items():
+            print(f"{name} ...", file=sys.stderr, flush=True)
+            counts = [instructions(kind, n, "--pg", url, table) for n in (large, small)]
+            per[name] = (counts[0] - counts[1]) / (large - small)
+    finally:
+        store = PostgresStore(url, table=table, sweep_interval_ms=0)
+        store.drop_table()
+        store.close()
+    ceiling = per["raw psycopg, same statements (ceiling)"]
+    print(f"\nInstructions per Postgres decision, client side (callgrind; {large} - {small} decisions, "
+          "synchronous_commit=off)\n")  # fmt: skip
+    print("| contender | instructions per decision | ratio (ceiling/ours) |")
+    print("|---|--:|--:|")
+    for name, value in per.items():
+        print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
     return 0
 
 
