@@ -29,7 +29,16 @@ from ._errors import ConfigError, ScriptError, as_script_error
 from ._loader import Transform, lua_root
 from ._validate import MAX_SAFE_INTEGER, integer
 
-__all__ = ["ALLOWED_COMMANDS", "RUNTIMES", "SHIM_FILE", "LuaEngine", "shim_source", "unpack_reply"]
+__all__ = [
+    "ALLOWED_COMMANDS",
+    "PLAIN_ITEMS",
+    "RUNTIMES",
+    "SHIM_FILE",
+    "LuaEngine",
+    "shim_source",
+    "step_result",
+    "unpack_reply",
+]
 
 #: The shim, relative to ``lua/``.
 SHIM_FILE = "runtime/shim.lua"
@@ -61,7 +70,7 @@ def _to_py(value: Any) -> Any:
 
 
 #: reply items that need no conversion (the common case: numbers and text)
-_PLAIN = frozenset({int, float, str})
+PLAIN_ITEMS = _PLAIN = frozenset({int, float, str})
 
 
 def unpack_reply(out: Any, start: int = 0) -> list[Any]:
@@ -73,6 +82,24 @@ def unpack_reply(out: Any, start: int = 0) -> list[Any]:
     if _PLAIN.issuperset(map(type, items)):
         return list(items)
     return [_to_py(v) for v in items]
+
+
+def step_result(
+    out: Any, write: bool
+) -> tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]:
+    """A one-key step's flat result (:meth:`LuaEngine.bind_step_raw`) as ``(reply, outcome)``: the
+    outcome ``True`` when the key is as installed (or without ``write``), ``None`` when it is gone, else
+    its new ``(kind, value, deadline)`` as :meth:`LuaEngine.dump` gives them."""
+    if not write:
+        return unpack_reply(out), True
+    kind = out[0]
+    if kind is True:
+        return unpack_reply(out, 3), True
+    if kind is False:
+        return unpack_reply(out, 3), None
+    if kind == "string":
+        return unpack_reply(out, 3), (kind, out[1], out[2])
+    return unpack_reply(out, 3), _layout(kind, out[1], out[2])
 
 
 def shim_source() -> str:
@@ -113,7 +140,7 @@ class LuaEngine:
         self._runners: dict[str, Callable[..., tuple[Any, ...]]] = {}
         self._raw: dict[str, Any] = {}  # the compiled Lua runners themselves (for step)
         self._step = self._api.step
-        self._step1 = self._api.step1
+        self._steppers: dict[tuple[str, bool], Callable[..., Any]] = {}  # step1's, made on first use
         self._transforms: dict[str, Transform] = {}
         self.lua_error: type[Exception] = self._mod.LuaError
         for t in transforms:
@@ -216,35 +243,21 @@ class LuaEngine:
         ``write``, per key: ``True`` when it is as installed (nothing to write), ``None`` when it is
         gone, else its new ``(kind, value, deadline)`` as :meth:`dump` gives them (``[]`` without
         ``write``). Atomic by itself: lupa serialises calls into one runtime, so no lock is taken."""
+        if len(keys) == 1:  # the common case: no tables either way
+            reply, after1 = self.step1(name, clock_ms, keys[0], states[0], args, write)
+            return reply, [after1] if write else []
         fn = self._raw.get(name)
         if fn is None:
             self.runner(name)
             fn = self._raw[name]
         try:
-            if len(keys) == 1:  # the common case: no tables either way, one outcome (a branch per case)
-                st = states[0]
-                if st is None:
-                    out = self._step1(fn, clock_ms, write, keys[0], False, None, None, *args)
-                elif st[0] == "string":
-                    out = self._step1(fn, clock_ms, write, keys[0], *st, *args)
-                else:
-                    value = self._table(st[0], st[1])
-                    out = self._step1(fn, clock_ms, write, keys[0], st[0], value, st[2], *args)
-                if not write:
-                    return unpack_reply(out), []
-                kind = out[0]
-                if kind is True:
-                    return unpack_reply(out, 3), [True]
-                if kind is False:
-                    return unpack_reply(out, 3), [None]
-                return unpack_reply(out, 3), [_layout(kind, out[1], out[2])]
             flat: list[Any] = []
             for key, st in zip(keys, states):
                 if st is None:
                     flat += (key, False, None, None)
                 else:
                     kind, value, deadline = st
-                    value = value if kind == "string" else self._table(kind, value)
+                    value = value if kind == "string" else self.table(kind, value)
                     flat += (key, kind, value, deadline)
             out = self._step(fn, clock_ms, write, len(keys), *flat, *args)
         except self.lua_error as exc:
@@ -262,6 +275,78 @@ class LuaEngine:
             else:
                 after.append(_layout(kind, out[i + 1], out[i + 2]))
         return unpack_reply(out, n), after
+
+    def step1(
+        self,
+        name: str,
+        clock_ms: int,
+        key: str,
+        state: tuple[str, Any, int | None] | None,
+        args: Sequence[Any],
+        write: bool,
+    ) -> tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]:
+        """:meth:`step` on one key (``state`` None: absent): the reply and the key's outcome (``True`` as
+        installed, ``None`` gone, else its new layout; ``True`` without ``write``). Runs the transform's
+        :meth:`bind_step` with no constant (made on first use)."""
+        step = self._steppers.get((name, write))
+        if step is None:
+            t = self.transform(name)
+            step = self._steppers[(name, write)] = self.bind_step(name, (), write, len(t.argv) - 1)
+        return step(clock_ms, key, state, args[0], args[1:])
+
+    def bind_step(
+        self, name: str, params: Sequence[Any], write: bool, ntail: int
+    ) -> Callable[..., tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]]:
+        """:meth:`step1` of single-key transform ``name`` with ARGV ``[now_ms, *params, *tail]``, the
+        ``params`` fixed once here (:meth:`bind_step_raw`) and ``ntail`` values per call:
+        ``step(clock_ms, key, state, now_ms, tail) -> (reply, outcome)`` as :meth:`step1` (``now_ms``
+        already resolved: the sentinel is not read here)."""
+        t = self.transform(name)
+        lua_step, lua_error, table, sha = (
+            self.bind_step_raw(name, params, ntail),
+            self.lua_error,
+            self.table,
+            t.sha,
+        )
+
+        def step(
+            clock_ms: int,
+            key: str,
+            state: tuple[str, Any, int | None] | None,
+            now_ms: float,
+            tail: Sequence[Any],
+        ) -> tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]:
+            try:  # a branch per case: no table for a string
+                if state is None:
+                    out = lua_step(clock_ms, write, key, False, None, None, now_ms, *tail)
+                elif state[0] == "string":
+                    out = lua_step(clock_ms, write, key, *state, now_ms, *tail)
+                else:
+                    out = lua_step(
+                        clock_ms, write, key, state[0], table(state[0], state[1]), state[2], now_ms, *tail
+                    )
+            except lua_error as exc:
+                raise as_script_error(name, sha, exc) from None
+            return step_result(out, write)
+
+        return step
+
+    def bind_step_raw(self, name: str, params: Sequence[Any], ntail: int) -> Any:
+        """The shim's ``bind_step`` for single-key transform ``name`` with ARGV ``[now_ms, *params,
+        *tail]``: a Lua function ``(clock_ms, write, key, kind, value, deadline, now_ms, *tail)`` (``kind``
+        False: the key is absent; ``value`` a string, or :meth:`table` of a hash or zset;
+        ``now_ms`` resolved) whose flat result :func:`step_result` reads. One call into Lua, atomic by
+        itself: the keyspace must be empty and is empty again on every exit; the constants cross into
+        Lua once, here. A script fault raises :attr:`lua_error` (see :func:`as_script_error`)."""
+        t = self.transform(name)
+        if len(t.keys) != 1 or ntail < 0:
+            raise ScriptError(name, t.sha, f"bind_step needs a single-key transform; {name} has keys "
+                                           f"{list(t.keys)} and argv {list(t.argv)}, got {len(params)} params")  # fmt: skip
+        prologue, body = _split(t)
+        result = self._api.bind_step(prologue, body, t.name, ntail, *params)
+        if isinstance(result, tuple):
+            raise ScriptError(name, t.sha, f"does not compile: {result[1]}")
+        return result
 
     def key_count(self) -> int:
         """Keys currently held (expired ones not yet swept included)."""
@@ -307,11 +392,11 @@ class LuaEngine:
         (list of (member, score)); ``deadline`` is the absolute expiry in ms (None = persistent; one
         already past installs nothing). For tests and tools (the snapshot stores use :meth:`step`)."""
         if kind != "string":
-            value = self._table(kind, value)
+            value = self.table(kind, value)
         with self.lock:
             self._api.load(clock_ms, key, kind, value, deadline)
 
-    def _table(self, kind: str, value: Any) -> Any:
+    def table(self, kind: str, value: Any) -> Any:
         """A hash (dict field -> text) or zset (pairs (member, score)) value as the Lua table
         ``load`` takes (any other kind passes through: the shim names it in its error)."""
         if kind == "hash":

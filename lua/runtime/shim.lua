@@ -743,18 +743,44 @@ local function finish1(t, write, k, kind0, v0, d0, ok, ...)
   return a, b, c, ...
 end
 
+-- bind_step(prologue, body, name, ntail, ...): the single-key form of `step` (below), over a private copy
+-- of a single-key transform whose ARGV[2..n+1] are fixed to `...` (as bind; the constant arguments cross
+-- the boundary once, here, not on every decision) and without any table of its own. The returned
+-- function is (t, write, k, kind, value, deadline, now, a1, .., a_ntail) with ARGV[1] = now as given
+-- (already resolved); it returns the key's outcome (three values, see `outcome`; none without `write`),
+-- then the transform's (is_array, items...), and empties the keyspace on every exit.
+local function bind_step(prologue, body, name, ntail, ...)
+  local KEYS, ARGV = {}, {}
+  local fn, cerr = load_body(prologue, body, name, KEYS, ARGV)
+  if fn == nil then return nil, cerr end
+  local n = select('#', ...)
+  for i = 1, n do ARGV[i + 1] = (select(i, ...)) end
+  local function run(t)
+    NOW, fresh = t, nil
+    return convert(fn())
+  end
+  if ntail == 1 then
+    local last = n + 2
+    return function(t, write, k, kind0, v0, d0, now, a)
+      if kind0 then load(t, k, kind0, v0, d0) end
+      KEYS[1], ARGV[1], ARGV[last] = k, now, a
+      return finish1(t, write, k, kind0, v0, d0, pcall(run, t))
+    end
+  end
+  return function(t, write, k, kind0, v0, d0, now, ...)
+    if kind0 then load(t, k, kind0, v0, d0) end
+    KEYS[1], ARGV[1] = k, now
+    for i = 1, ntail do ARGV[n + 1 + i] = (select(i, ...)) end
+    return finish1(t, write, k, kind0, v0, d0, pcall(run, t))
+  end
+end
+
 -- step(run, t, write, nkeys, k1, kind1, value1, deadline1, ..., arg1, ...): the snapshot stores'
 -- whole decision in one call: load each key (kind false: absent) into the empty keyspace, run the
 -- compiled transform `run` (from compile) on the keys and args, and with `write` report each key's
 -- outcome (three values: see `outcome`, padded with nils); then empty the keyspace, on every exit.
 -- Returns the outcomes (none without `write`), then the runner's (is_array, items...). A transform
--- error is re-raised, unchanged, after the keyspace is emptied. step1 is the single-key form
--- (run, t, write, k, kind, value, deadline, arg1, ...), without any table of its own.
-local function step1(run, t, write, k, kind0, v0, d0, ...)
-  if kind0 then load(t, k, kind0, v0, d0) end
-  return finish1(t, write, k, kind0, v0, d0, pcall(run, t, k, ...))
-end
-
+-- error is re-raised, unchanged, after the keyspace is emptied. bind_step is the single-key form.
 local function step(run, t, write, nk, ...)
   local spec = pack(...)
   local call = {}
@@ -786,7 +812,7 @@ local api = {}
 api.compile = compile
 api.bind = bind
 api.step = step
-api.step1 = step1
+api.bind_step = bind_step
 api.count = function() return nkeys end
 api.stats = function() return nkeys, evicted, expired, collectgarbage('count') end
 api.collect = function() collectgarbage('collect'); return collectgarbage('count') end

@@ -1,8 +1,9 @@
 """The Postgres store's transport: connecting (sync and asyncio), one simple-query exchange, errors.
 
 :func:`exchange` / :func:`aexchange` send one query string (several statements) on a psycopg connection's
-libpq handle and wait for all of its results, bounded by ``op_timeout_s``; psycopg's cursor layer is
-not involved (it costs more client CPU than the round trip itself). What is sent and how replies are
+libpq handle, wait for all of its results, bounded by ``op_timeout_s``, and return the last one, raising
+the server's error when a statement failed (:func:`last_ok`); psycopg's cursor layer is not involved (it
+costs more client CPU than the round trip itself). What is sent and how replies are
 read lives in :mod:`throttlekit.stores._pgsql`; pooling in :mod:`throttlekit.stores._pgpool`.
 
 Errors: every failure becomes :class:`~throttlekit.StoreError` (:func:`store_error`), except in the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 from .._errors import ConfigError, StoreError
@@ -27,6 +29,7 @@ __all__ = [
     "connect",
     "exchange",
     "is_connection_error",
+    "last_ok",
     "psycopg",
     "redact",
     "startup_error",
@@ -164,25 +167,49 @@ async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> Any
     )
 
 
-def exchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
-    """Send ``query`` (one simple-query message) and return every result; bounded by ``op_timeout_s``
-    (psycopg >= 3.2; older versions wait on the TCP keepalives)."""
+#: libpq's ``PGRES_FATAL_ERROR`` (``psycopg.pq.ExecStatus.FATAL_ERROR``).
+_FATAL_ERROR = 7
+
+
+def last_ok(results: Sequence[Any]) -> Any:
+    """The last result of a simple-query exchange; raises the server's error (a psycopg ``Error``
+    subclass by SQLSTATE) when a statement failed. The server skips every statement after a failed one
+    (the whole message is one implicit transaction or aborts the open one), so a failure is always the
+    last result: only that one is checked."""
+    if not results:
+        raise StoreError("postgres: the server returned no result")
+    res = results[-1]
+    if res.status == _FATAL_ERROR:
+        from psycopg import errors
+
+        raise errors.error_from_result(res, encoding="utf-8")
+    return res
+
+
+def exchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
+    """Send ``query`` (one simple-query message), wait for all of its results, bounded by ``op_timeout_s``
+    (psycopg >= 3.2; older versions wait on the TCP keepalives), and return the last one, checked as by
+    :func:`last_ok` (inline: this runs twice per decision)."""
     pgconn = conn.pgconn
     pgconn.send_query(query)
     if _WAIT_TIMEOUT or _wait_takes_timeout():
-        return conn.wait(generators.execute(pgconn), timeout=op_timeout_s)  # type: ignore[no-any-return]
-    return conn.wait(generators.execute(pgconn))  # type: ignore[no-any-return]  # pragma: no cover
+        results = conn.wait(generators.execute(pgconn), timeout=op_timeout_s)
+    else:  # pragma: no cover
+        results = conn.wait(generators.execute(pgconn))
+    if results and results[-1].status != _FATAL_ERROR:
+        return results[-1]
+    return last_ok(results)
 
 
-async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> list[Any]:
+async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
     """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable)."""
     _wait_takes_timeout()
     pgconn = conn.pgconn
     pgconn.send_query(query)
     if _timeout is not None:  # Python 3.11+: a deadline on this task, no task of its own per exchange
         async with _timeout(op_timeout_s):
-            return await conn.wait(generators.execute(pgconn))  # type: ignore[no-any-return]
-    return await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s)
+            return last_ok(await conn.wait(generators.execute(pgconn)))
+    return last_ok(await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s))
 
 
 #: ``asyncio.timeout`` (Python 3.11+; it raises ``TimeoutError``, which is ``asyncio.TimeoutError`` there)

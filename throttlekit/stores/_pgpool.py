@@ -4,7 +4,9 @@ Why not psycopg_pool: while the server is down its pool keeps reconnecting in ba
 ``getconn`` waits for its full timeout, so every decision during an outage would take that long. Here a
 caller that needs a connection opens it itself (``connect_timeout`` bounds that; a refused connection
 fails in microseconds), idle connections are reused LIFO, and a broken one is simply dropped. No
-threads: the sync pool is a condition variable, the async one a semaphore.
+threads: the sync pool is a condition variable, the async one a semaphore. The sync pool's common case
+(an idle connection out, a healthy one back) takes no lock: ``list.pop`` and ``list.append`` are atomic,
+and a release notifies only when a caller waits, which counts itself before its last look at the list.
 """
 
 from __future__ import annotations
@@ -44,16 +46,20 @@ class Pool:
 
     def acquire(self) -> tuple[Any, bool]:
         """(connection, fresh). Raises ``StoreError`` when the pool stays exhausted or connecting fails."""
-        with self._lock:  # the common case first: an idle connection, no clock read, no condition
-            if self._idle and not self._closed:
-                return self._idle.pop(), False
+        if not self._closed:  # the common case first: an idle connection, no lock, clock or condition
+            try:
+                return self._idle.pop(), False  # atomic: a list's pop and append need no lock of ours
+            except IndexError:
+                pass
         deadline = time.monotonic() + self.timeout_s
         with self._cond:
             while True:
                 if self._closed:
                     raise StoreError("postgres store is closed")
-                if self._idle:
-                    return self._idle.pop(), False
+                try:
+                    return self._idle.pop(), False  # (a lock-free acquire may take it first)
+                except IndexError:
+                    pass
                 if self._open < self.size:
                     self._open += 1
                     break
@@ -64,7 +70,8 @@ class Pool:
                     )
                 self._waiting += 1
                 try:
-                    self._cond.wait(left)
+                    if not self._idle:  # a release that appended before the count above did not notify
+                        self._cond.wait(left)
                 finally:
                     self._waiting -= 1
         try:
@@ -77,19 +84,32 @@ class Pool:
             raise
 
     def release(self, conn: Any, *, broken: bool) -> None:
+        """Return ``conn`` after use; ``broken`` (any failure on it) closes it instead. A connection that
+        completed its last exchange is open (psycopg raises on a lost one, and the caller says broken)."""
+        if not (broken or self._closed):  # the common case: back to the idle list
+            self._idle.append(conn)
+            if self._waiting:  # read after the append: a waiter counts itself, then re-checks the idle
+                with self._cond:  # list before it waits (under the lock), so no wake-up is lost
+                    self._cond.notify()
+            if self._closed:  # closed meanwhile: the close may have drained the list before the append
+                self.discard_idle()
+            return
         with self._lock:
-            if broken or self._closed or conn.closed:
-                self._open -= 1
-                _finish(conn)
-            else:
-                self._idle.append(conn)
+            self._open -= 1
+            _finish(conn)
             if self._waiting:
                 self._cond.notify()
 
     def discard_idle(self) -> None:
-        """Drop every idle connection (after a server restart they are all dead)."""
+        """Drop every idle connection (after a server restart they are all dead). Pops them one by one
+        (the list itself stays: ``acquire`` and ``release`` use it without the lock)."""
+        idle = []
         with self._cond:
-            idle, self._idle = self._idle, []
+            while True:
+                try:
+                    idle.append(self._idle.pop())
+                except IndexError:
+                    break
             self._open -= len(idle)
             self._cond.notify_all()
         for c in idle:

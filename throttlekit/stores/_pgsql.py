@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import ConfigError, StoreError, quote
-from ._snapshot import NEVER, Change, Record
+from ._snapshot import NEVER, Change, Outcome, Record
 
-__all__ = ["IDENT", "Statements", "literal", "records", "results_ok"]
+__all__ = ["IDENT", "Statements", "literal", "record1", "records"]
 
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 #: Rows deleted per sweep statement.
@@ -35,7 +35,7 @@ def literal(text: str) -> bytes:
     """``text`` as a standard-conforming SQL string literal. Postgres text cannot hold NUL."""
     if "\x00" in text:
         raise StoreError(f"postgres: a key or state cannot contain NUL (0x00): {text[:40]!r}")
-    return b"'" + text.replace("'", "''").encode() + b"'"
+    return b"'%b'" % text.replace("'", "''").encode()
 
 
 def _ident(name: str) -> bytes:
@@ -55,13 +55,17 @@ class Statements:
         t = _ident(table)
         idx = _ident(f"{self.name}_expires_at_idx")
         self._select = b"SELECT key, state, expires_at FROM " + t + b" WHERE key "
-        self._lock1 = b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended("
-        self._lock1_select = b", 0)); " + self._select + b"= "
+        #: :meth:`begin_read1` as a template, ``% (k, k)`` (for a caller that inlines it)
+        self.begin_read1_template = (
+            b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(%b, 0)); " + self._select + b"= %b"
+        )  # the key's literal twice (IDENT: a table name has no %)
         self._upsert = b"INSERT INTO " + t + b" (key, state, expires_at) VALUES ("
         self._conflict = (
             b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at"
         )
-        self._conflict_commit = self._conflict + b"; COMMIT"
+        self._upsert1 = (
+            self._upsert + b"%b, '%b', %d" + self._conflict + b"; COMMIT"
+        )  # the key's literal, the state's quoted text, the deadline
         self._delete = b"DELETE FROM " + t + b" WHERE key = "
         self._sweep = (
             b"DELETE FROM " + t + b" WHERE key IN (SELECT key FROM " + t + b" WHERE expires_at < %d LIMIT "
@@ -105,32 +109,45 @@ class Statements:
         """Open the transaction, take every key's advisory lock (sorted: no deadlock between multi-key
         transforms), then read; the transaction stays open until :meth:`write`."""
         if len(keys) == 1:
-            k = literal(keys[0])
-            return self._lock1 + k + self._lock1_select + k
+            return self.begin_read1(literal(keys[0]))
         locks = b"".join(
             b"SELECT pg_advisory_xact_lock(hashtextextended(" + literal(k) + b", 0)); "
             for k in sorted(set(keys))
         )
         return b"BEGIN; " + locks + self._select + self._where(keys)
 
+    def begin_read1(self, k: bytes) -> bytes:
+        """:meth:`begin_read` of one key given as its :func:`literal`."""
+        return self.begin_read1_template % (k, k)
+
+    def write1(self, k: bytes, outcome: Outcome) -> bytes:
+        """:meth:`write` for one key given as its :func:`literal`, with the executor's one-key outcome
+        (:meth:`~throttlekit.stores._snapshot.SnapshotExecutor.run1`): ``True`` nothing to write
+        (``COMMIT`` alone), ``None`` delete, else ``(state, expires_at_ms)`` to upsert."""
+        if outcome is True:
+            return b"COMMIT"
+        if outcome is None:
+            return self._delete + k + b"; COMMIT"
+        state, expires_at = outcome  # JSON text: never a NUL (json escapes it), so only quotes to double
+        return self._upsert1 % (
+            k,
+            state.replace("'", "''").encode(),
+            NEVER if expires_at is None else expires_at,
+        )
+
     def write(self, changes: Sequence[Change]) -> bytes:
         """The changes, then ``COMMIT`` (just ``COMMIT`` when nothing changed: it releases the locks)."""
-        if len(changes) == 1:  # the common case: one upsert
+        if len(changes) == 1:  # the common case: one upsert or delete
             key, state, expires_at, _ = changes[0]
-            if state is not None:
-                expires = NEVER if expires_at is None else int(expires_at)
-                return (
-                    self._upsert + literal(key) + b", " + literal(state) + b", " + str(expires).encode()
-                    + self._conflict_commit
-                )  # fmt: skip
+            return self.write1(literal(key), None if state is None else (state, expires_at))
         parts = []
         for c in changes:
             if c.state is None:
                 parts.append(self._delete + literal(c.key))
             else:
-                expires = NEVER if c.expires_at_ms is None else int(c.expires_at_ms)
+                expires = NEVER if c.expires_at_ms is None else c.expires_at_ms
                 parts.append(
-                    self._upsert + literal(c.key) + b", " + literal(c.state) + b", " + str(expires).encode()
+                    self._upsert + literal(c.key) + b", " + literal(c.state) + b", " + b"%d" % expires
                     + self._conflict
                 )  # fmt: skip
         parts.append(b"COMMIT")
@@ -143,23 +160,14 @@ class Statements:
         return self._sweep % int(now_ms)
 
 
-#: libpq's ``PGRES_FATAL_ERROR`` (``psycopg.pq.ExecStatus.FATAL_ERROR``).
-_FATAL_ERROR = 7
-
-
-def results_ok(results: Sequence[Any]) -> Any:
-    """The last result of a simple-query exchange; raises the server's error (a psycopg ``Error``
-    subclass by SQLSTATE) when a statement failed. The server skips every statement after a failed one
-    (the whole message is one implicit transaction or aborts the open one), so a failure is always the
-    last result: only that one is checked."""
-    if not results:
-        raise StoreError("postgres: the server returned no result")
-    res = results[-1]
-    if res.status == _FATAL_ERROR:
-        from psycopg import errors
-
-        raise errors.error_from_result(res, encoding="utf-8")
-    return res
+def record1(result: Any) -> tuple[str | None, int | None]:
+    """The read of one key as ``(state, expires_at_ms)``: ``(None, None)`` when absent, ``expires_at_ms``
+    None when persistent (expired records included: the executor decides liveness)."""
+    if result.ntuples == 0:
+        return None, None
+    get = result.get_value
+    expires = int(get(0, 2))
+    return get(0, 1).decode(), None if expires >= NEVER else expires
 
 
 def records(keys: Sequence[str], result: Any) -> list[Record | None]:
@@ -169,8 +177,8 @@ def records(keys: Sequence[str], result: Any) -> list[Record | None]:
         return [None] * len(keys)
     get = result.get_value
     if len(keys) == 1:  # the common case: one key, at most one row (the key is the primary key)
-        expires = int(get(0, 2))
-        return [Record(get(0, 1).decode(), None if expires >= NEVER else expires)]
+        state, expires_at = record1(result)
+        return [None if state is None else Record(state, expires_at)]
     by_key: dict[str, Record] = {}
     for i in range(n):
         expires = int(get(i, 2))

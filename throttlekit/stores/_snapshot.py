@@ -37,20 +37,22 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, NamedTuple, Protocol
 
 from .._clock import SERVER_TIME, Clock, SystemClock
-from .._errors import ConcurrentUpdateError, ScriptError
+from .._errors import ConcurrentUpdateError, ScriptError, as_script_error
 from .._loader import Transform, load_manifest
-from .._lupa import LuaEngine
-from ._codecs import CodecError, decode, encode
+from .._lupa import PLAIN_ITEMS as _PLAIN
+from .._lupa import LuaEngine, step_result
+from ._codecs import CodecError, decode, encode, encode_string
 from .base import AsyncBoundCall, BoundCall, EvalBinding, Last, Reply
 
 __all__ = [
     "AsyncStateStore",
     "AsyncStateTxn",
     "Change",
+    "Outcome",
     "Record",
     "SnapshotExecutor",
     "SnapshotStore",
@@ -69,6 +71,11 @@ class Record(NamedTuple):
     state: str
     expires_at_ms: int | None
     version: int = 0
+
+
+#: What one key's decision writes (:meth:`SnapshotExecutor.run1`): ``True`` nothing (read-only, or the
+#: state is as read), ``None`` a delete, else ``(state, expires_at_ms)`` (None: persistent) to store.
+Outcome = tuple[str, int | None] | Literal[True] | None
 
 
 class Change(NamedTuple):
@@ -140,6 +147,7 @@ class SnapshotExecutor:
             n: (t.argv.index("buckets") - 1 if "buckets" in t.argv else None)
             for n, t in self.transforms.items()
         }
+        self._run1: dict[str, Callable[..., tuple[list[Any], Outcome]]] = {}  # run1's, made on first use
 
     def transform(self, name: str) -> Transform:
         try:
@@ -159,11 +167,19 @@ class SnapshotExecutor:
         """Reply items and the changed keys (empty for read-only transforms and untouched state).
         ``records`` are as stored: the expired ones (``clock_ms`` past their deadline) count as absent, but
         a change to such a key still carries the record it replaces (its version, for compare-and-set)."""
+        if len(keys) == 1:  # the common case: one key, its own step (what a bound call runs directly)
+            r = records[0]
+            if r is None:
+                reply, out = self.run1(t, keys[0], None, None, clock_ms, (now_ms, *args))
+            else:
+                reply, out = self.run1(t, keys[0], r.state, r.expires_at_ms, clock_ms, (now_ms, *args))
+            if out is True:
+                return reply, []
+            if out is None:
+                return reply, [Change(keys[0], None, None, r)]
+            return reply, [Change(keys[0], out[0], out[1], r)]
         idx = self._slots_arg[t.name]
-        try:
-            slots = int(args[idx]) if idx is not None else 0
-        except (TypeError, ValueError, IndexError):  # a bad argument: the Lua reports it
-            slots = 0
+        slots = 0 if idx is None else _slots(args, idx)
         states: list[tuple[str, Any, int | None] | None] = []
         try:
             for r in records:  # a loop, not comprehensions: this runs per decision (Python 3.11 frames)
@@ -182,12 +198,101 @@ class SnapshotExecutor:
             if now is None:
                 changes.append(Change(key, None, None, r))
                 continue
-            try:
-                blob = encode(t.state, (now[0], now[1]), slots)
-            except CodecError as exc:
-                raise ScriptError(t.name, t.sha, f"state does not encode as {t.state!r}: {exc}") from None
-            changes.append(Change(key, blob, None if now[2] is None else int(now[2]), r))
+            changes.append(
+                Change(key, self._encode(t, now, slots), None if now[2] is None else int(now[2]), r)
+            )
         return reply, changes
+
+    def _encode(self, t: Transform, layout: tuple[str, Any, int | None], slots: int) -> str:
+        try:
+            return encode(t.state, (layout[0], layout[1]), slots)
+        except CodecError as exc:
+            raise ScriptError(t.name, t.sha, f"state does not encode as {t.state!r}: {exc}") from None
+
+    def run1(
+        self,
+        t: Transform,
+        key: str,
+        state: str | None,
+        expires_at_ms: int | None,
+        clock_ms: int,
+        argv: Sequence[Any],
+    ) -> tuple[list[Any], Outcome]:
+        """:meth:`run` on one key, from its stored ``state`` and ``expires_at_ms`` (``state`` None:
+        absent) and the whole ARGV (``now_ms`` first): the reply and the :data:`Outcome`. Runs
+        :meth:`bind1` of ``t`` with no constant (made on first use)."""
+        run = self._run1.get(t.name)
+        if run is None:
+            run = self._run1[t.name] = self.bind1(t, ())
+        return run(key, state, expires_at_ms, clock_ms, argv[0], argv[1:])
+
+    def bind1(self, t: Transform, params: Sequence[Any]) -> Callable[..., tuple[list[Any], Outcome]]:
+        """The one-key decision of ``t`` with ARGV ``[now_ms, *params, *tail]``, prepared once (the
+        constants cross into Lua here: :meth:`~throttlekit._lupa.LuaEngine.bind_step`):
+        ``run(key, state, expires_at_ms, clock_ms, now_ms, tail) -> (reply, outcome)``. ``state`` and
+        ``expires_at_ms`` are the stored record (``state`` None: absent; expired: absent too), and
+        ``now_ms`` is resolved (not the sentinel). I/O-free: what both halves of a store run between
+        their read and their write, with no record, change or list of its own (every one-key decision
+        runs this)."""
+        fixed = tuple(params)
+        engine, write = self.engine, not t.read_only
+        lua_step = engine.bind_step_raw(t.name, fixed, len(t.argv) - 1 - len(fixed))
+        lua_error, table = engine.lua_error, engine.table
+        idx, family, name, sha = self._slots_arg[t.name], t.state, t.name, t.sha
+
+        def run(
+            key: str,
+            state: str | None,
+            expires_at_ms: int | None,
+            clock_ms: int,
+            now_ms: float,
+            tail: Sequence[Any],
+        ) -> tuple[list[Any], Outcome]:
+            slots = 0 if idx is None else _slots((*fixed, *tail), idx)
+            # load, run, dump and flush in one call into Lua (atomic by itself; the engine is empty after it)
+            try:
+                if state is None or (expires_at_ms is not None and clock_ms > expires_at_ms):
+                    out = lua_step(
+                        clock_ms, write, key, False, None, None, now_ms, *tail
+                    )  # absent or expired
+                else:
+                    try:
+                        kind, value = decode(family, state, slots)
+                    except CodecError as exc:
+                        raise ScriptError(
+                            name, sha, f"stored state does not decode as {family!r}: {exc}"
+                        ) from None
+                    if kind != "string":
+                        value = table(kind, value)
+                    out = lua_step(clock_ms, write, key, kind, value, expires_at_ms, now_ms, *tail)
+            except lua_error as exc:
+                raise as_script_error(name, sha, exc) from None
+            if write and out[0] == "string" and out[3]:  # the common case, read inline as step_result
+                items = out[4:]  # would: a new string value and an array reply (of plain items: below)
+                if _PLAIN.issuperset(map(type, items)):
+                    try:
+                        blob = encode_string(family, out[1], slots)
+                    except CodecError as exc:
+                        raise ScriptError(name, sha, f"state does not encode as {family!r}: {exc}") from None
+                    return list(items), (blob, None if out[2] is None else int(out[2]))
+            reply, now = step_result(out, write)
+            if now is True or now is None:
+                return reply, now
+            try:
+                blob = encode(family, (now[0], now[1]), slots)
+            except CodecError as exc:
+                raise ScriptError(name, sha, f"state does not encode as {family!r}: {exc}") from None
+            return reply, (blob, None if now[2] is None else int(now[2]))
+
+        return run
+
+
+def _slots(args: Sequence[Any], idx: int) -> int:
+    """S, the ``buckets`` argument of a ring transform, at ``args[idx]`` (ARGV after ``now_ms``)."""
+    try:
+        return int(args[idx])
+    except (TypeError, ValueError, IndexError):  # a bad argument: the Lua reports it
+        return 0
 
 
 def _backoff_s(attempt: int, took_s: float) -> float:
@@ -207,7 +312,7 @@ class _KeyLocks:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._sync: dict[tuple[str, ...], list[Any]] = {}
+        self._sync: dict[tuple[str, ...], list[Any] | None] = {}
         self._async: dict[tuple[str, ...], list[Any]] = {}
 
     def _enter(self, table: dict[tuple[str, ...], list[Any]], key: tuple[str, ...], factory: Any) -> Any:
@@ -225,34 +330,44 @@ class _KeyLocks:
             if entry[1] == 0:
                 del table[key]
 
-    def acquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
+    def acquire(self, keys: Sequence[str]) -> tuple[str, ...]:
         """Queue behind in-process calls on ``keys``; pass the result to :meth:`release` (sync API; a plain
-        pair of calls rather than a context manager: this is on every decision's path)."""
+        pair of calls rather than a context manager: this is on every decision's path). A key's entry is
+        None while one caller holds it and nobody waits (no lock object at all); the first caller that
+        has to wait makes it ``[lock, callers]`` (the holder included), the lock taken on behalf of the
+        holder, who hands it over on release."""
         key = tuple(keys)
         with self._guard:
-            entry = self._sync.get(key)
-            if entry is None:  # nobody holds or waits: a fresh lock, taken before anyone can see it
+            table = self._sync
+            if key not in table:  # nobody holds or waits: held from now on
+                table[key] = None
+                return key
+            entry = table[key]
+            if entry is None:
                 lock = threading.Lock()
-                lock.acquire()
-                self._sync[key] = [lock, 1]
-                return key, lock
+                lock.acquire()  # the holder's: released when it hands the key over
+                entry = table[key] = [lock, 1]
             entry[1] += 1
-            lock = entry[0]
         try:
-            lock.acquire()
+            entry[0].acquire()
         except BaseException:
-            self._leave(self._sync, key)
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0 and table.get(key) is entry:  # the key was handed over, to nobody
+                    del table[key]
             raise
-        return key, lock
+        return key
 
-    def release(self, held: tuple[tuple[str, ...], Any]) -> None:
-        key, lock = held
+    def release(self, key: tuple[str, ...]) -> None:
         with self._guard:
-            entry = self._sync[key]
+            entry = self._sync.pop(key)
+            if entry is None:  # nobody waited
+                return
             entry[1] -= 1
-            if entry[1] == 0:  # nobody waits: forget the lock (released below, unseen)
-                del self._sync[key]
-        lock.release()
+            if entry[1] == 0:  # the last waiter gave up: forget the key and its lock
+                return
+            self._sync[key] = entry
+        entry[0].release()  # hand over to one waiter, which now holds the key
 
     async def aacquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
         """The asyncio twin of :meth:`acquire` (an ``asyncio.Lock`` per key set); see :meth:`arelease`."""

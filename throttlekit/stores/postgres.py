@@ -40,12 +40,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._clock import Clock
+from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, StoreError
 from . import _pgconn as pgc
 from ._pgpool import AsyncPool, Pool
-from ._pgsql import SWEEP_BATCH, Statements, records, results_ok, row
+from ._pgsql import SWEEP_BATCH, Statements, literal, record1, records, row
 from ._snapshot import Change, Record, SnapshotStore
+from .base import BoundCall, Last, Reply
 
 __all__ = ["AsyncPostgresStore", "PostgresStore", "from_url"]
 
@@ -56,26 +57,19 @@ _SYNC_COMMIT = ("on", "off", "local", "remote_write", "remote_apply")
 class _Txn:
     """A sync decision attempt: the records read and, for a write, the connection holding the locks."""
 
-    __slots__ = ("_conn", "_pool", "_sql", "_store", "_timeout_s", "records")
+    __slots__ = ("_conn", "_pool", "_sql", "_store", "records")
 
     def __init__(
         self, store: PostgresStore, records: list[Record | None], conn: Any, sql: Statements, pool: Pool
     ) -> None:
         self.records = records
         self._store, self._conn, self._sql, self._pool = store, conn, sql, pool
-        self._timeout_s = store.op_timeout_s
 
     def commit(self, changes: Sequence[Change]) -> bool:
         conn, self._conn = self._conn, None
         if conn is None:
             return True
-        self._store.round_trips += 1
-        try:
-            results_ok(pgc.exchange(conn, self._sql.write(changes), self._timeout_s))
-        except Exception as exc:
-            self._pool.release(conn, broken=True)
-            raise pgc.store_error(exc) from exc
-        self._pool.release(conn, broken=False)
+        self._store._commit(conn, self._sql.write(changes))
         return True
 
     def close(self) -> None:
@@ -100,7 +94,7 @@ class _ATxn:
             return True
         self._store.round_trips += 1
         try:
-            results_ok(await pgc.aexchange(conn, self._sql.write(changes), self._timeout_s))
+            await pgc.aexchange(conn, self._sql.write(changes), self._timeout_s)
         except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
             self._pool.release(conn, broken=True)
             if isinstance(exc, Exception):
@@ -128,12 +122,12 @@ class _Setup:
         if self.needed:
             with self.lock:
                 if self.needed:
-                    results_ok(pgc.exchange(conn, self.sql.create, timeout_s))
+                    pgc.exchange(conn, self.sql.create, timeout_s)
                     self.needed = False
 
     async def arun(self, conn: Any, timeout_s: float) -> None:
         if self.needed:
-            results_ok(await pgc.aexchange(conn, self.sql.create, timeout_s))
+            await pgc.aexchange(conn, self.sql.create, timeout_s)
             self.needed = False
 
 
@@ -215,6 +209,9 @@ class PostgresStore(SnapshotStore):
 
     # -- connections ------------------------------------------------------------------------------
     def _connect(self) -> Any:
+        """A new pooled connection (the table created first if needed); the first one starts the sweeper."""
+        if self._sweeper is None:
+            self._start_sweeper()
         try:
             conn = pgc.connect(self.url, self._conn_kwargs)
         except Exception as exc:
@@ -228,33 +225,96 @@ class PostgresStore(SnapshotStore):
 
     # -- StateStore -------------------------------------------------------------------------------
     def begin(self, keys: Sequence[str], write: bool) -> _Txn:
-        if self._closed:
-            raise StoreError("postgres store is closed")
-        if self._sweeper is None:
-            self._start_sweeper()
         query = self._sql.begin_read(keys) if write else self._sql.read(keys)
-        for attempt in (0, 1):
-            conn, fresh = self._pool.acquire()
-            self.round_trips += 1
-            try:
-                found = records(keys, results_ok(pgc.exchange(conn, query, self.op_timeout_s)))
-            except Exception as exc:
-                self._pool.release(conn, broken=True)
-                if not fresh and attempt == 0 and pgc.is_connection_error(exc):
-                    self._pool.discard_idle()  # the server restarted: every idle connection is dead
-                    continue  # nothing was written: safe to retry once on a fresh connection
+        conn, result = self._read(query, write)
+        return _Txn(self, records(keys, result), conn if write else None, self._sql, self._pool)
+
+    def _read(self, query: bytes, write: bool) -> tuple[Any, Any]:
+        """The first exchange of a decision on a pooled connection: ``(connection, last result)``. With
+        ``write`` the connection stays checked out (its open transaction holds the locks) until
+        :meth:`_commit`, or a ``release(conn, broken=True)``; without, it is back in the pool. A pooled
+        connection found dropped (the server restarted) is retried once on a fresh one: nothing was
+        written. Every failure is a ``StoreError``."""
+        conn, fresh = self._pool.acquire()  # a closed store's pool raises "postgres store is closed"
+        self.round_trips += 1
+        try:
+            result = pgc.exchange(conn, query, self.op_timeout_s)
+        except Exception as exc:
+            self._pool.release(conn, broken=True)
+            if fresh or not pgc.is_connection_error(exc):
                 raise pgc.store_error(exc) from exc
-            if not write:
-                self._pool.release(conn, broken=False)
-                return _Txn(self, found, None, self._sql, self._pool)
-            return _Txn(self, found, conn, self._sql, self._pool)
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._pool.discard_idle()  # the server restarted: every idle connection is dead
+            return self._read_again(query, write)  # nothing was written: safe to retry once
+        if not write:
+            self._pool.release(conn, broken=False)
+        return conn, result
+
+    def _read_again(self, query: bytes, write: bool) -> tuple[Any, Any]:
+        """:meth:`_read`'s one retry, after a dropped pooled connection."""
+        conn, _ = self._pool.acquire()
+        self.round_trips += 1
+        try:
+            result = pgc.exchange(conn, query, self.op_timeout_s)
+        except Exception as exc:
+            self._pool.release(conn, broken=True)
+            raise pgc.store_error(exc) from exc
+        if not write:
+            self._pool.release(conn, broken=False)
+        return conn, result
+
+    def _commit(self, conn: Any, query: bytes) -> None:
+        """The exchange that ends a transaction :meth:`_read` opened (the writes and ``COMMIT``); the
+        connection goes back to the pool, or is dropped on a failure (``StoreError``)."""
+        self.round_trips += 1
+        try:
+            pgc.exchange(conn, query, self.op_timeout_s)
+        except Exception as exc:
+            self._pool.release(conn, broken=True)
+            raise pgc.store_error(exc) from exc
+        self._pool.release(conn, broken=False)
+
+    def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
+        """:meth:`~throttlekit.stores._snapshot.SnapshotStore.bind`, with a whole one-key decision in the
+        returned call for a transform that writes: queue on the key, read under its advisory lock
+        (:meth:`_read`), the executor's one-key step (``SnapshotExecutor.bind1``, its constants fixed in
+        Lua once), write and commit (:meth:`_commit`). The same statements, step and errors as
+        :meth:`eval`, without its transaction objects, records and changes (with the cheaper codec and
+        statements, 30% fewer client instructions per decision: ``docs/stores.md``, "A one-key
+        decision built at bind() time")."""
+        t = self._exec.transform(name)
+        if t.read_only:
+            return super().bind(name, params, guarded=guarded)
+        run = self._exec.bind1(t, params)
+        acquire, release = self._keylocks.acquire, self._keylocks.release
+        read, commit, drop = self._read, self._commit, self._pool.release
+        begin_read1, write1 = self._sql.begin_read1_template, self._sql.write1
+        store, server = self, SERVER_TIME
+
+        def call(key: str, now_ms: float, *last: Last) -> Reply:
+            held = acquire((key,))
+            try:
+                k = literal(key)
+                conn, result = read(begin_read1 % (k, k), True)
+                try:
+                    state, expires_at = record1(result)
+                    clock_ms = int(store.clock.now_ms())  # after the read (see _snapshot's module doc: Time)
+                    now = clock_ms if now_ms == server else now_ms
+                    reply, out = run(key, state, expires_at, clock_ms, now, last)
+                except BaseException:
+                    drop(conn, broken=True)  # the transaction is still open: the connection is not reusable
+                    raise
+                commit(conn, write1(k, out))
+                return reply
+            finally:
+                release(held)
+
+        return call
 
     def _simple(self, query: bytes) -> Any:
         """One autocommit exchange on a pooled connection; its last result."""
         conn, _ = self._pool.acquire()
         try:
-            res = results_ok(pgc.exchange(conn, query, self.op_timeout_s))
+            res = pgc.exchange(conn, query, self.op_timeout_s)
         except Exception as exc:
             self._pool.release(conn, broken=True)
             raise pgc.store_error(exc) from exc
@@ -334,7 +394,7 @@ class PostgresStore(SnapshotStore):
 
     def _inspect(self, conn: Any, query: bytes) -> Any:
         try:
-            return results_ok(pgc.exchange(conn, query, self.op_timeout_s))
+            return pgc.exchange(conn, query, self.op_timeout_s)
         except Exception as exc:
             raise pgc.startup_error(exc, self.url) from None
 
@@ -419,7 +479,7 @@ class _AsyncHalf:
             conn, fresh = await self.pool.acquire()
             s.round_trips += 1
             try:
-                found = records(keys, results_ok(await pgc.aexchange(conn, query, c.op_timeout_s)))
+                found = records(keys, await pgc.aexchange(conn, query, c.op_timeout_s))
             except BaseException as exc:
                 self.pool.release(conn, broken=True)
                 if not isinstance(exc, Exception):
@@ -437,7 +497,7 @@ class _AsyncHalf:
     async def _simple(self, query: bytes) -> Any:
         conn, _ = await self.pool.acquire()
         try:
-            res = results_ok(await pgc.aexchange(conn, query, self.conf.op_timeout_s))
+            res = await pgc.aexchange(conn, query, self.conf.op_timeout_s)
         except BaseException as exc:
             self.pool.release(conn, broken=True)
             if isinstance(exc, Exception):
