@@ -12,8 +12,8 @@ import pytest
 
 import throttlekit as tk
 from throttlekit._lupa import RUNTIMES
-from throttlekit.stores._codecs import CODECS, CodecError, decode, encode
-from throttlekit.stores._snapshot import Change, Record, SnapshotStore
+from throttlekit.stores._codecs import CODECS, CodecError, decode, encode, encode_string
+from throttlekit.stores._snapshot import Change, Record, SnapshotStore, _KeyLocks
 from throttlekit.vectors import bundled_vector_files, run_suites
 
 
@@ -258,3 +258,47 @@ def test_codec_errors() -> None:
         encode("token_bucket", ("hash", {"t": "1", "x": "2"}))
     with pytest.raises(CodecError):
         decode("ring", '{"i": [1], "n": []}')
+
+
+def test_keylocks_queue_one_key_and_forget_it() -> None:
+    """Uncontended, a held key is a bare table entry (no lock object); a waiter makes one, the holder
+    hands the key over on release, and the last one out leaves nothing behind."""
+    locks = _KeyLocks()
+    held = locks.acquire(["k"])
+    assert locks._sync == {("k",): None}
+    other = locks.acquire(["j"])  # another key does not wait
+    locks.release(other)
+    order: list[str] = []
+
+    def waiter() -> None:
+        mine = locks.acquire(["k"])
+        order.append("waiter")
+        locks.release(mine)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    for _ in range(5000):  # until the waiter is queued (bounded)
+        entry = locks._sync[("k",)]
+        if entry is not None and entry[1] == 2:
+            break
+        threading.Event().wait(0.001)
+    order.append("holder")
+    locks.release(held)
+    thread.join(5)
+    assert order == ["holder", "waiter"]
+    assert locks._sync == {}
+
+
+def test_plain_decimal_text_passes_through_the_one_number_codecs() -> None:
+    """The Lua's '%.17g' text of a timestamp is already a JSON number: stored and loaded unchanged;
+    anything else (an exponent, -0, a leading zero, spaces) takes the general path."""
+    for text in ("1796025556747.001", "0.10000000000000001", "-12.5", "0", "1000"):
+        assert encode("tat", ("string", text)) == text
+        assert encode_string("departure", text) == text
+        assert decode("tat", text) == ("string", text)
+    assert encode("tat", ("string", "1e+20")) == "1e+20"
+    assert encode("tat", ("string", "-0")) == "0"
+    assert encode("tat", ("string", "1500.50")) == "1500.50"
+    assert decode("tat", "1e3") == ("string", "1000")
+    assert decode("tat", " 7") == ("string", "7")
+    assert decode("tat", "007") == ("string", "7")  # not plain JSON: the general path normalises it
