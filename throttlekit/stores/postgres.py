@@ -229,7 +229,7 @@ class PostgresStore(SnapshotStore):
         conn, result = self._read(query, write)
         return _Txn(self, records(keys, result), conn if write else None, self._sql, self._pool)
 
-    def _read(self, query: bytes, write: bool) -> tuple[Any, Any]:
+    def _read(self, query: bytes, write: bool, retry: bool = True) -> tuple[Any, Any]:
         """The first exchange of a decision on a pooled connection: ``(connection, last result)``. With
         ``write`` the connection stays checked out (its open transaction holds the locks) until
         :meth:`_commit`, or a ``release(conn, broken=True)``; without, it is back in the pool. A pooled
@@ -241,23 +241,10 @@ class PostgresStore(SnapshotStore):
             result = pgc.exchange(conn, query, self.op_timeout_s)
         except Exception as exc:
             self._pool.release(conn, broken=True)
-            if fresh or not pgc.is_connection_error(exc):
+            if fresh or not retry or not pgc.is_connection_error(exc):
                 raise pgc.store_error(exc) from exc
             self._pool.discard_idle()  # the server restarted: every idle connection is dead
-            return self._read_again(query, write)  # nothing was written: safe to retry once
-        if not write:
-            self._pool.release(conn, broken=False)
-        return conn, result
-
-    def _read_again(self, query: bytes, write: bool) -> tuple[Any, Any]:
-        """:meth:`_read`'s one retry, after a dropped pooled connection."""
-        conn, _ = self._pool.acquire()
-        self.round_trips += 1
-        try:
-            result = pgc.exchange(conn, query, self.op_timeout_s)
-        except Exception as exc:
-            self._pool.release(conn, broken=True)
-            raise pgc.store_error(exc) from exc
+            return self._read(query, write, False)  # nothing was written: safe to retry once
         if not write:
             self._pool.release(conn, broken=False)
         return conn, result
