@@ -7,7 +7,8 @@ arguments) and :meth:`LuaEngine.bind` (a single-key transform with its parameter
 crossing per decision). Each compiled transform evaluates its constant part (header and helpers) once
 and its code per call, so a decision re-runs no helper definitions and reads no sandbox globals.
 :meth:`LuaEngine.step` is the snapshot stores' decision in one crossing (load the keys, run, report
-what changed, empty the keyspace).
+what changed, empty the keyspace); :meth:`LuaEngine.bind_step_raw` is its one-key form with the constant
+arguments fixed once, as ``bind`` fixes them.
 
 Thread-safety: lupa serialises calls into one runtime, so each call is atomic by itself (``step``
 included); ``LuaEngine.lock`` is for callers that need several calls to form one unit.

@@ -24,7 +24,9 @@ One call into Lua per decision: :meth:`~throttlekit._lupa.LuaEngine.step` (the s
 live records into the engine's empty keyspace, runs the transform, reports per key whether it is as
 loaded (no write), gone (a delete) or its new layout, and empties the keyspace again on every exit, a
 script error included. It used to be four crossings (load, run, dump, flush), each ~1 us of lupa call
-overhead in a tight loop and two to three times that in place, after a network wait.
+overhead in a tight loop and two to three times that in place, after a network wait. One key (the
+common case) is :meth:`SnapshotExecutor.bind1`: the same step with the transform's constant arguments
+fixed in Lua once, and no record, change or list objects; a store's bound call runs it directly.
 
 Threading: that one call is atomic by itself (lupa serialises calls into one runtime), so the engine
 needs no lock of ours, and no lock is ever held during I/O. The async path runs Lua on the event-loop
