@@ -449,3 +449,34 @@ def test_noscript_is_reloaded_up_to_max_loads_then_is_a_store_error() -> None:
     with pytest.raises(tk.StoreError, match=r"gcra still NOSCRIPT after 3 SCRIPT LOADs"):
         _resp.drive(_resp.settle(t, [noscript], [("a",)]), serve)
     assert log.count("load") == _resp.MAX_LOADS
+
+
+def test_more_replies_than_commands_is_a_store_error_and_the_connection_is_dropped() -> None:
+    """A peer out of step (more replies than the batch carried commands) fails the batch as a StoreError
+    naming the counts; the connection is closed, not handed back to the pool."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        accepted.append(conn)
+        while data := conn.recv(65536):
+            conn.sendall(b":1\r\n" * (data.count(b"EVALSHA") + 1))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    store = tk.RedisStore(url=f"redis://127.0.0.1:{port}/0")
+    try:
+        limiter = tk.Limiter(tk.FixedWindow(10, "1h"), store=store)
+        with pytest.raises(tk.StoreError, match="3 replies to 2 commands"):
+            limiter.check_many(["a", "b"])
+        thread.join(timeout=5)
+        assert not thread.is_alive()  # the peer saw the connection closed
+    finally:
+        store.close()
+        for c in accepted:
+            c.close()
+        srv.close()

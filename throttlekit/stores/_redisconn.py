@@ -28,12 +28,17 @@ from ._resp import ReplyError, pack
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "PENDING",
     "REDIS_URL_OPTIONS",
     "Connection",
     "ConnectionPool",
     "RedisOptions",
     "redis_options",
 ]
+
+#: What a connection's reader answers while a reply is incomplete (hiredis' ``notEnoughData``): an
+#: object of its own, never equal to a reply.
+PENDING: Any = object()
 
 #: Seconds to open a connection (TCP connect and TLS handshake).
 DEFAULT_CONNECT_TIMEOUT = 0.5
@@ -297,7 +302,7 @@ class Connection:
             raise StoreError(f"redis: cannot connect to {opts.address}: {exc}", exc) from exc
         _kernel_timeout(sock, opts.timeout)
         self.sock = sock
-        self.reader = hiredis.Reader()
+        self.reader = hiredis.Reader(notEnoughData=PENDING)
         for name, cmd in opts.handshake():
             try:
                 reply = self.call(cmd)
@@ -315,7 +320,7 @@ class Connection:
         sock, reader = self.sock, self.reader
         sock.sendall(payload)
         reply = reader.gets()
-        while reply is False:
+        while reply is PENDING:
             try:
                 data = sock.recv(65536)
             except BlockingIOError:
@@ -327,17 +332,20 @@ class Connection:
         return reply
 
     def call_many(self, payload: bytes, n: int) -> list[Any]:
-        """Send ``n`` commands in one write, return their ``n`` replies in order."""
+        """Send ``n`` commands in one write, return their ``n`` replies in order (each read's replies
+        are taken by one C-level loop: ``iter(gets, PENDING)``; the sentinel is an object of its own,
+        so no reply compares equal to it). More replies than commands means the stream is out of step:
+        a ``hiredis.ProtocolError``, and the caller drops the connection."""
         sock, reader = self.sock, self.reader
         sock.sendall(payload)
         out: list[Any] = []
+        extend, gets = out.extend, reader.gets
         while True:
-            reply = reader.gets()
-            while reply is not False:
-                out.append(reply)
-                if len(out) == n:
-                    return out
-                reply = reader.gets()
+            extend(iter(gets, PENDING))
+            if len(out) >= n:
+                if len(out) > n:
+                    raise hiredis.ProtocolError(f"{len(out)} replies to {n} commands")
+                return out
             try:
                 data = sock.recv(65536)
             except BlockingIOError:

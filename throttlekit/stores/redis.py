@@ -20,7 +20,7 @@ import hiredis
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
-from ._redisconn import ConnectionPool, RedisOptions, options_from_client, redis_options
+from ._redisconn import PENDING, ConnectionPool, RedisOptions, options_from_client, redis_options
 from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
 from .base import BoundCall, EvalBinding, Last, Reply
 
@@ -223,10 +223,12 @@ class RedisStore:
         self, name: str, keys: Sequence[Sequence[str]], now_ms: float, args: Sequence[Any]
     ) -> list[Reply]:
         t = self._scripts.get(name)
-        if self._pool is not None:
+        if self._pool is not None:  # replies are values or ReplyErrors: one C-level look at their types
             replies = self._roundtrip(evalsha_batch(t, keys, now_ms, args), len(keys))
-        else:
-            replies = self._commands([_evalsha(t, ks, now_ms, args) for ks in keys])
+            if ReplyError in set(map(type, replies)):
+                return self._settle(t, replies, keys, now_ms, args)
+            return replies
+        replies = self._commands([_evalsha(t, ks, now_ms, args) for ks in keys])
         for r in replies:
             if r.__class__ is ReplyError or isinstance(r, StoreError):
                 return self._settle(t, replies, keys, now_ms, args)
@@ -257,7 +259,7 @@ class RedisStore:
                 sock, reader = c.sock, c.reader
                 sock.sendall(payload)
                 reply = reader.gets()
-                while reply is False:
+                while reply is PENDING:
                     data = sock.recv(65536)
                     if not data:
                         raise ConnectionResetError("connection closed by the server")
