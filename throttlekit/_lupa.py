@@ -141,7 +141,6 @@ class LuaEngine:
         self._runners: dict[str, Callable[..., tuple[Any, ...]]] = {}
         self._raw: dict[str, Any] = {}  # the compiled Lua runners themselves (for step)
         self._step = self._api.step
-        self._steppers: dict[tuple[str, bool], Callable[..., Any]] = {}  # step1's, made on first use
         self._transforms: dict[str, Transform] = {}
         self.lua_error: type[Exception] = self._mod.LuaError
         for t in transforms:
@@ -244,9 +243,6 @@ class LuaEngine:
         ``write``, per key: ``True`` when it is as installed (nothing to write), ``None`` when it is
         gone, else its new ``(kind, value, deadline)`` as :meth:`dump` gives them (``[]`` without
         ``write``). Atomic by itself: lupa serialises calls into one runtime, so no lock is taken."""
-        if len(keys) == 1:  # the common case: no tables either way
-            reply, after1 = self.step1(name, clock_ms, keys[0], states[0], args, write)
-            return reply, [after1] if write else []
         fn = self._raw.get(name)
         if fn is None:
             self.runner(name)
@@ -276,61 +272,6 @@ class LuaEngine:
             else:
                 after.append(_layout(kind, out[i + 1], out[i + 2]))
         return unpack_reply(out, n), after
-
-    def step1(
-        self,
-        name: str,
-        clock_ms: int,
-        key: str,
-        state: tuple[str, Any, int | None] | None,
-        args: Sequence[Any],
-        write: bool,
-    ) -> tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]:
-        """:meth:`step` on one key (``state`` None: absent): the reply and the key's outcome (``True`` as
-        installed, ``None`` gone, else its new layout; ``True`` without ``write``). Runs the transform's
-        :meth:`bind_step` with no constant (made on first use)."""
-        step = self._steppers.get((name, write))
-        if step is None:
-            t = self.transform(name)
-            step = self._steppers[(name, write)] = self.bind_step(name, (), write, len(t.argv) - 1)
-        return step(clock_ms, key, state, args[0], args[1:])
-
-    def bind_step(
-        self, name: str, params: Sequence[Any], write: bool, ntail: int
-    ) -> Callable[..., tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]]:
-        """:meth:`step1` of single-key transform ``name`` with ARGV ``[now_ms, *params, *tail]``, the
-        ``params`` fixed once here (:meth:`bind_step_raw`) and ``ntail`` values per call:
-        ``step(clock_ms, key, state, now_ms, tail) -> (reply, outcome)`` as :meth:`step1` (``now_ms``
-        already resolved: the sentinel is not read here)."""
-        t = self.transform(name)
-        lua_step, lua_error, table, sha = (
-            self.bind_step_raw(name, params, ntail),
-            self.lua_error,
-            self.table,
-            t.sha,
-        )
-
-        def step(
-            clock_ms: int,
-            key: str,
-            state: tuple[str, Any, int | None] | None,
-            now_ms: float,
-            tail: Sequence[Any],
-        ) -> tuple[list[Any], tuple[str, Any, int | None] | Literal[True] | None]:
-            try:  # a branch per case: no table for a string
-                if state is None:
-                    out = lua_step(clock_ms, write, key, False, None, None, now_ms, *tail)
-                elif state[0] == "string":
-                    out = lua_step(clock_ms, write, key, *state, now_ms, *tail)
-                else:
-                    out = lua_step(
-                        clock_ms, write, key, state[0], table(state[0], state[1]), state[2], now_ms, *tail
-                    )
-            except lua_error as exc:
-                raise as_script_error(name, sha, exc) from None
-            return step_result(out, write)
-
-        return step
 
     def bind_step_raw(self, name: str, params: Sequence[Any], ntail: int) -> Any:
         """The shim's ``bind_step`` for single-key transform ``name`` with ARGV ``[now_ms, *params,

@@ -230,7 +230,7 @@ class SnapshotExecutor:
 
     def bind1(self, t: Transform, params: Sequence[Any]) -> Callable[..., tuple[list[Any], Outcome]]:
         """The one-key decision of ``t`` with ARGV ``[now_ms, *params, *tail]``, prepared once (the
-        constants cross into Lua here: :meth:`~throttlekit._lupa.LuaEngine.bind_step`):
+        constants cross into Lua here: :meth:`~throttlekit._lupa.LuaEngine.bind_step_raw`):
         ``run(key, state, expires_at_ms, clock_ms, now_ms, tail) -> (reply, outcome)``. ``state`` and
         ``expires_at_ms`` are the stored record (``state`` None: absent; expired: absent too), and
         ``now_ms`` is resolved (not the sentinel). I/O-free: what both halves of a store run between

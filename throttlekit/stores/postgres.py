@@ -287,10 +287,11 @@ class PostgresStore(SnapshotStore):
                     clock_ms = int(store.clock.now_ms())  # after the read (see _snapshot's module doc: Time)
                     now = clock_ms if now_ms == server else now_ms
                     reply, out = run(key, state, expires_at, clock_ms, now, last)
+                    query = write1(k, out)
                 except BaseException:
                     drop(conn, broken=True)  # the transaction is still open: the connection is not reusable
                     raise
-                commit(conn, write1(k, out))
+                commit(conn, query)
                 return reply
             finally:
                 release(held)
