@@ -15,7 +15,11 @@ spread (min-max) of that ratio over the rounds. A progress line per group goes t
 Beside the Redis row runs a second ceiling, the echo plus one Redis round trip per Check: its handler
 writes the very EVALSHA bytes the server sends for this policy (prebuilt once) on a bare asyncio protocol,
 waits for the reply (parsed by hiredis) and answers fixed bytes. No Python gRPC process that asks Redis
-once per Check can do better; the Redis row's last column is its ratio to that ceiling.
+once per Check can do better; the Redis row's last column is its ratio to that ceiling. Beside the
+memory row runs its own second ceiling, the echo plus one call into Lua through lupa per Check (the
+embedded benchmark's crossing floor: the limiter's call shape into a Lua function answering constants,
+then the public ``Decision``): every decision of a memory server is made in Lua in process, so none can
+do better than that (lupa releases the GIL on each call, which a bare echo never does).
 
 The policy is a fixed window with a huge limit, so every Check takes the ALLOW path on one hot key;
 after the rounds the script Peeks the key and checks that the server counted exactly the requests the
@@ -57,6 +61,10 @@ from throttlekit.stores._redisconn import RedisOptions
 LIMIT = 10**15
 #: The second ceiling's row: the echo plus one raw Redis round trip per Check.
 ECHO_REDIS = "echo + Redis round trip (ceiling)"
+#: The memory row's second ceiling: the echo plus one lupa crossing per Check.
+ECHO_LUPA = "echo + lupa crossing (ceiling)"
+#: Which second ceiling each of our rows is measured against as well.
+SECOND = {"Check, redis": ECHO_REDIS, "Check, memory": ECHO_LUPA, "Check, memory+tui": ECHO_LUPA}
 CONFIG = f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {LIMIT}, period: 1d }}\n"
 METHOD = "/throttlekit.v1.RateLimiter/Check"
 #: h2load's load: connections x concurrent streams per connection.
@@ -125,15 +133,18 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     return spawn(args)
 
 
-def start_echo(redis_url: str | None = None) -> tuple[subprocess.Popen[str], int]:
+def start_echo(redis_url: str | None = None, lupa: bool = False) -> tuple[subprocess.Popen[str], int]:
     """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``);
-    with ``redis_url``, after one raw Redis round trip per Check (``--echo-redis``)."""
-    return spawn(echo_command(redis_url))
+    with ``redis_url``, after one raw Redis round trip per Check (``--echo-redis``); with ``lupa``, after
+    one lupa crossing per Check (``--echo-lupa``)."""
+    return spawn(echo_command(redis_url, lupa))
 
 
-def echo_command(redis_url: str | None = None) -> list[str]:
+def echo_command(redis_url: str | None = None, lupa: bool = False) -> list[str]:
     """The echo's command line, on the benchmarks' event loop (:data:`LOOP`)."""
     extra = ["--echo-redis", redis_url] if redis_url else []
+    if lupa:
+        extra.append("--echo-lupa")
     return [sys.executable, str(Path(__file__).resolve()), "--echo", "--loop", LOOP, *extra]
 
 
@@ -164,9 +175,10 @@ def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
     return proc, _port_of(line)
 
 
-def echo_main(redis_url: str | None = None) -> None:
+def echo_main(redis_url: str | None = None, lupa: bool = False) -> None:
     """Serve the echo on a free port; print the port like throttlekit-server does; stop on SIGTERM.
-    With ``redis_url``, every Check first sends the server's EVALSHA bytes to Redis and awaits the reply."""
+    With ``redis_url``, every Check first sends the server's EVALSHA bytes to Redis and awaits the reply;
+    with ``lupa``, every Check first crosses into Lua once (``throttlekit._bench.lupa_floor``)."""
     from throttlekit.server._app import _OPTIONS
 
     answer = pb.CheckResponse(
@@ -175,6 +187,15 @@ def echo_main(redis_url: str | None = None) -> None:
 
     async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return answer
+
+    if lupa:
+        from throttlekit._bench import lupa_floor
+
+        floor = lupa_floor()
+
+        async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            floor("hot", 1)
+            return answer
 
     async def run() -> None:
         nonlocal check
@@ -367,6 +388,8 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         commands = {"echo (ceiling)": echo_command()}
         if "redis" in stores:
             commands[ECHO_REDIS] = echo_command(redis_url)
+        if "memory" in stores:
+            commands[ECHO_LUPA] = echo_command(lupa=True)
         for store in stores:
             args = server_args(config)
             if store == "redis":
@@ -383,10 +406,11 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         f"\nInstructions per Check in the server process (callgrind; {large} - {small} Checks, h2load -c 2 -m 4, "
         f"event loop {LOOP})\n"
     )
-    print("| server | instructions per Check | ratio (echo/ours) | ratio (echo + Redis/ours) |")
+    print("| server | instructions per Check | ratio (echo/ours) | ratio (second ceiling/ours) |")
     print("|---|--:|--:|--:|")
     for name, value in per.items():
-        second = f"{per[ECHO_REDIS] / value:.2f}x" if name == "Check, redis" and ECHO_REDIS in per else ""
+        ceiling = SECOND.get(name)
+        second = f"{per[ceiling] / value:.2f}x of {ceiling}" if ceiling in per else ""
         print(f"| {name} | {value:,.0f} | {echo / value:.2f}x | {second} |")
 
 
@@ -400,6 +424,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--echo-redis", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--echo-lupa", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers (default 5)")
     ap.add_argument("--seconds", type=float, default=3.0, help="rough length of one measured run")
     ap.add_argument(
@@ -424,7 +449,7 @@ def main() -> int:
     if args.loop != "auto":
         LOOP = args.loop
     if args.echo:
-        echo_main(args.echo_redis)
+        echo_main(args.echo_redis, args.echo_lupa)
         return 0
     if args.instructions:
         run_instructions(args.stores.split(","), args.redis, 300, 1300)
@@ -446,6 +471,9 @@ def main() -> int:
             if "redis" in args.stores.split(","):
                 proc, port = start_echo(args.redis)
                 targets.append(Target(ECHO_REDIS, proc, port, counts=False))
+            if {"memory", "memory+tui"} & set(args.stores.split(",")):
+                proc, port = start_echo(lupa=True)
+                targets.append(Target(ECHO_LUPA, proc, port, counts=False))
             for store in args.stores.split(","):
                 proc, port = start_server(config, store, args.redis)
                 targets.append(Target(f"Check, {store}", proc, port, counts=True))
@@ -487,19 +515,20 @@ def main() -> int:
         f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key, event loop {LOOP}\n"
     )
     echo_cpu = targets[0].cpu_us
-    own = {t.name: t.rates for t in targets if t.name == ECHO_REDIS}
+    own = {t.name: t.rates for t in targets if t.name in (ECHO_REDIS, ECHO_LUPA)}
     print(
         "| server | Check/s (median) | ratio to echo (median) | spread | server CPU us/RPC "
-        "| CPU ratio (echo/ours) | spread | ratio to echo + Redis [spread] |"
+        "| CPU ratio (echo/ours) | spread | ratio to the second ceiling [spread] |"
     )
     print("|---|--:|--:|--:|--:|--:|--:|--:|")
     for t in targets:
         ratios = [a / b for a, b in zip(t.rates, echo, strict=True)]
         cpu = [b / a for a, b in zip(t.cpu_us, echo_cpu, strict=True)]
         second = ""
-        if t.name == "Check, redis" and own:
-            r2 = [a / b for a, b in zip(t.rates, own[ECHO_REDIS], strict=True)]
-            second = f"{statistics.median(r2):.2f}x [{min(r2):.2f}-{max(r2):.2f}]"
+        ceiling = SECOND.get(t.name)
+        if ceiling in own:
+            r2 = [a / b for a, b in zip(t.rates, own[ceiling], strict=True)]
+            second = f"{statistics.median(r2):.2f}x [{min(r2):.2f}-{max(r2):.2f}] of {ceiling}"
         print(
             f"| {t.name} | {statistics.median(t.rates):,.0f} | {statistics.median(ratios):.2f}x "
             f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(t.cpu_us):.0f} "

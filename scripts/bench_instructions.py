@@ -14,8 +14,10 @@ Usage: ``python scripts/bench_instructions.py [--small 2000] [--large 12000]`` (
 
 With ``--redis-url URL`` it counts the client side of a Redis check instead (gcra; Redis' own work is
 another process and is not counted): ``Limiter.check`` on a ``RedisStore`` beside the raw socket + hiredis
-loop sending the same EVALSHA bytes, and ``check_many(100)`` per decision beside the same 100 commands in
-one write (``tk bench``'s Redis ceilings), with ``--small 1000 --large 5000`` by default.
+loop sending the same EVALSHA bytes and the floor of any Python client answering the same API (the key
+framed per call, the public ``Decision``: ``throttlekit._bench_redis.least_client``), and
+``check_many(100)`` per decision beside the same 100 commands in one write (``tk bench``'s Redis
+ceilings), with ``--small 1000 --large 5000`` by default.
 
 With ``--postgres-url URL`` it counts one Postgres decision instead (``synchronous_commit=off``, 1,000
 keys, every call writes): the sync ``Limiter(Gcra).check`` on a ``PostgresStore`` beside its ceiling, the
@@ -41,8 +43,12 @@ PG_CONTENDERS = {
 REDIS_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, RedisStore": "redis-check",
     "raw socket + hiredis, same EVALSHA bytes (ceiling)": "redis-raw",
+    "floor: the least Python client (key framed per call, the public Decision)": "redis-least",
     "throttlekit Limiter(Gcra).check_many(100), per decision": "redis-many",
     "raw socket, the same 100 EVALSHAs in one write, per decision (ceiling)": "redis-raw-many",
+    "floor: the least Python client, per decision (the batch framed per call, the public Decisions)": (
+        "redis-least-many"
+    ),
 }
 
 CONTENDERS = {
@@ -82,14 +88,31 @@ def run_pg(kind: str, n: int, url: str, table: str) -> None:
 def run_redis(kind: str, n: int, url: str) -> None:
     """The measured process for ``--redis-url``: warm up, then ``n`` decisions (key prefix ``url``'s)."""
     from throttlekit import Gcra, Limiter
-    from throttlekit._bench_redis import _loop_check, _many, _raw_batch, _raw_one, _raw_socket, raw_command
+    from throttlekit._bench_redis import (
+        _loop_check,
+        _loop_least,
+        _loop_least_many,
+        _many,
+        _raw_batch,
+        _raw_one,
+        _raw_socket,
+        least_client,
+        least_client_many,
+        raw_command,
+    )
     from throttlekit.stores import open_sync
     from throttlekit.stores._redisconn import redis_options
 
     strategy = Gcra(1_000_000, "1s")
     opts = redis_options(url)
     keys = [f"{kind}-{i}" for i in range(100)]
-    if kind in ("redis-raw", "redis-raw-many"):
+    if kind == "redis-least":
+        sock, reader = _raw_socket(opts)
+        run = _loop_least(least_client(sock, reader, strategy, opts.prefix), kind)
+    elif kind == "redis-least-many":
+        sock, reader = _raw_socket(opts)
+        run = _loop_least_many(least_client_many(sock, reader, strategy, opts.prefix), keys)
+    elif kind in ("redis-raw", "redis-raw-many"):
         sock, reader = _raw_socket(opts)
         run = (
             _raw_one(sock, reader, raw_command(strategy, f"{opts.prefix}:{kind}"))
@@ -217,10 +240,16 @@ def _redis(url: str, small: int, large: int) -> int:
     print(f"\nClient instructions per Redis decision (callgrind; {large} - {small} decisions, gcra)\n")
     print("| contender | instructions per decision | ratio (ceiling/ours) |")
     print("|---|--:|--:|")
-    names = list(per)
-    for ours, ceiling in ((names[0], names[1]), (names[2], names[3])):
-        print(f"| {ours} | {per[ours]:,.0f} | {per[ceiling] / per[ours]:.2f}x |")
-        print(f"| {ceiling} | {per[ceiling]:,.0f} | 1.00x |")
+    check, raw, least, many, raw_many, least_many = per
+    for name, ceiling in (
+        (check, raw),
+        (raw, raw),
+        (least, raw),
+        (many, raw_many),
+        (raw_many, raw_many),
+        (least_many, raw_many),
+    ):
+        print(f"| {name} | {per[name]:,.0f} | {per[ceiling] / per[name]:.2f}x |")
     return 0
 
 

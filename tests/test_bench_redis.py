@@ -29,3 +29,61 @@ def test_redis_rows_pair_each_path_with_its_ceiling() -> None:
         assert ceiling.ratio is None and ceiling.per_sec > 0
     checks = [r for r in ours if r.group.endswith("check, one thread")]
     assert all(r.baseline.startswith("ceiling: raw socket") for r in checks)
+    floors = [r for r in ours if r.name.startswith("floor: the least Python client")]
+    assert len(floors) == 2 * len(STRATEGIES)  # one per check and check_many group, beside ours
+
+
+def test_the_least_client_floor_sends_our_bytes_and_answers_a_decision() -> None:
+    """The floor row does no less than the API needs: the very bytes of the raw ceiling (and of our store),
+    read into the public Decision; bad input is refused."""
+    import hiredis
+
+    from throttlekit import Decision, Gcra
+    from throttlekit._bench_redis import least_client, raw_command
+
+    class Wire:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def sendall(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def recv(self, _n: int) -> bytes:
+            return b"*5\r\n:1\r\n:10\r\n:9\r\n:123\r\n:0\r\n"
+
+    strategy, wire = Gcra(10, "1s"), Wire()
+    check = least_client(wire, hiredis.Reader(), strategy, "p")  # type: ignore[arg-type]
+    assert check("k", 1) == Decision(True, 10, 9, 123, 0)
+    assert wire.sent == [raw_command(strategy, "p:k")]
+    check("ключ", 3)
+    assert wire.sent[1].endswith(b"$1\r\n3\r\n") and "p:ключ".encode() in wire.sent[1]
+    with pytest.raises(TypeError):
+        check(b"k", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        check("k", 0)
+
+
+def test_the_batch_floor_sends_the_raw_batch_and_answers_decisions() -> None:
+    import hiredis
+
+    from throttlekit import Decision, Gcra
+    from throttlekit._bench_redis import least_client_many, raw_command
+
+    reply = b"*5\r\n:1\r\n:10\r\n:9\r\n:123\r\n:0\r\n"
+
+    class Wire:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def sendall(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def recv(self, _n: int) -> bytes:
+            return reply * 2  # both replies in one read
+
+    strategy, wire = Gcra(10, "1s"), Wire()
+    many = least_client_many(wire, hiredis.Reader(), strategy, "p")  # type: ignore[arg-type]
+    assert many(["a", "b"]) == [Decision(True, 10, 9, 123, 0)] * 2
+    assert wire.sent == [raw_command(strategy, "p:a") + raw_command(strategy, "p:b")]
+    with pytest.raises(ValueError):
+        many(["ключ"])

@@ -3,8 +3,11 @@
 Per strategy, interleaved in rounds on one machine:
 
 * ``Limiter.check`` on one thread vs a raw socket + hiredis sending the very same EVALSHA bytes
-  (the command our store sends, captured once) and reading the reply: nothing can be cheaper.
-* ``Limiter.check_many(100)`` vs the same 100 EVALSHAs in one write on a raw socket.
+  (the command our store sends, captured once) and reading the reply: nothing can be cheaper. Beside
+  them, the floor of any Python client answering the same API (:func:`least_client`: the key framed
+  per call, the public ``Decision``).
+* ``Limiter.check_many(100)`` vs the same 100 EVALSHAs in one write on a raw socket, and beside them
+  the same floor for a batch (:func:`least_client_many`).
 * ``AsyncLimiter.check_many(100)`` on the pipelined store vs the sync ``check_many(100)``.
 
 Every row carries the median of the per-round ratios and their spread (min..max over rounds): on a shared,
@@ -27,15 +30,22 @@ import hiredis
 from ._bench import STRATEGIES, Row
 from ._clock import SERVER_TIME
 from ._loader import load_manifest
+from ._types import Decision, decision_of
 from .limiter import AsyncLimiter, Limiter
 from .stores import open_async, open_sync
 from .stores._redisconn import RedisOptions, redis_options
 from .stores._resp import bulk, evalsha_head
 from .strategies import Strategy
 
-__all__ = ["redis_rows"]
+__all__ = ["least_client", "least_client_many", "raw_command", "redis_rows"]
 
 Progress = Callable[[str], None]
+
+#: Each of ``tk bench``'s rounds is cut into this many interleaved short rounds (the same decisions in
+#: all): a drift of the machine's state (a round trip that moved from ~120 us to ~25 us within one run
+#: was seen) then hits every contender alike. Two runs each with 3 and with 12 gave medians 0.00-0.07
+#: apart with 3 and 0.00-0.04 apart with 12 (the spreads widen, the medians settle).
+_SPLIT = 12
 
 
 def _rate(fn: Callable[[int], None], n: int) -> float:
@@ -128,6 +138,80 @@ def _raw_batch(sock: socket.socket, reader: Any, payload: bytes, batch: int) -> 
     return run
 
 
+def least_client(
+    sock: socket.socket, reader: Any, strategy: Strategy, prefix: str
+) -> Callable[[str, int], Decision]:
+    """The floor of a Python client's check: the least any library answering the public API must do per
+    call on top of the raw loop. It checks the key and cost types, frames the key into the command (the
+    head and tail are packed once), makes one round trip on one socket it owns (no pool: one thread),
+    and answers the public :class:`~throttlekit.Decision`, built as our paths build it. Our check is
+    measured against it and against the raw loop in the same run."""
+    t = load_manifest()[strategy.check_transform]
+    params = tuple(strategy.params)
+    head = evalsha_head(t, len(params) + 2)
+    tail = b"\r\n" + bulk(SERVER_TIME) + b"".join(map(bulk, params))
+    tail1 = tail + bulk(1)  # the common cost, packed once, as our packer does
+    send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
+    kp = prefix + ":"
+
+    def check(key: str, cost: int = 1) -> Decision:
+        if key.__class__ is not str or cost.__class__ is not int or cost <= 0:
+            raise TypeError("key must be a str and cost a positive int")
+        kb = (kp + key).encode()
+        send(b"".join((head, b"$%d\r\n" % len(kb), kb, tail1 if cost == 1 else tail + bulk(cost))))
+        reply = gets()
+        while reply is False:
+            feed(recv(65536))
+            reply = gets()
+        return decision_of(reply)
+
+    return check
+
+
+def least_client_many(
+    sock: socket.socket, reader: Any, strategy: Strategy, prefix: str
+) -> Callable[[list[str]], list[Decision]]:
+    """The floor of a Python client's ``check_many``: the batch framed per call from the keys (the cheapest
+    framing measured: one f-string per key, one join, one encode), one write, the replies read by one
+    C-level loop, one public :class:`~throttlekit.Decision` per reply. No validation, no pool; ASCII keys
+    (a character is a byte, as in the benchmark's keys)."""
+    t = load_manifest()[strategy.check_transform]
+    params = tuple(strategy.params)
+    hs = evalsha_head(t, len(params) + 2).decode()
+    ts = (bulk(SERVER_TIME) + b"".join(map(bulk, params)) + bulk(1)).decode()
+    send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
+    kp = prefix + ":"
+
+    def many(keys: list[str]) -> list[Decision]:
+        text = "".join([f"{hs}${len(k) + len(kp)}\r\n{kp}{k}\r\n{ts}" for k in keys])
+        if not text.isascii():
+            raise ValueError("the floor frames ASCII keys only")
+        send(text.encode())
+        replies: list[Any] = []
+        while len(replies) < len(keys):
+            feed(recv(65536))
+            replies.extend(iter(gets, False))
+        return list(map(decision_of, replies))
+
+    return many
+
+
+def _loop_least(check: Callable[[str, int], Decision], key: str) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            check(key, 1)
+
+    return run
+
+
+def _loop_least_many(many: Callable[[list[str]], list[Decision]], keys: list[str]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(max(1, n // len(keys))):
+            many(keys)
+
+    return run
+
+
 def _loop_check(limiter: Limiter, key: str) -> Callable[[int], None]:
     check = limiter.check
 
@@ -212,7 +296,7 @@ def redis_rows(
     astore = open_async(store_url)
     rows: list[Row] = []
     # many short interleaved rounds: a loaded machine's noise hits every contender alike
-    rounds, n = rounds * 3, max(batch, n // 3 - (n // 3) % batch)
+    rounds, n = rounds * _SPLIT, max(batch, n // _SPLIT - (n // _SPLIT) % batch)
     groups = [*(f"redis {s}" for s in STRATEGIES), "redis async check_many", "redis vs limits"]
     step = 0
 
@@ -235,7 +319,12 @@ def redis_rows(
                     "ceiling: raw socket + hiredis, same EVALSHA bytes",
                     _raw_one(sock, reader, command(f"raw-{name}")),
                 ),
-                {f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}")},
+                {
+                    "floor: the least Python client (key framed per call, the public Decision)": (
+                        _loop_least(least_client(sock, reader, strategy, prefix), f"least-{name}")
+                    ),
+                    f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}"),
+                },
                 n,
                 rounds,
             )
@@ -246,7 +335,12 @@ def redis_rows(
                     f"ceiling: raw socket, the same {batch} EVALSHAs in one write",
                     _raw_batch(sock, reader, b"".join(command(f"raw-{k}") for k in keys), batch),
                 ),
-                {f"throttlekit {name} check_many({batch})": _many(limiter, keys)},
+                {
+                    "floor: the least Python client (the batch framed per call, the public Decisions)": (
+                        _loop_least_many(least_client_many(sock, reader, strategy, prefix), keys)
+                    ),
+                    f"throttlekit {name} check_many({batch})": _many(limiter, keys),
+                },
                 n,
                 rounds,
             )
