@@ -339,8 +339,9 @@ class _KeyLocks:
         has to wait makes it ``[lock, callers]`` (the holder included), the lock taken on behalf of the
         holder, who hands it over on release."""
         key = tuple(keys)
-        with self._guard:
-            table = self._sync
+        guard, table = self._guard, self._sync
+        guard.acquire()  # acquire/release, not ``with``: half the instructions (~1,000 per decision)
+        try:
             if key not in table:  # nobody holds or waits: held from now on
                 table[key] = None
                 return key
@@ -350,6 +351,8 @@ class _KeyLocks:
                 lock.acquire()  # the holder's: released when it hands the key over
                 entry = table[key] = [lock, 1]
             entry[1] += 1
+        finally:
+            guard.release()
         try:
             entry[0].acquire()
         except BaseException:
@@ -361,14 +364,18 @@ class _KeyLocks:
         return key
 
     def release(self, key: tuple[str, ...]) -> None:
-        with self._guard:
-            entry = self._sync.pop(key)
+        guard, table = self._guard, self._sync
+        guard.acquire()  # as in acquire
+        try:
+            entry = table.pop(key)
             if entry is None:  # nobody waited
                 return
             entry[1] -= 1
             if entry[1] == 0:  # the last waiter gave up: forget the key and its lock
                 return
-            self._sync[key] = entry
+            table[key] = entry
+        finally:
+            guard.release()
         entry[0].release()  # hand over to one waiter, which now holds the key
 
     async def aacquire(self, keys: Sequence[str]) -> tuple[tuple[str, ...], Any]:
