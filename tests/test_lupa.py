@@ -79,6 +79,25 @@ def test_reply_conversion_follows_redis(runtime: str) -> None:
     assert e.call("s4", 0, ["k"], [0]) == ["PONG"]
 
 
+def test_a_one_key_step_flags_a_flat_reply_and_converts_a_nested_one(runtime: str) -> None:
+    """The shim's is_array is True only for an array of numbers and strings (Python then takes the items
+    as they come: the snapshot stores' bound call relies on it); any other array is converted."""
+    from throttlekit._lupa import step_result
+
+    e = engine(
+        runtime,
+        "redis.call('SET', KEYS[1], '5') return {1.9, 'x', 2}",
+        "redis.call('SET', KEYS[1], '5') return {1, {2.5, 'y'}, 'z'}",
+        "redis.call('SET', KEYS[1], '5') return {}",
+    )
+    flat = e.bind_step_raw("s0", (), 0)(0, True, "k", False, None, None, 0)
+    assert flat[3] is True and step_result(flat, True) == ([1, "x", 2], ("string", "5", None))
+    nested = e.bind_step_raw("s1", (), 0)(0, True, "k", False, None, None, 0)
+    assert nested[3] is not True and step_result(nested, True) == ([1, [2, "y"], "z"], ("string", "5", None))
+    empty = e.bind_step_raw("s2", (), 0)(0, True, "k", False, None, None, 0)
+    assert empty[3] is True and step_result(empty, True) == ([], ("string", "5", None))
+
+
 def test_error_reply_and_command_errors_raise_script_error(runtime: str) -> None:
     e = engine(
         runtime,

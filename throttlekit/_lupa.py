@@ -76,10 +76,15 @@ PLAIN_ITEMS = _PLAIN = frozenset({int, float, str})
 
 def unpack_reply(out: Any, start: int = 0) -> list[Any]:
     """A runner's flat result (from ``out[start]`` on) as a Redis-style reply list (an empty array comes
-    back as a bare True when it is the whole result)."""
+    back as a bare True when it is the whole result). ``out[start]`` is the shim's ``is_array``: True for
+    an array of numbers and strings only (taken as is), ``'nested'`` for any other array, False for a
+    scalar."""
     if out is True:
         return []
-    items = out[start + 1 :] if out[start] else out[start + 1 : start + 2]
+    is_array = out[start]
+    if is_array is True:
+        return list(out[start + 1 :])
+    items = out[start + 1 :] if is_array else out[start + 1 : start + 2]
     if _PLAIN.issuperset(map(type, items)):
         return list(items)
     return [_to_py(v) for v in items]

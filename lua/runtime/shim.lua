@@ -1,6 +1,7 @@
 --[[ shim: the Redis keyspace and redis.call under lupa, so the transforms run in-process unchanged.
 Loaded once per Lua runtime by throttlekit/_lupa.py (`...` = max_keys); returns the runner API:
   compile(prologue, body, name, nkeys, nargs)  -> run(clock_ms, key1.., arg1..) -> (is_array, items...)
+    (is_array: true, 'nested' or false, see convert)
   bind(prologue, body, name, nreply, fail, wall, guarded, ntail, p1..pn) -> run([clock_ms,] key, now_ms, last..) -> items
   step(run, t, write, nkeys, k1, kind1, value1, deadline1, .., arg1..) -> per key (kind, value, deadline) or a
     flag, then run's (is_array, items...): load, run, dump, flush in one call (the snapshot stores)
@@ -464,19 +465,23 @@ local function conv1(v)
   return v
 end
 
--- (true, items...) for an array reply, (false, scalar) otherwise
+-- (is_array, items...): true for an array reply of numbers and strings only (the common case: Python
+-- takes its items as they come, without looking at each one's type), 'nested' for an array with any
+-- other item (a nested array), false for a scalar reply (one item)
 local function convert(r)
   if type(r) == 'table' and r.err == nil and r.ok == nil then
-    local n = 0
+    local n, flat = 0, true
     while true do
       local v = r[n + 1]
       if v == nil then break end
       v = conv1(v)
       if v == nil then break end
+      local t = type(v)
+      if t ~= 'number' and t ~= 'string' then flat = 'nested' end
       r[n + 1] = v
       n = n + 1
     end
-    return true, unpack(r, 1, n)
+    return flat, unpack(r, 1, n)
   end
   return false, conv1(r)
 end

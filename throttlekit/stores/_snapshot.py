@@ -45,7 +45,6 @@ from typing import Any, Literal, NamedTuple, Protocol
 from .._clock import SERVER_TIME, Clock, SystemClock
 from .._errors import ConcurrentUpdateError, ScriptError, as_script_error
 from .._loader import Transform, load_manifest
-from .._lupa import PLAIN_ITEMS as _PLAIN
 from .._lupa import LuaEngine, step_result
 from ._codecs import CodecError, decode, encode, encode_string
 from .base import AsyncBoundCall, BoundCall, EvalBinding, Last, Reply
@@ -269,14 +268,13 @@ class SnapshotExecutor:
                     out = lua_step(clock_ms, write, key, kind, value, expires_at_ms, now_ms, *tail)
             except lua_error as exc:
                 raise as_script_error(name, sha, exc) from None
-            if write and out[0] == "string" and out[3]:  # the common case, read inline as step_result
-                items = out[4:]  # would: a new string value and an array reply (of plain items: below)
-                if _PLAIN.issuperset(map(type, items)):
-                    try:
-                        blob = encode_string(family, out[1], slots)
-                    except CodecError as exc:
-                        raise ScriptError(name, sha, f"state does not encode as {family!r}: {exc}") from None
-                    return list(items), (blob, None if out[2] is None else int(out[2]))
+            if write and out[0] == "string" and out[3] is True:  # the common case, read inline as
+                # step_result would: a new string value and an array of numbers and strings as the reply
+                try:
+                    blob = encode_string(family, out[1], slots)
+                except CodecError as exc:
+                    raise ScriptError(name, sha, f"state does not encode as {family!r}: {exc}") from None
+                return list(out[4:]), (blob, None if out[2] is None else int(out[2]))
             reply, now = step_result(out, write)
             if now is True or now is None:
                 return reply, now
