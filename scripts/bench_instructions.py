@@ -8,6 +8,9 @@ An instruction count does not move with the machine's load (a timed ratio on a s
 swings by 0.2 and more), so this is the figure to compare before and after a change to the hot path.
 Each contender runs in a fresh process under ``valgrind --tool=callgrind`` twice, with ``--small`` and
 ``--large`` checks after a warm-up; the difference over ``large - small`` cancels start-up and exit.
+Both runs hash strings with the same seed (``PYTHONHASHSEED=0``): with a random seed each, start-up's
+dict lookups (imports, class creation) differ between the two and leave thousands of instructions of
+noise per decision in a Postgres figure (``large - small`` is only 500 decisions there).
 
 Usage: ``python scripts/bench_instructions.py [--small 2000] [--large 12000]`` (needs valgrind:
 ``apt-get install -y valgrind``).
@@ -29,6 +32,7 @@ server's work is not), so the figure is the client CPU per decision, independent
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -163,6 +167,7 @@ def instructions(kind: str, n: int, *extra: str) -> int:
             ],
             check=True,
             capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         text = out.read_text(errors="replace")
     return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("summary:"))
