@@ -269,3 +269,35 @@ def test_keys_are_inlined_as_literals_safely(pg_url: str, pg_table: str) -> None
             lim.check("nul\x00key")
     finally:
         s.close()
+
+
+def test_an_interrupt_mid_decision_drops_its_connection_and_frees_the_pool_slot(
+    pg_url: str, pg_table: str
+) -> None:
+    """A KeyboardInterrupt (here from a real SIGALRM) while a decision waits on Postgres leaves that
+    connection in an unknown state: it is dropped, and the pool's only slot serves the next decision
+    (before, the slot stayed taken and every later call waited out acquire_timeout_s)."""
+    store = PostgresStore(pg_url, table=pg_table, sweep_interval_ms=0, pool_size=1, acquire_timeout_s=1.0)
+    limiter = tk.Limiter(tk.Gcra(10, "1s"), store=store)
+    try:
+        assert limiter.check("k").allowed  # the table exists; the one pooled connection is idle
+        with psycopg.connect(pg_url, autocommit=True) as blocker:
+            # another session holds the key's advisory lock: the next decision waits in its first exchange
+            blocker.execute("BEGIN")
+            blocker.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["k"])
+
+            def interrupt(_signum: int, _frame: Any) -> None:
+                raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    limiter.check("k")
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            blocker.execute("COMMIT")
+        assert limiter.check("k").allowed  # the slot is free again
+    finally:
+        store.close()

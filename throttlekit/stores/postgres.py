@@ -239,8 +239,10 @@ class PostgresStore(SnapshotStore):
         self.round_trips += 1
         try:
             result = pgc.exchange(conn, query, self.op_timeout_s)
-        except Exception as exc:
+        except BaseException as exc:  # an interrupt too: the connection is in an unknown state, drop it
             self._pool.release(conn, broken=True)
+            if not isinstance(exc, Exception):
+                raise
             if fresh or not retry or not pgc.is_connection_error(exc):
                 raise pgc.store_error(exc) from exc
             self._pool.discard_idle()  # the server restarted: every idle connection is dead
@@ -255,8 +257,10 @@ class PostgresStore(SnapshotStore):
         self.round_trips += 1
         try:
             pgc.exchange(conn, query, self.op_timeout_s)
-        except Exception as exc:
+        except BaseException as exc:  # as in _read
             self._pool.release(conn, broken=True)
+            if not isinstance(exc, Exception):
+                raise
             raise pgc.store_error(exc) from exc
         self._pool.release(conn, broken=False)
 
@@ -303,8 +307,10 @@ class PostgresStore(SnapshotStore):
         conn, _ = self._pool.acquire()
         try:
             res = pgc.exchange(conn, query, self.op_timeout_s)
-        except Exception as exc:
+        except BaseException as exc:  # as in _read
             self._pool.release(conn, broken=True)
+            if not isinstance(exc, Exception):
+                raise
             raise pgc.store_error(exc) from exc
         self._pool.release(conn, broken=False)
         return res
