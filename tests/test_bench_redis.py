@@ -10,9 +10,13 @@ from tests._support.env import REAL_REDIS, REDIS_URL
 
 @pytest.mark.skipif(REAL_REDIS is None, reason="needs a real Redis")
 def test_redis_rows_pair_each_path_with_its_ceiling() -> None:
+    import redis
+
     from throttlekit._bench import STRATEGIES
     from throttlekit._bench_redis import redis_rows
 
+    with redis.Redis.from_url(REDIS_URL) as client:
+        client.script_flush()  # a fresh Redis: the raw ceilings and floors must not meet NOSCRIPT
     lines: list[str] = []
     rows = redis_rows(REDIS_URL, n=200, rounds=1, progress=lines.append)
     assert len(lines) == len(STRATEGIES) + 2 and lines[0].startswith("[1/")

@@ -34,7 +34,7 @@ from ._types import Decision, decision_of
 from .limiter import AsyncLimiter, Limiter
 from .stores import open_async, open_sync
 from .stores._redisconn import RedisOptions, redis_options
-from .stores._resp import bulk, evalsha_head
+from .stores._resp import ReplyError, bulk, evalsha_head
 from .strategies import Strategy
 
 __all__ = ["least_client", "least_client_many", "raw_command", "redis_rows"]
@@ -110,7 +110,25 @@ def _raw_socket(opts: RedisOptions) -> tuple[socket.socket, Any]:
     return sock, reader
 
 
+def _probe(sock: socket.socket, reader: Any, payload: bytes, n: int) -> None:
+    """Send a raw ceiling's payload once and check its ``n`` replies: a ceiling that measured error
+    replies (a NOSCRIPT, say) would mean nothing. Outside the measured loops, which stay bare."""
+    sock.sendall(payload)
+    replies: list[Any] = []
+    while len(replies) < n:
+        reply = reader.gets()
+        if reply is False:
+            reader.feed(sock.recv(65536))
+        else:
+            replies.append(reply)
+    errors = [r for r in replies if isinstance(r, ReplyError)]
+    if errors:
+        raise RuntimeError(f"redis: the raw ceiling's command got {errors[0]}")
+
+
 def _raw_one(sock: socket.socket, reader: Any, payload: bytes) -> Callable[[int], None]:
+    _probe(sock, reader, payload, 1)
+
     def run(n: int) -> None:
         send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
         for _ in range(n):
@@ -124,6 +142,8 @@ def _raw_one(sock: socket.socket, reader: Any, payload: bytes) -> Callable[[int]
 
 
 def _raw_batch(sock: socket.socket, reader: Any, payload: bytes, batch: int) -> Callable[[int], None]:
+    _probe(sock, reader, payload, batch)
+
     def run(n: int) -> None:
         send, recv, feed, gets = sock.sendall, sock.recv, reader.feed, reader.gets
         for _ in range(max(1, n // batch)):
@@ -163,6 +183,8 @@ def least_client(
         while reply is False:
             feed(recv(65536))
             reply = gets()
+        if reply.__class__ is ReplyError:  # as our store looks at every reply
+            raise RuntimeError(f"redis: {reply}")
         return decision_of(reply)
 
     return check
@@ -191,6 +213,8 @@ def least_client_many(
         while len(replies) < len(keys):
             feed(recv(65536))
             replies.extend(iter(gets, False))
+        if ReplyError in set(map(type, replies)):  # as our store looks at every reply
+            raise RuntimeError(f"redis: {next(r for r in replies if isinstance(r, ReplyError))}")
         return list(map(decision_of, replies))
 
     return many
@@ -309,6 +333,7 @@ def redis_rows(
         for name, strategy in STRATEGIES.items():
             next_group(f"redis {name}")
             limiter = Limiter(strategy, store=store)
+            limiter.check(f"load-{name}")  # SCRIPT LOAD now: every contender then runs the script itself
 
             def command(key: str, strategy: Strategy = strategy) -> bytes:
                 return raw_command(strategy, f"{prefix}:{key}")
