@@ -19,7 +19,10 @@ once per Check can do better; the Redis row's last column is its ratio to that c
 memory row runs its own second ceiling, the echo plus one call into Lua through lupa per Check (the
 embedded benchmark's crossing floor: the limiter's call shape into a Lua function answering constants,
 then the public ``Decision``): every decision of a memory server is made in Lua in process, so none can
-do better than that (lupa releases the GIL on each call, which a bare echo never does).
+do better than that (lupa releases the GIL on each call, which a bare echo never does). A third echo,
+the echo plus the embedded decision itself (``Limiter(FixedWindow).check`` on a ``MemoryStore``, the
+policy's own transform), splits the memory row's gap into what the Lua decision costs and what the
+server adds around it (the door, parsing the request, observation, the response).
 
 The policy is a fixed window with a huge limit, so every Check takes the ALLOW path on one hot key;
 after the rounds the script Peeks the key and checks that the server counted exactly the requests the
@@ -63,8 +66,14 @@ LIMIT = 10**15
 ECHO_REDIS = "echo + Redis round trip (ceiling)"
 #: The memory row's second ceiling: the echo plus one lupa crossing per Check.
 ECHO_LUPA = "echo + lupa crossing (ceiling)"
-#: Which second ceiling each of our rows is measured against as well.
-SECOND = {"Check, redis": ECHO_REDIS, "Check, memory": ECHO_LUPA, "Check, memory+tui": ECHO_LUPA}
+#: A reference beside the memory row: the echo plus the embedded decision (the policy's transform).
+ECHO_DECISION = "echo + embedded Limiter.check (reference)"
+#: Which second ceilings (and references) each of our rows is measured against as well.
+SECOND = {
+    "Check, redis": (ECHO_REDIS,),
+    "Check, memory": (ECHO_LUPA, ECHO_DECISION),
+    "Check, memory+tui": (ECHO_LUPA, ECHO_DECISION),
+}
 CONFIG = f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {LIMIT}, period: 1d }}\n"
 METHOD = "/throttlekit.v1.RateLimiter/Check"
 #: h2load's load: connections x concurrent streams per connection.
@@ -133,18 +142,19 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     return spawn(args)
 
 
-def start_echo(redis_url: str | None = None, lupa: bool = False) -> tuple[subprocess.Popen[str], int]:
+def start_echo(redis_url: str | None = None, lupa: str = "") -> tuple[subprocess.Popen[str], int]:
     """The ceiling: a bare grpc.aio server answering Check with fixed bytes (this script, ``--echo``);
-    with ``redis_url``, after one raw Redis round trip per Check (``--echo-redis``); with ``lupa``, after
-    one lupa crossing per Check (``--echo-lupa``)."""
+    with ``redis_url``, after one raw Redis round trip per Check (``--echo-redis``); with ``lupa``
+    "crossing", after one lupa crossing per Check (``--echo-lupa``), "decision", after the embedded
+    decision (``--echo-decision``)."""
     return spawn(echo_command(redis_url, lupa))
 
 
-def echo_command(redis_url: str | None = None, lupa: bool = False) -> list[str]:
+def echo_command(redis_url: str | None = None, lupa: str = "") -> list[str]:
     """The echo's command line, on the benchmarks' event loop (:data:`LOOP`)."""
     extra = ["--echo-redis", redis_url] if redis_url else []
     if lupa:
-        extra.append("--echo-lupa")
+        extra.append({"crossing": "--echo-lupa", "decision": "--echo-decision"}[lupa])
     return [sys.executable, str(Path(__file__).resolve()), "--echo", "--loop", LOOP, *extra]
 
 
@@ -175,10 +185,11 @@ def spawn(args: list[str]) -> tuple[subprocess.Popen[str], int]:
     return proc, _port_of(line)
 
 
-def echo_main(redis_url: str | None = None, lupa: bool = False) -> None:
+def echo_main(redis_url: str | None = None, lupa: str = "") -> None:
     """Serve the echo on a free port; print the port like throttlekit-server does; stop on SIGTERM.
     With ``redis_url``, every Check first sends the server's EVALSHA bytes to Redis and awaits the reply;
-    with ``lupa``, every Check first crosses into Lua once (``throttlekit._bench.lupa_floor``)."""
+    with ``lupa`` "crossing", every Check first crosses into Lua once (``throttlekit._bench.lupa_floor``);
+    with "decision", it first runs the policy's decision embedded (``Limiter.check``, memory store)."""
     from throttlekit.server._app import _OPTIONS
 
     answer = pb.CheckResponse(
@@ -192,6 +203,10 @@ def echo_main(redis_url: str | None = None, lupa: bool = False) -> None:
         from throttlekit._bench import lupa_floor
 
         floor = lupa_floor()
+        if lupa == "decision":
+            from throttlekit import FixedWindow, Limiter, MemoryStore
+
+            floor = Limiter(FixedWindow(LIMIT, "1d"), store=MemoryStore()).check
 
         async def check(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             floor("hot", 1)
@@ -389,7 +404,8 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         if "redis" in stores:
             commands[ECHO_REDIS] = echo_command(redis_url)
         if "memory" in stores:
-            commands[ECHO_LUPA] = echo_command(lupa=True)
+            commands[ECHO_LUPA] = echo_command(lupa="crossing")
+            commands[ECHO_DECISION] = echo_command(lupa="decision")
         for store in stores:
             args = server_args(config)
             if store == "redis":
@@ -409,8 +425,7 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
     print("| server | instructions per Check | ratio (echo/ours) | ratio (second ceiling/ours) |")
     print("|---|--:|--:|--:|")
     for name, value in per.items():
-        ceiling = SECOND.get(name)
-        second = f"{per[ceiling] / value:.2f}x of {ceiling}" if ceiling in per else ""
+        second = "; ".join(f"{per[c] / value:.2f}x of {c}" for c in SECOND.get(name, ()) if c in per)
         print(f"| {name} | {value:,.0f} | {echo / value:.2f}x | {second} |")
 
 
@@ -425,6 +440,7 @@ def main() -> int:
     ap.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--echo-redis", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--echo-lupa", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--echo-decision", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int, default=5, help="rounds over all servers (default 5)")
     ap.add_argument("--seconds", type=float, default=3.0, help="rough length of one measured run")
     ap.add_argument(
@@ -449,7 +465,7 @@ def main() -> int:
     if args.loop != "auto":
         LOOP = args.loop
     if args.echo:
-        echo_main(args.echo_redis, args.echo_lupa)
+        echo_main(args.echo_redis, "decision" if args.echo_decision else "crossing" if args.echo_lupa else "")
         return 0
     if args.instructions:
         run_instructions(args.stores.split(","), args.redis, 300, 1300)
@@ -472,8 +488,10 @@ def main() -> int:
                 proc, port = start_echo(args.redis)
                 targets.append(Target(ECHO_REDIS, proc, port, counts=False))
             if {"memory", "memory+tui"} & set(args.stores.split(",")):
-                proc, port = start_echo(lupa=True)
+                proc, port = start_echo(lupa="crossing")
                 targets.append(Target(ECHO_LUPA, proc, port, counts=False))
+                proc, port = start_echo(lupa="decision")
+                targets.append(Target(ECHO_DECISION, proc, port, counts=False))
             for store in args.stores.split(","):
                 proc, port = start_server(config, store, args.redis)
                 targets.append(Target(f"Check, {store}", proc, port, counts=True))
@@ -515,7 +533,7 @@ def main() -> int:
         f"{args.rounds} rounds of {n} requests, ALLOW path on one hot key, event loop {LOOP}\n"
     )
     echo_cpu = targets[0].cpu_us
-    own = {t.name: t.rates for t in targets if t.name in (ECHO_REDIS, ECHO_LUPA)}
+    own = {t.name: t.rates for t in targets if t.name in (ECHO_REDIS, ECHO_LUPA, ECHO_DECISION)}
     print(
         "| server | Check/s (median) | ratio to echo (median) | spread | server CPU us/RPC "
         "| CPU ratio (echo/ours) | spread | ratio to the second ceiling [spread] |"
@@ -524,11 +542,12 @@ def main() -> int:
     for t in targets:
         ratios = [a / b for a, b in zip(t.rates, echo, strict=True)]
         cpu = [b / a for a, b in zip(t.cpu_us, echo_cpu, strict=True)]
-        second = ""
-        ceiling = SECOND.get(t.name)
-        if ceiling in own:
-            r2 = [a / b for a, b in zip(t.rates, own[ceiling], strict=True)]
-            second = f"{statistics.median(r2):.2f}x [{min(r2):.2f}-{max(r2):.2f}] of {ceiling}"
+        parts = []
+        for ceiling in SECOND.get(t.name, ()):
+            if ceiling in own:
+                r2 = [a / b for a, b in zip(t.rates, own[ceiling], strict=True)]
+                parts.append(f"{statistics.median(r2):.2f}x [{min(r2):.2f}-{max(r2):.2f}] of {ceiling}")
+        second = "; ".join(parts)
         print(
             f"| {t.name} | {statistics.median(t.rates):,.0f} | {statistics.median(ratios):.2f}x "
             f"| {min(ratios):.2f}-{max(ratios):.2f}x | {statistics.median(t.cpu_us):.0f} "
