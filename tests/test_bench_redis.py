@@ -37,6 +37,25 @@ def test_redis_rows_pair_each_path_with_its_ceiling() -> None:
     assert len(floors) == 2 * len(STRATEGIES)  # one per check and check_many group, beside ours
 
 
+#: One allowed gcra decision as Redis answers it.
+_ALLOW = b"*5\r\n:1\r\n:10\r\n:9\r\n:123\r\n:0\r\n"
+
+
+class _Wire:
+    """A socket stand-in for the floors: records what is sent, answers ``replies`` allowed decisions
+    per read."""
+
+    def __init__(self, replies: int = 1) -> None:
+        self.sent: list[bytes] = []
+        self.replies = replies
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def recv(self, _n: int) -> bytes:
+        return _ALLOW * self.replies
+
+
 def test_the_least_client_floor_sends_our_bytes_and_answers_a_decision() -> None:
     """The floor row does no less than the API needs: the very bytes of the raw ceiling (and of our store),
     read into the public Decision; bad input is refused."""
@@ -45,17 +64,7 @@ def test_the_least_client_floor_sends_our_bytes_and_answers_a_decision() -> None
     from throttlekit import Decision, Gcra
     from throttlekit._bench_redis import least_client, raw_command
 
-    class Wire:
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-
-        def sendall(self, data: bytes) -> None:
-            self.sent.append(data)
-
-        def recv(self, _n: int) -> bytes:
-            return b"*5\r\n:1\r\n:10\r\n:9\r\n:123\r\n:0\r\n"
-
-    strategy, wire = Gcra(10, "1s"), Wire()
+    strategy, wire = Gcra(10, "1s"), _Wire()
     check = least_client(wire, hiredis.Reader(), strategy, "p")  # type: ignore[arg-type]
     assert check("k", 1) == Decision(True, 10, 9, 123, 0)
     assert wire.sent == [raw_command(strategy, "p:k")]
@@ -73,19 +82,7 @@ def test_the_batch_floor_sends_the_raw_batch_and_answers_decisions() -> None:
     from throttlekit import Decision, Gcra
     from throttlekit._bench_redis import least_client_many, raw_command
 
-    reply = b"*5\r\n:1\r\n:10\r\n:9\r\n:123\r\n:0\r\n"
-
-    class Wire:
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-
-        def sendall(self, data: bytes) -> None:
-            self.sent.append(data)
-
-        def recv(self, _n: int) -> bytes:
-            return reply * 2  # both replies in one read
-
-    strategy, wire = Gcra(10, "1s"), Wire()
+    strategy, wire = Gcra(10, "1s"), _Wire(replies=2)  # both replies in one read
     many = least_client_many(wire, hiredis.Reader(), strategy, "p")  # type: ignore[arg-type]
     assert many(["a", "b"]) == [Decision(True, 10, 9, 123, 0)] * 2
     assert wire.sent == [raw_command(strategy, "p:a") + raw_command(strategy, "p:b")]

@@ -251,18 +251,23 @@ class PostgresStore(SnapshotStore):
             self._pool.release(conn, broken=False)
         return conn, result
 
-    def _commit(self, conn: Any, query: bytes) -> None:
-        """The exchange that ends a transaction :meth:`_read` opened (the writes and ``COMMIT``); the
-        connection goes back to the pool, or is dropped on a failure (``StoreError``)."""
-        self.round_trips += 1
+    def _commit(self, conn: Any, query: bytes, decision: bool = True) -> Any:
+        """The last exchange on a checked-out connection (for a decision, the one that ends the transaction
+        :meth:`_read` opened: the writes and ``COMMIT``; ``decision`` False: an autocommit statement, not
+        counted in ``round_trips``): its last result, and the connection back in the pool. On any failure
+        (an interrupt too, as in :meth:`_read`) the connection is dropped and the failure raised (a
+        ``StoreError`` unless it is not an ``Exception``)."""
+        if decision:
+            self.round_trips += 1
         try:
-            pgc.exchange(conn, query, self.op_timeout_s)
-        except BaseException as exc:  # as in _read
+            res = pgc.exchange(conn, query, self.op_timeout_s)
+        except BaseException as exc:
             self._pool.release(conn, broken=True)
             if not isinstance(exc, Exception):
                 raise
             raise pgc.store_error(exc) from exc
         self._pool.release(conn, broken=False)
+        return res
 
     def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         """:meth:`~throttlekit.stores._snapshot.SnapshotStore.bind`, with a whole one-key decision in the
@@ -305,15 +310,7 @@ class PostgresStore(SnapshotStore):
     def _simple(self, query: bytes) -> Any:
         """One autocommit exchange on a pooled connection; its last result."""
         conn, _ = self._pool.acquire()
-        try:
-            res = pgc.exchange(conn, query, self.op_timeout_s)
-        except BaseException as exc:  # as in _read
-            self._pool.release(conn, broken=True)
-            if not isinstance(exc, Exception):
-                raise
-            raise pgc.store_error(exc) from exc
-        self._pool.release(conn, broken=False)
-        return res
+        return self._commit(conn, query, False)
 
     def delete(self, key: str) -> None:
         self._simple(self._sql.delete(key))
