@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 import throttlekit as tk
 from tests._support.server import Starter, make_store, pb
@@ -205,6 +209,42 @@ def test_every_strategy_is_served_over_grpc(
         assert got == [4, 3, 2, 1, 0, 0], name
         assert not served.stub.Peek(pb.PeekRequest(policy=name, key="k")).decision.allowed
         assert served.stub.Forecast(pb.ForecastRequest(policy=name, key="k")).forecast.spendable_now == 0
+
+
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_REPLY = st.tuples(st.sampled_from([0, 1, True, False]), _INT64, _INT64, _INT64, _INT64)
+_REFUSED = st.tuples(
+    st.just(1),
+    st.one_of(_INT64, st.just(10.0), st.just(0.0), st.just(2**63)),
+    _INT64,
+    st.one_of(_INT64, st.just(2**70)),
+    st.one_of(_INT64, st.just(5.4e19), st.just(0.0)),
+)
+
+
+@given(st.lists(st.one_of(_REPLY, _REFUSED), min_size=1, max_size=12))
+@example([(1, 10, 9, 1, 0), (1, 10.0, 8, 1, 0), (1, 10, 7, 1, 0)])
+@example([(0, 2, 0, 5, 7), (True, 2, 1, 5, 0), (1, 2, 0, 2**70, 0), (1, 2, 0, 5, 0)])
+@example([(1, 5, 0, 1, 0), (1, 2**63, 0, 1, 0), (1, 2**63, 0, 1, 0), (1, 5, 0, 1, 0)])
+def test_the_check_encoder_answers_each_reply_alone_whatever_came_before(replies: list[Any]) -> None:
+    """Check's encoder reuses one message and assigns only the fields that changed: every answer must be
+    the bytes of that reply's own response, and a value the wire refuses must be refused every time
+    (even right after an equal integer), whatever sequence came before."""
+    from throttlekit.server._door import _check_response_encoder
+
+    encode = _check_response_encoder()
+    for r in replies:
+        try:
+            expected = pb.CheckResponse(
+                decision=pb.Decision(
+                    allowed=r[0] == 1, limit=r[1], remaining=r[2], reset_at=r[3], retry_after_ms=r[4]
+                )
+            ).SerializeToString()
+        except (TypeError, ValueError):
+            with pytest.raises((TypeError, ValueError)):
+                encode(r)
+        else:
+            assert encode(r) == expected, r
 
 
 def test_check_answers_the_same_bytes_as_the_response_message(start_server: Starter) -> None:

@@ -92,6 +92,27 @@ def test_a_transform_error_is_internal_with_a_generic_message_logged_once(
     assert served.check("api", "k").allowed
 
 
+def test_a_lua_fault_on_the_memory_store_is_internal_logged_once(
+    start_server: Starter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The memory store's Check runs its bound transform without a ``pcall``: a fault in the Lua (state
+    it cannot read) must still be a ScriptError, INTERNAL to the client with nothing of the Lua error,
+    the detail logged once, and the next decision on another key unaffected."""
+    caplog.set_level(logging.ERROR, logger="throttlekit.server")
+    store = tk.MemoryStore()
+    served = start_server({"api": GCRA}, store=store)
+    store.engine.load(0, "api:k", "string", "not a time", None)  # gcra's tonumber() gives nil
+    for _ in range(3):
+        err = _error(served.stub.Check, pb.CheckRequest(policy="api", key="k"))
+        assert err.code() == grpc.StatusCode.INTERNAL
+        assert (err.details() or "") == 'policy "api": internal error; the server log has the detail'
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1, logged
+    assert 'policy "api": request failed: ScriptError' in logged[0] and "gcra" in logged[0]
+    assert "stack traceback" not in logged[0]
+    assert served.check("api", "other").allowed
+
+
 def test_a_huge_cost_never_answers_unknown(start_server: Starter, store_kind: str) -> None:
     """gcra with cost 2^53-1 on a 10/min policy: a decision in range, or a clear INTERNAL; never UNKNOWN
     with a traceback."""

@@ -78,19 +78,31 @@ def _reply_pb(r: Reply) -> Any:
 
 def _check_response_encoder() -> Callable[[Reply], bytes]:
     """``reply items -> CheckResponse bytes``, what Check answers (registered without a serializer): one
-    ``Decision`` message, reused, gets the five fields assigned and is serialized, then framed by hand as
-    field 1 of ``CheckResponse`` (tag 0x0a, a one-byte length: a Decision is at most 46 bytes). Half the
-    instructions of building both messages per call (8.1k against 16.4k, callgrind). The message belongs
-    to the event loop's thread: the encoder runs between awaits, so no two calls interleave."""
+    ``Decision`` message, reused, gets the fields that changed since the last call assigned and is
+    serialized, then framed by hand as field 1 of ``CheckResponse`` (tag 0x0a, a one-byte length: a
+    Decision is at most 46 bytes). ``last`` mirrors what the message holds, set only after an assignment
+    succeeded, so a value the message refuses (not an integer, outside int64) raises every time. Under
+    steady traffic only ``remaining`` changes: 6.3k instructions a call, against 8.3k assigning all five
+    and 16.4k building both messages (callgrind). The message belongs to the event loop's thread: the
+    encoder runs between awaits, so no two calls interleave."""
     msg = _PbDecision()
     serialize = msg.SerializeToString
+    last: list[Any] = [False, 0, 0, 0, 0]  # a new message's fields
 
     def encode(r: Reply) -> bytes:
-        msg.allowed = r[0] == 1
-        msg.limit = r[1]
+        v = r[0] == 1
+        if v is not last[0]:
+            msg.allowed = last[0] = v
+        v = r[1]
+        if v != last[1] or v.__class__ is not int:
+            msg.limit = last[1] = v
         msg.remaining = r[2]
-        msg.reset_at = r[3]
-        msg.retry_after_ms = r[4]
+        v = r[3]
+        if v != last[3] or v.__class__ is not int:
+            msg.reset_at = last[3] = v
+        v = r[4]
+        if v != last[4] or v.__class__ is not int:
+            msg.retry_after_ms = last[4] = v
         body = serialize()
         return b"\n%c%s" % (len(body), body)
 

@@ -37,7 +37,8 @@ from time import perf_counter_ns
 from typing import Any, Literal
 
 from .._clock import SERVER_TIME, Clock
-from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, loggable
+from .._errors import ConfigError, NotSupportedError, StoreError, ThrottleKitError, as_script_error, loggable
+from .._loader import load_manifest
 from .._types import Decision, Forecast, decision_of
 from .._validate import name as v_name
 from ..admission import policy_denial
@@ -74,7 +75,7 @@ from ..stores import AsyncScriptStore, MemoryStore, ScriptStore, open_async
 from ..stores._factory import store_kind
 from ..stores.base import BoundedStore, Reply, join_prefix
 from ..two_tier import TwoTierLimiter
-from ._telemetry import DecisionEvent, DecisionTap
+from ._telemetry import DecisionTap
 
 __all__ = [
     "EVICTION_REPORT_S",
@@ -227,11 +228,6 @@ def _unsupported(name: str, op: str) -> NotSupportedError:
 _decision = decision_of
 
 
-#: DecisionEvent from a full tuple of its fields, without the keyword-parsing constructor (hot path).
-_event = tuple.__new__
-_Event = DecisionEvent
-
-
 def _allow(r: Reply) -> Reply:
     """A shadow policy's answer to a denial: allowed, the engine's numbers, no retry."""
     return (True, r[1], r[2], r[3], 0)
@@ -268,28 +264,17 @@ class _Runtime:
         """Emit ``r`` (reply items) to the tap if ``t0`` (the decision's start, ``perf_counter_ns``, 0 when
         nothing observed) is set; returns what the client is answered (a shadow denial allows)."""
         if t0:
-            tap = self.tap
-            tap.emit(
-                _event(
-                    _Event,
-                    (
-                        self.policy.name,
-                        self.telemetry_kind,
-                        op,
-                        key,
-                        cost,
-                        r[0] == 1,
-                        r[1],
-                        r[2],
-                        r[3],
-                        r[4],
-                        tap.now_ms(),
-                        perf_counter_ns() - t0,
-                        r is self._failed,
-                        self.shadow,
-                        axis,
-                    ),
-                )
+            self.tap.observe(
+                self.policy.name,
+                self.telemetry_kind,
+                op,
+                key,
+                cost,
+                r,
+                t0,
+                r is self._failed,
+                self.shadow,
+                axis,
             )
         if self.shadow and r[0] != 1 and op != "peek":
             return _allow(r)
@@ -401,21 +386,38 @@ class _RateRuntime(_Runtime):
         self._params = tuple(strategy.params)
         self._now: Callable[[], float] = clock.now_ms if clock is not None else (lambda: SERVER_TIME)
         self._fail_decision()
-        self.check_reply = self._inline_check if self.inline else self._async_check  # type: ignore[method-assign]
-        self._run: Any = (store.bind if self.inline else store.abind)(self._transform, self._params)
-
-    def _inline_check(self, key: str, cost: int) -> Reply:
-        t0 = perf_counter_ns() if self.tap.observers else 0
-        try:
-            r = self._run(self._kp + key, self._now(), cost)
-        except StoreError as exc:
-            r = self._synthesize(exc)
+        if self.inline:
+            self.check_reply = self._inline_checker(clock)  # type: ignore[method-assign,assignment]
         else:
-            if self.outage.down:
-                self.outage.recovered()
-        if t0 or self.shadow:
-            return self._observe("check", key, cost, r, t0)
-        return r  # type: ignore[no-any-return]
+            self.check_reply = self._async_check  # type: ignore[method-assign]
+            self._run: Any = store.abind(self._transform, self._params)
+
+    def _inline_checker(self, clock: Clock | None) -> Callable[[str, int], Reply]:
+        """Check on an inline store: its bound call, unguarded (no ``pcall`` per decision; a script fault
+        is converted in the ``except`` clause, which costs nothing until it runs), the constants held in
+        the closure. ``tap`` and ``shadow`` are read per call: the service sets them, and a reload may
+        change ``shadow``."""
+        run = self.store.bind(self._transform, self._params, guarded=False)
+        kp, outage, name = self._kp, self.outage, self._transform
+        sha = load_manifest()[name].sha
+        now_ms = clock.now_ms if clock is not None else None
+
+        def check(key: str, cost: int) -> Reply:
+            t0 = perf_counter_ns() if self.tap.observers else 0
+            try:
+                r = run(kp + key, SERVER_TIME if now_ms is None else now_ms(), cost)
+            except StoreError as exc:
+                r = self._synthesize(exc)
+            except Exception as exc:
+                raise as_script_error(name, sha, exc) from None
+            else:
+                if outage.down:
+                    outage.recovered()
+            if t0 or self.shadow:
+                return self._observe("check", key, cost, r, t0)
+            return r  # type: ignore[no-any-return]
+
+        return check
 
     async def _async_check(self, key: str, cost: int) -> Reply:
         t0 = perf_counter_ns() if self.tap.observers else 0

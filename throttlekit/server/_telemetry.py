@@ -2,9 +2,9 @@
 
 **The tap** (:class:`DecisionTap`) is the one seam through which a decision leaves the service for
 observers. Every decision path of the service core (``_service.py``: Check, CheckMany, Peek, Debit,
-two-tier, and every runtime added later) ends in ``_Runtime._observe``, which builds one
-:class:`DecisionEvent` and hands it to :meth:`DecisionTap.emit`, only when at least one observer is
-registered (an untapped service pays one attribute test per decision). ``emit`` calls each observer inline,
+two-tier, and every runtime added later) ends in ``_Runtime._observe``, which hands the reply to
+:meth:`DecisionTap.observe` (it builds one :class:`DecisionEvent` and emits it), only when at least one
+observer is registered (an untapped service pays one attribute test per decision). ``emit`` calls each observer inline,
 in registration order; an observer that raises is counted and logged once per burst and never reaches the
 caller, so observing cannot change or fail a decision. Observers must be O(1) and must not block: they
 run on the event-loop thread between a decision and its reply.
@@ -29,6 +29,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("throttlekit.server")
+
+#: A DecisionEvent from a full tuple of its fields, without the keyword-parsing constructor (hot path).
+_event = tuple.__new__
 
 #: The analytics window (ms); windows are epoch-aligned.
 ANALYTICS_WINDOW_MS = 60_000
@@ -114,6 +118,9 @@ class DecisionTap:
         self.observers: tuple[DecisionObserver, ...] = ()
         #: Epoch ms of an event (the service's clock, else wall time).
         self.now_ms = _int_clock(now_ms)
+        self._wall = now_ms is None
+        self._offset = 0
+        self._resync_at = 0
         self.errors = 0
         self._remind_s = remind_s
         self._last_report = -remind_s
@@ -134,17 +141,76 @@ class DecisionTap:
             try:
                 observer(event)
             except Exception as exc:
-                self.errors += 1
-                now = time.monotonic()
-                if now - self._last_report >= self._remind_s:
-                    self._last_report = now
-                    log.error(
-                        "decision observer %s failed (%d failures so far; decisions are unaffected): %s: %s",
-                        getattr(observer, "__qualname__", type(observer).__name__),
-                        self.errors,
-                        type(exc).__name__,
-                        str(exc)[:200],
-                    )
+                self._failed(observer, exc)
+
+    def observe(
+        self,
+        policy: str,
+        kind: str,
+        op: str,
+        key: str,
+        cost: int,
+        r: Sequence[Any],
+        t0: int,
+        synthesized: bool,
+        shadow: bool,
+        axis: str = "",
+    ) -> None:
+        """:meth:`emit` the event of one decision from its reply items ``r`` (``allowed`` 1/0 or a bool,
+        then the four numbers) and its start ``t0`` (``perf_counter_ns``): the decision paths' one
+        frame, building the event and calling the observers in place (hot path). On the wall clock the
+        event's ``at_ms`` comes from the same monotonic reading as its latency, offset to the epoch (the
+        offset is read again every second): one clock read per event instead of two."""
+        t1 = perf_counter_ns()
+        if self._wall:
+            if t1 >= self._resync_at:
+                self._resync(t1)
+            at = (t1 + self._offset) // 1_000_000
+        else:
+            at = self.now_ms()
+        event = _event(
+            DecisionEvent,
+            (
+                policy,
+                kind,
+                op,
+                key,
+                cost,
+                r[0] == 1,
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                at,
+                t1 - t0,
+                synthesized,
+                shadow,
+                axis,
+            ),
+        )
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception as exc:
+                self._failed(observer, exc)
+
+    def _resync(self, mono_ns: int) -> None:
+        """Read the epoch's offset from the monotonic clock again (at most a second old when used)."""
+        self._offset = time.time_ns() - perf_counter_ns()
+        self._resync_at = mono_ns + 1_000_000_000
+
+    def _failed(self, observer: DecisionObserver, exc: Exception) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_report >= self._remind_s:
+            self._last_report = now
+            log.error(
+                "decision observer %s failed (%d failures so far; decisions are unaffected): %s: %s",
+                getattr(observer, "__qualname__", type(observer).__name__),
+                self.errors,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
 
 class SpaceSaving:
