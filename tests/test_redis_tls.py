@@ -136,3 +136,30 @@ def test_a_frozen_tls_redis_is_a_store_error_within_the_timeout(tls_redis: TlsRe
     finally:
         tls_redis.proc.send_signal(signal.SIGCONT)
         lim.close()
+
+
+def test_tk_bench_raw_socket_on_a_frozen_tls_redis_is_a_clear_error(tls_redis: TlsRedis) -> None:
+    """``tk bench``'s raw socket is opened as the store's: over TLS its loops give up within the timeout
+    too, and the error names the address, the timeout and the group."""
+    from throttlekit._bench_redis import _bounded, _raw_one, _raw_socket, raw_command
+    from throttlekit.stores._redisconn import redis_options
+
+    url = _frozen_url(tls_redis)
+    with tk.Limiter(STRATEGY, store=url) as lim:
+        lim.check("frozen")  # loads the script the raw socket's probe runs
+    opts = redis_options(url)
+    sock, reader = _raw_socket(opts)
+    run = _raw_one(sock, reader, raw_command(STRATEGY, "tls:raw-frozen"))
+
+    def raw() -> None:
+        with _bounded(opts, "the TLS test"):
+            run(10)
+
+    tls_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        fails_fast(
+            raw, f"no reply from Redis at 127.0.0.1:{tls_redis.port}/2 within 0.3 s during the TLS test"
+        )
+    finally:
+        tls_redis.proc.send_signal(signal.SIGCONT)
+        sock.close()
