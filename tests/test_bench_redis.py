@@ -3,9 +3,16 @@ median ratio and its spread over rounds, and a progress line per group (a smoke 
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any, NamedTuple
+
 import pytest
 
-from tests._support.env import REAL_REDIS, REDIS_URL
+from tests._support.env import IN_CI, REAL_REDIS, REDIS_URL
+from tests._support.services import Proxy
+from tests._support.watchdog import fails_fast
+from throttlekit._bench import STRATEGIES
 
 
 @pytest.mark.skipif(REAL_REDIS is None, reason="needs a real Redis")
@@ -88,3 +95,104 @@ def test_the_batch_floor_sends_the_raw_batch_and_answers_decisions() -> None:
     assert wire.sent == [raw_command(strategy, "p:a") + raw_command(strategy, "p:b")]
     with pytest.raises(ValueError):
         many(["ключ"])
+
+
+# -- a Redis that stops answering, or closes, mid-run: a clear error within the timeout, never a hang --
+
+#: The bench's first strategy: its groups are the first the faults below land in.
+_FIRST = next(iter(STRATEGIES))
+
+#: Where the proxy stops the raw socket's connection: the ``nth`` chunk carrying ``match`` (counted over
+#: every connection of the run, the store's included), and the group the error must name.
+_FAULTS = {
+    "handshake": (b"SETNAME", 2, "the raw socket's CLIENT SETNAME"),  # the store's is 1st
+    "ceiling-check": (b":raw-", 2, f"redis {_FIRST}: check, one thread"),  # 1st: the probe
+    "floor-check": (b":least-", 1, f"redis {_FIRST}: check, one thread"),
+    "ceiling-check_many": (f":raw-{_FIRST}-0\r\n".encode(), 2, f"redis {_FIRST}: check_many(100)"),
+    "floor-check_many": (f":{_FIRST}-0\r\n".encode(), 1, f"redis {_FIRST}: check_many(100)"),
+}
+
+
+class _Target(NamedTuple):
+    """The real test Redis, to be reached through a :class:`Proxy` on loopback."""
+
+    port: int
+    cred: str
+    db: int
+
+    def through(self, proxy: Proxy) -> tuple[str, str]:
+        """The URL through ``proxy`` (a 0.5 s reply timeout; a client name, so that every connection's
+        handshake has a command, CLIENT SETNAME, whatever the db) and the address errors name."""
+        query = "socket_timeout=0.5&client_name=tkbench-faults"
+        return (
+            f"redis://{self.cred}127.0.0.1:{proxy.port}/{self.db}?{query}",
+            f"127.0.0.1:{proxy.port}/{self.db}",
+        )
+
+
+@pytest.fixture
+def target() -> _Target:
+    from throttlekit.stores._redisconn import redis_options
+
+    if REAL_REDIS is None:
+        if IN_CI:
+            pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
+        pytest.skip("needs a real Redis")
+    opts = redis_options(REDIS_URL)
+    assert opts.host in ("127.0.0.1", "localhost"), "the proxy forwards to 127.0.0.1"
+    cred = f"{opts.username or ''}:{opts.password}@" if opts.password is not None else ""
+    return _Target(opts.port, cred, opts.db)
+
+
+@pytest.mark.parametrize("then", ["freeze", "close"])
+@pytest.mark.parametrize("where", list(_FAULTS))
+def test_a_redis_that_stops_mid_run_stops_the_bench_with_a_clear_error(
+    target: _Target, where: str, then: str
+) -> None:
+    """Every raw wait (the handshake, the ceilings' and the floors' loops) is bounded by the URL's
+    ``socket_timeout``, and a peer that closes is an error: ``redis_rows`` raises a StoreError naming the
+    address, the timeout and the group, well within 10 s (it used to wait, or spin, forever)."""
+    from throttlekit._bench_redis import redis_rows
+
+    match, nth, group = _FAULTS[where]
+    proxy = Proxy(target.port, match=match, nth=nth, then=then)
+    try:
+        url, address = target.through(proxy)
+        if then == "freeze":
+            expected = f"redis: no reply from Redis at {address} within 0.5 s during {group}"
+        else:
+            expected = f"redis: lost the connection to Redis at {address} during {group}: connection closed"
+        start = time.monotonic()
+        fails_fast(lambda: redis_rows(url, n=200, rounds=1), expected, within=10)
+        assert time.monotonic() - start < 10
+    finally:
+        proxy.stop()
+
+
+def test_tk_bench_says_which_group_redis_stopped_answering_in(target: _Target) -> None:
+    """``tk bench`` prints that error as one line and exits 1, as for an unreachable Redis: no traceback."""
+    from click.testing import CliRunner
+
+    from throttlekit.cli import main
+
+    proxy = Proxy(target.port, match=b":least-")
+    try:
+        url, address = target.through(proxy)
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            box["res"] = CliRunner().invoke(main, ["bench", "--quick", "--redis-url", url])
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(30)  # the embedded tables come first (~2 s)
+        assert not worker.is_alive(), "tk bench hangs"
+    finally:
+        proxy.stop()
+    res = box["res"]
+    assert res.exit_code == 1, res.output
+    assert [line for line in res.output.splitlines() if line.startswith("Error:")] == [
+        f"Error: Redis at {url}: redis: no reply from Redis at {address} within 0.5 s during "
+        f"redis {_FIRST}: check, one thread (or pass --no-redis)"
+    ], res.output
+    assert "Traceback" not in res.output

@@ -21,6 +21,7 @@ import redis as redis_lib
 
 import throttlekit as tk
 from tests._support.env import REAL_REDIS, REDIS_URL
+from tests._support.watchdog import fails_fast
 from throttlekit.stores import open_async, open_sync
 
 STRATEGY = tk.FixedWindow(10, "1h")
@@ -144,40 +145,20 @@ def _redis_py_async_check(url: str) -> Callable[[], Any]:
 PATHS = {"sync": _sync_check, "async pipelined": _async_check, "async redis-py": _redis_py_async_check}
 
 
-def _fails_fast(call: Callable[[], Any], match: str, within: float = 5.0) -> tk.StoreError:
-    """``call`` raises StoreError (matching) instead of hanging; a watchdog thread bounds the test."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            box["exc"] = exc
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(within)
-    assert not t.is_alive(), f"no answer within {within} s: the call hangs"
-    exc = box.get("exc")
-    assert isinstance(exc, tk.StoreError), f"expected StoreError, got {exc!r}"
-    assert match in str(exc), str(exc)
-    return exc
-
-
 @pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("url_tail", ["/1", "/0", "/0?password"], ids=["db1", "db0", "auth"])
 def test_a_peer_that_never_answers_is_a_store_error(silent: Silent, path: str, url_tail: str) -> None:
     db, _, auth = url_tail.partition("?")
     cred = ":pw@" if auth else ""
     url = f"redis://{cred}127.0.0.1:{silent.port}{db}?{TIMEOUTS}"
-    _fails_fast(PATHS[path](url), "redis")
+    fails_fast(PATHS[path](url), "redis")
 
 
 @pytest.mark.parametrize("path", list(PATHS))
 def test_a_frozen_redis_during_the_handshake_is_a_store_error(own_redis: OwnRedis, path: str) -> None:
     own_redis.freeze()  # accept() still completes in the kernel; AUTH/SELECT never get a reply
     try:
-        _fails_fast(PATHS[path](own_redis.url(db=3)), "redis")
+        fails_fast(PATHS[path](own_redis.url(db=3)), "redis")
     finally:
         own_redis.thaw()
 
@@ -188,7 +169,7 @@ def test_a_frozen_redis_after_connecting_is_a_store_error_and_recovers(own_redis
     assert lim.check("k").remaining == 9
     own_redis.freeze()
     try:
-        _fails_fast(lambda: lim.check("k"), "timed out")
+        fails_fast(lambda: lim.check("k"), "timed out")
     finally:
         own_redis.thaw()
     # a fresh connection serves (the timed-out one was dropped); the timed-out command itself may have
@@ -200,7 +181,7 @@ def test_a_frozen_redis_after_connecting_is_a_store_error_and_recovers(own_redis
 def test_a_wrong_password_is_a_store_error_naming_auth(own_redis: OwnRedis) -> None:
     url = f"redis://:nope@127.0.0.1:{own_redis.port}/0?{TIMEOUTS}"
     for path in PATHS.values():
-        _fails_fast(path(url), "AUTH failed" if path is not _redis_py_async_check else "redis")
+        fails_fast(path(url), "AUTH failed" if path is not _redis_py_async_check else "redis")
 
 
 def _busy(own: OwnRedis, seconds: float = 1.5) -> threading.Thread:

@@ -1,23 +1,25 @@
 """``rediss://`` on every Redis store, against a TLS redis-server of the test's own (mutual TLS): the URL's
-TLS options (CA, client certificate and key) mean the same on the sync, pipelined and redis-py stores, and
-a server certificate from another CA is a StoreError, never a hang."""
+TLS options (CA, client certificate and key) mean the same on the sync, pipelined and redis-py stores, a
+server certificate from another CA is a StoreError, never a hang, and so is a TLS Redis that freezes."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 import throttlekit as tk
 from tests._support.certs import Pki, make_pki
+from tests._support.watchdog import fails_fast
 
 STRATEGY = tk.FixedWindow(10, "1h")
 
@@ -28,8 +30,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class TlsRedis(NamedTuple):
+    port: int
+    pki: Pki
+    proc: subprocess.Popen[bytes]
+
+
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Pki]]:
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
     if shutil.which("redis-server") is None:
         pytest.skip("needs redis-server")
     pki = make_pki(tmp_path)
@@ -61,7 +69,8 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Pki]]:
                 proc.kill()
                 raise
             time.sleep(0.05)
-    yield port, pki
+    yield TlsRedis(port, pki, proc)
+    proc.send_signal(signal.SIGCONT)  # a frozen one dies too
     proc.kill()
     proc.wait()
     if proc.stderr:
@@ -76,8 +85,8 @@ def _url(port: int, pki: Pki, ca: Path | None = None) -> str:
     )
 
 
-def test_rediss_on_every_redis_store(tls_redis: tuple[int, Pki]) -> None:
-    port, pki = tls_redis
+def test_rediss_on_every_redis_store(tls_redis: TlsRedis) -> None:
+    port, pki = tls_redis.port, tls_redis.pki
     url = _url(port, pki)
     with tk.Limiter(STRATEGY, store=url, prefix="api") as sync:
         assert sync.check("k").remaining == 9
@@ -94,8 +103,8 @@ def test_rediss_on_every_redis_store(tls_redis: tuple[int, Pki]) -> None:
     assert asyncio.run(run(tk.AsyncRedisStore(url=url))) == 6
 
 
-def test_a_server_certificate_from_another_ca_is_a_store_error(tls_redis: tuple[int, Pki]) -> None:
-    port, pki = tls_redis
+def test_a_server_certificate_from_another_ca_is_a_store_error(tls_redis: TlsRedis) -> None:
+    port, pki = tls_redis.port, tls_redis.pki
     url = _url(port, pki, ca=pki.other_ca)
     with pytest.raises(tk.StoreError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         tk.Limiter(STRATEGY, store=url).check("k")
@@ -109,3 +118,48 @@ def test_a_server_certificate_from_another_ca_is_a_store_error(tls_redis: tuple[
 
     with pytest.raises(tk.StoreError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         asyncio.run(run())
+
+
+def _frozen_url(tls_redis: TlsRedis) -> str:
+    return _url(tls_redis.port, tls_redis.pki).replace("socket_timeout=2", "socket_timeout=0.3")
+
+
+def test_a_frozen_tls_redis_is_a_store_error_within_the_timeout(tls_redis: TlsRedis) -> None:
+    """The kernel's deadline cannot bound a blocking TLS read (CPython's ``ssl`` reads again when it
+    expires), so a TLS connection gets Python's socket timeout: a SIGSTOPped TLS Redis is a StoreError
+    within ``socket_timeout``, where a check used to wait forever."""
+    lim = tk.Limiter(STRATEGY, store=_frozen_url(tls_redis))
+    assert lim.check("frozen").remaining == 9
+    tls_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        fails_fast(lambda: lim.check("frozen"), "timed out")
+    finally:
+        tls_redis.proc.send_signal(signal.SIGCONT)
+        lim.close()
+
+
+def test_tk_bench_raw_socket_on_a_frozen_tls_redis_is_a_clear_error(tls_redis: TlsRedis) -> None:
+    """``tk bench``'s raw socket is opened as the store's: over TLS its loops give up within the timeout
+    too, and the error names the address, the timeout and the group."""
+    from throttlekit._bench_redis import _bounded, _raw_one, _raw_socket, raw_command
+    from throttlekit.stores._redisconn import redis_options
+
+    url = _frozen_url(tls_redis)
+    with tk.Limiter(STRATEGY, store=url) as lim:
+        lim.check("frozen")  # loads the script the raw socket's probe runs
+    opts = redis_options(url)
+    sock, reader = _raw_socket(opts)
+    run = _raw_one(sock, reader, raw_command(STRATEGY, "tls:raw-frozen"))
+
+    def raw() -> None:
+        with _bounded(opts, "the TLS test"):
+            run(10)
+
+    tls_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        fails_fast(
+            raw, f"no reply from Redis at 127.0.0.1:{tls_redis.port}/2 within 0.3 s during the TLS test"
+        )
+    finally:
+        tls_redis.proc.send_signal(signal.SIGCONT)
+        sock.close()

@@ -13,6 +13,12 @@ Per strategy, interleaved in rounds on one machine:
 Every row carries the median of the per-round ratios and their spread (min..max over rounds): on a shared,
 noisy machine only ratios measured side by side mean anything. ``limits``' Redis strategies are listed
 for orientation.
+
+The raw ceilings and floors read a socket of their own opened as the store opens its connections
+(:func:`~throttlekit.stores._redisconn.open_socket`): every wait is bounded by the URL's ``socket_timeout``
+in the kernel, with no extra system call (over TLS by Python's socket timeout, as on the store's), and a
+peer that closes is an error too. When Redis stops answering, ``tk bench`` stops with a
+:class:`StoreError` naming the address, the timeout and the group, never a hang.
 """
 
 from __future__ import annotations
@@ -22,18 +28,20 @@ import socket
 import statistics
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import hiredis
 
 from ._bench import STRATEGIES, Row
 from ._clock import SERVER_TIME
+from ._errors import StoreError
 from ._loader import load_manifest
 from ._types import Decision, decision_of
 from .limiter import AsyncLimiter, Limiter
-from .stores import open_async, open_sync
-from .stores._redisconn import RedisOptions, redis_options
+from .stores import ScriptStore, open_async, open_sync
+from .stores._redisconn import RedisOptions, open_socket, redis_options
 from .stores._resp import ReplyError, bulk, evalsha_head
 from .strategies import Strategy
 
@@ -91,37 +99,68 @@ def raw_command(strategy: Strategy, full_key: str) -> bytes:
     )
 
 
+def _closed() -> NoReturn:
+    """A read answered ``b""``: the peer closed. Called as ``feed(recv(65536) or _closed())``, so the
+    measured loops pay one truth test per read for it (feeding ``b""`` and asking again would spin)."""
+    raise ConnectionResetError("connection closed by the server")
+
+
+def _lost(opts: RedisOptions, during: str, exc: BaseException) -> StoreError:
+    """The error ``tk bench`` stops with when a raw socket's wait expired or its peer went away."""
+    if isinstance(exc, (BlockingIOError, TimeoutError)):  # the kernel's deadline; Python's over TLS
+        return StoreError(
+            f"redis: no reply from Redis at {opts.address} within {opts.timeout:g} s during {during}", exc
+        )
+    return StoreError(f"redis: lost the connection to Redis at {opts.address} during {during}: {exc}", exc)
+
+
+@contextmanager
+def _bounded(opts: RedisOptions, during: str) -> Iterator[None]:
+    """Turn a raw socket's failure anywhere in ``during`` (its loops stay bare) into :func:`_lost`."""
+    try:
+        yield
+    except (OSError, hiredis.ProtocolError) as exc:
+        raise _lost(opts, during, exc) from exc
+
+
+def _replies(sock: socket.socket, reader: Any, payload: bytes, n: int) -> list[Any]:
+    """Send ``payload`` and read its ``n`` replies (outside the measured loops)."""
+    sock.sendall(payload)
+    replies: list[Any] = []
+    while len(replies) < n:
+        reply = reader.gets()
+        if reply is False:
+            reader.feed(sock.recv(65536) or _closed())
+        else:
+            replies.append(reply)
+    return replies
+
+
 def _raw_socket(opts: RedisOptions) -> tuple[socket.socket, Any]:
-    """A plain blocking socket (no timeout: the cheapest possible wait), AUTH/SELECT done."""
-    if opts.scheme == "unix":
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(opts.path)
-    else:
-        sock = socket.create_connection((opts.host, opts.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ctx = opts.ssl_context()
-        if ctx is not None:
-            sock = ctx.wrap_socket(sock, server_hostname=opts.host)
+    """A blocking socket, AUTH/SELECT done, and a plain hiredis reader. The socket is opened as the
+    store's (:func:`open_socket`): connect and TLS bounded by ``socket_connect_timeout``, then every wait
+    by ``socket_timeout`` in the kernel (``SO_RCVTIMEO``/``SO_SNDTIMEO``), so a round trip stays two
+    system calls, as with no timeout at all: the cheapest bounded wait. A wait that expires raises
+    ``BlockingIOError`` (``TimeoutError`` over TLS) out of the loop that waited, and :func:`redis_rows`
+    names the group. Raises :class:`StoreError` when it cannot connect or the handshake gets no reply."""
+    sock = open_socket(opts)
     reader = hiredis.Reader()
-    for _, cmd in opts.handshake():
-        sock.sendall(cmd)
-        while reader.gets() is False:
-            reader.feed(sock.recv(65536))
+    for name, cmd in opts.handshake():
+        try:
+            (reply,) = _replies(sock, reader, cmd, 1)
+        except (OSError, hiredis.ProtocolError) as exc:
+            sock.close()
+            raise _lost(opts, f"the raw socket's {name}", exc) from exc
+        if isinstance(reply, ReplyError):
+            sock.close()
+            raise StoreError(f"redis: {name} failed on {opts.address}: {reply}")
     return sock, reader
 
 
 def _probe(sock: socket.socket, reader: Any, payload: bytes, n: int) -> None:
     """Send a raw ceiling's payload once and check its ``n`` replies: a ceiling that measured error
     replies (a NOSCRIPT, say) would mean nothing. Outside the measured loops, which stay bare."""
-    sock.sendall(payload)
-    replies: list[Any] = []
-    while len(replies) < n:
-        reply = reader.gets()
-        if reply is False:
-            reader.feed(sock.recv(65536))
-        else:
-            replies.append(reply)
-    errors = [r for r in replies if isinstance(r, ReplyError)]
+    errors = [r for r in _replies(sock, reader, payload, n) if isinstance(r, ReplyError)]
     if errors:
         raise RuntimeError(f"redis: the raw ceiling's command got {errors[0]}")
 
@@ -135,7 +174,7 @@ def _raw_one(sock: socket.socket, reader: Any, payload: bytes) -> Callable[[int]
             send(payload)
             reply = gets()
             while reply is False:
-                feed(recv(65536))
+                feed(recv(65536) or _closed())
                 reply = gets()
 
     return run
@@ -151,7 +190,7 @@ def _raw_batch(sock: socket.socket, reader: Any, payload: bytes, batch: int) -> 
             got = 0
             while got < batch:
                 if gets() is False:
-                    feed(recv(65536))
+                    feed(recv(65536) or _closed())
                 else:
                     got += 1
 
@@ -181,7 +220,7 @@ def least_client(
         send(b"".join((head, b"$%d\r\n" % len(kb), kb, tail1 if cost == 1 else tail + bulk(cost))))
         reply = gets()
         while reply is False:
-            feed(recv(65536))
+            feed(recv(65536) or _closed())
             reply = gets()
         if reply.__class__ is ReplyError:  # as our store looks at every reply
             raise RuntimeError(f"redis: {reply}")
@@ -211,7 +250,7 @@ def least_client_many(
         send(text.encode())
         replies: list[Any] = []
         while len(replies) < len(keys):
-            feed(recv(65536))
+            feed(recv(65536) or _closed())
             replies.extend(iter(gets, False))
         if ReplyError in set(map(type, replies)):  # as our store looks at every reply
             raise RuntimeError(f"redis: {next(r for r in replies if isinstance(r, ReplyError))}")
@@ -308,14 +347,21 @@ def _limits_rows(url: str, prefix: str, n: int, rounds: int, store_url: str) -> 
 def redis_rows(
     url: str, n: int = 3_000, rounds: int = 5, batch: int = 100, progress: Progress | None = None
 ) -> list[Row]:
-    """Every Redis row (see the module docstring); ``progress`` gets one line per group."""
+    """Every Redis row (see the module docstring); ``progress`` gets one line per group.
+
+    Raises :class:`StoreError` when Redis cannot be reached, or stops answering (or closes the connection)
+    mid-run: no wait lasts longer than the URL's ``socket_timeout`` (1 s by default)."""
     say = progress or (lambda _line: None)
     prefix = f"tkbench-{uuid.uuid4().hex[:8]}"
     opts = redis_options(url)
     store_url = url + ("&" if "?" in url else "?") + f"prefix={prefix}"
     store = open_sync(store_url)
-    store.delete(f"{prefix}:probe")  # reachable, or a StoreError now
-    sock, reader = _raw_socket(opts)
+    try:
+        store.delete(f"{prefix}:probe")  # reachable, or a StoreError now
+        sock, reader = _raw_socket(opts)
+    except BaseException:
+        store.close()
+        raise
     loop = asyncio.new_event_loop()
     astore = open_async(store_url)
     rows: list[Row] = []
@@ -338,37 +384,41 @@ def redis_rows(
             def command(key: str, strategy: Strategy = strategy) -> bytes:
                 return raw_command(strategy, f"{prefix}:{key}")
 
-            rows += _against(
-                f"redis {name}: check, one thread",
-                (
-                    "ceiling: raw socket + hiredis, same EVALSHA bytes",
-                    _raw_one(sock, reader, command(f"raw-{name}")),
-                ),
-                {
-                    "floor: the least Python client (key framed per call, the public Decision)": (
-                        _loop_least(least_client(sock, reader, strategy, prefix), f"least-{name}")
+            group = f"redis {name}: check, one thread"
+            with _bounded(opts, group):  # the raw socket's failure, once per group: its loops stay bare
+                rows += _against(
+                    group,
+                    (
+                        "ceiling: raw socket + hiredis, same EVALSHA bytes",
+                        _raw_one(sock, reader, command(f"raw-{name}")),
                     ),
-                    f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}"),
-                },
-                n,
-                rounds,
-            )
+                    {
+                        "floor: the least Python client (key framed per call, the public Decision)": (
+                            _loop_least(least_client(sock, reader, strategy, prefix), f"least-{name}")
+                        ),
+                        f"throttlekit {name} check": _loop_check(limiter, f"bench-{name}"),
+                    },
+                    n,
+                    rounds,
+                )
             keys = [f"{name}-{i}" for i in range(batch)]
-            rows += _against(
-                f"redis {name}: check_many({batch})",
-                (
-                    f"ceiling: raw socket, the same {batch} EVALSHAs in one write",
-                    _raw_batch(sock, reader, b"".join(command(f"raw-{k}") for k in keys), batch),
-                ),
-                {
-                    "floor: the least Python client (the batch framed per call, the public Decisions)": (
-                        _loop_least_many(least_client_many(sock, reader, strategy, prefix), keys)
+            group = f"redis {name}: check_many({batch})"
+            with _bounded(opts, group):
+                rows += _against(
+                    group,
+                    (
+                        f"ceiling: raw socket, the same {batch} EVALSHAs in one write",
+                        _raw_batch(sock, reader, b"".join(command(f"raw-{k}") for k in keys), batch),
                     ),
-                    f"throttlekit {name} check_many({batch})": _many(limiter, keys),
-                },
-                n,
-                rounds,
-            )
+                    {
+                        "floor: the least Python client (the batch framed per call, the public Decisions)": (
+                            _loop_least_many(least_client_many(sock, reader, strategy, prefix), keys)
+                        ),
+                        f"throttlekit {name} check_many({batch})": _many(limiter, keys),
+                    },
+                    n,
+                    rounds,
+                )
 
         next_group("redis async check_many")
         name = "gcra"
@@ -394,12 +444,26 @@ def redis_rows(
         loop.run_until_complete(astore.aclose())
         loop.close()
         sock.close()
-        import redis
-
-        with redis.Redis.from_url(url) as client:
-            for k in client.scan_iter(match=f"{prefix}*", count=1000):
-                client.delete(k)
-            for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
-                client.delete(k)
-        store.close()
+        try:
+            _clean_up(store, prefix, say)
+        finally:
+            store.close()
     return rows
+
+
+def _clean_up(store: ScriptStore, prefix: str, say: Progress) -> None:
+    """Delete the run's keys through the store's redis-py client (its timeouts, retries off): a Redis gone
+    silent leaves them, said so, and the run's own error, if any, is the one raised."""
+    import redis
+
+    from .stores.redis import RedisStore
+
+    assert isinstance(store, RedisStore)
+    client = store.client
+    try:
+        for k in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(k)
+        for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
+            client.delete(k)
+    except redis.RedisError as exc:
+        say(f"  (the run's keys {prefix}* were not deleted: {exc})")

@@ -112,7 +112,26 @@ class Moto:
 _PROXY = r"""
 import asyncio, sys
 listen, target = int(sys.argv[1]), int(sys.argv[2])
-async def pipe(r, w):
+match, nth, then = sys.argv[3].encode(), int(sys.argv[4]), sys.argv[5]
+seen = 0
+async def up(r, w, cw):
+    global seen
+    try:
+        while data := await r.read(65536):
+            if match and match in data:
+                seen += 1
+                if seen == nth:  # this chunk is never forwarded
+                    if then == "close":
+                        cw.close()
+                        break
+                    await asyncio.Event().wait()  # frozen: open, silent
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def down(r, w):
     try:
         while data := await r.read(65536):
             w.write(data)
@@ -127,7 +146,7 @@ async def handle(r, w):
     except OSError:
         w.close()
         return
-    await asyncio.gather(pipe(r, tw), pipe(tr, w))
+    await asyncio.gather(up(r, tw, w), down(tr, w))
 async def main():
     srv = await asyncio.start_server(handle, "127.0.0.1", listen)
     async with srv:
@@ -138,16 +157,25 @@ asyncio.run(main())
 
 class Proxy:
     """A TCP forwarder 127.0.0.1:<port> -> 127.0.0.1:<target>, as a subprocess: ``stop()`` kills it (every
-    connection through it drops, new ones are refused), ``start()`` brings it back on the same port."""
+    connection through it drops, new ones are refused), ``start()`` brings it back on the same port.
 
-    def __init__(self, target: int) -> None:
+    With ``match``, the ``nth`` chunk a client sends (counted over all connections) that contains it is not
+    forwarded, and its connection ``then`` freezes (``"freeze"``: it stays open and nothing more reaches
+    the target, as behind a stopped server or a partition) or is closed (``"close"``); every other
+    connection goes on as before."""
+
+    def __init__(self, target: int, *, match: bytes = b"", nth: int = 1, then: str = "freeze") -> None:
+        assert then in ("freeze", "close")
         self.target = target
+        self.trigger = [match.decode(), str(nth), then]
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _PROXY, str(self.port), str(self.target)])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _PROXY, str(self.port), str(self.target), *self.trigger]
+        )
         _wait_tcp(self.port)
 
     def stop(self) -> None:

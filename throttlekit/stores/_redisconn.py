@@ -33,6 +33,7 @@ __all__ = [
     "Connection",
     "ConnectionPool",
     "RedisOptions",
+    "open_socket",
     "redis_options",
 ]
 
@@ -260,8 +261,16 @@ def options_from_client(client: Any) -> RedisOptions | None:
 def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound every send and receive by ``seconds`` in the kernel (``SO_SNDTIMEO``/``SO_RCVTIMEO``) on a
     blocking socket: a round trip is two system calls, where a Python socket timeout polls before each
-    (measured by ``tk bench``). A wait that expires raises ``BlockingIOError`` (an ``OSError``). Where the
-    options are missing, Python's own socket timeout bounds the waits instead."""
+    (measured by ``tk bench``). A wait that expires raises ``BlockingIOError`` (an ``OSError``).
+
+    A TLS socket gets Python's own socket timeout instead (a wait that expires raises ``TimeoutError``):
+    on a blocking ``SSLSocket`` CPython's ``ssl`` module answers the kernel's expired wait (OpenSSL's
+    ``SSL_ERROR_WANT_READ``) by reading again, so a frozen peer would hold ``recv`` forever (measured: a
+    SIGSTOPped TLS redis-server held a store's check past 5 s with a 0.3 s timeout). Platforms without
+    the options fall back to the same."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(seconds)
+        return
     whole = int(seconds)
     tv = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
     try:
@@ -272,6 +281,35 @@ def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
+def open_socket(opts: RedisOptions) -> socket.socket:
+    """A blocking socket to the Redis of ``opts`` (TCP or a Unix socket, TLS for ``rediss://``): connect
+    and TLS handshake bounded by ``connect_timeout``, then every send and receive by ``timeout``
+    (:func:`_kernel_timeout`). No command is sent. Raises :class:`StoreError` when it cannot connect."""
+    try:
+        if opts.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(opts.connect_timeout)
+            try:
+                sock.connect(opts.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((opts.host, opts.port), timeout=opts.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ctx = opts.ssl_context()
+            if ctx is not None:
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname=opts.host)
+                except BaseException:
+                    sock.close()
+                    raise
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError(f"redis: cannot connect to {opts.address}: {exc}", exc) from exc
+    _kernel_timeout(sock, opts.timeout)
+    return sock
+
+
 class Connection:
     """One blocking connection: every step bounded (connect and TLS by ``connect_timeout``; the
     handshake and each reply by ``timeout``). Raises :class:`StoreError` on any failure."""
@@ -279,29 +317,7 @@ class Connection:
     __slots__ = ("reader", "sock")
 
     def __init__(self, opts: RedisOptions) -> None:
-        try:
-            if opts.scheme == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(opts.connect_timeout)
-                try:
-                    sock.connect(opts.path)
-                except BaseException:
-                    sock.close()
-                    raise
-            else:
-                sock = socket.create_connection((opts.host, opts.port), timeout=opts.connect_timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                ctx = opts.ssl_context()
-                if ctx is not None:
-                    try:
-                        sock = ctx.wrap_socket(sock, server_hostname=opts.host)
-                    except BaseException:
-                        sock.close()
-                        raise
-        except (OSError, ssl.SSLError) as exc:
-            raise StoreError(f"redis: cannot connect to {opts.address}: {exc}", exc) from exc
-        _kernel_timeout(sock, opts.timeout)
-        self.sock = sock
+        self.sock = open_socket(opts)
         self.reader = hiredis.Reader(notEnoughData=PENDING)
         for name, cmd in opts.handshake():
             try:
