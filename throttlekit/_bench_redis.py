@@ -40,7 +40,7 @@ from ._errors import StoreError
 from ._loader import load_manifest
 from ._types import Decision, decision_of
 from .limiter import AsyncLimiter, Limiter
-from .stores import ScriptStore, open_async, open_sync
+from .stores import open_async, open_sync
 from .stores._redisconn import RedisOptions, open_socket, redis_options
 from .stores._resp import ReplyError, bulk, evalsha_head
 from .strategies import Strategy
@@ -445,25 +445,23 @@ def redis_rows(
         loop.close()
         sock.close()
         try:
-            _clean_up(store, prefix, say)
+            _clean_up(opts, prefix, say)
         finally:
             store.close()
     return rows
 
 
-def _clean_up(store: ScriptStore, prefix: str, say: Progress) -> None:
-    """Delete the run's keys through the store's redis-py client (its timeouts, retries off): a Redis gone
-    silent leaves them, said so, and the run's own error, if any, is the one raised."""
+def _clean_up(opts: RedisOptions, prefix: str, say: Progress) -> None:
+    """Delete the run's keys with a redis-py client on the URL's own options (its timeouts, retries off:
+    :meth:`RedisOptions.redis_py_kwargs`): a Redis gone silent leaves them, said so, and the run's own
+    error, if any, is the one raised."""
     import redis
 
-    from .stores.redis import RedisStore
-
-    assert isinstance(store, RedisStore)
-    client = store.client
     try:
-        for k in client.scan_iter(match=f"{prefix}*", count=1000):
-            client.delete(k)
-        for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
-            client.delete(k)
+        with redis.Redis(**opts.redis_py_kwargs()) as client:
+            for k in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(k)
+            for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):
+                client.delete(k)
     except redis.RedisError as exc:
         say(f"  (the run's keys {prefix}* were not deleted: {exc})")
