@@ -27,6 +27,14 @@ keys, every call writes): the sync ``Limiter(Gcra).check`` on a ``PostgresStore`
 same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop), with
 ``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
 server's work is not), so the figure is the client CPU per decision, independent of the load.
+
+With ``--server`` it splits a gRPC Check on the memory store into the server's own pieces, counted in one
+process and one thread without gRPC (gRPC's own work is the same in our server and in
+``scripts/bench_grpc.py``'s echoes, whose multi-threaded counts move ~10% between runs): the echo's
+handler (a coroutine answering fixed bytes) and the embedded-decision echo's (that coroutine running
+``Limiter(FixedWindow).check`` on a ``MemoryStore``) beside our door's ``check_bytes`` on the
+benchmark's policy, without and with the Monitor's telemetry hub observing, and the request's decoding.
+``--small 2000 --large 7000`` by default.
 """
 
 from __future__ import annotations
@@ -133,6 +141,63 @@ def run_redis(kind: str, n: int, url: str) -> None:
     run(n)
 
 
+SERVER_CONTENDERS = {
+    "the echo's handler: a coroutine answering fixed bytes": "srv-echo",
+    "the embedded-decision echo's handler: that coroutine running Limiter(FixedWindow).check": "srv-embedded",
+    "decoding the CheckRequest (the door's deserializer)": "srv-decode",
+    "our Check, no observer: the door's check_bytes (validation, the bound decision, the encoder)": "srv-door",
+    "our Check as served by default: the same, the Monitor's telemetry hub observing": "srv-door-hub",
+    "our Check as served by default, with decoding the request": "srv-full-hub",
+}
+
+
+def run_server(kind: str, n: int) -> None:
+    """The measured process for ``--server``: ``n`` Checks of one hot key through one piece."""
+    import asyncio
+
+    from throttlekit import FixedWindow, Limiter, MemoryStore
+    from throttlekit._proto import throttlekit_pb2 as pb
+    from throttlekit.server._door import RateLimiterDoor, _decoder
+    from throttlekit.server._service import create_rate_limiter_service_from_config
+    from throttlekit.server._telemetry import TelemetryHub
+
+    limit = 10**15  # scripts/bench_grpc.py's policy: never denies within a run
+    service = create_rate_limiter_service_from_config(
+        f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {limit}, period: 1d }}\n", store=MemoryStore()
+    )
+    if kind.endswith("-hub"):
+        TelemetryHub(backend="memory").attach(service)
+    door = RateLimiterDoor(service)
+    raw = pb.CheckRequest(policy="bench", key="hot", cost=1).SerializeToString()
+    decode = _decoder(pb.CheckRequest)
+    answer = b"\n\x08\x08\x01\x10\x01"
+    embedded = Limiter(FixedWindow(limit, "1d"), store=MemoryStore()).check
+
+    async def echo(request: object, context: object) -> bytes:
+        return answer
+
+    async def embedded_echo(request: object, context: object) -> bytes:
+        embedded("hot", 1)
+        return answer
+
+    async def main(calls: int) -> None:
+        if kind == "srv-decode":
+            for _ in range(calls):
+                decode(raw)
+            return
+        handler = {"srv-echo": echo, "srv-embedded": embedded_echo}.get(kind, door.check_bytes)
+        request = decode(raw)
+        if kind == "srv-full-hub":
+            for _ in range(calls):
+                await handler(decode(raw), None)
+        else:
+            for _ in range(calls):
+                await handler(request, None)
+
+    asyncio.run(main(2000))
+    asyncio.run(main(n))
+
+
 def run_checks(kind: str, n: int) -> None:
     """The measured process: warm up, then ``n`` checks of one hot key."""
     from throttlekit import Gcra, Limiter, MemoryStore
@@ -192,9 +257,12 @@ def main() -> int:
     )
     ap.add_argument("--redis-url", help="count the client side of a Redis check and its raw-socket ceilings")
     ap.add_argument("--postgres-url", help="count a sync Postgres decision and its raw-psycopg ceiling")
+    ap.add_argument("--server", action="store_true", help="split a gRPC Check on memory into its pieces")
     args = ap.parse_args()
     if args.run:
-        if args.pg:
+        if args.run[0].startswith("srv-"):
+            run_server(args.run[0], int(args.run[1]))
+        elif args.pg:
             run_pg(args.run[0], int(args.run[1]), *args.pg)
         elif args.redis_url:
             run_redis(args.run[0], int(args.run[1]), args.redis_url)
@@ -207,6 +275,8 @@ def main() -> int:
         return _redis(args.redis_url, args.small or 1000, args.large or 5000)
     if args.postgres_url:
         return _postgres(args.postgres_url, args.small or 100, args.large or 600)
+    if args.server:
+        return _server(args.small or 2000, args.large or 7000)
     args.small, args.large = args.small or 2000, args.large or 12000
     per: dict[str, float] = {}
     for name, kind in CONTENDERS.items():
@@ -220,6 +290,25 @@ def main() -> int:
     print("|---|--:|--:|")
     for name, value in per.items():
         print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
+    return 0
+
+
+def _server(small: int, large: int) -> int:
+    per: dict[str, float] = {}
+    for name, kind in SERVER_CONTENDERS.items():
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        per[name] = (instructions(kind, large) - instructions(kind, small)) / (large - small)
+    echo, embedded, decode, door, hub, full = per.values()
+    print(f"\nA gRPC Check on memory, the server's own pieces (callgrind, one thread; {large} - {small})\n")
+    print("| piece | instructions per Check |")
+    print("|---|--:|")
+    for name, value in per.items():
+        print(f"| {name} | {value:,.0f} |")
+    print(
+        f"\nBeyond the embedded-decision echo's handler: {door - embedded:+,.0f} without an observer, "
+        f"{hub - embedded:+,.0f} with the hub (of which the hub {hub - door:,.0f}), "
+        f"{full - embedded:+,.0f} with decoding (the echo's handler takes raw bytes)."
+    )
     return 0
 
 
