@@ -91,6 +91,27 @@ def test_an_untapped_service_emits_nothing_and_unregister_stops_events() -> None
     assert len(seen) == 1 and svc.tap.observers == ()
 
 
+def test_on_the_wall_clock_an_events_time_is_the_wall_time_and_its_latency_its_own() -> None:
+    """Without a service clock the tap derives ``at_ms`` from the monotonic reading that times the
+    decision (the epoch offset read again every second): it must read as the wall clock does, including
+    after the offset is due again, and the latency must be the decision's own."""
+    import time
+
+    svc = RateLimiterService(load_config(json.dumps({"limiters": POLICIES})), store=tk.MemoryStore())
+    seen: list[DecisionEvent] = []
+    svc.tap.register(seen.append)
+    before = time.time_ns() // 1_000_000
+    svc.policy("api").check_reply("k", 1)
+    svc.tap._resync_at = 0  # the offset is due: the next event reads it again
+    svc.tap._offset = -(10**15)  # a stale offset would put the event decades back
+    svc.policy("api").check_reply("k", 1)
+    after = time.time_ns() // 1_000_000
+    assert len(seen) == 2
+    for event in seen:
+        assert before - 2 <= event.at_ms <= after + 2, (before, event.at_ms, after)
+        assert 0 < event.latency_ns < 10**9
+
+
 def test_an_observer_that_raises_changes_no_decision_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
     clock = tk.ManualClock(NOW)
     svc, plain = _service(clock), _service(tk.ManualClock(NOW))
