@@ -298,7 +298,7 @@ def _server(small: int, large: int) -> int:
     for name, kind in SERVER_CONTENDERS.items():
         print(f"{name} ...", file=sys.stderr, flush=True)
         per[name] = (instructions(kind, large) - instructions(kind, small)) / (large - small)
-    echo, embedded, decode, door, hub, full = per.values()
+    _echo, embedded, _decode, door, hub, full = per.values()
     print(f"\nA gRPC Check on memory, the server's own pieces (callgrind, one thread; {large} - {small})\n")
     print("| piece | instructions per Check |")
     print("|---|--:|")
