@@ -31,7 +31,9 @@ load generator saw succeed (HTTP/2 200 alone would not prove a gRPC OK).
 Usage: ``python scripts/bench_grpc.py [--rounds 5] [--seconds 3] [--redis URL] [--stores memory,redis]``;
 ``--instructions`` counts the instructions each server process executes per Check under callgrind instead
 (independent of the machine's load: the ratio to the echo on a busy machine; needs valgrind, ~5 minutes);
-``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run.
+``--stores memory,memory+tui`` measures the cost of the Lens dashboard (``--tui``) in the same run, and
+``--stores memory,memory-monitor-off`` the cost of the Monitor's observation (the default server observes
+every decision for the Lens snapshot; ``--monitor off`` without ``--metrics-port`` attaches no observer).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ SECOND = {
     "Check, redis": (ECHO_REDIS,),
     "Check, memory": (ECHO_LUPA, ECHO_DECISION),
     "Check, memory+tui": (ECHO_LUPA, ECHO_DECISION),
+    "Check, memory-monitor-off": (ECHO_LUPA, ECHO_DECISION),
 }
 CONFIG = f"limiters:\n  bench: {{ strategy: fixedWindow, limit: {LIMIT}, period: 1d }}\n"
 METHOD = "/throttlekit.v1.RateLimiter/Check"
@@ -131,6 +134,8 @@ def start_server(config: Path, store: str, redis_url: str) -> tuple[subprocess.P
     args = server_args(config)
     if store == "redis":
         args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
+    if store == "memory-monitor-off":
+        args += ["--monitor", "off"]
     if store == "memory+tui":  # the same server with Lens repainting on a pseudo-terminal
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests._support.pty import OnPty
@@ -403,15 +408,19 @@ def run_instructions(stores: list[str], redis_url: str, small: int, large: int) 
         commands = {"echo (ceiling)": echo_command()}
         if "redis" in stores:
             commands[ECHO_REDIS] = echo_command(redis_url)
-        if "memory" in stores:
+        if {"memory", "memory-monitor-off"} & set(stores):
             commands[ECHO_LUPA] = echo_command(lupa="crossing")
             commands[ECHO_DECISION] = echo_command(lupa="decision")
         for store in stores:
             args = server_args(config)
             if store == "redis":
                 args += ["--redis", redis_url, "--redis-prefix", f"bench-{uuid.uuid4().hex[:8]}"]
+            elif store == "memory-monitor-off":
+                args += ["--monitor", "off"]
             elif store != "memory":
-                raise SystemExit(f"--instructions measures memory and redis, not {store!r}")
+                raise SystemExit(
+                    f"--instructions measures memory, memory-monitor-off and redis, not {store!r}"
+                )
             commands[f"Check, {store}"] = args
         per: dict[str, float] = {}
         for name, command in commands.items():
@@ -447,7 +456,9 @@ def main() -> int:
         "--redis", default=os.environ.get("THROTTLEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
     ap.add_argument(
-        "--stores", default="memory,redis", help="comma-separated: memory, redis, memory+tui (Lens on a pty)"
+        "--stores",
+        default="memory,redis",
+        help="comma-separated: memory, redis, memory+tui (Lens on a pty), memory-monitor-off",
     )
     ap.add_argument(
         "--instructions",
@@ -487,7 +498,7 @@ def main() -> int:
             if "redis" in args.stores.split(","):
                 proc, port = start_echo(args.redis)
                 targets.append(Target(ECHO_REDIS, proc, port, counts=False))
-            if {"memory", "memory+tui"} & set(args.stores.split(",")):
+            if {"memory", "memory+tui", "memory-monitor-off"} & set(args.stores.split(",")):
                 proc, port = start_echo(lupa="crossing")
                 targets.append(Target(ECHO_LUPA, proc, port, counts=False))
                 proc, port = start_echo(lupa="decision")
