@@ -114,26 +114,18 @@ import asyncio, sys
 listen, target = int(sys.argv[1]), int(sys.argv[2])
 match, nth, then = sys.argv[3].encode(), int(sys.argv[4]), sys.argv[5]
 seen = 0
-async def up(r, w, cw):
+async def pump(r, w, client=None):
+    # client: set on the client-to-server direction, where the n-th matching chunk is held back
     global seen
     try:
         while data := await r.read(65536):
-            if match and match in data:
+            if client is not None and match and match in data:
                 seen += 1
                 if seen == nth:  # this chunk is never forwarded
                     if then == "close":
-                        cw.close()
+                        client.close()
                         break
                     await asyncio.Event().wait()  # frozen: open, silent
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-async def down(r, w):
-    try:
-        while data := await r.read(65536):
             w.write(data)
             await w.drain()
     except Exception:
@@ -146,7 +138,7 @@ async def handle(r, w):
     except OSError:
         w.close()
         return
-    await asyncio.gather(up(r, tw, w), down(tr, w))
+    await asyncio.gather(pump(r, tw, w), pump(tr, w))
 async def main():
     srv = await asyncio.start_server(handle, "127.0.0.1", listen)
     async with srv:
