@@ -132,7 +132,9 @@ def test_a_frozen_tls_redis_is_a_store_error_within_the_timeout(tls_redis: TlsRe
     assert lim.check("frozen").remaining == 9
     tls_redis.proc.send_signal(signal.SIGSTOP)
     try:
-        fails_fast(lambda: lim.check("frozen"), "timed out")
+        fails_fast(
+            lambda: lim.check("frozen"), f"timed out: no reply within 0.3 s (127.0.0.1:{tls_redis.port}"
+        )
     finally:
         tls_redis.proc.send_signal(signal.SIGCONT)
         lim.close()

@@ -265,7 +265,7 @@ class RedisStore:
                         raise ConnectionResetError("connection closed by the server")
                     reader.feed(data)
                     reply = reader.gets()
-            except BlockingIOError as exc:
+            except (BlockingIOError, TimeoutError) as exc:  # the kernel's deadline; Python's over TLS
                 c.close()
                 raise StoreError(
                     f"redis: timed out: no reply within {pool.options.timeout:g} s ({pool.options.address})",
