@@ -140,6 +140,19 @@ def test_a_frozen_tls_redis_is_a_store_error_within_the_timeout(tls_redis: TlsRe
         lim.close()
 
 
+def test_a_frozen_tls_redis_fails_a_batch_with_the_same_clear_error(tls_redis: TlsRedis) -> None:
+    """The pooled connection's batch path (``check_many``) over TLS: the expired wait is the same
+    "timed out: no reply within" error as the single check's, not a bare TimeoutError."""
+    lim = tk.Limiter(STRATEGY, store=_frozen_url(tls_redis))
+    assert [d.remaining for d in lim.check_many(["a", "b"])] == [9, 9]
+    tls_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        fails_fast(lambda: lim.check_many(["a", "b"]), "timed out: no reply within 0.3 s")
+    finally:
+        tls_redis.proc.send_signal(signal.SIGCONT)
+        lim.close()
+
+
 def test_tk_bench_raw_socket_on_a_frozen_tls_redis_is_a_clear_error(tls_redis: TlsRedis) -> None:
     """``tk bench``'s raw socket is opened as the store's: over TLS its loops give up within the timeout
     too, and the error names the address, the timeout and the group."""

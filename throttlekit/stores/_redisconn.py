@@ -339,7 +339,7 @@ class Connection:
         while reply is PENDING:
             try:
                 data = sock.recv(65536)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # the kernel's deadline; Python's over TLS
                 raise TimeoutError(f"timed out: no reply within {_timeout(sock)}") from None
             if not data:
                 raise ConnectionResetError("connection closed by the server")
@@ -364,7 +364,7 @@ class Connection:
                 return out
             try:
                 data = sock.recv(65536)
-            except BlockingIOError:
+            except (BlockingIOError, TimeoutError):  # the kernel's deadline; Python's over TLS
                 raise TimeoutError(f"timed out: no reply within {_timeout(sock)}") from None
             if not data:
                 raise ConnectionResetError("connection closed by the server")
@@ -383,6 +383,9 @@ class Connection:
 
 
 def _timeout(sock: socket.socket) -> str:
+    """The wait that expired: Python's timeout on a TLS socket, else the kernel's receive deadline."""
+    if sock.gettimeout() is not None:
+        return f"{sock.gettimeout():g} s"
     try:
         sec, usec = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
         return f"{sec + usec / 1e6:g} s"
