@@ -153,6 +153,23 @@ def test_a_frozen_tls_redis_fails_a_batch_with_the_same_clear_error(tls_redis: T
         lim.close()
 
 
+def test_a_frozen_tls_redis_fails_the_asyncio_store_within_the_timeout(tls_redis: TlsRedis) -> None:
+    """The asyncio store (the server's) over TLS: its waits are the event loop's, bounded by
+    ``socket_timeout`` whatever the socket, so a frozen TLS Redis is a StoreError within it too."""
+    import asyncio
+
+    async def frozen() -> None:
+        async with tk.AsyncLimiter(STRATEGY, store=_frozen_url(tls_redis)) as lim:
+            assert (await lim.check("async-frozen")).remaining == 9
+            tls_redis.proc.send_signal(signal.SIGSTOP)
+            await lim.check("async-frozen")
+
+    try:
+        fails_fast(lambda: asyncio.run(frozen()), f"no reply within 0.3 s (127.0.0.1:{tls_redis.port}")
+    finally:
+        tls_redis.proc.send_signal(signal.SIGCONT)
+
+
 def test_tk_bench_raw_socket_on_a_frozen_tls_redis_is_a_clear_error(tls_redis: TlsRedis) -> None:
     """``tk bench``'s raw socket is opened as the store's: over TLS its loops give up within the timeout
     too, and the error names the address, the timeout and the group."""
