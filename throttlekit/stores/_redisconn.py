@@ -261,16 +261,9 @@ def options_from_client(client: Any) -> RedisOptions | None:
 def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
     """Bound every send and receive by ``seconds`` in the kernel (``SO_SNDTIMEO``/``SO_RCVTIMEO``) on a
     blocking socket: a round trip is two system calls, where a Python socket timeout polls before each
-    (measured by ``tk bench``). A wait that expires raises ``BlockingIOError`` (an ``OSError``).
-
-    A TLS socket gets Python's own socket timeout instead (a wait that expires raises ``TimeoutError``):
-    on a blocking ``SSLSocket`` CPython's ``ssl`` module answers the kernel's expired wait (OpenSSL's
-    ``SSL_ERROR_WANT_READ``) by reading again, so a frozen peer would hold ``recv`` forever (measured: a
-    SIGSTOPped TLS redis-server held a store's check past 5 s with a 0.3 s timeout). Platforms without
-    the options fall back to the same."""
-    if isinstance(sock, ssl.SSLSocket):
-        sock.settimeout(seconds)
-        return
+    (measured by ``tk bench``). A wait that expires raises ``BlockingIOError`` (an ``OSError``). Where the
+    options are missing, Python's own socket timeout bounds the waits instead. Not for a TLS socket (see
+    :func:`open_socket`)."""
     whole = int(seconds)
     tv = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
     try:
@@ -284,7 +277,13 @@ def _kernel_timeout(sock: socket.socket, seconds: float) -> None:
 def open_socket(opts: RedisOptions) -> socket.socket:
     """A blocking socket to the Redis of ``opts`` (TCP or a Unix socket, TLS for ``rediss://``): connect
     and TLS handshake bounded by ``connect_timeout``, then every send and receive by ``timeout``
-    (:func:`_kernel_timeout`). No command is sent. Raises :class:`StoreError` when it cannot connect."""
+    (:func:`_kernel_timeout`). No command is sent. Raises :class:`StoreError` when it cannot connect.
+
+    A TLS socket gets Python's own socket timeout instead (a wait that expires raises ``TimeoutError``):
+    on a blocking ``SSLSocket`` CPython's ``ssl`` module answers the kernel's expired wait (OpenSSL's
+    ``SSL_ERROR_WANT_READ``) by reading again, so a frozen peer would hold ``recv`` forever (measured: a
+    SIGSTOPped TLS redis-server held a store's check past 5 s with a 0.3 s timeout)."""
+    ctx: ssl.SSLContext | None = None
     try:
         if opts.scheme == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -306,7 +305,10 @@ def open_socket(opts: RedisOptions) -> socket.socket:
                     raise
     except (OSError, ssl.SSLError) as exc:
         raise StoreError(f"redis: cannot connect to {opts.address}: {exc}", exc) from exc
-    _kernel_timeout(sock, opts.timeout)
+    if ctx is None:
+        _kernel_timeout(sock, opts.timeout)
+    else:
+        sock.settimeout(opts.timeout)
     return sock
 
 
