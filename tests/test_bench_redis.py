@@ -9,21 +9,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from tests._support.env import IN_CI, REAL_REDIS, REDIS_URL
+from tests._support.env import REDIS_URL, real_redis
 from tests._support.services import Proxy
 from tests._support.watchdog import fails_fast
 from throttlekit._bench import STRATEGIES
 
 
-@pytest.mark.skipif(REAL_REDIS is None, reason="needs a real Redis")
 def test_redis_rows_pair_each_path_with_its_ceiling() -> None:
-    import redis
-
     from throttlekit._bench import STRATEGIES
     from throttlekit._bench_redis import redis_rows
 
-    with redis.Redis.from_url(REDIS_URL) as client:
-        client.script_flush()  # a fresh Redis: the raw ceilings and floors must not meet NOSCRIPT
+    real_redis().script_flush()  # a fresh Redis: the raw ceilings and floors must not meet NOSCRIPT
     lines: list[str] = []
     rows = redis_rows(REDIS_URL, n=200, rounds=1, progress=lines.append)
     assert len(lines) == len(STRATEGIES) + 2 and lines[0].startswith("[1/")
@@ -134,10 +130,7 @@ class _Target(NamedTuple):
 def target() -> _Target:
     from throttlekit.stores._redisconn import redis_options
 
-    if REAL_REDIS is None:
-        if IN_CI:
-            pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}")
-        pytest.skip("needs a real Redis")
+    real_redis()
     opts = redis_options(REDIS_URL)
     assert opts.host in ("127.0.0.1", "localhost"), "the proxy forwards to 127.0.0.1"
     cred = f"{opts.username or ''}:{opts.password}@" if opts.password is not None else ""

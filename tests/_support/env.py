@@ -43,6 +43,16 @@ def redis_client() -> Any:
     return fakeredis.FakeRedis()
 
 
+def real_redis() -> Any:
+    """The real Redis client, for a test that cannot run on fakeredis: it fails under CI when no server
+    is reachable, and is skipped, saying why, off CI."""
+    if REAL_REDIS is not None:
+        return REAL_REDIS
+    if IN_CI:
+        pytest.fail(f"CI=true but Redis is unreachable at {REDIS_URL}: start it (see .ci/run)")
+    pytest.skip(f"needs a real Redis at {REDIS_URL}")
+
+
 def fake_client() -> Any:
     import fakeredis
 
