@@ -106,6 +106,7 @@ _FAULTS = {
     "floor-check": (b":least-", 1, f"redis {_FIRST}: check, one thread"),
     "ceiling-check_many": (f":raw-{_FIRST}-0\r\n".encode(), 2, f"redis {_FIRST}: check_many(100)"),
     "floor-check_many": (f":{_FIRST}-0\r\n".encode(), 1, f"redis {_FIRST}: check_many(100)"),
+    "limits": (b"LIMITER/bench/", 1, "redis vs limits (informative)"),  # limits' redis-py client
 }
 
 
@@ -144,7 +145,8 @@ def test_a_redis_that_stops_mid_run_stops_the_bench_with_a_clear_error(
 ) -> None:
     """Every raw wait (the handshake, the ceilings' and the floors' loops) is bounded by the URL's
     ``socket_timeout``, and a peer that closes is an error: ``redis_rows`` raises a StoreError naming the
-    address, the timeout and the group, well within 10 s (it used to wait, or spin, forever)."""
+    address, the timeout and the group, well within 20 s (it used to wait, or spin, forever; ``limits``'
+    redis-py client waited forever too)."""
     from throttlekit._bench_redis import redis_rows
 
     match, nth, group = _FAULTS[where]
@@ -154,10 +156,12 @@ def test_a_redis_that_stops_mid_run_stops_the_bench_with_a_clear_error(
         if then == "freeze":
             expected = f"redis: no reply from Redis at {address} within 0.5 s during {group}"
         else:
-            expected = f"redis: lost the connection to Redis at {address} during {group}: connection closed"
+            expected = f"redis: lost the connection to Redis at {address} during {group}: "
         start = time.monotonic()
-        fails_fast(lambda: redis_rows(url, n=200, rounds=1), expected, within=10)
-        assert time.monotonic() - start < 10
+        exc = fails_fast(lambda: redis_rows(url, n=200, rounds=1), expected, within=20)
+        assert time.monotonic() - start < 20
+        if then == "close":
+            assert "connection closed" in str(exc).lower(), str(exc)
     finally:
         proxy.stop()
 

@@ -106,8 +106,12 @@ def _closed() -> NoReturn:
 
 
 def _lost(opts: RedisOptions, during: str, exc: BaseException) -> StoreError:
-    """The error ``tk bench`` stops with when a raw socket's wait expired or its peer went away."""
-    if isinstance(exc, (BlockingIOError, TimeoutError)):  # the kernel's deadline; Python's over TLS
+    """The error ``tk bench`` stops with when a raw socket's (or the ``limits`` group's redis-py client's)
+    wait expired or its peer went away."""
+    import redis
+
+    # the kernel's deadline; Python's over TLS; redis-py's socket_timeout
+    if isinstance(exc, (BlockingIOError, TimeoutError, redis.TimeoutError)):
         return StoreError(
             f"redis: no reply from Redis at {opts.address} within {opts.timeout:g} s during {during}", exc
         )
@@ -116,10 +120,13 @@ def _lost(opts: RedisOptions, during: str, exc: BaseException) -> StoreError:
 
 @contextmanager
 def _bounded(opts: RedisOptions, during: str) -> Iterator[None]:
-    """Turn a raw socket's failure anywhere in ``during`` (its loops stay bare) into :func:`_lost`."""
+    """Turn a raw socket's (or a redis-py client's) failure anywhere in ``during`` (its loops stay bare)
+    into :func:`_lost`."""
+    import redis
+
     try:
         yield
-    except (OSError, hiredis.ProtocolError) as exc:
+    except (OSError, hiredis.ProtocolError, redis.ConnectionError, redis.TimeoutError) as exc:
         raise _lost(opts, during, exc) from exc
 
 
@@ -308,7 +315,10 @@ def _amany(loop: asyncio.AbstractEventLoop, limiter: AsyncLimiter, keys: list[st
     return run
 
 
-def _limits_rows(url: str, prefix: str, n: int, rounds: int, store_url: str) -> list[Row]:
+def _limits_rows(opts: RedisOptions, prefix: str, n: int, rounds: int, store_url: str) -> list[Row]:
+    """``limits``' Redis strategies beside our fixed window, for orientation. ``limits`` talks through a
+    redis-py client on the URL's own options, retries off (:meth:`RedisOptions.redis_py_client`): its waits
+    are bounded by ``socket_timeout`` as ours are (from the URL alone redis-py would wait forever)."""
     from limits import RateLimitItemPerHour
     from limits.storage import RedisStorage
     from limits.strategies import (
@@ -317,7 +327,8 @@ def _limits_rows(url: str, prefix: str, n: int, rounds: int, store_url: str) -> 
         SlidingWindowCounterRateLimiter,
     )
 
-    storage = RedisStorage(url, key_prefix=prefix)
+    client = opts.redis_py_client()
+    storage = RedisStorage("redis://", connection_pool=client.connection_pool, key_prefix=prefix)
     item, moving = RateLimitItemPerHour(1_000_000_000), RateLimitItemPerHour(1000)
 
     def hit(lim: Any, it: Any) -> Callable[[int], None]:
@@ -328,20 +339,25 @@ def _limits_rows(url: str, prefix: str, n: int, rounds: int, store_url: str) -> 
         return run
 
     ours = Limiter(STRATEGIES["fixedWindow"], store=store_url)
+    group = "redis vs limits (informative)"
     try:
-        return _against(
-            "redis vs limits (informative)",
-            ("limits FixedWindow (redis)", hit(FixedWindowRateLimiter(storage), item)),
-            {
-                "throttlekit fixedWindow check": _loop_check(ours, "bench-vs-limits"),
-                "limits SlidingWindowCounter (redis)": hit(SlidingWindowCounterRateLimiter(storage), item),
-                "limits MovingWindow (redis, limit 1000)": hit(MovingWindowRateLimiter(storage), moving),
-            },
-            n,
-            rounds,
-        )
+        with _bounded(opts, group):
+            return _against(
+                group,
+                ("limits FixedWindow (redis)", hit(FixedWindowRateLimiter(storage), item)),
+                {
+                    "throttlekit fixedWindow check": _loop_check(ours, "bench-vs-limits"),
+                    "limits SlidingWindowCounter (redis)": hit(
+                        SlidingWindowCounterRateLimiter(storage), item
+                    ),
+                    "limits MovingWindow (redis, limit 1000)": hit(MovingWindowRateLimiter(storage), moving),
+                },
+                n,
+                rounds,
+            )
     finally:
         ours.close()
+        client.close()
 
 
 def redis_rows(
@@ -437,7 +453,7 @@ def redis_rows(
 
         next_group("redis vs limits")
         try:
-            rows += _limits_rows(url, prefix, n, rounds, store_url)
+            rows += _limits_rows(opts, prefix, n, rounds, store_url)
         except ImportError:
             say("  (limits not installed: skipped)")
     finally:
@@ -453,12 +469,12 @@ def redis_rows(
 
 def _clean_up(opts: RedisOptions, prefix: str, say: Progress) -> None:
     """Delete the run's keys with a redis-py client on the URL's own options (its timeouts, retries off:
-    :meth:`RedisOptions.redis_py_kwargs`): a Redis gone silent leaves them, said so, and the run's own
+    :meth:`RedisOptions.redis_py_client`): a Redis gone silent leaves them, said so, and the run's own
     error, if any, is the one raised."""
     import redis
 
     try:
-        with redis.Redis(**opts.redis_py_kwargs()) as client:
+        with opts.redis_py_client() as client:
             for k in client.scan_iter(match=f"{prefix}*", count=1000):
                 client.delete(k)
             for k in client.scan_iter(match="LIMITS:*tkbench*", count=1000):

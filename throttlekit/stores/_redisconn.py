@@ -102,9 +102,25 @@ class RedisOptions:
             ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         return ctx
 
+    def redis_py_client(self, *, asyncio: bool = False) -> Any:
+        """A ``redis.Redis`` (or ``redis.asyncio.Redis``) client on these options with retries off: every
+        wait is bounded once by ``socket_timeout``, as on the store's own connections (redis-py's default
+        would retry a timed-out command up to ten times, with backoff)."""
+        from redis.backoff import NoBackoff
+
+        if asyncio:
+            import redis.asyncio as aredis
+            from redis.asyncio.retry import Retry as AsyncRetry
+
+            return aredis.Redis(retry=AsyncRetry(NoBackoff(), 0), **self.redis_py_kwargs())
+        import redis
+        from redis.retry import Retry
+
+        return redis.Redis(retry=Retry(NoBackoff(), 0), **self.redis_py_kwargs())
+
     def redis_py_kwargs(self) -> dict[str, Any]:
-        """These options as keyword arguments of ``redis.Redis`` / ``redis.asyncio.Redis`` (retries off:
-        every step is bounded once, as on the store's own connections)."""
+        """These options as keyword arguments of ``redis.Redis`` / ``redis.asyncio.Redis``; build a client
+        with :meth:`redis_py_client`, which also turns redis-py's retries off."""
         kw: dict[str, Any] = {
             "db": self.db,
             "username": self.username,

@@ -136,12 +136,8 @@ class RedisStore:
     def client(self) -> Any:
         """The redis-py client: the one given, or one made on first use with the store's options."""
         if self._client is None:
-            import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
             assert self.options is not None
-            self._client = redis.Redis(retry=Retry(NoBackoff(), 0), **self.options.redis_py_kwargs())
+            self._client = self.options.redis_py_client()
             self._owns_client = True
         return self._client
 
@@ -322,14 +318,9 @@ class AsyncRedisStore(EvalBinding):
     def __init__(
         self, client: Any = None, *, url: str | None = None, prefix: str = "", **kwargs: Any
     ) -> None:
-        import redis.asyncio as aredis
-
         if client is None:
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
             opts = redis_options(url or "redis://127.0.0.1:6379/0", **kwargs)
-            client = aredis.Redis(retry=Retry(NoBackoff(), 0), **opts.redis_py_kwargs())
+            client = opts.redis_py_client(asyncio=True)
             prefix = prefix or opts.prefix
             self._owned = True
         else:
