@@ -33,6 +33,7 @@ __all__ = [
     "drive",
     "error",
     "evalsha_batch",
+    "evalsha_common",
     "evalsha_head",
     "from_redis_py",
     "is_error",
@@ -100,19 +101,28 @@ def evalsha_batch(t: Transform, keys: Sequence[Sequence[str]], now_ms: float, ar
     return b"".join([b"".join([head, *map(bulk, ks), tail]) for ks in keys])
 
 
+def evalsha_common(t: Transform, params: Sequence[Any]) -> bytes:
+    """The EVALSHA bytes of the common call of a single-key transform with ARGV ``[now_ms, *params, cost]``
+    (the store's clock, cost 1) as a template of the key alone: ``template % (len(kb), kb)`` for the
+    key's UTF-8 bytes ``kb``. A store's hot path may format it inline; :func:`evalsha_packer` does."""
+    head = evalsha_head(t, len(params) + 2).replace(b"%", b"%%")
+    tail = (bulk(SERVER_TIME) + b"".join(map(bulk, params)) + bulk(1)).replace(b"%", b"%%")
+    return head + b"$%d\r\n%b\r\n" + tail
+
+
 def evalsha_packer(t: Transform, params: Sequence[Any]) -> Callable[[str, float, Last], bytes]:
     """``(key, now_ms, cost) -> EVALSHA bytes`` for a single-key transform with ARGV ``[now_ms, *params,
     cost]``: the constant parts are packed once, and the common call (the store's clock, cost 1) has its
-    whole tail packed once, so a call formats only the key. ``cost`` (the last ARGV) may also be text
-    (str or bytes: a concurrency guard's release ticket)."""
+    whole tail packed once (:func:`evalsha_common`), so a call formats only the key. ``cost`` (the last
+    ARGV) may also be text (str or bytes: a concurrency guard's release ticket)."""
     head = evalsha_head(t, len(params) + 2)
     mid = b"".join(map(bulk, params))
-    common_tail = bulk(SERVER_TIME) + mid + bulk(1)
+    common = evalsha_common(t, params)
 
     def packed(key: str, now_ms: float, cost: Last) -> bytes:
         kb = key.encode()
         if now_ms == SERVER_TIME and cost == 1:
-            return b"%s$%d\r\n%s\r\n%s" % (head, len(kb), kb, common_tail)
+            return common % (len(kb), kb)
         nb = repr(now_ms).encode()
         return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n%s%s" % (head, len(kb), kb, len(nb), nb, mid, bulk(cost))
 

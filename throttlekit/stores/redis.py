@@ -17,11 +17,12 @@ from typing import Any
 
 import hiredis
 
+from .._clock import SERVER_TIME
 from .._errors import ScriptError, StoreError
 from .._loader import Transform, load_manifest
 from . import _resp
 from ._redisconn import PENDING, ConnectionPool, RedisOptions, options_from_client, redis_options
-from ._resp import ReplyError, evalsha_batch, evalsha_packer, pack
+from ._resp import ReplyError, evalsha_batch, evalsha_common, evalsha_packer, pack
 from .base import BoundCall, EvalBinding, Last, Reply
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
@@ -240,13 +241,17 @@ class RedisStore:
         if pool is None or len(t.argv) - 1 - len(fixed) != 1:  # no pool, or several per-call ARGV
             evaluate = self.eval
             return lambda key, now, *last: evaluate(name, (key,), now, (*fixed, *last))
-        packed = evalsha_packer(t, fixed)
+        packed, common, server = evalsha_packer(t, fixed), evalsha_common(t, fixed), SERVER_TIME
         free = pool.free
         pop, append, max_idle = free.pop, free.append, pool.max_idle
         connect, settle = pool.get, self._settle
 
         def call(key: str, now_ms: float, cost: Last) -> Reply:
-            payload = packed(key, now_ms, cost)
+            if now_ms == server and cost == 1:  # the common call, as the packer frames it, inlined
+                kb = key.encode()
+                payload = common % (len(kb), kb)
+            else:
+                payload = packed(key, now_ms, cost)
             try:
                 c = pop()
             except IndexError:
