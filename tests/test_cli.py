@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from throttlekit._loader import load_manifest
@@ -69,3 +71,17 @@ def test_bench_smoke_and_unreachable_redis() -> None:
     assert any(r["name"] == "throttlekit gcra (luajit)" and r["ratio"] > 0 for r in rows)
     res = CliRunner().invoke(main, ["bench", "--quick", "--redis-url", "redis://127.0.0.1:1/0"])
     assert res.exit_code == 1 and "Redis at redis://127.0.0.1:1/0" in res.output
+
+
+def test_bench_runs_its_ceiling_rows_without_the_limits_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``limits`` (the bench extra) only adds the informative comparison: without it the ceiling rows run
+    and the skipped group is said, instead of the whole command failing."""
+    for name in [m for m in sys.modules if m == "limits" or m.startswith("limits.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "limits", None)  # import limits -> ImportError
+    res = CliRunner().invoke(main, ["bench", "--quick", "--no-redis", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "limits not installed: skipped" in res.stderr
+    rows = json.loads(res.stdout)
+    assert not any("limits" in r["name"] for r in rows)
+    assert any(r["baseline"].startswith("pure-Python GCRA") and r["ratio"] > 0 for r in rows), rows

@@ -19,7 +19,11 @@ __all__ = ["bench"]
 @click.option("--quick", is_flag=True, help="Tiny rounds: a smoke run, not a measurement.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(redis_url: str, no_redis: bool, quick: bool, as_json: bool) -> None:
-    """Decisions/s of the engine vs the `limits` library and raw redis-py EVALSHA (needs the `bench` extra)."""
+    """Each engine path beside its physical ceiling, measured in the same run: the embedded check vs a
+    pure-Python GCRA, bytes per key vs a dict, Redis check and check_many vs a raw socket sending the same
+    EVALSHA bytes (with the floor of any Python client), async vs sync check_many. Ratios are medians over
+    interleaved rounds, with their spread. The `limits` library's rows, for orientation, need the `bench`
+    extra."""
     from .._bench import run_bench
 
     try:
