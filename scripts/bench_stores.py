@@ -11,6 +11,11 @@ and the client CPU per decision of both sides (``time.process_time`` of this pro
 and other processes' load stay out of it, so it is the robust figure on a shared machine) with its
 ratio; a second row per setting runs the asyncio store (``AsyncLimiter``, one task) against the same
 statements on a psycopg ``AsyncConnection``.
+The sync rows also run a floor in the same rounds: the ceiling's statements with the state read handed
+to the gcra transform in lupa and its new state written (every decision here is computed by the Lua).
+The raw connections connect within 2 s and every wait of the ceilings and the floor is bounded by the
+store's default op timeout (5 s, passed to psycopg's wait as the store passes it), so a frozen Postgres
+stops the run with psycopg's timeout error instead of hanging it.
 ``--ceiling pipeline`` measures against the statements of the earlier pipeline-mode store instead
 (to rerun the "before" row on an older checkout: ``PYTHONPATH=<old checkout> python scripts/...``).
 
@@ -45,6 +50,9 @@ import throttlekit as tk
 
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 STRATEGY = tk.Gcra(1_000_000, 1000, burst=1_000_000)  # always admits: every call writes state
+#: Seconds any raw-psycopg wait of the Postgres ceilings and floor may last (the store's default
+#: ``op_timeout_s``; they wait with it as the store does, so a frozen server stops the run, not hangs it).
+WAIT_S = 5.0
 
 
 def make_store(name: str, opts: dict[str, Any]) -> Any:
@@ -266,12 +274,12 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
             pg = conn.pgconn
             pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
                           b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
-            res = conn.wait(generators.execute(pg))
+            res = conn.wait(generators.execute(pg), timeout=WAIT_S)
             _ = res[-1].get_value(0, 1) if res[-1].ntuples else None  # read the state, as the store does
             pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
                           + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
                           b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
-            conn.wait(generators.execute(pg))
+            conn.wait(generators.execute(pg), timeout=WAIT_S)
 
         return decide
     select = f'SELECT key, state, expires_at FROM "{table}" WHERE key = %s AND expires_at >= %s'
@@ -316,7 +324,7 @@ def _pg_floor_decide(table: str) -> Any:
         pg = conn.pgconn
         pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
                       b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
-        res = conn.wait(generators.execute(pg))[-1]
+        res = conn.wait(generators.execute(pg), timeout=WAIT_S)[-1]
         state, expires = record1(res)
         now = int(time.time() * 1000)
         reply, out = step(key, state, expires, now, now, (1,))
@@ -324,7 +332,7 @@ def _pg_floor_decide(table: str) -> Any:
         pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + st.encode()
                       + b"', " + str(NEVER if exp is None else exp).encode() + b") ON CONFLICT (key) DO UPDATE "
                       b"SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
-        conn.wait(generators.execute(pg))
+        conn.wait(generators.execute(pg), timeout=WAIT_S)
         return decision_of(reply)
 
     return decide
@@ -343,12 +351,12 @@ def _pg_async_ceiling_decide(table: str) -> Any:
         pg = conn.pgconn
         pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
                       b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
-        res = await conn.wait(generators.execute(pg))
+        res = await conn.wait(generators.execute(pg), timeout=WAIT_S)
         _ = res[-1].get_value(0, 1) if res[-1].ntuples else None
         pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
                       + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
                       b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
-        await conn.wait(generators.execute(pg))
+        await conn.wait(generators.execute(pg), timeout=WAIT_S)
 
     return decide
 
@@ -402,7 +410,9 @@ def run_pg_ceiling(
         opts = f"{sep}options=-c%20synchronous_commit%3D{sync_commit}"  # libpq's own URL parameter
         store = PostgresStore(url + opts, table=table, prefix=prefix, sweep_interval_ms=0)
         lim = tk.Limiter(STRATEGY, store=store)
-        conn = psycopg.connect(url, autocommit=True, options=f"-c synchronous_commit={sync_commit}")
+        conn = psycopg.connect(
+            url, autocommit=True, connect_timeout=2, options=f"-c synchronous_commit={sync_commit}"
+        )
         decide = _pg_ceiling_decide(mode, table)
         floor = _pg_floor_decide(table)
         keys = [f"k{i}" for i in range(1000)]
@@ -418,7 +428,7 @@ def run_pg_ceiling(
         adecide = _pg_async_ceiling_decide(table)
         if with_async:
             aconn = loop.run_until_complete(psycopg.AsyncConnection.connect(
-                url, autocommit=True, options=f"-c synchronous_commit={sync_commit}"))  # fmt: skip
+                url, autocommit=True, connect_timeout=2, options=f"-c synchronous_commit={sync_commit}"))  # fmt: skip
             for i in range(50):
                 loop.run_until_complete(alim.check(keys[i]))
                 loop.run_until_complete(adecide(aconn, raw_keys[i]))

@@ -4,10 +4,14 @@ statements, the gcra transform's state in the store's own format, the same Decis
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import throttlekit as tk
+from tests._support.services import Proxy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
@@ -41,3 +45,42 @@ def test_the_floor_writes_the_state_our_store_reads_and_decides_alike(pg_url: st
     finally:
         conn.close()
         store.close()
+
+
+@pytest.mark.parametrize("which", ["ceiling", "floor"])
+def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hanging(
+    pg_url: str, pg_table: str, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their waits are bounded as the store's are (``WAIT_S``, here shortened): a server that stops
+    answering mid-decision raises psycopg's timeout error within that bound."""
+    import bench_stores
+    import psycopg
+    from bench_stores import _pg_ceiling_decide, _pg_floor_decide
+
+    from throttlekit.stores.postgres import PostgresStore
+
+    PostgresStore(pg_url, table=pg_table, sweep_interval_ms=0).close()  # the table exists
+    monkeypatch.setattr(bench_stores, "WAIT_S", 0.5)
+    proxy = Proxy(5432, match=b"frozen-key", then="freeze")
+    try:
+        conn = psycopg.connect(
+            pg_url.replace(":5432/", f":{proxy.port}/"), autocommit=True, connect_timeout=2
+        )
+        decide = _pg_ceiling_decide("simple", pg_table) if which == "ceiling" else _pg_floor_decide(pg_table)
+        decide(conn, "live-key")  # the proxy forwards everything else
+        box: dict[str, BaseException] = {}
+
+        def frozen() -> None:
+            try:
+                decide(conn, "frozen-key")
+            except BaseException as exc:
+                box["exc"] = exc
+
+        worker = threading.Thread(target=frozen, daemon=True)  # a regression hangs the thread, not the run
+        worker.start()
+        worker.join(3)
+        assert not worker.is_alive(), "the raw decision hangs on a frozen Postgres"
+        assert isinstance(box.get("exc"), psycopg.OperationalError), box
+        conn.close()
+    finally:
+        proxy.stop()
