@@ -401,6 +401,7 @@ class _RateRuntime(_Runtime):
         kp, outage, name = self._kp, self.outage, self._transform
         sha = load_manifest()[name].sha
         now_ms = clock.now_ms if clock is not None else None
+        policy_name, kind = self.policy.name, self.telemetry_kind  # fixed for this runtime
 
         def check(key: str, cost: int) -> Reply:
             t0 = perf_counter_ns() if self.tap.observers else 0
@@ -413,8 +414,10 @@ class _RateRuntime(_Runtime):
             else:
                 if outage.down:
                     outage.recovered()
-            if t0 or self.shadow:
+            if self.shadow:
                 return self._observe("check", key, cost, r, t0)
+            if t0:  # _observe, inlined for the common case (no shadow): one frame fewer per decision
+                self.tap.observe(policy_name, kind, "check", key, cost, r, t0, r is self._failed, False, "")
             return r  # type: ignore[no-any-return]
 
         return check
