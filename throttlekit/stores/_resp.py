@@ -92,7 +92,7 @@ def evalsha_batch(t: Transform, keys: Sequence[Sequence[str]], now_ms: float, ar
     if len(t.keys) == 1:
         if tail.isascii():
             hs, ts = head.decode(), tail.decode()
-            text = "".join([f"{hs}${len(ks[0])}\r\n{ks[0]}\r\n{ts}" for ks in keys])
+            text = "".join([f"{hs}${len(k)}\r\n{k}\r\n{ts}" for (k,) in keys])
             if text.isascii():
                 return text.encode()
         return b"".join(
