@@ -255,6 +255,22 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto_server did not start")
 
 
+def _pg_statements(table: str) -> tuple[bytes, bytes]:
+    """The two simple-query messages of a one-key decision on ``table``, as the store sends them, for the
+    raw ceilings and the floor: ``read % (k, k)`` (BEGIN, the key's advisory lock, its row) and ``write
+    % (k, state, expires_at)`` (the upsert, COMMIT), ``k`` the key's SQL literal, ``state`` bytes."""
+    t = b'"' + table.encode() + b'"'
+    read = (b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(%b, 0)); "
+            b"SELECT key, state, expires_at FROM " + t + b" WHERE key = %b")  # fmt: skip
+    write = (b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (%b, '%b', %d) ON CONFLICT (key) DO UPDATE "
+             b"SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+    return read, write
+
+
+def _pg_literal(key: str) -> bytes:
+    return b"'" + key.replace("'", "''").encode() + b"'"
+
+
 def _pg_ceiling_decide(mode: str, table: str) -> Any:
     """A closed-loop decision by raw psycopg with the store's statements; ``mode`` "simple" (two simple-query
     exchanges: BEGIN + lock + read, then upsert + COMMIT) or "pipeline" (the pipeline-mode statements).
@@ -262,23 +278,17 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
     same work (an update that changes the indexed ``expires_at`` cannot be HOT)."""
     from psycopg import generators
 
-    def lit(x: str) -> bytes:
-        return b"'" + x.replace("'", "''").encode() + b"'"
-
-    t = b'"' + table.encode() + b'"'
     if mode == "simple":
+        read, write = _pg_statements(table)
 
         def decide(conn: Any, key: str) -> None:
             now = int(time.time() * 1000)
-            k = lit(key)
+            k = _pg_literal(key)
             pg = conn.pgconn
-            pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
-                          b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
+            pg.send_query(read % (k, k))
             res = conn.wait(generators.execute(pg), timeout=WAIT_S)
             _ = res[-1].get_value(0, 1) if res[-1].ntuples else None  # read the state, as the store does
-            pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
-                          + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
-                          b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+            pg.send_query(write % (k, b"%d" % now, now + 1))
             conn.wait(generators.execute(pg), timeout=WAIT_S)
 
         return decide
@@ -317,21 +327,18 @@ def _pg_floor_decide(table: str) -> Any:
     from throttlekit.stores._snapshot import NEVER, SnapshotExecutor
 
     step = SnapshotExecutor().bind1(load_manifest()[STRATEGY.check_transform], tuple(STRATEGY.params))
-    t = b'"' + table.encode() + b'"'
+    read, write = _pg_statements(table)
 
     def decide(conn: Any, key: str) -> Any:
-        k = b"'" + key.replace("'", "''").encode() + b"'"
+        k = _pg_literal(key)
         pg = conn.pgconn
-        pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
-                      b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
+        pg.send_query(read % (k, k))
         res = conn.wait(generators.execute(pg), timeout=WAIT_S)[-1]
         state, expires = record1(res)
         now = int(time.time() * 1000)
         reply, out = step(key, state, expires, now, now, (1,))
         st, exp = out  # gcra always writes (the benchmark's policy admits every call)
-        pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + st.encode()
-                      + b"', " + str(NEVER if exp is None else exp).encode() + b") ON CONFLICT (key) DO UPDATE "
-                      b"SET state = EXCLUDED.state, expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+        pg.send_query(write % (k, st.encode(), NEVER if exp is None else exp))
         conn.wait(generators.execute(pg), timeout=WAIT_S)
         return decision_of(reply)
 
@@ -343,19 +350,16 @@ def _pg_async_ceiling_decide(table: str) -> Any:
     ``AsyncConnection`` (what the server's asyncio store sends and waits for)."""
     from psycopg import generators
 
-    t = b'"' + table.encode() + b'"'
+    read, write = _pg_statements(table)
 
     async def decide(conn: Any, key: str) -> None:
         now = int(time.time() * 1000)
-        k = b"'" + key.replace("'", "''").encode() + b"'"
+        k = _pg_literal(key)
         pg = conn.pgconn
-        pg.send_query(b"BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(" + k + b", 0)); "
-                      b"SELECT key, state, expires_at FROM " + t + b" WHERE key = " + k)  # fmt: skip
+        pg.send_query(read % (k, k))
         res = await conn.wait(generators.execute(pg), timeout=WAIT_S)
         _ = res[-1].get_value(0, 1) if res[-1].ntuples else None
-        pg.send_query(b"INSERT INTO " + t + b" (key, state, expires_at) VALUES (" + k + b", '" + str(now).encode()
-                      + b"', " + str(now + 1).encode() + b") ON CONFLICT (key) DO UPDATE SET state = EXCLUDED.state, "
-                      b"expires_at = EXCLUDED.expires_at; COMMIT")  # fmt: skip
+        pg.send_query(write % (k, b"%d" % now, now + 1))
         await conn.wait(generators.execute(pg), timeout=WAIT_S)
 
     return decide

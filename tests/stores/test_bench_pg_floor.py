@@ -84,3 +84,20 @@ def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hangin
         conn.close()
     finally:
         proxy.stop()
+
+
+def test_the_raw_ceiling_sends_the_stores_own_statements() -> None:
+    """'The same statements': the benchmark's hand-built messages equal the store's, byte for byte."""
+    from bench_stores import _pg_literal, _pg_statements
+
+    from throttlekit.stores._pgsql import Statements, literal
+
+    sql = Statements("tk_some_table")
+    read, write = _pg_statements("tk_some_table")
+    for key in ("k", "it's", "100%", "clé"):
+        k = _pg_literal(key)
+        assert k == literal(key)
+        assert read % (k, k) == sql.begin_read1(k)
+        assert write % (k, b"1796053936847.001", 1796053936848) == sql.write1(
+            k, ("1796053936847.001", 1796053936848)
+        )
