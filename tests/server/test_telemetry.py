@@ -5,17 +5,22 @@ and monotonic totals follow spec 11 on a manual clock."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import throttlekit as tk
 from tests._support.redis_server import free_port
 from throttlekit.config import load_config
 from throttlekit.server import RateLimiterService, redis_store
+from throttlekit.server import _telemetry as telemetry
 from throttlekit.server._telemetry import (
     DENIAL_RING,
+    FLUSH_EVERY,
     LATENCY_RING,
     DecisionEvent,
     SpaceSaving,
@@ -223,3 +228,143 @@ def test_hub_subscriber_failures_never_reach_the_decision() -> None:
     unsubscribe()
     rt.check_reply("k", 1)
     assert got == ["k"] and svc.tap.errors == 0
+
+
+# -- the hub as a tap's sink: batches leave the same figures as event by event -------------------------
+
+
+def _reference_merge(counts: dict[str, int], k: int, batch: dict[str, int]) -> dict[str, int]:
+    """The mergeable-summary rule written out directly (the oracle for SpaceSaving.merge)."""
+    if len(counts) + len(batch) <= k:
+        out = dict(counts)
+        for key, n in batch.items():
+            out[key] = out.get(key, 0) + n
+        return out
+    floor = min(counts.values()) if len(counts) >= k else 0
+    combined = dict(counts)
+    for key, n in batch.items():
+        combined[key] = counts.get(key, floor) + n
+    return dict(sorted(combined.items(), key=lambda kv: kv[1], reverse=True)[:k])
+
+
+_keys = st.sampled_from([f"k{i}" for i in range(30)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.dictionaries(_keys, st.integers(1, 6), max_size=25), max_size=6),
+    st.integers(1, 12),
+)
+def test_space_saving_merge_is_the_summary_rule(batches: list[dict[str, int]], k: int) -> None:
+    ss, want = SpaceSaving(k), {}
+    for batch in batches:
+        ss.merge(batch)
+        want = _reference_merge(want, k, batch)
+        assert list(ss.counts.items()) == list(want.items())  # same keys, counts and order
+
+
+def _event_fields() -> Any:
+    return st.tuples(
+        st.sampled_from(["p", "q", "adm", "m"]),
+        st.sampled_from(["check", "check", "check", "peek", "admit"]),
+        st.sampled_from([f"k{i}" for i in range(40)]),
+        st.booleans(),  # allowed
+        st.integers(0, 9),  # limit
+        st.integers(0, 90_000),  # ms after NOW: windows roll inside a batch
+        st.integers(1, 10_000),  # latency
+        st.booleans(),  # synthesized
+        st.booleans(),  # shadow
+        st.sampled_from(["", "rate", "concurrency", "cost", "bogus"]),
+    )
+
+
+_KINDS = {"p": "limiter", "q": "limiter", "adm": "admitter", "m": "meter"}
+
+
+def _state(hub: TelemetryHub) -> Any:
+    hub.drain()
+    stats = {
+        n: (dataclasses.replace(s, latencies=list(s.latencies)), s.latencies) for n, s in hub.policies.items()
+    }
+    figures = {
+        n: {
+            f.name: getattr(s, f.name)
+            for f in dataclasses.fields(s)
+            if f.name not in ("top_requested", "top_denied", "top_denied_by_lane")
+        }
+        for n, (s, _) in stats.items()
+    }
+    tops = {
+        n: (
+            s.top_requested.counts,
+            s.top_denied.counts,
+            {lane: t.counts for lane, t in s.top_denied_by_lane.items()},
+        )
+        for n, (s, _) in stats.items()
+    }
+    return figures, tops, [tuple(e) for e in hub.denials]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_event_fields(), max_size=400),
+    st.lists(st.integers(1, 300), min_size=1, max_size=8),
+    st.sampled_from([3, 7, FLUSH_EVERY]),
+)
+def test_a_batched_hub_leaves_the_figures_of_an_event_by_event_hub(
+    events: list[Any], cuts: list[int], flush_every: int
+) -> None:
+    """Any stream of events (several policies and kinds, peeks, denials, windows rolling mid-batch, top-K
+    flushes inside a batch: the buffer is made small) fed in batches of any sizes leaves every figure,
+    top-K summary and the ring of denials equal to the same stream fed event by event."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(telemetry, "FLUSH_EVERY", flush_every)
+        _same_figures(events, cuts)
+
+
+def _same_figures(events: list[Any], cuts: list[int]) -> None:
+    one = TelemetryHub(now_ms=lambda: NOW)
+    batched = TelemetryHub(now_ms=lambda: NOW)
+    for hub in (one, batched):
+        hub.track("p", "limiter", "gcra")
+        hub.track("adm", "admitter")
+    stream = [
+        DecisionEvent(pol, _KINDS[pol], op, key, 1, ok, limit, 0, 0, 5, NOW + dt, lat, syn, sh, axis)
+        for pol, op, key, ok, limit, dt, lat, syn, sh, axis in sorted(events, key=lambda e: e[5])
+    ]
+    for e in stream:
+        one(e)
+    i, c = 0, 0
+    while i < len(stream):
+        n = cuts[c % len(cuts)]
+        batched.absorb([tuple(e) for e in stream[i : i + n]])  # plain tuples, as the tap queues them
+        i, c = i + n, c + 1
+    assert _state(batched) == _state(one)
+
+
+def test_an_attached_hub_reads_every_decision_and_watchers_get_denials_as_they_happen() -> None:
+    """The hub takes a service's decisions in batches; a read drains the batch first, so a snapshot
+    counts every decision made so far, and a subscriber sees each denial inline, before any read."""
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    hub = TelemetryHub(now_ms=clock.now_ms)
+    stop = hub.attach(svc)
+    rt = svc.policy("api")
+    for _ in range(5):
+        rt.check_reply("k", 1)
+    assert len(svc.tap._batch) == 5  # not yet folded...
+    (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
+    assert (api["analytics"]["allowed"], api["analytics"]["denied"]) == (3, 2)  # ...but read
+    assert svc.tap._batch == []
+    seen: list[str] = []
+    unsubscribe = hub.subscribe(lambda e: seen.append(e.key))
+    rt.check_reply("x", 1)  # allowed: nothing
+    rt.check_reply("k", 1)
+    assert seen == ["k"]  # inline, no read in between
+    unsubscribe()
+    rt.check_reply("k", 1)
+    assert seen == ["k"] and svc.tap.observers == ()
+    stop()
+    assert svc.tap.sinks == () and not svc.tap.active
+    (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
+    assert api["analytics"]["denied"] == 4  # unregistering drained what was pending

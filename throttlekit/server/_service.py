@@ -404,7 +404,7 @@ class _RateRuntime(_Runtime):
         policy_name, kind = self.policy.name, self.telemetry_kind  # fixed for this runtime
 
         def check(key: str, cost: int) -> Reply:
-            t0 = perf_counter_ns() if self.tap.observers else 0
+            t0 = perf_counter_ns() if self.tap.active else 0
             try:
                 r = run(kp + key, SERVER_TIME if now_ms is None else now_ms(), cost)
             except StoreError as exc:
@@ -423,7 +423,7 @@ class _RateRuntime(_Runtime):
         return check
 
     async def _async_check(self, key: str, cost: int) -> Reply:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         try:
             r = await self._run(self._kp + key, self._now(), cost)
         except StoreError as exc:
@@ -446,7 +446,7 @@ class _RateRuntime(_Runtime):
         kp = self._kp
         full = [(kp + k,) for k in keys]
         args = (*self._params, cost)
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         try:
             if self.inline:
                 rs = self.store.eval_many(self._transform, full, self._now(), args)
@@ -470,7 +470,7 @@ class _RateRuntime(_Runtime):
         return [_decision(r) for r in await self.check_many_replies(keys, cost)]
 
     async def peek(self, key: str) -> Decision:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         try:
             d: Decision = self._limiter.peek(key) if self.inline else await self._limiter.peek(key)
         except StoreError as exc:
@@ -525,7 +525,7 @@ class _TwoTierRuntime(_Runtime):
         self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         d = await self._decide(self.limiter.check(key, cost))
         return self._observe_decision("check", key, cost, d, t0)
 
@@ -570,7 +570,7 @@ class _BudgetRuntime(_Runtime):
         return str(self.policy.kind)
 
     async def debit(self, key: str, tokens: int) -> Decision:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         d = await self._decide(self.meter.adebit(key, tokens))
         return self._observe_decision("debit", key, tokens, d, t0)
 
@@ -623,7 +623,7 @@ class _AdmitRuntime(_Runtime):
         return str(strategy.kind) if strategy is not None else "concurrency"
 
     async def admit(self, key: str, cost: int, hold: int = 0, value: int = 1) -> Admitted:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         adm = await self._admit(key, cost, hold, value)
         if t0:
             d = adm.decision
@@ -1000,7 +1000,7 @@ class _FederatedRuntime(_Runtime):
         self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         d = await self._decide(self.limiter.check(key, cost))
         return self._observe_decision("check", key, cost, d, t0)
 
@@ -1052,7 +1052,7 @@ class _FairRuntime(_Runtime):
         self._fail_decision()
 
     def check_reply(self, key: str, cost: int) -> Reply:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         d = self.escrow.check(key, cost)
         r = (d.allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms)
         return self._observe("check", key, cost, r, t0) if t0 or self.shadow else r
@@ -1110,7 +1110,7 @@ class _FederatedFairRuntime(_Runtime):
         self._fail_decision()
 
     async def check(self, key: str, cost: int) -> Decision:
-        t0 = perf_counter_ns() if self.tap.observers else 0
+        t0 = perf_counter_ns() if self.tap.active else 0
         d = await self._decide(self.escrow.check(key, cost))
         return self._observe_decision("check", key, cost, d, t0)
 

@@ -29,18 +29,23 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import itemgetter, not_
 from time import perf_counter_ns
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "ANALYTICS_WINDOW_MS",
+    "BATCH",
     "DENIAL_RING",
     "LATENCY_RING",
     "LENS_VERSION",
     "TOP_K",
     "DecisionEvent",
     "DecisionObserver",
+    "DecisionSink",
     "DecisionTap",
+    "EventFields",
     "PolicyStats",
     "SpaceSaving",
     "TelemetryHub",
@@ -61,6 +66,8 @@ DENIAL_RING = 200
 LATENCY_RING = 256
 #: The snapshot format version (``meta.lensVersion``).
 LENS_VERSION = "0.3.0"
+#: Decisions a tap holds for its sinks before handing them over (a reader drains sooner).
+BATCH = 256
 #: Buffered keys per policy before they are merged into the top-K summaries (also merged on a snapshot).
 FLUSH_EVERY = 512
 
@@ -100,6 +107,18 @@ class DecisionObserver(Protocol):
     def __call__(self, event: DecisionEvent, /) -> None: ...
 
 
+#: One decision's fields in :class:`DecisionEvent`'s order: a plain tuple, or the event itself.
+EventFields = tuple[Any, ...]
+
+
+class DecisionSink(Protocol):
+    """Anything registered on a :class:`DecisionTap` with ``register_sink``: takes the decisions in
+    batches (in decision order, at most :data:`BATCH` at a time), on the decisions' thread; must not
+    block nor keep the list."""
+
+    def absorb(self, events: Sequence[EventFields], /) -> None: ...
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -111,11 +130,26 @@ def _int_clock(now_ms: Callable[[], float] | None) -> Callable[[], int]:
 
 
 class DecisionTap:
-    """The observers of one service's decisions. ``observers`` is a tuple replaced on (un)registration,
-    so ``emit`` iterates a snapshot and registering from inside an observer is safe."""
+    """The observers of one service's decisions, of two kinds:
+
+    - **observers** (:meth:`register`) are called inline with each :class:`DecisionEvent`;
+    - **sinks** (:meth:`register_sink`) take the events in batches: each decision appends its fields (a
+      plain tuple in :class:`DecisionEvent`'s order) to a list, and a sink's ``absorb`` gets the list every
+      :data:`BATCH` decisions, or sooner on :meth:`drain` (a sink's reader drains first, so what it reads
+      includes every decision made so far). No event object is built for a sink, and the sink can fold a
+      batch with C-level operations: the telemetry hub's cost per decision, measured in
+      ``scripts/bench_instructions.py --server``.
+
+    Both are tuples replaced on (un)registration, so iterating is safe while one registers. ``active``
+    says whether anything observes: the decision paths read the clock only then. The tap belongs to the
+    event-loop thread that makes the decisions; drain it from that thread."""
 
     def __init__(self, now_ms: Callable[[], float] | None = None, *, remind_s: float = 60.0) -> None:
         self.observers: tuple[DecisionObserver, ...] = ()
+        self.sinks: tuple[DecisionSink, ...] = ()
+        #: True while an observer or a sink is registered.
+        self.active = False
+        self._batch: list[EventFields] = []
         #: Epoch ms of an event (the service's clock, else wall time).
         self.now_ms = _int_clock(now_ms)
         self._wall = now_ms is None
@@ -126,22 +160,60 @@ class DecisionTap:
         self._last_report = -remind_s
 
     def register(self, observer: DecisionObserver) -> Callable[[], None]:
-        """Add ``observer``; returns a function that removes it (idempotent)."""
+        """Add ``observer`` (called inline per event); returns a function that removes it (idempotent)."""
         self.observers = (*self.observers, observer)
+        self.active = True
 
         def unregister() -> None:
             self.observers = tuple(o for o in self.observers if o is not observer)
+            self.active = bool(self.observers or self.sinks)
 
         return unregister
 
+    def register_sink(self, sink: DecisionSink) -> Callable[[], None]:
+        """Add ``sink`` (fed batches of event fields, see the class docstring); returns a function that
+        drains the batch into it and removes it (idempotent). A sink registered later sees only later
+        decisions: what is pending goes to the sinks registered before it."""
+        self.drain()
+        self.sinks = (*self.sinks, sink)
+        self.active = True
+
+        def unregister() -> None:
+            if any(s is sink for s in self.sinks):
+                self.drain()
+                self.sinks = tuple(s for s in self.sinks if s is not sink)
+                self.active = bool(self.observers or self.sinks)
+
+        return unregister
+
+    def drain(self) -> None:
+        """Hand the pending events to every sink now (a sink's reader calls this before reading)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        for sink in self.sinks:
+            try:
+                sink.absorb(batch)
+            except Exception as exc:
+                self._failed(sink, exc)
+
     def emit(self, event: DecisionEvent) -> None:
-        """Call every observer with ``event``; an observer's exception is counted and logged at most
-        once per ``remind_s``, never raised."""
+        """Call every observer with ``event`` and queue it for the sinks; an observer's exception is
+        counted and logged at most once per ``remind_s``, never raised."""
         for observer in self.observers:
             try:
                 observer(event)
             except Exception as exc:
                 self._failed(observer, exc)
+        if self.sinks:
+            self._queue(event)
+
+    def _queue(self, fields: EventFields) -> None:
+        batch = self._batch
+        batch.append(fields)
+        if len(batch) >= BATCH:
+            self.drain()
 
     def observe(
         self,
@@ -156,11 +228,11 @@ class DecisionTap:
         shadow: bool,
         axis: str = "",
     ) -> None:
-        """:meth:`emit` the event of one decision from its reply items ``r`` (``allowed`` 1/0 or a bool,
-        then the four numbers) and its start ``t0`` (``perf_counter_ns``): the decision paths' one
-        frame, building the event and calling the observers in place (hot path). On the wall clock the
-        event's ``at_ms`` comes from the same monotonic reading as its latency, offset to the epoch (the
-        offset is read again every second): one clock read per event instead of two."""
+        """Observe one decision from its reply items ``r`` (``allowed`` 1/0 or a bool, then the four
+        numbers) and its start ``t0`` (``perf_counter_ns``): the decision paths' one frame (hot path).
+        Its fields go to the sinks' batch; an event is built only for inline observers. On the wall clock
+        the event's ``at_ms`` comes from the same monotonic reading as its latency, offset to the epoch
+        (the offset is read again every second): one clock read per event instead of two."""
         t1 = perf_counter_ns()
         if self._wall:
             if t1 >= self._resync_at:
@@ -168,38 +240,42 @@ class DecisionTap:
             at = (t1 + self._offset) // 1_000_000
         else:
             at = self.now_ms()
-        event = _event(
-            DecisionEvent,
-            (
-                policy,
-                kind,
-                op,
-                key,
-                cost,
-                r[0] == 1,
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                at,
-                t1 - t0,
-                synthesized,
-                shadow,
-                axis,
-            ),
+        fields = (
+            policy,
+            kind,
+            op,
+            key,
+            cost,
+            r[0] == 1,
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            at,
+            t1 - t0,
+            synthesized,
+            shadow,
+            axis,
         )
-        for observer in self.observers:
-            try:
-                observer(event)
-            except Exception as exc:
-                self._failed(observer, exc)
+        if self.observers:
+            event = _event(DecisionEvent, fields)
+            for observer in self.observers:
+                try:
+                    observer(event)
+                except Exception as exc:
+                    self._failed(observer, exc)
+        if self.sinks:
+            batch = self._batch
+            batch.append(fields)
+            if len(batch) >= BATCH:
+                self.drain()
 
     def _resync(self, mono_ns: int) -> None:
         """Read the epoch's offset from the monotonic clock again (at most a second old when used)."""
         self._offset = time.time_ns() - perf_counter_ns()
         self._resync_at = mono_ns + 1_000_000_000
 
-    def _failed(self, observer: DecisionObserver, exc: Exception) -> None:
+    def _failed(self, observer: DecisionObserver | DecisionSink, exc: Exception) -> None:
         self.errors += 1
         now = time.monotonic()
         if now - self._last_report >= self._remind_s:
@@ -211,6 +287,9 @@ class DecisionTap:
                 type(exc).__name__,
                 str(exc)[:200],
             )
+
+
+_count = itemgetter(1)
 
 
 class SpaceSaving:
@@ -234,11 +313,14 @@ class SpaceSaving:
                 counts[key] = counts.get(key, 0) + n
             return
         floor = min(counts.values()) if len(counts) >= self.k else 0
-        combined = dict(counts)
-        for key, n in batch.items():
-            combined[key] = counts.get(key, floor) + n
-        kept = heapq.nlargest(self.k, combined.items(), key=lambda kv: kv[1])
-        self.counts = dict(kept)
+        get = batch.get
+        combined = {key: c + get(key, 0) for key, c in counts.items()}
+        # a key the summary lacks can only be kept if it is among the batch's k largest: each of those
+        # ends at least as high and comes first on a tie (ties in batch order, as the final selection)
+        for key, n in heapq.nlargest(self.k, batch.items(), key=_count):
+            if key not in counts:
+                combined[key] = floor + n
+        self.counts = dict(heapq.nlargest(self.k, combined.items(), key=_count))
 
     def add(self, key: str, n: int = 1) -> None:
         counts = self.counts
@@ -376,6 +458,10 @@ class TelemetryHub:
         self.policies: dict[str, PolicyStats] = {}
         self.denials: deque[DecisionEvent] = deque(maxlen=DENIAL_RING)
         self.subscribers: tuple[Callable[[DecisionEvent], None], ...] = ()
+        #: The taps this hub is a sink of (drained before each read), and the inline observers that
+        #: forward denials to the subscribers while there are any (by the tap's id).
+        self._taps: list[DecisionTap] = []
+        self._forwarding: dict[int, Callable[[], None]] = {}
         #: Callables returning the concurrency guards' views (``name``, ``limit``, ``inflight``, ...), for
         #: the snapshot's ``guards`` (admitters register theirs).
         self.guard_sources: list[Callable[[], list[dict[str, Any]]]] = []
@@ -410,17 +496,31 @@ class TelemetryHub:
             del self.policies[name]
 
     def attach(self, service: Any) -> Callable[[], None]:
-        """Track every policy of ``service``, read its concurrency guards, and register on its tap;
-        returns the unregister function."""
+        """Track every policy of ``service``, read its concurrency guards, and register on its tap as a
+        sink (batches, drained before every read); returns the unregister function."""
         self.sync_policies(service)
         self.guard_sources.append(lambda: _service_guards(service))
         self.fair_sources.append(lambda: _service_fair(service))
         self.forecaster = lambda policy, key: service.policies[policy].forecast_now(key)
-        return service.tap.register(self)  # type: ignore[no-any-return]
+        tap: DecisionTap = service.tap
+        self._taps.append(tap)
+        unregister_sink = tap.register_sink(self)
+        if self.subscribers:
+            self._forwarding[id(tap)] = tap.register(self._forward)
+
+        def unregister() -> None:
+            unregister_sink()
+            stop = self._forwarding.pop(id(tap), None)
+            if stop is not None:
+                stop()
+            self._taps = [t for t in self._taps if t is not tap]
+
+        return unregister
 
     def sync_policies(self, service: Any) -> None:
         """Track ``service``'s current policies (kinds and strategies from its runtimes) and forget the
         others."""
+        self.drain()
         for name, rt in service.policies.items():
             kind = rt.telemetry_kind
             stats = self.track(name, kind, "" if kind == "admitter" else rt.strategy_name)
@@ -430,63 +530,151 @@ class TelemetryHub:
         self.retain(service.policies)
 
     def subscribe(self, fn: Callable[[DecisionEvent], None]) -> Callable[[], None]:
-        """Call ``fn`` inline with each denial (it must not block or raise); returns the unsubscribe."""
+        """Call ``fn`` inline with each denial (it must not block or raise); returns the unsubscribe.
+        While anything is subscribed the hub also observes its taps inline, so a denial reaches ``fn``
+        as it happens, not with the next batch."""
         self.subscribers = (*self.subscribers, fn)
+        for tap in self._taps:
+            if id(tap) not in self._forwarding:
+                self._forwarding[id(tap)] = tap.register(self._forward)
 
         def unsubscribe() -> None:
             self.subscribers = tuple(s for s in self.subscribers if s is not fn)
+            if not self.subscribers:
+                for stop in self._forwarding.values():
+                    stop()
+                self._forwarding.clear()
 
         return unsubscribe
 
-    # -- the observer ---------------------------------------------------------------------------------
+    def _forward(self, event: DecisionEvent) -> None:
+        """The inline observer while anything is subscribed: each denial the ring keeps, to the
+        subscribers (the batch path records it)."""
+        if event.allowed or event.op == "peek" or event.kind == "meter":
+            return
+        self._notify(event)
 
-    def __call__(self, event: DecisionEvent) -> None:
-        (policy, kind, op, key, _, allowed, limit, _, _, _, at, latency_ns, synthesized, shadow, axis) = event
-        stats = self.policies.get(policy)
-        if stats is None:
-            stats = self.track(policy, kind)
-        if op == "peek":
-            stats.peeks_total += 1
-            return
-        if not stats.window_start <= at < stats.window_end:
-            stats.roll(at)
-        pending = stats.pending_requested
-        pending.append(key)
-        if len(pending) >= FLUSH_EVERY:
-            stats.flush()
-        if limit > 0:
-            stats.limit = limit
-        stats.latencies.append(latency_ns)
-        stats.latency_sum_ns += latency_ns
-        if synthesized:
-            stats.synthesized_total += 1
-        if allowed:
-            stats.allowed += 1
-            stats.allowed_total += 1
-            return
-        stats.denied += 1
-        stats.denied_total += 1
-        if shadow:
-            stats.shadow_denied_total += 1
-        stats.pending_denied.append(key)
-        if kind == "admitter":
-            lane = axis if axis in stats.denied_by_lane else "policy"
-            stats.denied_by_lane[lane] += 1
-            stats.denied_by_lane_total[lane] += 1
-            stats.pending_lanes.append((lane, key))
-        elif kind == "meter":
-            return
-        self.denials.append(event)
+    def _notify(self, event: DecisionEvent) -> None:
         for fn in self.subscribers:
             try:
                 fn(event)
             except Exception:  # a subscriber never fails a decision
                 pass
 
+    def drain(self) -> None:
+        """Take in every decision the attached taps still hold (each read does this first)."""
+        for tap in self._taps:
+            tap.drain()
+
+    # -- the observer ---------------------------------------------------------------------------------
+
+    def __call__(self, event: DecisionEvent) -> None:
+        """Record one event now (the hub as an inline observer) and hand a denial to the subscribers."""
+        if self._record(event):
+            self._notify(event)
+
+    def _record(self, event: EventFields, keep: bool = True) -> bool:
+        """Record one event (a denial in the ring only with ``keep``); True when it is a denial the ring
+        keeps (the subscribers' events). The per-event form of :meth:`absorb`, which must leave the same
+        figures."""
+        (policy, kind, op, key, _, allowed, limit, _, _, _, at, latency_ns, synthesized, shadow, axis) = event
+        stats = self.policies.get(policy)
+        if stats is None:
+            stats = self.track(policy, kind)
+        if op == "peek":
+            stats.peeks_total += 1
+            return False
+        if not stats.window_start <= at < stats.window_end:
+            stats.roll(at)
+        if limit > 0:
+            stats.limit = limit
+        stats.latencies.append(latency_ns)
+        stats.latency_sum_ns += latency_ns
+        if synthesized:
+            stats.synthesized_total += 1
+        ring = False
+        if allowed:
+            stats.allowed += 1
+            stats.allowed_total += 1
+        else:
+            stats.denied += 1
+            stats.denied_total += 1
+            if shadow:
+                stats.shadow_denied_total += 1
+            stats.pending_denied.append(key)
+            if kind == "admitter":
+                lane = axis if axis in stats.denied_by_lane else "policy"
+                stats.denied_by_lane[lane] += 1
+                stats.denied_by_lane_total[lane] += 1
+                stats.pending_lanes.append((lane, key))
+            if kind != "meter":
+                if keep:
+                    self.denials.append(
+                        event if type(event) is DecisionEvent else _event(DecisionEvent, event)
+                    )
+                ring = True
+        pending = stats.pending_requested
+        pending.append(key)
+        if len(pending) >= FLUSH_EVERY:
+            stats.flush()
+        return ring
+
+    def absorb(self, events: Sequence[EventFields]) -> None:
+        """A tap's batch (the hub as a sink): the same figures as :meth:`_record` per event, in order, but
+        folded per policy with C-level operations (column sums, list extends) while no window rolls;
+        the subscribers are not called (:meth:`_forward` did, inline)."""
+        if not events:
+            return
+        cols = tuple(zip(*events))
+        policies, allowed = cols[0], cols[5]
+        if policies.count(policies[0]) == len(policies):
+            self._fold(policies[0], events, cols)
+        else:
+            groups: dict[str, list[EventFields]] = {}
+            for e in events:
+                group = groups.get(e[0])
+                if group is None:
+                    groups[e[0]] = [e]
+                else:
+                    group.append(e)
+            for policy, group in groups.items():
+                self._fold(policy, group, tuple(zip(*group)))
+        if allowed.count(True) != len(allowed):  # the ring of denials, in decision order
+            ring = self.denials
+            for e in compress(events, map(not_, allowed)):
+                if e[2] != "peek" and e[1] != "meter":
+                    ring.append(e if type(e) is DecisionEvent else _event(DecisionEvent, e))
+
+    def _fold(self, policy: str, events: Sequence[EventFields], cols: tuple[tuple[Any, ...], ...]) -> None:
+        """One policy's events of a batch (``cols``: their fields transposed), the ring aside."""
+        stats = self.policies.get(policy)
+        if stats is None:
+            stats = self.track(policy, events[0][1])
+        peeks = cols[2].count("peek")
+        if peeks:
+            stats.peeks_total += peeks
+            if peeks == len(events):
+                return
+            events = [e for e in events if e[2] != "peek"]
+            cols = tuple(zip(*events))
+        ats = cols[10]
+        if not (stats.window_start <= min(ats) and max(ats) < stats.window_end):
+            for e in events:  # a window rolls inside the batch: event by event (the ring is absorb's)
+                self._record(e, False)
+            return
+        i, n = 0, len(events)
+        while i < n:  # segments that end where the per-event form flushes the top-K buffers
+            j = min(n, i + FLUSH_EVERY - len(stats.pending_requested))
+            seg = cols if (i, j) == (0, n) else tuple(c[i:j] for c in cols)
+            _fold_segment(stats, seg)
+            i = j
+
     # -- reading --------------------------------------------------------------------------------------
 
     def listed(self) -> list[PolicyStats]:
-        """Policies of the typed snapshot: limiters, then admitters (meters are only in ``raw_json``)."""
+        """Policies of the typed snapshot: limiters, then admitters (meters are only in ``raw_json``).
+        Drains the taps first: every read (the snapshot, ``/metrics``) goes through here."""
+        self.drain()
         now = self.now_ms()
         for s in self.policies.values():
             s.roll(now)
@@ -691,6 +879,40 @@ class TelemetryHub:
             "synthesized": s.synthesized_total,
         }
         return out
+
+
+def _fold_segment(stats: PolicyStats, cols: tuple[tuple[Any, ...], ...]) -> None:
+    """Events of one policy, in one window, no peek, that do not reach a top-K flush before their last
+    (``cols``: their fields transposed): what :meth:`TelemetryHub._record` does to ``stats`` for each of
+    them, as column operations, the ring aside."""
+    allowed, keys = cols[5], cols[3]
+    n, a = len(allowed), allowed.count(True)
+    stats.allowed += a
+    stats.allowed_total += a
+    for limit in reversed(cols[6]):
+        if limit > 0:
+            stats.limit = limit
+            break
+    latencies = cols[11]
+    stats.latencies.extend(latencies)
+    stats.latency_sum_ns += sum(latencies)
+    stats.synthesized_total += cols[12].count(True)
+    if a != n:
+        stats.denied += n - a
+        stats.denied_total += n - a
+        pending, lanes = stats.pending_denied, stats.pending_lanes
+        for key, kind, shadow, axis in compress(zip(keys, cols[1], cols[13], cols[14]), map(not_, allowed)):
+            if shadow:
+                stats.shadow_denied_total += 1
+            pending.append(key)
+            if kind == "admitter":
+                lane = axis if axis in stats.denied_by_lane else "policy"
+                stats.denied_by_lane[lane] += 1
+                stats.denied_by_lane_total[lane] += 1
+                lanes.append((lane, key))
+    stats.pending_requested.extend(keys)
+    if len(stats.pending_requested) >= FLUSH_EVERY:
+        stats.flush()
 
 
 def _hottest(analytics: dict[str, Any]) -> str | None:
