@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -368,3 +370,31 @@ def test_an_attached_hub_reads_every_decision_and_watchers_get_denials_as_they_h
     assert svc.tap.sinks == () and not svc.tap.active
     (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
     assert api["analytics"]["denied"] == 4  # unregistering drained what was pending
+
+
+def test_a_hub_read_from_another_thread_loses_no_decision() -> None:
+    """Decisions on one thread, snapshots on another (a threaded server read from outside its loop):
+    every decision is counted once, however the drains interleave with the appends."""
+    svc = _service(tk.ManualClock(NOW))
+    hub = TelemetryHub(now_ms=lambda: NOW)
+    hub.attach(svc)
+    n, done = 20_000, threading.Event()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+
+    def read() -> None:
+        while not done.is_set():
+            hub.snapshot()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(n):
+            svc.tap.observe("api", "limiter", "check", f"k{i % 10}", 1, (1, 3, 2, NOW, 0), 1, False, False)
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(old)
+    (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
+    assert api["totals"]["allowed"] == n
+    assert sum(c["count"] for c in api["analytics"]["topRequested"]) == n  # 10 keys: exact counts

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -113,8 +114,8 @@ EventFields = tuple[Any, ...]
 
 class DecisionSink(Protocol):
     """Anything registered on a :class:`DecisionTap` with ``register_sink``: takes the decisions in
-    batches (in decision order, at most :data:`BATCH` at a time), on the decisions' thread; must not
-    block nor keep the list."""
+    batches (a list of its own, in decision order, at most :data:`BATCH` at a time unless drained late),
+    on the thread that drains: the decisions' own, or a reader's. Must not block."""
 
     def absorb(self, events: Sequence[EventFields], /) -> None: ...
 
@@ -141,8 +142,10 @@ class DecisionTap:
       ``scripts/bench_instructions.py --server``.
 
     Both are tuples replaced on (un)registration, so iterating is safe while one registers. ``active``
-    says whether anything observes: the decision paths read the clock only then. The tap belongs to the
-    event-loop thread that makes the decisions; drain it from that thread."""
+    says whether anything observes: the decision paths read the clock only then. Any thread may drain
+    (a read of the hub from outside the event loop, say): the decisions append lock-free to one list that
+    is never replaced, and draining takes what is there under a lock, so no decision is lost or handed
+    over twice."""
 
     def __init__(self, now_ms: Callable[[], float] | None = None, *, remind_s: float = 60.0) -> None:
         self.observers: tuple[DecisionObserver, ...] = ()
@@ -150,6 +153,7 @@ class DecisionTap:
         #: True while an observer or a sink is registered.
         self.active = False
         self._batch: list[EventFields] = []
+        self._draining = threading.Lock()
         #: Epoch ms of an event (the service's clock, else wall time).
         self.now_ms = _int_clock(now_ms)
         self._wall = now_ms is None
@@ -191,12 +195,14 @@ class DecisionTap:
         batch = self._batch
         if not batch:
             return
-        self._batch = []
-        for sink in self.sinks:
-            try:
-                sink.absorb(batch)
-            except Exception as exc:
-                self._failed(sink, exc)
+        with self._draining:  # the list is never replaced: an append racing a drain stays for the next
+            events = batch[:]
+            del batch[: len(events)]
+            for sink in self.sinks:
+                try:
+                    sink.absorb(events)
+                except Exception as exc:
+                    self._failed(sink, exc)
 
     def emit(self, event: DecisionEvent) -> None:
         """Call every observer with ``event`` and queue it for the sinks; an observer's exception is
@@ -462,6 +468,9 @@ class TelemetryHub:
         #: forward denials to the subscribers while there are any (by the tap's id).
         self._taps: list[DecisionTap] = []
         self._forwarding: dict[int, Callable[[], None]] = {}
+        #: Held while a batch is folded in or a read rolls and merges the windows: a tap drained from
+        #: another thread (a read outside the event loop) never folds beside the loop's own drain.
+        self._folding = threading.Lock()
         #: Callables returning the concurrency guards' views (``name``, ``limit``, ``inflight``, ...), for
         #: the snapshot's ``guards`` (admitters register theirs).
         self.guard_sources: list[Callable[[], list[dict[str, Any]]]] = []
@@ -625,6 +634,10 @@ class TelemetryHub:
         the subscribers are not called (:meth:`_forward` did, inline)."""
         if not events:
             return
+        with self._folding:
+            self._absorb(events)
+
+    def _absorb(self, events: Sequence[EventFields]) -> None:
         cols = tuple(zip(*events))
         policies, allowed = cols[0], cols[5]
         if policies.count(policies[0]) == len(policies):
@@ -676,9 +689,10 @@ class TelemetryHub:
         Drains the taps first: every read (the snapshot, ``/metrics``) goes through here."""
         self.drain()
         now = self.now_ms()
-        for s in self.policies.values():
-            s.roll(now)
-            s.flush()
+        with self._folding:
+            for s in list(self.policies.values()):
+                s.roll(now)
+                s.flush()
         limiters = [s for s in self.policies.values() if s.kind == "limiter"]
         admitters = [s for s in self.policies.values() if s.kind == "admitter"]
         return limiters + admitters
