@@ -79,14 +79,16 @@ def _reply_pb(r: Reply) -> Any:
 def _check_response_encoder() -> Callable[[Reply], bytes]:
     """``reply items -> CheckResponse bytes``, what Check answers (registered without a serializer): one
     ``Decision`` message, reused, gets the fields that changed since the last call assigned and is
-    serialized, then framed by hand as field 1 of ``CheckResponse`` (tag 0x0a, a one-byte length: a
-    Decision is at most 46 bytes). ``last`` mirrors what the message holds, set only after an assignment
-    succeeded, so a value the message refuses (not an integer, outside int64) raises every time. Under
-    steady traffic only ``remaining`` changes: 6.3k instructions a call, against 8.3k assigning all five
-    and 16.4k building both messages (callgrind). The message belongs to the event loop's thread: the
+    serialized, then framed by hand as field 1 of ``CheckResponse`` (tag 0x0a and a one-byte length, from
+    a table: a Decision is at most 46 bytes). ``last`` mirrors what the message holds, set only after an
+    assignment succeeded, so a value the message refuses (not an integer, outside int64) raises every
+    time. Under steady traffic only ``remaining`` changes: 6.3k instructions a call, against 8.3k
+    assigning all five and 16.4k building both messages (callgrind; the table framing since, ~40 ns less
+    than ``%`` formatting). The message belongs to the event loop's thread: the
     encoder runs between awaits, so no two calls interleave."""
     msg = _PbDecision()
     serialize = msg.SerializeToString
+    head = [b"\n" + bytes((n,)) for n in range(128)]  # tag and one-byte length, by length
     last: list[Any] = [False, 0, 0, 0, 0]  # a new message's fields
 
     def encode(r: Reply) -> bytes:
@@ -104,7 +106,7 @@ def _check_response_encoder() -> Callable[[Reply], bytes]:
         if v != last[4] or v.__class__ is not int:
             msg.retry_after_ms = last[4] = v
         body = serialize()
-        return b"\n%c%s" % (len(body), body)
+        return head[len(body)] + body
 
     return encode
 
