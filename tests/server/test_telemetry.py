@@ -398,3 +398,23 @@ def test_a_hub_read_from_another_thread_loses_no_decision() -> None:
     (api,) = [p for p in hub.snapshot()["policies"] if p["name"] == "api"]
     assert api["totals"]["allowed"] == n
     assert sum(c["count"] for c in api["analytics"]["topRequested"]) == n  # 10 keys: exact counts
+
+
+def test_a_reload_folds_the_pending_decisions_before_forgetting_a_removed_policy() -> None:
+    """Decisions still in the tap's batch when a reload removes their policy are folded into it before
+    it is forgotten: the policy does not come back as a ghost on the next read, and the kept one keeps
+    its figures."""
+    clock = tk.ManualClock(NOW)
+    svc = _service(clock)
+    hub = TelemetryHub(now_ms=clock.now_ms)
+    hub.attach(svc)
+    for _ in range(4):
+        svc.policy("api").check_reply("k", 1)
+        svc.policy("tb").check_reply("k", 1)
+    assert len(svc.tap._batch) == 8  # pending
+    svc.reload(load_config(json.dumps({"limiters": {"api": POLICIES["api"]}})))
+    hub.sync_policies(svc)  # what the server does after a reload
+    names = [p["name"] for p in hub.snapshot()["policies"]]
+    assert names == ["api"]
+    (api,) = hub.snapshot()["policies"]
+    assert (api["analytics"]["allowed"], api["analytics"]["denied"]) == (3, 1)
