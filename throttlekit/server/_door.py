@@ -105,7 +105,7 @@ def _check_response_encoder() -> Callable[[Reply], bytes]:
         v = r[4]
         if v != last[4] or v.__class__ is not int:
             msg.retry_after_ms = last[4] = v
-        body = serialize()
+        body: bytes = serialize()
         return head[len(body)] + body
 
     return encode
