@@ -263,14 +263,9 @@ class DecisionTap:
             shadow,
             axis,
         )
-        if self.observers:
-            event = _event(DecisionEvent, fields)
-            for observer in self.observers:
-                try:
-                    observer(event)
-                except Exception as exc:
-                    self._failed(observer, exc)
-        if self.sinks:
+        if self.observers:  # inline observers take the event (and the sinks' batch holds it)
+            self.emit(_event(DecisionEvent, fields))
+        elif self.sinks:
             batch = self._batch
             batch.append(fields)
             if len(batch) >= BATCH:
