@@ -50,6 +50,8 @@ from pathlib import Path
 PG_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, PostgresStore (sync)": "pg-ours",
     "raw psycopg, same statements (ceiling)": "pg-ceiling",
+    "throttlekit AsyncLimiter(Gcra).check, PostgresStore (asyncio, the server's)": "pg-ours-async",
+    "raw psycopg AsyncConnection, same statements (asyncio ceiling)": "pg-ceiling-async",
 }
 
 REDIS_CONTENDERS = {
@@ -81,6 +83,9 @@ def run_pg(kind: str, n: int, url: str, table: str) -> None:
     from throttlekit.stores.postgres import PostgresStore
 
     keys = [f"{kind}:k{i}" for i in range(1000)]
+    if kind.endswith("-async"):
+        _run_pg_async(kind, n, url, table, keys)
+        return
     if kind == "pg-ours":
         store = PostgresStore(url, table=table, sweep_interval_ms=0, synchronous_commit="off")
         check = Limiter(STRATEGY, store=store).check
@@ -95,6 +100,37 @@ def run_pg(kind: str, n: int, url: str, table: str) -> None:
         check(keys[i % 1000])
     for i in range(n):
         check(keys[(200 + i) % 1000])
+
+
+def _run_pg_async(kind: str, n: int, url: str, table: str, keys: list[str]) -> None:
+    """``run_pg`` on one asyncio loop, one task: the asyncio store (``AsyncLimiter``) or its ceiling."""
+    import asyncio
+
+    import psycopg
+    from bench_stores import STRATEGY, _pg_async_ceiling_decide
+
+    from throttlekit import AsyncLimiter
+    from throttlekit.stores.postgres import PostgresStore
+
+    async def main() -> None:
+        if kind == "pg-ours-async":
+            store = PostgresStore(url, table=table, sweep_interval_ms=0, synchronous_commit="off")
+            check = AsyncLimiter(STRATEGY, store=store).check
+        else:
+            conn = await psycopg.AsyncConnection.connect(
+                url, autocommit=True, options="-c synchronous_commit=off"
+            )
+            decide = _pg_async_ceiling_decide(table)
+
+            async def check(key: str) -> None:
+                await decide(conn, key)
+
+        for i in range(200):
+            await check(keys[i % 1000])
+        for i in range(n):
+            await check(keys[(200 + i) % 1000])
+
+    asyncio.run(main())
 
 
 def run_redis(kind: str, n: int, url: str) -> None:
@@ -288,8 +324,9 @@ def main() -> int:
     print(f"\nInstructions per check (callgrind; {args.large} - {args.small} checks)\n")
     print("| contender | instructions per check | ratio (ceiling/ours) |")
     print("|---|--:|--:|")
+    aceiling = per["raw psycopg AsyncConnection, same statements (asyncio ceiling)"]
     for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
+        print(f"| {name} | {value:,.0f} | {(aceiling if 'asyncio' in name else ceiling) / value:.2f}x |")
     return 0
 
 
@@ -366,11 +403,12 @@ def _postgres(url: str, small: int, large: int) -> int:
         store.close()
     ceiling = per["raw psycopg, same statements (ceiling)"]
     print(f"\nInstructions per Postgres decision, client side (callgrind; {large} - {small} decisions, "
-          "synchronous_commit=off)\n")  # fmt: skip
+          "synchronous_commit=off; each asyncio row beside the asyncio ceiling)\n")  # fmt: skip
     print("| contender | instructions per decision | ratio (ceiling/ours) |")
     print("|---|--:|--:|")
+    aceiling = per["raw psycopg AsyncConnection, same statements (asyncio ceiling)"]
     for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
+        print(f"| {name} | {value:,.0f} | {(aceiling if 'asyncio' in name else ceiling) / value:.2f}x |")
     return 0
 
 

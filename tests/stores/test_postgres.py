@@ -187,7 +187,7 @@ def test_frozen_store_is_bounded_by_the_op_timeout(pg_url: str, pg_table: str, p
         os.kill(proxy.proc.pid, signal.SIGSTOP)
         try:
             t0 = time.monotonic()
-            with pytest.raises(tk.StoreError):
+            with pytest.raises(tk.StoreError, match="no reply within op_timeout_s"):
                 lim.check("k")
             assert time.monotonic() - t0 < 1.5  # op_timeout_s (0.5 s) bounds each network wait
 
@@ -301,3 +301,76 @@ def test_an_interrupt_mid_decision_drops_its_connection_and_frees_the_pool_slot(
         assert limiter.check("k").allowed  # the slot is free again
     finally:
         store.close()
+
+
+def test_the_async_one_key_decision_shares_state_and_answers_with_the_sync_one(
+    pg_url: str, pg_table: str
+) -> None:
+    """``AsyncLimiter.check`` runs the store's asyncio one-key decision (``abind``), the same I/O-free
+    middle as the sync ``bind``: alternating the two on one key counts one window, hostile keys are
+    data, and a NUL key is a StoreError on both."""
+    s = PostgresStore(pg_url, table=pg_table, prefix=f"b{uuid.uuid4().hex[:8]}", sweep_interval_ms=0)
+    lim = tk.Limiter(tk.FixedWindow(5, 3_600_000), store=s)
+    alim = tk.AsyncLimiter(tk.FixedWindow(5, 3_600_000), store=s)
+
+    async def main() -> list[tuple[bool, int]]:
+        seen = []
+        for i in range(7):
+            d = lim.check("k") if i % 2 == 0 else await alim.check("k")
+            seen.append((d.allowed, d.remaining))
+        for key in ["a'b", "x'); DROP TABLE t; --", "ключ ✓"]:
+            assert (await alim.check(key)).remaining == 4
+            assert lim.check(key).remaining == 3
+        with pytest.raises(tk.StoreError, match="NUL"):
+            await alim.check("nul\x00key")
+        assert (await alim.check("after")).remaining == 4  # the failed decision gave its connection back
+        await s.aclose()
+        return seen
+
+    try:
+        assert asyncio.run(main()) == [
+            (True, 4),
+            (True, 3),
+            (True, 2),
+            (True, 1),
+            (True, 0),
+            (False, 0),
+            (False, 0),
+        ]
+    finally:
+        s.close()
+
+
+def test_the_async_one_key_decision_is_bounded_on_a_frozen_store_and_cancellable(
+    pg_url: str, pg_table: str, proxy: Proxy
+) -> None:
+    """A frozen peer (SIGSTOP'd proxy) under ``AsyncLimiter.check``: StoreError within the op timeout;
+    a task cancelled while it waits gives its connection and its key back (the pool's one slot serves
+    the next decision once the store answers again)."""
+    s = PostgresStore(_outage_url(pg_url, proxy.port), table=pg_table, prefix=f"z{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0, op_timeout_s=0.5, pool_size=1, acquire_timeout_s=1.0)  # fmt: skip
+    alim = tk.AsyncLimiter(tk.Gcra(1000, 1000), store=s)
+    assert proxy.proc is not None
+
+    async def main() -> None:
+        assert (await alim.check("k")).allowed
+        os.kill(proxy.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(tk.StoreError, match="no reply within op_timeout_s"):
+                await alim.check("k")
+            assert time.monotonic() - t0 < 1.5
+            task = asyncio.ensure_future(alim.check("k"))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            os.kill(proxy.proc.pid, signal.SIGCONT)
+        assert (await asyncio.wait_for(alim.check("k"), 3)).allowed
+        await s.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        s.close()

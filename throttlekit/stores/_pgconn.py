@@ -97,6 +97,8 @@ def conn_kwargs(
 def store_error(exc: BaseException) -> StoreError:
     if isinstance(exc, StoreError):
         return exc
+    if type(exc).__name__ == "_WaitTimeout" or isinstance(exc, asyncio.TimeoutError):
+        return StoreError("postgres: no reply within op_timeout_s (the server or the network stalled)", exc)
     return StoreError(f"postgres: {type(exc).__name__}: {str(exc).strip() or 'error'}", exc)
 
 
@@ -142,13 +144,22 @@ _WAIT_TIMEOUT: bool | None = None
 
 
 def _wait_takes_timeout() -> bool:
-    global generators, _WAIT_TIMEOUT
+    global generators, _WAIT_TIMEOUT, _WAIT_ASYNC
     if _WAIT_TIMEOUT is None:
         from psycopg import generators as module
+        from psycopg import waiting
 
         generators = module
+        if "timeout" in inspect.signature(waiting.wait_async).parameters:
+            _WAIT_ASYNC = waiting.wait_async
         _WAIT_TIMEOUT = "timeout" in inspect.signature(psycopg().Connection.wait).parameters
     return _WAIT_TIMEOUT
+
+
+#: ``psycopg.waiting.wait_async`` where it takes a deadline (psycopg >= 3.3), found by the first exchange
+_WAIT_ASYNC: Any = None
+#: how often a wait wakes up while nothing happens (psycopg's own ``AsyncConnection.wait`` interval)
+_WAIT_INTERVAL = 0.1
 
 
 #: ``psycopg.generators``, imported by the first :func:`_wait_takes_timeout` (psycopg is an extra).
@@ -202,14 +213,26 @@ def exchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
 
 
 async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
-    """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable)."""
+    """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable: the
+    caller drops it). The wait runs under psycopg's own deadline, not ``AsyncConnection.wait``: on a
+    timeout or a cancellation that one first asks the server to cancel the query, then waits for the
+    query to end, up to 5 s each, so a frozen peer held every decision ``op_timeout_s`` + 10 s (and a
+    cancelled task as long)."""
     _wait_takes_timeout()
     pgconn = conn.pgconn
     pgconn.send_query(query)
-    if _timeout is not None:  # Python 3.11+: a deadline on this task, no task of its own per exchange
+    if _WAIT_ASYNC is not None:
+        results = await _WAIT_ASYNC(
+            generators.execute(pgconn), pgconn.socket, interval=_WAIT_INTERVAL, timeout=op_timeout_s
+        )
+        return last_ok(results)
+    # psycopg 3.2, whose waits take no deadline: the task's own (psycopg's cancel attempt included)
+    if _timeout is not None:  # pragma: no cover - Python 3.11+: no task of its own per exchange
         async with _timeout(op_timeout_s):
             return last_ok(await conn.wait(generators.execute(pgconn)))
-    return last_ok(await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s))
+    return last_ok(
+        await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s)
+    )  # pragma: no cover
 
 
 #: ``asyncio.timeout`` (Python 3.11+; it raises ``TimeoutError``, which is ``asyncio.TimeoutError`` there)

@@ -36,17 +36,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._clock import SERVER_TIME, Clock
 from .._errors import ConfigError, StoreError
+from .._loader import Transform
 from . import _pgconn as pgc
 from ._pgpool import AsyncPool, Pool
 from ._pgsql import SWEEP_BATCH, Statements, literal, record1, records, row
 from ._snapshot import Change, Record, SnapshotStore
-from .base import BoundCall, Last, Reply
+from .base import AsyncBoundCall, BoundCall, Last, Reply
 
 __all__ = ["AsyncPostgresStore", "PostgresStore", "from_url"]
 
@@ -81,32 +82,23 @@ class _Txn:
 class _ATxn:
     """The asyncio twin of :class:`_Txn`."""
 
-    def __init__(
-        self, store: PostgresStore, records: list[Record | None], conn: Any, sql: Statements, pool: AsyncPool
-    ) -> None:
+    __slots__ = ("_conn", "_half", "_sql", "records")
+
+    def __init__(self, half: _AsyncHalf, records: list[Record | None], conn: Any, sql: Statements) -> None:
         self.records = records
-        self._store, self._conn, self._sql, self._pool = store, conn, sql, pool
-        self._timeout_s = store.op_timeout_s
+        self._half, self._conn, self._sql = half, conn, sql
 
     async def commit(self, changes: Sequence[Change]) -> bool:
         conn, self._conn = self._conn, None
         if conn is None:
             return True
-        self._store.round_trips += 1
-        try:
-            await pgc.aexchange(conn, self._sql.write(changes), self._timeout_s)
-        except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
-            self._pool.release(conn, broken=True)
-            if isinstance(exc, Exception):
-                raise pgc.store_error(exc) from exc
-            raise
-        self._pool.release(conn, broken=False)
+        await self._half.commit(conn, self._sql.write(changes))
         return True
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            self._pool.release(conn, broken=True)
+        if conn is not None:  # the transaction is still open: the connection cannot be reused as is
+            self._half.pool.release(conn, broken=True)
 
 
 class _Setup:
@@ -272,19 +264,18 @@ class PostgresStore(SnapshotStore):
     def bind(self, name: str, params: Sequence[Any], *, guarded: bool = True) -> BoundCall:
         """:meth:`~throttlekit.stores._snapshot.SnapshotStore.bind`, with a whole one-key decision in the
         returned call for a transform that writes: queue on the key, read under its advisory lock
-        (:meth:`_read`), the executor's one-key step (``SnapshotExecutor.bind1``, its constants fixed in
-        Lua once), write and commit (:meth:`_commit`). The same statements, step and errors as
-        :meth:`eval`, without its transaction objects, records and changes (with the cheaper codec and
-        statements, 30% fewer client instructions per decision: ``docs/stores.md``, "A one-key
-        decision built at bind() time")."""
+        (:meth:`_read`), decide (:meth:`_decide1`: the executor's one-key step, its constants fixed in Lua
+        once), write and commit (:meth:`_commit`). The same statements, step and errors as :meth:`eval`,
+        without its transaction objects, records and changes (with the cheaper codec and statements, 30%
+        fewer client instructions per decision: ``docs/stores.md``, "A one-key decision built at bind()
+        time"). :meth:`abind` is the same decision over the asyncio transport."""
         t = self._exec.transform(name)
         if t.read_only:
             return super().bind(name, params, guarded=guarded)
-        run = self._exec.bind1(t, params)
+        decide = self._decide1(t, params)
         acquire, release = self._keylocks.acquire, self._keylocks.release
         read, commit, drop = self._read, self._commit, self._pool.release
-        begin_read1, write1 = self._sql.begin_read1_template, self._sql.write1
-        store, server = self, SERVER_TIME
+        begin_read1 = self._sql.begin_read1_template
 
         def call(key: str, now_ms: float, *last: Last) -> Reply:
             held = acquire((key,))
@@ -292,11 +283,7 @@ class PostgresStore(SnapshotStore):
                 k = literal(key)
                 conn, result = read(begin_read1 % (k, k), True)
                 try:
-                    state, expires_at = record1(result)
-                    clock_ms = int(store.clock.now_ms())  # after the read (see _snapshot's module doc: Time)
-                    now = clock_ms if now_ms == server else now_ms
-                    reply, out = run(key, state, expires_at, clock_ms, now, last)
-                    query = write1(k, out)
+                    reply, query = decide(key, k, result, now_ms, last)
                 except BaseException:
                     drop(conn, broken=True)  # the transaction is still open: the connection is not reusable
                     raise
@@ -306,6 +293,53 @@ class PostgresStore(SnapshotStore):
                 release(held)
 
         return call
+
+    def abind(self, name: str, params: Sequence[Any]) -> AsyncBoundCall:
+        """The asyncio twin of :meth:`bind`: the same one-key decision (:meth:`_decide1`) between the
+        asyncio transport's read and commit (``_AsyncHalf.read``/``commit``, the event loop's own pool)."""
+        t = self._exec.transform(name)
+        if t.read_only:
+            return super().abind(name, params)
+        decide = self._decide1(t, params)
+        keylocks, transport = self._keylocks, self._atransport
+        begin_read1 = self._sql.begin_read1_template
+
+        async def call(key: str, now_ms: float, *last: Last) -> Reply:
+            held = await keylocks.aacquire((key,))
+            try:
+                aio = await transport()
+                k = literal(key)
+                conn, result = await aio.read(begin_read1 % (k, k), True)
+                try:
+                    reply, query = decide(key, k, result, now_ms, last)
+                except BaseException:
+                    aio.pool.release(conn, broken=True)  # the transaction is still open
+                    raise
+                await aio.commit(conn, query)
+                return reply
+            finally:
+                keylocks.arelease(held)
+
+        return call
+
+    def _decide1(self, t: Transform, params: Sequence[Any]) -> Callable[..., tuple[Reply, bytes]]:
+        """The I/O-free middle of a one-key decision, shared by :meth:`bind` and :meth:`abind`:
+        ``(key, literal, read result, now_ms, per-call ARGV) -> (reply, the write-and-COMMIT query)``. The
+        clock is read after the read (see ``_snapshot``'s module doc: Time)."""
+        run = self._exec.bind1(t, params)
+        write1 = self._sql.write1
+        store, server = self, SERVER_TIME
+
+        def decide(
+            key: str, k: bytes, result: Any, now_ms: float, last: tuple[Last, ...]
+        ) -> tuple[Reply, bytes]:
+            state, expires_at = record1(result)
+            clock_ms = int(store.clock.now_ms())
+            now = clock_ms if now_ms == server else now_ms
+            reply, out = run(key, state, expires_at, clock_ms, now, last)
+            return reply, write1(k, out)
+
+        return decide
 
     def _simple(self, query: bytes) -> Any:
         """One autocommit exchange on a pooled connection; its last result."""
@@ -462,40 +496,49 @@ class _AsyncHalf:
         return conn
 
     async def begin(self, keys: Sequence[str], write: bool) -> _ATxn:
+        sql = self.conf.sql
+        query = sql.begin_read(keys) if write else sql.read(keys)
+        conn, result = await self.read(query, write)
+        return _ATxn(self, records(keys, result), conn if write else None, self.conf.sql)
+
+    async def read(self, query: bytes, write: bool, retry: bool = True) -> tuple[Any, Any]:
+        """The asyncio twin of :meth:`PostgresStore._read` (starts the sweeper on first use)."""
         s, c = self.store, self.conf
         if self._sweeper is None and s.sweep_interval_ms > 0:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="throttlekit-pg-sweep")
-        query = c.sql.begin_read(keys) if write else c.sql.read(keys)
-        for attempt in (0, 1):
-            conn, fresh = await self.pool.acquire()
-            s.round_trips += 1
-            try:
-                found = records(keys, await pgc.aexchange(conn, query, c.op_timeout_s))
-            except BaseException as exc:
-                self.pool.release(conn, broken=True)
-                if not isinstance(exc, Exception):
-                    raise
-                if not fresh and attempt == 0 and pgc.is_connection_error(exc):
-                    self.pool.discard_idle()
-                    continue
+        conn, fresh = await self.pool.acquire()
+        s.round_trips += 1
+        try:
+            result = await pgc.aexchange(conn, query, c.op_timeout_s)
+        except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
+            self.pool.release(conn, broken=True)
+            if not isinstance(exc, Exception):
+                raise
+            if fresh or not retry or not pgc.is_connection_error(exc):
                 raise pgc.store_error(exc) from exc
-            if not write:
-                self.pool.release(conn, broken=False)
-                return _ATxn(s, found, None, c.sql, self.pool)
-            return _ATxn(s, found, conn, c.sql, self.pool)
-        raise AssertionError("unreachable")  # pragma: no cover
+            self.pool.discard_idle()  # the server restarted: every idle connection is dead
+            return await self.read(query, write, False)  # nothing was written: safe to retry once
+        if not write:
+            self.pool.release(conn, broken=False)
+        return conn, result
 
-    async def _simple(self, query: bytes) -> Any:
-        conn, _ = await self.pool.acquire()
+    async def commit(self, conn: Any, query: bytes, decision: bool = True) -> Any:
+        """The asyncio twin of :meth:`PostgresStore._commit`."""
+        if decision:
+            self.store.round_trips += 1
         try:
             res = await pgc.aexchange(conn, query, self.conf.op_timeout_s)
-        except BaseException as exc:
+        except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
             self.pool.release(conn, broken=True)
             if isinstance(exc, Exception):
                 raise pgc.store_error(exc) from exc
             raise
         self.pool.release(conn, broken=False)
         return res
+
+    async def _simple(self, query: bytes) -> Any:
+        conn, _ = await self.pool.acquire()
+        return await self.commit(conn, query, False)
 
     async def delete(self, key: str) -> None:
         await self._simple(self.conf.sql.delete(key))
