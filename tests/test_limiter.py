@@ -157,3 +157,37 @@ def test_async_limiter_on_a_redis_url_pipelines(clock: tk.ManualClock) -> None:
         await limiter.aclose()
 
     asyncio.run(scenario())
+
+
+_STRATEGIES = [
+    tk.Gcra(3, "1s", burst=2),
+    tk.TokenBucket(capacity=3, refill_per_sec=1),
+    tk.FixedWindow(3, "1s"),
+    tk.SlidingWindow(3, "1s"),
+    tk.SlidingWindowLog(3, "1s"),
+    tk.Quota(3, "calendar-day"),
+]
+
+
+@pytest.mark.parametrize("strategy", _STRATEGIES, ids=lambda s: s.kind)
+@pytest.mark.parametrize("variant", ["plain", "prefix", "clock"])
+def test_check_builds_the_decision_that_decision_of_builds(strategy: Any, variant: str) -> None:
+    """``Limiter.check`` builds its ``Decision`` in its own frame (``decision_of`` inlined): over a run of
+    allows and denials, on each of its three variants (no prefix and the store's clock, a prefix, the
+    limiter's own clock), every answer equals ``decision_of`` of the same transform's reply on a twin
+    store, field for field, with ``allowed`` a bool."""
+    from throttlekit._clock import SERVER_TIME
+    from throttlekit._types import decision_of
+
+    clock = tk.ManualClock(1_700_000_000_000)
+    ours, twin = tk.MemoryStore(clock=clock), tk.MemoryStore(clock=clock)
+    prefix = "p" if variant == "prefix" else ""
+    lim = tk.Limiter(strategy, store=ours, prefix=prefix, clock=clock if variant == "clock" else None)
+    args = strategy.arguments(strategy.check_transform)
+    full = f"{prefix}:k" if prefix else "k"
+    for i in range(12):
+        now = clock.now_ms() if variant == "clock" else SERVER_TIME
+        d = lim.check("k", 1 + i % 2)
+        want = decision_of(twin.eval(strategy.check_transform, [full], now, [*args, 1 + i % 2]))
+        assert type(d) is tk.Decision and d == want and type(d.allowed) is bool
+        clock.advance(150)
