@@ -362,9 +362,11 @@ def test_the_async_one_key_decision_is_bounded_on_a_frozen_store_and_cancellable
             assert time.monotonic() - t0 < 1.5
             task = asyncio.ensure_future(alim.check("k"))
             await asyncio.sleep(0.1)
+            t0 = time.monotonic()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            assert time.monotonic() - t0 < 0.3  # at once: no attempt to cancel the query on a frozen peer
         finally:
             os.kill(proxy.proc.pid, signal.SIGCONT)
         assert (await asyncio.wait_for(alim.check("k"), 3)).allowed
