@@ -172,10 +172,9 @@ _STRATEGIES = [
 @pytest.mark.parametrize("strategy", _STRATEGIES, ids=lambda s: s.kind)
 @pytest.mark.parametrize("variant", ["plain", "prefix", "clock"])
 def test_check_builds_the_decision_that_decision_of_builds(strategy: Any, variant: str) -> None:
-    """``Limiter.check`` builds its ``Decision`` in its own frame (``decision_of`` inlined): over a run of
-    allows and denials, on each of its three variants (no prefix and the store's clock, a prefix, the
-    limiter's own clock), every answer equals ``decision_of`` of the same transform's reply on a twin
-    store, field for field, with ``allowed`` a bool."""
+    """``Limiter.check`` answers, on each of its three variants (no prefix and the store's clock, a prefix,
+    the limiter's own clock), over a run of allows and denials, exactly ``decision_of`` of the same
+    transform's reply on a twin store, field for field, with ``allowed`` a bool."""
     from throttlekit._clock import SERVER_TIME
     from throttlekit._types import decision_of
 
