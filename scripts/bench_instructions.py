@@ -24,8 +24,10 @@ ceilings), with ``--small 1000 --large 5000`` by default.
 
 With ``--postgres-url URL`` it counts one Postgres decision instead (``synchronous_commit=off``, 1,000
 keys, every call writes): the sync ``Limiter(Gcra).check`` on a ``PostgresStore`` beside its ceiling, the
-same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop), with
-``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
+same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop); the
+asyncio ``AsyncLimiter.check`` (the server's) beside the same exchanges sent by raw libpq on one socket
+the loop watches (the store's own asyncio transport, ``_pgconn.AsyncLink``), and the same on psycopg's
+``AsyncConnection`` and its own wait as a reference, with ``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
 server's work is not), so the figure is the client CPU per decision, independent of the load.
 
 With ``--server`` it splits a gRPC Check on the memory store into the server's own pieces, counted in one
@@ -51,7 +53,8 @@ PG_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, PostgresStore (sync)": "pg-ours",
     "raw psycopg, same statements (ceiling)": "pg-ceiling",
     "throttlekit AsyncLimiter(Gcra).check, PostgresStore (asyncio, the server's)": "pg-ours-async",
-    "raw psycopg AsyncConnection, same statements (asyncio ceiling)": "pg-ceiling-async",
+    "raw libpq on one watched socket, same statements (asyncio ceiling)": "pg-ceiling-async",
+    "psycopg AsyncConnection and its own wait, same statements (reference)": "pg-psycopg-async",
 }
 
 REDIS_CONTENDERS = {
@@ -107,9 +110,10 @@ def _run_pg_async(kind: str, n: int, url: str, table: str, keys: list[str]) -> N
     import asyncio
 
     import psycopg
-    from bench_stores import STRATEGY, _pg_async_ceiling_decide
+    from bench_stores import STRATEGY, _pg_async_ceiling_decide, _pg_psycopg_async_decide
 
     from throttlekit import AsyncLimiter
+    from throttlekit.stores import _pgconn as pgc
     from throttlekit.stores.postgres import PostgresStore
 
     async def main() -> None:
@@ -117,10 +121,13 @@ def _run_pg_async(kind: str, n: int, url: str, table: str, keys: list[str]) -> N
             store = PostgresStore(url, table=table, sweep_interval_ms=0, synchronous_commit="off")
             check = AsyncLimiter(STRATEGY, store=store).check
         else:
-            conn = await psycopg.AsyncConnection.connect(
-                url, autocommit=True, options="-c synchronous_commit=off"
-            )
-            decide = _pg_async_ceiling_decide(table)
+            options = "-c synchronous_commit=off"
+            if kind == "pg-ceiling-async":
+                conn = await pgc.aconnect(url, {"options": options}, 5.0)
+                decide = _pg_async_ceiling_decide(table)
+            else:
+                conn = await psycopg.AsyncConnection.connect(url, autocommit=True, options=options)
+                decide = _pg_psycopg_async_decide(table)
 
             async def check(key: str) -> None:
                 await decide(conn, key)
@@ -405,9 +412,10 @@ def _postgres(url: str, small: int, large: int) -> int:
           "synchronous_commit=off; each asyncio row beside the asyncio ceiling)\n")  # fmt: skip
     print("| contender | instructions per decision | ratio (ceiling/ours) |")
     print("|---|--:|--:|")
-    aceiling = per["raw psycopg AsyncConnection, same statements (asyncio ceiling)"]
+    aceiling = per["raw libpq on one watched socket, same statements (asyncio ceiling)"]
     for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {(aceiling if 'asyncio' in name else ceiling) / value:.2f}x |")
+        asyncio_row = "asyncio" in name or "Async" in name
+        print(f"| {name} | {value:,.0f} | {(aceiling if asyncio_row else ceiling) / value:.2f}x |")
     return 0
 
 

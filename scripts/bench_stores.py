@@ -10,7 +10,9 @@ and off: each row prints decisions/s (median over ``--rounds``), the ratio to th
 and the client CPU per decision of both sides (``time.process_time`` of this process: the server's work
 and other processes' load stay out of it, so it is the robust figure on a shared machine) with its
 ratio; a second row per setting runs the asyncio store (``AsyncLimiter``, one task) against the same
-statements on a psycopg ``AsyncConnection``.
+statements sent by raw libpq on one socket the loop watches (the store's own asyncio transport, the
+cheapest asyncio wait known here), and a third against them on a psycopg ``AsyncConnection`` with
+psycopg's own wait (a reference: what psycopg's asyncio layer would cost).
 The sync rows also run a floor in the same rounds: the ceiling's statements with the state read handed
 to the gcra transform in lupa and its new state written (every decision here is computed by the Lua).
 The raw connections connect within 2 s and every wait of the ceilings and the floor is bounded by the
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import throttlekit as tk
+from throttlekit.stores import _pgconn as pgc
 
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 STRATEGY = tk.Gcra(1_000_000, 1000, burst=1_000_000)  # always admits: every call writes state
@@ -346,8 +349,24 @@ def _pg_floor_decide(table: str) -> Any:
 
 
 def _pg_async_ceiling_decide(table: str) -> Any:
-    """The asyncio twin of ``_pg_ceiling_decide("simple")``: the same two exchanges on a psycopg
-    ``AsyncConnection`` (what the server's asyncio store sends and waits for)."""
+    """The asyncio twin of ``_pg_ceiling_decide("simple")``: the same two exchanges, sent by raw libpq on
+    one socket the loop watches for good (``throttlekit.stores._pgconn.AsyncLink``, the cheapest asyncio
+    wait known here: no pool, no Lua, no Limiter). Call it with an ``AsyncLink``."""
+    read, write = _pg_statements(table)
+
+    async def decide(link: Any, key: str) -> None:
+        now = int(time.time() * 1000)
+        k = _pg_literal(key)
+        res = await link.exchange(read % (k, k), WAIT_S)
+        _ = res.get_value(0, 1) if res.ntuples else None
+        await link.exchange(write % (k, b"%d" % now, now + 1), WAIT_S)
+
+    return decide
+
+
+def _pg_psycopg_async_decide(table: str) -> Any:
+    """The same two exchanges on a psycopg ``AsyncConnection`` and its own wait (a reference beside the
+    asyncio ceiling: what psycopg's asyncio layer costs)."""
     from psycopg import generators
 
     read, write = _pg_statements(table)
@@ -402,7 +421,8 @@ def run_pg_ceiling(
     """Rows of ours vs the raw-psycopg ceiling, synchronous_commit on and off, interleaved per round:
     decisions/s and client CPU per decision (``time.process_time``: this process only, so the server's
     work and the machine's load stay out of it) of both sides; with ``with_async`` also the asyncio store
-    (``AsyncLimiter``, one task) against the same statements on a psycopg ``AsyncConnection``."""
+    (``AsyncLimiter``, one task) against the same statements on the raw asyncio transport (the ceiling)
+    and on a psycopg ``AsyncConnection`` (the reference)."""
     import psycopg
 
     from throttlekit.stores.postgres import PostgresStore
@@ -428,21 +448,25 @@ def run_pg_ceiling(
             floor(conn, floor_keys[i])
         loop = asyncio.new_event_loop()
         alim = tk.AsyncLimiter(STRATEGY, store=store)
-        aconn = None
-        adecide = _pg_async_ceiling_decide(table)
+        aconn = link = None
+        adecide, apsycopg = _pg_async_ceiling_decide(table), _pg_psycopg_async_decide(table)
         if with_async:
+            link = loop.run_until_complete(pgc.aconnect(url, {"connect_timeout": 2, "options": f"-c synchronous_commit={sync_commit}"}, 5.0))  # fmt: skip
             aconn = loop.run_until_complete(psycopg.AsyncConnection.connect(
                 url, autocommit=True, connect_timeout=2, options=f"-c synchronous_commit={sync_commit}"))  # fmt: skip
             for i in range(50):
                 loop.run_until_complete(alim.check(keys[i]))
-                loop.run_until_complete(adecide(aconn, raw_keys[i]))
+                loop.run_until_complete(adecide(link, raw_keys[i]))
+                loop.run_until_complete(apsycopg(aconn, raw_keys[i]))
 
         res: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for r in range(rounds):
             for api in ("sync", "async") if with_async else ("sync",):
                 for side in (
-                    ("ours", "ceiling", "floor")
-                    if api == "sync" and mode == "simple"
+                    ("ours", "ceiling", "psycopg")
+                    if api == "async"
+                    else ("ours", "ceiling", "floor")
+                    if mode == "simple"
                     else ("ours", "ceiling")
                 ):
                     n, c0, t0 = 0, cpu(), perf()
@@ -450,8 +474,12 @@ def run_pg_ceiling(
                         if side == "ours":
                             n = loop.run_until_complete(_aloop(alim.check, keys, t0 + seconds))
                         else:
-                            ceiling_call = functools.partial(adecide, aconn)
-                            n = loop.run_until_complete(_aloop(ceiling_call, raw_keys, t0 + seconds))
+                            raw = (
+                                functools.partial(adecide, link)
+                                if side == "ceiling"
+                                else functools.partial(apsycopg, aconn)
+                            )
+                            n = loop.run_until_complete(_aloop(raw, raw_keys, t0 + seconds))
                     else:
                         end = t0 + seconds
                         while perf() < end:
@@ -467,10 +495,12 @@ def run_pg_ceiling(
                 o, c = res[(api, "ours")][-1], res[(api, "ceiling")][-1]
                 print(f"  postgres {api} synchronous_commit={sync_commit} round {r + 1}/{rounds}: ours {o[0]:,.0f}/s "
                       f"{o[1]:.0f} us CPU, ceiling ({mode}) {c[0]:,.0f}/s {c[1]:.0f} us CPU, ratio {o[0] / c[0]:.2f}"
-                      + (f", floor {res[(api, 'floor')][-1][0]:,.0f}/s" if (api, "floor") in res else ""),
+                      + (f", floor {res[(api, 'floor')][-1][0]:,.0f}/s" if (api, "floor") in res else "")
+                      + (f", psycopg's AsyncConnection {res[(api, 'psycopg')][-1][0]:,.0f}/s" if (api, "psycopg") in res else ""),
                       flush=True)  # fmt: skip
-        if aconn is not None:
+        if aconn is not None and link is not None:
             loop.run_until_complete(aconn.close())
+            loop.run_until_complete(link.close())
         loop.run_until_complete(store.aclose())
         loop.close()
         store.close()
@@ -480,6 +510,8 @@ def run_pg_ceiling(
         if with_async:
             out.append(_pg_row(f"Postgres decision, asyncio, synchronous_commit={sync_commit}",
                                res[("async", "ours")], res[("async", "ceiling")]))  # fmt: skip
+            out.append(_pg_row(f"the same against psycopg's AsyncConnection (reference), synchronous_commit={sync_commit}",
+                               res[("async", "ours")], res[("async", "psycopg")]))  # fmt: skip
     return out
 
 

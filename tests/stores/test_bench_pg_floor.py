@@ -86,6 +86,48 @@ def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hangin
         proxy.stop()
 
 
+@pytest.mark.parametrize("which", ["ceiling", "psycopg"])
+def test_the_asyncio_ceiling_and_reference_write_a_row_and_give_up_on_a_frozen_postgres(
+    pg_url: str, pg_table: str, which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The asyncio ceiling (raw libpq on an ``AsyncLink``) and the psycopg reference send the statements
+    (a row appears) and wait at most ``WAIT_S`` on a server that stops answering mid-decision."""
+    import asyncio
+
+    import bench_stores
+    import psycopg
+    from bench_stores import _pg_async_ceiling_decide, _pg_psycopg_async_decide
+
+    from throttlekit.stores import _pgconn as pgc
+    from throttlekit.stores.postgres import PostgresStore
+
+    PostgresStore(pg_url, table=pg_table, sweep_interval_ms=0).close()  # the table exists
+    monkeypatch.setattr(bench_stores, "WAIT_S", 0.5)
+    proxy = Proxy(5432, match=b"frozen-key", then="freeze")
+    url = pg_url.replace(":5432/", f":{proxy.port}/")
+
+    async def main() -> None:
+        if which == "ceiling":
+            conn: object = await pgc.aconnect(url, {"connect_timeout": 2}, 2.0)
+            decide = _pg_async_ceiling_decide(pg_table)
+        else:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=2)
+            decide = _pg_psycopg_async_decide(pg_table)
+        key = f"live-{which}"
+        await decide(conn, key)
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            assert c.execute(f'SELECT count(*) FROM "{pg_table}" WHERE key = %s', [key]).fetchone() == (1,)
+        t0 = time.monotonic()
+        with pytest.raises((TimeoutError, psycopg.OperationalError)):
+            await asyncio.wait_for(decide(conn, "frozen-key"), 3)  # the outer bound only fails the test
+        assert time.monotonic() - t0 < 1.5
+
+    try:
+        asyncio.run(main())
+    finally:
+        proxy.stop()
+
+
 def test_the_raw_ceiling_sends_the_stores_own_statements() -> None:
     """'The same statements': the benchmark's hand-built messages equal the store's, byte for byte."""
     from bench_stores import _pg_literal, _pg_statements

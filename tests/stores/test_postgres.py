@@ -376,3 +376,173 @@ def test_the_async_one_key_decision_is_bounded_on_a_frozen_store_and_cancellable
         asyncio.run(main())
     finally:
         s.close()
+
+
+# -- the asyncio transport: one reader per connection (throttlekit.stores._pgconn.AsyncLink) ------------
+
+_LOOPS = ["asyncio", "uvloop"]
+
+
+def _run(loop: str, coro: Any) -> Any:
+    """``coro`` on a fresh loop of kind ``loop`` (the server runs on uvloop where installed)."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop", reason="pip install uvloop (the server's loop)")
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+async def _link(pg_url: str) -> Any:
+    from throttlekit.stores import _pgconn as pgc
+
+    return await pgc.aconnect(pg_url, pgc.conn_kwargs(pg_url, 2, 5000, 5000, 2.0), 2.0)
+
+
+async def _cpu_while_idle(seconds: float) -> float:
+    """Process CPU seconds spent while the loop idles ``seconds`` (a reader spinning on a readable
+    socket would spend about all of it)."""
+    c0 = time.process_time()
+    await asyncio.sleep(seconds)
+    return time.process_time() - c0
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+def test_the_asyncio_link_reads_unasked_input_between_exchanges(pg_url: str, loop: str) -> None:
+    """Notifications the server sends while the link is idle are drained (no loop spinning on a
+    readable socket), and the next exchange answers its own query."""
+    channel = f"tk_{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        link = await _link(pg_url)
+        try:
+            await link.exchange(f"LISTEN {channel}".encode(), 2.0)
+            with psycopg.connect(pg_url, autocommit=True) as other:
+                for i in range(50):
+                    other.execute(f"NOTIFY {channel}, 'n{i}'")
+            assert await _cpu_while_idle(0.3) < 0.15
+            assert not link.closed
+            res = await link.exchange(b"SELECT 41 + 1", 2.0)
+            assert res.get_value(0, 0) == b"42"
+        finally:
+            await link.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+def test_the_asyncio_link_stops_watching_a_backend_the_server_ended(pg_url: str, loop: str) -> None:
+    """The server ends an idle link's backend: the link stops watching the dead socket (no spinning),
+    says it is closed, and an exchange on it fails as a dropped connection (which the store retries)."""
+
+    async def main() -> None:
+        link = await _link(pg_url)
+        pid = int((await link.exchange(b"SELECT pg_backend_pid()", 2.0)).get_value(0, 0))
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        assert await _cpu_while_idle(0.3) < 0.15
+        assert link.closed
+        with pytest.raises(psycopg.OperationalError):
+            await link.exchange(b"SELECT 1", 2.0)
+        link.finish()
+
+    _run(loop, main())
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+def test_the_asyncio_link_sends_a_query_larger_than_the_socket_buffer(pg_url: str, loop: str) -> None:
+    """An 8 MB query does not fit the socket at once: the link waits for the socket to take the rest
+    (reading meanwhile) and returns the answer; the next exchange is unaffected."""
+    big = "x" * 8_000_000
+
+    async def main() -> None:
+        link = await _link(pg_url)
+        try:
+            res = await link.exchange(f"SELECT length('{big}')".encode(), 10.0)
+            assert res.get_value(0, 0) == b"8000000"
+            assert (await link.exchange(b"SELECT 7", 2.0)).get_value(0, 0) == b"7"
+        finally:
+            await link.close()
+
+    _run(loop, main())
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+def test_the_asyncio_link_times_out_and_is_cancellable(pg_url: str, loop: str) -> None:
+    """A query slower than ``op_timeout_s`` raises TimeoutError at the deadline; a task cancelled
+    mid-exchange ends at once. Either way the link is dropped with ``finish`` (the pool's way)."""
+
+    async def main() -> None:
+        link = await _link(pg_url)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await link.exchange(b"SELECT pg_sleep(2)", 0.2)
+        assert 0.15 < time.monotonic() - t0 < 1.0
+        link.finish()
+        assert link.closed
+        link = await _link(pg_url)
+        task = asyncio.ensure_future(link.exchange(b"SELECT pg_sleep(2)", 5.0))
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - t0 < 0.2
+        link.finish()
+
+    _run(loop, main())
+
+
+def test_the_asyncio_link_closed_from_another_thread_is_closed_on_its_loop(pg_url: str) -> None:
+    """``finish`` from a thread other than the link's running loop (a sync ``close`` of the store while
+    its loop runs elsewhere) hands the close to that loop: the reader is removed on the loop's own
+    thread (a loop is not thread-safe), then libpq closes the socket."""
+    import threading
+
+    class Loop(asyncio.SelectorEventLoop):
+        removed_in: list[int] = []
+
+        def remove_reader(self, fd: Any) -> bool:
+            self.removed_in.append(threading.get_ident())
+            return super().remove_reader(fd)
+
+    loop = Loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        link = asyncio.run_coroutine_threadsafe(_link(pg_url), loop).result(5)
+        Loop.removed_in.clear()  # (psycopg's connect waits on the socket too)
+        link.finish()  # from this thread
+        deadline = time.monotonic() + 2
+        while not Loop.removed_in and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert Loop.removed_in == [thread.ident]
+        assert link.closed and link.pgconn.status != 0  # libpq's CONNECTION_OK is 0
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_a_server_on_the_asyncio_store_survives_a_terminated_backend(pg_url: str, pg_table: str) -> None:
+    """End to end on ``AsyncLimiter``: the pool's idle connection is ended by the server; the next
+    decision runs on a fresh connection and counts on from the same state."""
+    app = f"tk_{uuid.uuid4().hex[:8]}"
+    s = PostgresStore(f"{pg_url}?application_name={app}", table=pg_table, prefix=f"t{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0, pool_size=1)  # fmt: skip
+    alim = tk.AsyncLimiter(tk.FixedWindow(10, "1h"), store=s)
+
+    async def main() -> None:
+        assert (await alim.check("k")).remaining == 9
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            ended = other.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [app],
+            ).fetchone()
+        assert ended == (1,)
+        assert await _cpu_while_idle(0.3) < 0.15
+        assert (await alim.check("k")).remaining == 8
+        await s.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        s.close()

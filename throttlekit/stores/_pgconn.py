@@ -23,6 +23,7 @@ from .._errors import ConfigError, StoreError
 
 __all__ = [
     "INSTALL_HINT",
+    "AsyncLink",
     "aconnect",
     "aexchange",
     "conn_kwargs",
@@ -144,22 +145,13 @@ _WAIT_TIMEOUT: bool | None = None
 
 
 def _wait_takes_timeout() -> bool:
-    global generators, _WAIT_TIMEOUT, _WAIT_ASYNC
+    global generators, _WAIT_TIMEOUT
     if _WAIT_TIMEOUT is None:
         from psycopg import generators as module
-        from psycopg import waiting
 
         generators = module
-        if "timeout" in inspect.signature(waiting.wait_async).parameters:
-            _WAIT_ASYNC = waiting.wait_async
         _WAIT_TIMEOUT = "timeout" in inspect.signature(psycopg().Connection.wait).parameters
     return _WAIT_TIMEOUT
-
-
-#: ``psycopg.waiting.wait_async`` where it takes a deadline (psycopg >= 3.3), found by the first exchange
-_WAIT_ASYNC: Any = None
-#: how often a wait wakes up while nothing happens (psycopg's own ``AsyncConnection.wait`` interval)
-_WAIT_INTERVAL = 0.1
 
 
 #: ``psycopg.generators``, imported by the first :func:`_wait_takes_timeout` (psycopg is an extra).
@@ -171,11 +163,126 @@ def connect(url: str, kwargs: dict[str, Any]) -> Any:
     return psycopg().Connection.connect(url, autocommit=True, **kwargs)
 
 
-async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> Any:
-    """The asyncio twin of :func:`connect`."""
-    return await asyncio.wait_for(
+async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> AsyncLink:
+    """The asyncio twin of :func:`connect`: an :class:`AsyncLink` on the running loop."""
+    conn = await asyncio.wait_for(
         psycopg().AsyncConnection.connect(url, autocommit=True, **kwargs), op_timeout_s
     )
+    return AsyncLink(conn, asyncio.get_running_loop())
+
+
+class AsyncLink:
+    """One asyncio connection to Postgres: a psycopg ``AsyncConnection`` (connected, autocommit, its libpq
+    handle non-blocking) whose socket the event loop watches for the connection's whole life.
+
+    psycopg's own wait registers a reader on the socket and removes it again for every wait (``epoll_ctl``
+    system calls and a loop callback each time, two waits per decision) and drives a generator per
+    exchange. Here one reader is registered at connect and removed at close; an exchange parks on a
+    future that the reader resolves, under one timer (``op_timeout_s``). Measured in ``docs/stores.md``,
+    "The asyncio transport".
+
+    Between exchanges the reader drains whatever the server sends unasked (a notice, a parameter change,
+    the server closing the connection) into libpq's buffer, so a readable socket does not spin the loop;
+    a read that fails (the server went away) stops the watch, and the next exchange on the link fails
+    as a dropped connection (the store retries it once on a fresh one). Use a link on the loop that
+    connected it; :meth:`finish` from another thread hands the close to that loop."""
+
+    __slots__ = ("_fd", "_loop", "_waiter", "_watching", "conn", "pgconn")
+
+    def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        self._loop = loop
+        self._fd: int = self.pgconn.socket
+        self._waiter: asyncio.Future[None] | None = None
+        loop.add_reader(self._fd, self._readable)
+        self._watching = True
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed or known to be lost."""
+        return not self._watching or bool(self.conn.closed)
+
+    def _readable(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        try:  # unasked input between exchanges: into libpq's buffer (the next exchange parses it)
+            self.pgconn.consume_input()
+        except Exception:  # the server closed the connection: stop watching a dead socket
+            self._unwatch()
+
+    def _expire(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            if not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+
+    async def exchange(self, query: bytes, op_timeout_s: float) -> Any:
+        """Send ``query`` (one simple-query message), wait for all of its results (the whole exchange
+        bounded by ``op_timeout_s``: ``TimeoutError``) and return the last one, checked by
+        :func:`last_ok`. After a timeout, a cancellation or an error the link is unusable (the caller
+        drops it)."""
+        if not self._watching:
+            raise psycopg().OperationalError("the connection to the server was lost")
+        pg, loop = self.pgconn, self._loop
+        pg.send_query(query)
+        timer = loop.call_at(loop.time() + op_timeout_s, self._expire)
+        try:
+            if pg.flush():  # a query larger than the socket buffer: wait until it is all sent
+                await self._flush()
+            results: list[Any] = []
+            while True:
+                waiter = self._waiter = loop.create_future()
+                await waiter
+                pg.consume_input()
+                while not pg.is_busy():
+                    res = pg.get_result()
+                    if res is None:
+                        return last_ok(results)
+                    results.append(res)
+        finally:
+            self._waiter = None
+            timer.cancel()
+
+    async def _flush(self) -> None:
+        """Wait until the socket took the rest of the query (reading what arrives meanwhile, as libpq
+        asks of a non-blocking sender)."""
+        pg, loop, fd = self.pgconn, self._loop, self._fd
+        while True:
+            waiter = self._waiter = loop.create_future()
+            loop.add_writer(fd, self._readable)
+            try:
+                await waiter
+            finally:
+                loop.remove_writer(fd)
+            pg.consume_input()
+            if not pg.flush():
+                return
+
+    def finish(self) -> None:
+        """Close without awaiting (the pool dropping a broken or an idle link). From a thread other than
+        the one running the link's loop, the close is handed to that loop."""
+        loop = self._loop
+        if self._watching and loop.is_running() and asyncio._get_running_loop() is not loop:
+            loop.call_soon_threadsafe(self.finish)
+            return
+        self._unwatch()
+        try:
+            self.pgconn.finish()
+        except Exception:  # pragma: no cover - already gone
+            pass
+
+    async def close(self) -> None:
+        self._unwatch()
+        await self.conn.close()
 
 
 #: libpq's ``PGRES_FATAL_ERROR`` (``psycopg.pq.ExecStatus.FATAL_ERROR``).
@@ -212,28 +319,6 @@ def exchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
     return last_ok(results)
 
 
-async def aexchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
-    """The asyncio twin of :func:`exchange` (a timeout or cancellation leaves ``conn`` unusable: the
-    caller drops it). The wait runs under psycopg's own deadline, not ``AsyncConnection.wait``: on a
-    timeout or a cancellation that one first asks the server to cancel the query, then waits for the
-    query to end, up to 5 s each, so a frozen peer held every decision ``op_timeout_s`` + 10 s (and a
-    cancelled task as long)."""
-    _wait_takes_timeout()
-    pgconn = conn.pgconn
-    pgconn.send_query(query)
-    if _WAIT_ASYNC is not None:
-        results = await _WAIT_ASYNC(
-            generators.execute(pgconn), pgconn.socket, interval=_WAIT_INTERVAL, timeout=op_timeout_s
-        )
-        return last_ok(results)
-    # psycopg 3.2, whose waits take no deadline: the task's own (psycopg's cancel attempt included)
-    if _timeout is not None:  # pragma: no cover - Python 3.11+: no task of its own per exchange
-        async with _timeout(op_timeout_s):
-            return last_ok(await conn.wait(generators.execute(pgconn)))
-    return last_ok(
-        await asyncio.wait_for(conn.wait(generators.execute(pgconn)), op_timeout_s)
-    )  # pragma: no cover
-
-
-#: ``asyncio.timeout`` (Python 3.11+; it raises ``TimeoutError``, which is ``asyncio.TimeoutError`` there)
-_timeout: Any = getattr(asyncio, "timeout", None)
+async def aexchange(link: AsyncLink, query: bytes, op_timeout_s: float) -> Any:
+    """The asyncio twin of :func:`exchange`, on an :class:`AsyncLink` (:meth:`AsyncLink.exchange`)."""
+    return await link.exchange(query, op_timeout_s)

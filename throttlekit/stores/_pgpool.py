@@ -15,15 +15,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from .._errors import StoreError
 
-__all__ = ["AsyncPool", "Pool"]
+__all__ = ["AsyncConn", "AsyncPool", "Pool"]
 
 
 def _finish(conn: Any) -> None:
-    """Close a psycopg connection (sync or async) without awaiting: libpq closes the socket."""
+    """Close a sync psycopg connection: libpq closes the socket."""
     try:
         conn.pgconn.finish()
     except Exception:  # pragma: no cover - already gone
@@ -121,18 +121,32 @@ class Pool:
         self.discard_idle()
 
 
-class AsyncPool:
-    """The asyncio twin of :class:`Pool` (bound to the loop it is used on)."""
+class AsyncConn(Protocol):
+    """What :class:`AsyncPool` needs of a connection (``_pgconn.AsyncLink``)."""
 
-    def __init__(self, connect: Callable[[], Awaitable[Any]], size: int, timeout_s: float) -> None:
+    @property
+    def closed(self) -> bool: ...
+
+    def finish(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=AsyncConn)
+
+
+class AsyncPool(Generic[C]):
+    """The asyncio twin of :class:`Pool` (bound to the loop it is used on), over connections ``C``."""
+
+    def __init__(self, connect: Callable[[], Awaitable[C]], size: int, timeout_s: float) -> None:
         self._connect = connect
         self.size = size
         self.timeout_s = timeout_s
-        self._idle: list[Any] = []
+        self._idle: list[C] = []
         self._sem = asyncio.Semaphore(size)
         self._closed = False
 
-    async def acquire(self) -> tuple[Any, bool]:
+    async def acquire(self) -> tuple[C, bool]:
         if self._closed:
             raise StoreError("postgres store is closed")
         try:
@@ -152,9 +166,9 @@ class AsyncPool:
             self._sem.release()
             raise
 
-    def release(self, conn: Any, *, broken: bool) -> None:
+    def release(self, conn: C, *, broken: bool) -> None:
         if broken or self._closed or conn.closed:
-            _finish(conn)
+            conn.finish()
         else:
             self._idle.append(conn)
         self._sem.release()
@@ -162,7 +176,7 @@ class AsyncPool:
     def discard_idle(self) -> None:
         idle, self._idle = self._idle, []
         for c in idle:
-            _finish(c)
+            c.finish()
 
     def abandon(self) -> None:
         self._closed = True
@@ -175,4 +189,4 @@ class AsyncPool:
             try:
                 await c.close()
             except Exception:  # pragma: no cover
-                _finish(c)
+                c.finish()

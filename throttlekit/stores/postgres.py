@@ -84,7 +84,9 @@ class _ATxn:
 
     __slots__ = ("_conn", "_half", "_sql", "records")
 
-    def __init__(self, half: _AsyncHalf, records: list[Record | None], conn: Any, sql: Statements) -> None:
+    def __init__(
+        self, half: _AsyncHalf, records: list[Record | None], conn: pgc.AsyncLink | None, sql: Statements
+    ) -> None:
         self.records = records
         self._half, self._conn, self._sql = half, conn, sql
 
@@ -117,7 +119,7 @@ class _Setup:
                     pgc.exchange(conn, self.sql.create, timeout_s)
                     self.needed = False
 
-    async def arun(self, conn: Any, timeout_s: float) -> None:
+    async def arun(self, conn: pgc.AsyncLink, timeout_s: float) -> None:
         if self.needed:
             await pgc.aexchange(conn, self.sql.create, timeout_s)
             self.needed = False
@@ -482,7 +484,7 @@ class _AsyncHalf:
         self.pool = AsyncPool(self._connect, conf.pool_size, conf.acquire_timeout_s)
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> pgc.AsyncLink:
         c = self.conf
         try:
             conn = await pgc.aconnect(c.url, c.conn_kwargs, c.op_timeout_s)
@@ -501,7 +503,7 @@ class _AsyncHalf:
         conn, result = await self.read(query, write)
         return _ATxn(self, records(keys, result), conn if write else None, self.conf.sql)
 
-    async def read(self, query: bytes, write: bool, retry: bool = True) -> tuple[Any, Any]:
+    async def read(self, query: bytes, write: bool, retry: bool = True) -> tuple[pgc.AsyncLink, Any]:
         """The asyncio twin of :meth:`PostgresStore._read` (starts the sweeper on first use)."""
         s, c = self.store, self.conf
         if self._sweeper is None and s.sweep_interval_ms > 0:
@@ -522,7 +524,7 @@ class _AsyncHalf:
             self.pool.release(conn, broken=False)
         return conn, result
 
-    async def commit(self, conn: Any, query: bytes, decision: bool = True) -> Any:
+    async def commit(self, conn: pgc.AsyncLink, query: bytes, decision: bool = True) -> Any:
         """The asyncio twin of :meth:`PostgresStore._commit`."""
         if decision:
             self.store.round_trips += 1
