@@ -4,8 +4,11 @@
 Services over the memory store, identical but for the observers on their decision tap:
 
 - ``capture off (ceiling)``: nothing registered (the untapped Check);
-- ``no-op observer``: an observer that does nothing (what the decision tap itself costs: building the
-  event; the rows below add capture's own work to it);
+- ``no-op observer``: an inline observer that does nothing (what the decision tap costs an observer:
+  building the event and the call);
+- ``no-op sink``: a sink that does nothing (what the tap costs a sink, as capture and the telemetry hub
+  are: the decision's fields queued as a tuple, handed over every 256 decisions; the capture rows add
+  capture's own work to it);
 - ``capture counts-only``: the recorder with no tenant rule (per-policy tallies only);
 - ``capture tenant-scoped, hmac``: tenant from the key prefix, tenant and key HMAC-redacted, the event
   appended to its (scope, policy) ring (rings drained between rounds, outside the timing, as the 5 s
@@ -34,6 +37,9 @@ from throttlekit.forensics import attach_capture, attach_replay
 from throttlekit.server import RateLimiterService
 
 POLICY = {"strategy": "fixedWindow", "limit": 3, "period": "1h"}
+#: The capture blocks of the two capture rows (``scripts/bench_instructions.py --capture`` counts the same).
+HMAC: dict[str, Any] = {"redaction": {"mode": "hmac", "secret": "bench-secret"}}
+TENANT: dict[str, Any] = {**HMAC, "tenant": {"from": "key-prefix"}, "retention": {"ringSize": 10_000_000}}
 
 
 def _service(capture: dict[str, Any] | None, replay: bool = False) -> tuple[RateLimiterService, Any]:
@@ -56,6 +62,17 @@ def _noop() -> tuple[RateLimiterService, Any]:
     return svc, None
 
 
+class _NullSink:
+    def absorb(self, events: object) -> None:
+        pass
+
+
+def _noop_sink() -> tuple[RateLimiterService, Any]:
+    svc, _ = _service(None)
+    svc.tap.register_sink(_NullSink())
+    return svc, None
+
+
 def _round(svc: RateLimiterService, keys: list[str], n: int) -> float:
     check = svc.policy("api").check_reply
     nkeys = len(keys)
@@ -70,14 +87,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--n", type=int, default=50_000)
     args = ap.parse_args()
-    hmac = {"mode": "hmac", "secret": "bench-secret"}
     rows: dict[str, tuple[RateLimiterService, Any]] = {
         "capture off (ceiling)": _service(None),
-        "no-op observer (the tap's own cost)": _noop(),
-        "capture counts-only": _service({"redaction": hmac}),
-        "capture tenant-scoped, hmac": _service(
-            {"redaction": hmac, "tenant": {"from": "key-prefix"}, "retention": {"ringSize": 10_000_000}}
-        ),
+        "no-op observer (the tap's own cost for an inline observer)": _noop(),
+        "no-op sink (the tap's own cost for a sink, as capture is)": _noop_sink(),
+        "capture counts-only": _service(HMAC),
+        "capture tenant-scoped, hmac": _service(TENANT),
         "replay shadow": _service(None, replay=True),
     }
     keys = [f"team-{i % 50}:user-{i}" for i in range(5000)]

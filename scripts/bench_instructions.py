@@ -30,6 +30,10 @@ the loop watches (the store's own asyncio transport, ``_pgconn.AsyncLink``), and
 ``AsyncConnection`` and its own wait as a reference, with ``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
 server's work is not), so the figure is the client CPU per decision, independent of the load.
 
+With ``--capture`` it counts what decision capture adds to the door's inline Check on the memory store
+(``scripts/bench_capture.py``'s services and keys): no capture, a no-op sink on the tap, capture
+counts-only and tenant-scoped.
+
 With ``--server`` it splits a gRPC Check on the memory store into the server's own pieces, counted in one
 process and one thread without gRPC (gRPC's own work is the same in our server and in
 ``scripts/bench_grpc.py``'s echoes, whose multi-threaded counts move ~10% between runs): the echo's
@@ -194,6 +198,33 @@ SERVER_CONTENDERS = {
 }
 
 
+CAPTURE_CONTENDERS = {
+    "capture off (the untapped Check)": "cap-off",
+    "a no-op sink on the tap (the tap's own cost for a sink)": "cap-sink",
+    "capture counts-only": "cap-counts",
+    "capture tenant-scoped, hmac": "cap-tenant",
+}
+
+
+def run_capture(kind: str, n: int) -> None:
+    """The measured process for ``--capture``: ``n`` inline Checks over 5,000 rotating keys on
+    ``scripts/bench_capture.py``'s services (the same policy, rows and keys), the rings drained at the end."""
+    from bench_capture import HMAC, TENANT, _noop_sink, _service
+
+    if kind == "cap-sink":
+        svc, observer = _noop_sink()
+    else:
+        svc, observer = _service({"cap-counts": HMAC, "cap-tenant": TENANT}.get(kind))
+    check = svc.policy("api").check_reply
+    keys = [f"team-{i % 50}:user-{i}" for i in range(5000)]
+    for i in range(6000):
+        check(keys[i % 5000], 1)
+    for i in range(n):
+        check(keys[i % 5000], 1)
+    if observer is not None:
+        observer.recorder.drain()
+
+
 def run_server(kind: str, n: int) -> None:
     """The measured process for ``--server``: ``n`` Checks of one hot key through one piece."""
     import asyncio
@@ -301,10 +332,13 @@ def main() -> int:
     ap.add_argument("--redis-url", help="count the client side of a Redis check and its raw-socket ceilings")
     ap.add_argument("--postgres-url", help="count a sync Postgres decision and its raw-psycopg ceiling")
     ap.add_argument("--server", action="store_true", help="split a gRPC Check on memory into its pieces")
+    ap.add_argument("--capture", action="store_true", help="what decision capture adds to an inline Check")
     args = ap.parse_args()
     if args.run:
         if args.run[0].startswith("srv-"):
             run_server(args.run[0], int(args.run[1]))
+        elif args.run[0].startswith("cap-"):
+            run_capture(args.run[0], int(args.run[1]))
         elif args.pg:
             run_pg(args.run[0], int(args.run[1]), *args.pg)
         elif args.redis_url:
@@ -320,6 +354,8 @@ def main() -> int:
         return _postgres(args.postgres_url, args.small or 100, args.large or 600)
     if args.server:
         return _server(args.small or 2000, args.large or 7000)
+    if args.capture:
+        return _capture(args.small or 2000, args.large or 12000)
     args.small, args.large = args.small or 2000, args.large or 12000
     per: dict[str, float] = {}
     for name, kind in CONTENDERS.items():
@@ -352,6 +388,20 @@ def _server(small: int, large: int) -> int:
         f"{hub - embedded:+,.0f} with the hub (of which the hub {hub - door:,.0f}), "
         f"{full - embedded:+,.0f} with decoding (the echo's handler takes raw bytes)."
     )
+    return 0
+
+
+def _capture(small: int, large: int) -> int:
+    per: dict[str, float] = {}
+    for name, kind in CAPTURE_CONTENDERS.items():
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        per[name] = (instructions(kind, large) - instructions(kind, small)) / (large - small)
+    base = per["capture off (the untapped Check)"]
+    print(f"\nWhat capture adds to an inline Check on memory (callgrind; {large} - {small} Checks)\n")
+    print("| path | instructions per Check | added |")
+    print("|---|--:|--:|")
+    for name, value in per.items():
+        print(f"| {name} | {value:,.0f} | {value - base:+,.0f} |")
     return 0
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import throttlekit as tk
 from throttlekit.config import load_config
@@ -435,4 +437,104 @@ def test_a_policy_added_by_a_reload_is_recorded_without_a_spec() -> None:
         segs["added"]["policyKind"] == "rate" and "spec" not in segs["added"] and segs["added"]["count"] == 1
     )
     assert "spec" in segs["api"] and flusher.recorder.tallies["added"] == [1, 0]
+    asyncio.run(service.aclose())
+
+
+# -- the recorder as a sink of the tap ---------------------------------------------------------------
+
+
+def test_the_recorder_is_a_sink_and_every_read_drains_the_tap() -> None:
+    """No event object per decision for capture: the tap queues plain tuples and hands them over in
+    batches; ``tallies``, the counters and ``drain`` first take what is pending."""
+    clock = tk.ManualClock(1_000_000)
+    service, flusher = _service(_config(tenant={"from": "key-prefix"}), clock)
+    rec: CaptureRecorder = flusher.recorder
+    assert service.tap.observers == () and service.tap.sinks == (rec,)
+    asyncio.run(_traffic(service, clock))
+    assert len(service.tap._batch) == 11  # 7 checks, 2 of a CheckMany, a peek, a debit: pending
+    assert rec.tallies == {"api": [8, 1], "meter": [1, 0]}
+    assert service.tap._batch == []
+    asyncio.run(service.check("api", ":no-tenant"))
+    assert rec.skipped == 1  # drained by the read
+    asyncio.run(service.check("api", "acme:user9"))
+    assert sum(s["count"] for s in rec.drain() if s["policy"] == "api") == 10  # 9 + the last
+    asyncio.run(service.aclose())
+
+
+_TENANTS = ["acme", "globex", "initech", "", "umbrella"]
+
+
+@st.composite
+def _capture_events(draw: st.DrawFn) -> tuple[Any, ...]:
+    from throttlekit.server._telemetry import DecisionEvent
+
+    policy = draw(st.sampled_from(["api", "meter", "added"]))
+    kind = {"api": "limiter", "meter": "meter", "added": "admitter"}[policy]
+    tenant = draw(st.sampled_from(_TENANTS))
+    key = f"{tenant}:{draw(st.sampled_from(['u1', 'u2', 'u3']))}"
+    op = draw(st.sampled_from(["check", "check_many", "peek", "debit", "admit"]))
+    cost, allowed, remaining = draw(st.integers(1, 5)), draw(st.booleans()), draw(st.integers(0, 3))
+    at = 1_000_000 + draw(st.integers(0, 10_000))
+    return tuple(DecisionEvent(policy, kind, op, key, cost, allowed, 3, remaining, 2_000_000, 0, at, 100))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_capture_events(), max_size=200), st.lists(st.integers(1, 60), min_size=1, max_size=6))
+def test_a_batched_recorder_records_what_an_event_by_event_one_does(
+    events: list[tuple[Any, ...]], cuts: list[int]
+) -> None:
+    """Any stream (several policies, one added by a reload, peeks, tenants empty or many, rings filling
+    up and scopes evicted: both are made small) fed in batches of any sizes leaves the same segments,
+    tallies and counters as the same stream fed event by event."""
+    from throttlekit.server._telemetry import DecisionEvent
+
+    text = _config(tenant={"from": "key-prefix"}, retention={"ringSize": 5, "maxScopes": 3})
+    one = CaptureRecorder(load_config(text).capture, load_config(text))  # type: ignore[arg-type]
+    batched = CaptureRecorder(load_config(text).capture, load_config(text))  # type: ignore[arg-type]
+    for e in events:
+        one(DecisionEvent(*e))
+    i, c = 0, 0
+    while i < len(events):
+        n = cuts[c % len(cuts)]
+        batched.absorb(events[i : i + n])
+        i, c = i + n, c + 1
+
+    def state(r: CaptureRecorder) -> Any:
+        return (r.drain(), r.tallies, r.skipped, r.faults, r.evicted_events, r.policies)
+
+    assert state(batched) == state(one)
+
+
+def test_a_recorder_read_from_another_thread_loses_no_decision() -> None:
+    """Decisions on one thread, reads of the tallies on another: every decision is recorded once,
+    however the drains interleave with the appends."""
+    import sys
+    import threading
+
+    clock = tk.ManualClock(1_000_000)
+    service, flusher = _service(_config(tenant={"from": "key-prefix"}), clock)
+    rec: CaptureRecorder = flusher.recorder
+    n, done = 20_000, threading.Event()
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    drained: list[int] = []
+
+    def read() -> None:
+        while not done.is_set():
+            assert rec.tallies["api"][1] == 0
+            drained.extend(seg["count"] + seg["dropped"] for seg in rec.drain())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(n):
+            service.tap.observe("api", "limiter", "check", f"t{i % 7}:k", 1, (1, 3, 2, 0, 0), 1, False, False)
+    finally:
+        done.set()
+        reader.join()
+        sys.setswitchinterval(old)
+    drained.extend(seg["count"] + seg["dropped"] for seg in rec.drain())
+    assert rec.tallies["api"] == [n, 0]
+    assert sum(drained) + rec.evicted_events == n  # every event in exactly one segment (or evicted)
     asyncio.run(service.aclose())

@@ -114,13 +114,17 @@ def test_the_asyncio_ceiling_and_reference_write_a_row_and_give_up_on_a_frozen_p
             conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=2)
             decide = _pg_psycopg_async_decide(pg_table)
         key = f"live-{which}"
-        await decide(conn, key)
-        with psycopg.connect(pg_url, autocommit=True) as c:
-            assert c.execute(f'SELECT count(*) FROM "{pg_table}" WHERE key = %s', [key]).fetchone() == (1,)
-        t0 = time.monotonic()
-        with pytest.raises((TimeoutError, psycopg.OperationalError)):
-            await asyncio.wait_for(decide(conn, "frozen-key"), 3)  # the outer bound only fails the test
-        assert time.monotonic() - t0 < 1.5
+        try:
+            await decide(conn, key)
+            with psycopg.connect(pg_url, autocommit=True) as c:
+                row = c.execute(f'SELECT count(*) FROM "{pg_table}" WHERE key = %s', [key]).fetchone()
+                assert row == (1,)
+            t0 = time.monotonic()
+            with pytest.raises((TimeoutError, psycopg.OperationalError)):
+                await asyncio.wait_for(decide(conn, "frozen-key"), 3)  # the outer bound only fails the test
+            assert time.monotonic() - t0 < 1.5
+        finally:  # the link removes its reader first; psycopg's connection just closes
+            (conn.finish if which == "ceiling" else conn.pgconn.finish)()  # type: ignore[attr-defined]
 
     try:
         asyncio.run(main())

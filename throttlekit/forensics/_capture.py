@@ -1,9 +1,10 @@
-"""Decision capture: a decision-tap observer that records consuming decisions, and its flusher.
+"""Decision capture: a sink of the decision tap that records consuming decisions, and its flusher.
 
-:class:`CaptureRecorder` is registered on the service's decision tap (the one observer seam, see
-``throttlekit/server/_telemetry.py``); it is called inline after every decision and records the
-consuming ones (Check, each key of CheckMany, Debit, Admit; Peek is skipped). Per call it does O(1)
-work and never raises (a fault drops the event and is counted):
+:class:`CaptureRecorder` is registered on the service's decision tap as a sink (the one observer seam,
+see ``throttlekit/server/_telemetry.py``): the tap hands it the decisions in batches of plain tuples,
+and every read of its state drains the tap first. It records the consuming decisions (Check, each key of
+CheckMany, Debit, Admit; Peek is skipped). Per decision it does O(1) work and never raises (a fault
+drops the event and is counted):
 
 - it always counts allowed/denied per policy (memory only, never written);
 - without a tenant rule (``counts-only``) nothing else is kept;
@@ -23,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .._loader import load_manifest
 from ..config import PolicyConfig, RatePolicy
 from ..config._forensics import CaptureConfig
-from ..server._telemetry import DecisionTap
+from ..server._telemetry import DecisionTap, EventFields
 from ._plan import _js
 from ._redact import Redactor
 from ._segments import SegmentStore
@@ -123,19 +125,26 @@ class _Ring:
 
 
 class CaptureRecorder:
-    """The capture observer: ``recorder(event)`` after each decision (register it on the tap)."""
+    """The capture recorder, a sink of the service's decision tap (:func:`attach_capture` registers it):
+    the tap hands it the decisions in batches (``absorb``), so no event object is built per decision for
+    it. Every read of its state (``drain``, ``expire``, ``tallies`` and the counters) first drains the
+    tap, so it includes every decision made so far. Called with one event (``recorder(event)``) it
+    records that event at once (an inline observer, as before it was a sink)."""
 
     def __init__(self, capture: CaptureConfig, config: PolicyConfig) -> None:
         self.config = capture
         self.redact = Redactor(capture.redaction_mode, capture.redaction_secret)
         self.policies = policy_registry(config, self.redact)
-        self.tallies: dict[str, list[int]] = {name: [0, 0] for name in config.policies}
+        self._tallies: dict[str, list[int]] = {name: [0, 0] for name in config.policies}
         self._rings: dict[tuple[str, str], _Ring] = {}
         self._scopes: dict[str, list[tuple[str, str]]] = {}
         self._keys: dict[str, tuple[str, str]] = {}  # raw key -> (scope, keyRef), bounded
-        self.skipped = 0  # events whose key names no tenant
-        self.faults = 0  # events dropped by a redaction collision or an unexpected fault
-        self.evicted_events = 0  # events of scopes evicted at maxScopes
+        self._skipped = 0
+        self._faults = 0
+        self._evicted = 0
+        self._lock = threading.Lock()  # a batch and a read never interleave (a tap drains on any thread)
+        #: drains the tap this recorder is a sink of (set by :func:`attach_capture`)
+        self.pending: Callable[[], None] = lambda: None
         mode = capture.tenant_from
         delim = capture.tenant_delimiter
         if mode == "key":
@@ -145,37 +154,72 @@ class CaptureRecorder:
         else:
             self._tenant = None
 
-    def __call__(self, event: Decided) -> None:
-        try:
-            self._record(event)
-        except Exception:
-            self.faults += 1
+    @property
+    def tallies(self) -> dict[str, list[int]]:
+        """Allowed and denied consuming decisions per policy (``[allowed, denied]``), never written."""
+        self.pending()
+        return self._tallies
 
-    def _record(self, e: Decided) -> None:
-        if e.op not in CONSUMING:
+    @property
+    def skipped(self) -> int:
+        """Events whose key names no tenant."""
+        self.pending()
+        return self._skipped
+
+    @property
+    def faults(self) -> int:
+        """Events dropped by a redaction collision or an unexpected fault."""
+        self.pending()
+        return self._faults
+
+    @property
+    def evicted_events(self) -> int:
+        """Events of scopes evicted at ``maxScopes``."""
+        self.pending()
+        return self._evicted
+
+    def __call__(self, event: Decided | EventFields) -> None:
+        with self._lock:
+            self._one(event)  # type: ignore[arg-type]
+
+    def absorb(self, events: Sequence[EventFields]) -> None:
+        """A batch of the tap's decisions, in order (the recorder as a sink)."""
+        one = self._one
+        with self._lock:
+            for e in events:
+                one(e)
+
+    def _one(self, e: EventFields) -> None:
+        try:
+            self._record(e)
+        except Exception:
+            self._faults += 1
+
+    def _record(self, e: EventFields) -> None:
+        """One decision's fields (``DecisionEvent``'s order: the event itself or a plain tuple)."""
+        policy, kind, op, key, cost, allowed, limit, remaining, reset_at, retry, at = e[:11]
+        if op not in CONSUMING:
             return
-        tally = self.tallies.get(e.policy)
+        tally = self._tallies.get(policy)
         if tally is None:  # a policy added by a reload: recorded, without a spec (not replayable)
-            tally = self.tallies[e.policy] = [0, 0]
-            self.policies[e.policy] = {"policyKind": _EVENT_KINDS.get(e.kind, e.kind)}
-        tally[0 if e.allowed else 1] += 1
+            tally = self._tallies[policy] = [0, 0]
+            self.policies[policy] = {"policyKind": _EVENT_KINDS.get(kind, kind)}
+        tally[0 if allowed else 1] += 1
         if self._tenant is None:
             return
-        refs: tuple[str, ...] | None = self._keys.get(e.key)
+        refs: tuple[str, ...] | None = self._keys.get(key)
         if refs is None:
-            refs = self._resolve(e.key)
+            refs = self._resolve(key)
         if not refs:
             return
-        slot = (refs[0], e.policy)
+        slot = (refs[0], policy)
         ring = self._rings.get(slot)
         if ring is None:
-            ring = self._open(slot, e.at_ms)
+            ring = self._open(slot, at)
         if len(ring.events) >= self.config.ring_size:
             ring.dropped += 1
             return
-        ring.events.append(
-            (refs[1], e.cost, e.at_ms, e.allowed, e.limit, e.remaining, e.reset_at, e.retry_after_ms)
-        )
+        ring.events.append((refs[1], cost, at, allowed, limit, remaining, reset_at, retry))
 
     def _resolve(self, key: str) -> tuple[str, str] | tuple[()]:
         """``(scope, keyRef)`` of a raw key, remembered for the next events of that key (at most
@@ -184,11 +228,11 @@ class CaptureRecorder:
         assert self._tenant is not None
         tenant = self._tenant(key)
         if not tenant:
-            self.skipped += 1
+            self._skipped += 1
             return ()
         scope, ref = self.redact(tenant), self.redact(key)
         if scope is None or ref is None:
-            self.faults += 1
+            self._faults += 1
             return ()
         keys = self._keys
         if len(keys) >= _KEY_MEMORY:
@@ -204,28 +248,34 @@ class CaptureRecorder:
                 oldest = next(iter(self._scopes))
                 for old in self._scopes.pop(oldest):
                     gone = self._rings.pop(old)
-                    self.evicted_events += len(gone.events) + gone.dropped
+                    self._evicted += len(gone.events) + gone.dropped
             slots = self._scopes[scope] = []
         slots.append(slot)
         ring = self._rings[slot] = _Ring(at)
         return ring
 
     def drain(self) -> list[dict[str, Any]]:
-        """Every ring as a segment document; the rings restart empty (the tallies persist)."""
-        rings, self._rings, self._scopes = self._rings, {}, {}
+        """Every ring as a segment document (the tap drained first); the rings restart empty (the
+        tallies persist)."""
+        self.pending()
+        with self._lock:
+            rings, self._rings, self._scopes = self._rings, {}, {}
         return [self._segment(slot, ring) for slot, ring in rings.items() if ring.events or ring.dropped]
 
     def expire(self, now_ms: int) -> int:
-        """Discard rings older than the retention TTL (the in-memory mode); returns how many."""
+        """Discard rings older than the retention TTL (the in-memory mode; the tap drained first);
+        returns how many."""
+        self.pending()
         ttl = self.config.ttl_ms
-        old = [slot for slot, ring in self._rings.items() if now_ms - ring.created > ttl]
-        for slot in old:
-            del self._rings[slot]
-            slots = self._scopes.get(slot[0])
-            if slots is not None:
-                slots.remove(slot)
-                if not slots:
-                    del self._scopes[slot[0]]
+        with self._lock:
+            old = [slot for slot, ring in self._rings.items() if now_ms - ring.created > ttl]
+            for slot in old:
+                del self._rings[slot]
+                slots = self._scopes.get(slot[0])
+                if slots is not None:
+                    slots.remove(slot)
+                    if not slots:
+                        del self._scopes[slot[0]]
         return len(old)
 
     def _segment(self, slot: tuple[str, str], ring: _Ring) -> dict[str, Any]:
@@ -390,5 +440,6 @@ def attach_capture(
     if capture.durable_dir is not None and capture.encryption_key is not None:
         store = SegmentStore(capture.durable_dir, capture.encryption_key, capture.ttl_ms, _wall_ms)
     flusher = CaptureFlusher(recorder, store, interval_s=interval_s)
-    flusher.unregister = service.tap.register(recorder)
+    flusher.unregister = service.tap.register_sink(recorder)
+    recorder.pending = service.tap.drain
     return flusher
