@@ -152,6 +152,33 @@ def test_a_server_that_does_not_answer_keeps_the_last_frame(start_server: Starte
     asyncio.run(scenario())
 
 
+def test_a_tick_that_ends_after_the_app_closed_paints_nothing() -> None:
+    """A repaint tick still waiting on a snapshot when the app closes (the server slow under load) ends
+    after the frame widget is gone: it paints nothing instead of crashing the exit with NoMatches."""
+    release = asyncio.Event()
+    calls = {"n": 0}
+
+    async def slow() -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            await release.wait()
+        return {}
+
+    app = LensApp(LensSource(slow), color=False)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 20)) as pilot:
+            await pilot.pause()
+            painted = app.frames
+            late = asyncio.ensure_future(app.tick())  # waits in the snapshot
+            await asyncio.sleep(0)
+        release.set()  # the app is closed: the snapshot answers now
+        await late
+        assert app.frames == painted
+
+    asyncio.run(scenario())
+
+
 async def _on_loop(fn: Any) -> Any:
     return fn()
 

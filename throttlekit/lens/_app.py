@@ -158,9 +158,15 @@ class LensApp(App[None]):
                 self.errors += 1
 
     def paint(self) -> None:
+        """Render the frame; nothing once the frame is gone (a tick that was waiting on a snapshot while
+        the app closed: painting then would crash the exit with ``NoMatches``)."""
+        frames = self.query("#frame").results(_Frame)
+        frame = next(frames, None)
+        if frame is None:
+            return
         size = self.size
         self.lines = render_frame(self.snap, self.state, size.width, size.height, color=self.color)
-        self.query_one("#frame", _Frame).update(Text("\n").join(self.lines))
+        frame.update(Text("\n").join(self.lines))
         self.frames += 1
 
     def frame_text(self) -> str:
