@@ -24,7 +24,8 @@ ceilings), with ``--small 1000 --large 5000`` by default.
 
 With ``--postgres-url URL`` it counts one Postgres decision instead (``synchronous_commit=off``, 1,000
 keys, every call writes): the sync ``Limiter(Gcra).check`` on a ``PostgresStore`` beside its ceiling, the
-same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop); the
+same two simple-query exchanges sent by raw psycopg (``bench_stores.py``'s ``--pg-ceiling`` loop) and by
+raw libpq on the store's own sync transport (``_pgconn.Link``: one ``poll`` object per connection); the
 asyncio ``AsyncLimiter.check`` (the server's) beside the same exchanges sent by raw libpq on one socket
 the loop watches (the store's own asyncio transport, ``_pgconn.AsyncLink``), and the same on psycopg's
 ``AsyncConnection`` and its own wait as a reference, with ``--small 100 --large 600`` by default. Only this process's instructions are counted (the Postgres
@@ -52,10 +53,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 PG_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, PostgresStore (sync)": "pg-ours",
     "raw psycopg, same statements (ceiling)": "pg-ceiling",
+    "raw libpq on one poll object, same statements (the store's own sync transport)": "pg-link",
     "throttlekit AsyncLimiter(Gcra).check, PostgresStore (asyncio, the server's)": "pg-ours-async",
     "raw libpq on one watched socket, same statements (asyncio ceiling)": "pg-ceiling-async",
     "psycopg AsyncConnection and its own wait, same statements (reference)": "pg-psycopg-async",
@@ -84,9 +87,10 @@ def run_pg(kind: str, n: int, url: str, table: str) -> None:
     """The measured process for ``--postgres-url``: warm up, then ``n`` decisions over 1,000 keys."""
     sys.path.insert(0, str(Path(__file__).parent))
     import psycopg
-    from bench_stores import STRATEGY, _pg_ceiling_decide
+    from bench_stores import STRATEGY, _pg_ceiling_decide, _pg_link_ceiling_decide
 
     from throttlekit import Limiter
+    from throttlekit.stores import _pgconn as pgc
     from throttlekit.stores.postgres import PostgresStore
 
     keys = [f"{kind}:k{i}" for i in range(1000)]
@@ -97,8 +101,12 @@ def run_pg(kind: str, n: int, url: str, table: str) -> None:
         store = PostgresStore(url, table=table, sweep_interval_ms=0, synchronous_commit="off")
         check = Limiter(STRATEGY, store=store).check
     else:
-        conn = psycopg.connect(url, autocommit=True, options="-c synchronous_commit=off")
-        decide = _pg_ceiling_decide("simple", table)
+        if kind == "pg-link":
+            conn: Any = pgc.connect(url, {"options": "-c synchronous_commit=off"})
+            decide = _pg_link_ceiling_decide(table)
+        else:
+            conn = psycopg.connect(url, autocommit=True, options="-c synchronous_commit=off")
+            decide = _pg_ceiling_decide("simple", table)
 
         def check(key: str) -> None:
             decide(conn, key)

@@ -314,16 +314,31 @@ def _pg_ceiling_decide(mode: str, table: str) -> Any:
     return decide_pipeline
 
 
+def _pg_link_ceiling_decide(table: str) -> Any:
+    """The ceiling's two exchanges sent on a ``throttlekit.stores._pgconn.Link`` (raw libpq, one ``poll``
+    object per connection: the store's own sync transport, cheaper than psycopg's wait). Call it with a
+    ``Link``."""
+    read, write = _pg_statements(table)
+
+    def decide(link: Any, key: str) -> None:
+        now = int(time.time() * 1000)
+        k = _pg_literal(key)
+        res = link.exchange(read % (k, k), WAIT_S)
+        _ = res.get_value(0, 1) if res.ntuples else None
+        link.exchange(write % (k, b"%d" % now, now + 1), WAIT_S)
+
+    return decide
+
+
 def _pg_floor_decide(table: str) -> Any:
     """The floor of any store that computes the decision in Lua, as the design requires: the ceiling's two
-    simple-query exchanges (raw psycopg), with the state read passed to the same gcra transform in lupa
+    simple-query exchanges (sent on a ``throttlekit.stores._pgconn.Link``, the store's own transport, the
+    cheapest sync wait known here: call it with a ``Link``), with the state read passed to the same gcra transform in lupa
     (one call: the executor's one-key step, state decoded in and encoded out) and the Lua's new state
     written, answering the public Decision. What it lacks beside ours: the store's per-key queue, pool,
     retries and errors, the Limiter's validation and clock. On a 2-core machine the Lua call costs far
     more here than in a hot loop (the client sleeps in poll twice per decision, and comes back to cold
     caches), so this floor sits well below the raw ceiling."""
-    from psycopg import generators
-
     from throttlekit._loader import load_manifest
     from throttlekit._types import decision_of
     from throttlekit.stores._pgsql import record1
@@ -332,17 +347,13 @@ def _pg_floor_decide(table: str) -> Any:
     step = SnapshotExecutor().bind1(load_manifest()[STRATEGY.check_transform], tuple(STRATEGY.params))
     read, write = _pg_statements(table)
 
-    def decide(conn: Any, key: str) -> Any:
+    def decide(link: Any, key: str) -> Any:
         k = _pg_literal(key)
-        pg = conn.pgconn
-        pg.send_query(read % (k, k))
-        res = conn.wait(generators.execute(pg), timeout=WAIT_S)[-1]
-        state, expires = record1(res)
+        state, expires = record1(link.exchange(read % (k, k), WAIT_S))
         now = int(time.time() * 1000)
         reply, out = step(key, state, expires, now, now, (1,))
         st, exp = out  # gcra always writes (the benchmark's policy admits every call)
-        pg.send_query(write % (k, st.encode(), NEVER if exp is None else exp))
-        conn.wait(generators.execute(pg), timeout=WAIT_S)
+        link.exchange(write % (k, st.encode(), NEVER if exp is None else exp), WAIT_S)
         return decision_of(reply)
 
     return decide
@@ -437,15 +448,19 @@ def run_pg_ceiling(
         conn = psycopg.connect(
             url, autocommit=True, connect_timeout=2, options=f"-c synchronous_commit={sync_commit}"
         )
+        link = pgc.connect(url, {"connect_timeout": 2, "options": f"-c synchronous_commit={sync_commit}"})
         decide = _pg_ceiling_decide(mode, table)
         floor = _pg_floor_decide(table)
+        on_link = _pg_link_ceiling_decide(table)
         keys = [f"k{i}" for i in range(1000)]
         raw_keys = [f"raw:{k}" for k in keys]
         floor_keys = [f"floor:{k}" for k in keys]
+        link_keys = [f"link:{k}" for k in keys]
         for i in range(50):  # warm up all: connections, table, plans
             lim.check(keys[i])
             decide(conn, raw_keys[i])
-            floor(conn, floor_keys[i])
+            floor(link, floor_keys[i])
+            on_link(link, link_keys[i])
         loop = asyncio.new_event_loop()
         alim = tk.AsyncLimiter(STRATEGY, store=store)
         aconn = link = None
@@ -465,7 +480,7 @@ def run_pg_ceiling(
                 for side in (
                     ("ours", "ceiling", "psycopg")
                     if api == "async"
-                    else ("ours", "ceiling", "floor")
+                    else ("ours", "ceiling", "floor", "link")
                     if mode == "simple"
                     else ("ours", "ceiling")
                 ):
@@ -487,8 +502,10 @@ def run_pg_ceiling(
                                 lim.check(keys[n % 1000])
                             elif side == "ceiling":
                                 decide(conn, raw_keys[n % 1000])
+                            elif side == "floor":
+                                floor(link, floor_keys[n % 1000])
                             else:
-                                floor(conn, floor_keys[n % 1000])
+                                on_link(link, link_keys[n % 1000])
                             n += 1
                     took, used = perf() - t0, cpu() - c0
                     res.setdefault((api, side), []).append((n / took, used / max(1, n) * 1e6))
@@ -505,8 +522,12 @@ def run_pg_ceiling(
         loop.close()
         store.close()
         conn.close()
+        link.close()
         out.append(_pg_row(f"Postgres decision, sync, synchronous_commit={sync_commit}",
                            res[("sync", "ours")], res[("sync", "ceiling")], res.get(("sync", "floor"))))  # fmt: skip
+        if ("sync", "link") in res:
+            out.append(_pg_row(f"the same against the statements on the store's own transport (raw libpq, poll), synchronous_commit={sync_commit}",
+                               res[("sync", "ours")], res[("sync", "link")]))  # fmt: skip
         if with_async:
             out.append(_pg_row(f"Postgres decision, asyncio, synchronous_commit={sync_commit}",
                                res[("async", "ours")], res[("async", "ceiling")]))  # fmt: skip

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,21 +21,23 @@ def test_the_floor_writes_the_state_our_store_reads_and_decides_alike(pg_url: st
     import psycopg
     from bench_stores import STRATEGY, _pg_floor_decide
 
+    from throttlekit.stores import _pgconn as pgc
     from throttlekit.stores.postgres import PostgresStore
 
     store = PostgresStore(pg_url, table=pg_table, sweep_interval_ms=0)
     conn = psycopg.connect(pg_url, autocommit=True)
+    link = pgc.connect(pg_url, {})
     try:
         ours = tk.Limiter(STRATEGY, store=store)
         ours.check("warm")  # the table exists
         floor = _pg_floor_decide(pg_table)
         before = time.time() * 1000
-        first, mine = floor(conn, "floor-key"), ours.check("ours-key")  # fresh keys: the same Decision
+        first, mine = floor(link, "floor-key"), ours.check("ours-key")  # fresh keys: the same Decision
         assert isinstance(first, tk.Decision)
         assert (first.allowed, first.limit, first.remaining) == (mine.allowed, mine.limit, mine.remaining)
         assert first.remaining == STRATEGY.limit - 1
         for _ in range(4):
-            assert floor(conn, "floor-key").allowed
+            assert floor(link, "floor-key").allowed
         # the row holds the store's own format (the TAT as a plain number, a deadline after it) ...
         state, expires_at = conn.execute(
             f'SELECT state, expires_at FROM "{pg_table}" WHERE key = %s', ["floor-key"]
@@ -44,10 +47,11 @@ def test_the_floor_writes_the_state_our_store_reads_and_decides_alike(pg_url: st
         assert ours.check("floor-key").allowed
     finally:
         conn.close()
+        link.close()
         store.close()
 
 
-@pytest.mark.parametrize("which", ["ceiling", "floor"])
+@pytest.mark.parametrize("which", ["ceiling", "floor", "link"])
 def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hanging(
     pg_url: str, pg_table: str, which: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,18 +59,22 @@ def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hangin
     answering mid-decision raises psycopg's timeout error within that bound."""
     import bench_stores
     import psycopg
-    from bench_stores import _pg_ceiling_decide, _pg_floor_decide
+    from bench_stores import _pg_ceiling_decide, _pg_floor_decide, _pg_link_ceiling_decide
 
+    from throttlekit.stores import _pgconn as pgc
     from throttlekit.stores.postgres import PostgresStore
 
     PostgresStore(pg_url, table=pg_table, sweep_interval_ms=0).close()  # the table exists
     monkeypatch.setattr(bench_stores, "WAIT_S", 0.5)
     proxy = Proxy(5432, match=b"frozen-key", then="freeze")
     try:
-        conn = psycopg.connect(
-            pg_url.replace(":5432/", f":{proxy.port}/"), autocommit=True, connect_timeout=2
-        )
-        decide = _pg_ceiling_decide("simple", pg_table) if which == "ceiling" else _pg_floor_decide(pg_table)
+        url = pg_url.replace(":5432/", f":{proxy.port}/")
+        if which == "ceiling":
+            conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=2)
+            decide = _pg_ceiling_decide("simple", pg_table)
+        else:  # the floor and the link ceiling send on the store's own transport
+            conn = pgc.connect(url, {"connect_timeout": 2})
+            decide = _pg_floor_decide(pg_table) if which == "floor" else _pg_link_ceiling_decide(pg_table)
         decide(conn, "live-key")  # the proxy forwards everything else
         box: dict[str, BaseException] = {}
 
@@ -80,7 +88,7 @@ def test_a_frozen_postgres_stops_the_raw_ceiling_and_the_floor_instead_of_hangin
         worker.start()
         worker.join(3)
         assert not worker.is_alive(), "the raw decision hangs on a frozen Postgres"
-        assert isinstance(box.get("exc"), psycopg.OperationalError), box
+        assert isinstance(box.get("exc"), (psycopg.OperationalError, TimeoutError)), box
         conn.close()
     finally:
         proxy.stop()

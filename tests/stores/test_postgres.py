@@ -546,3 +546,79 @@ def test_a_server_on_the_asyncio_store_survives_a_terminated_backend(pg_url: str
         asyncio.run(main())
     finally:
         s.close()
+
+
+# -- the sync transport: one poll object per connection (throttlekit.stores._pgconn.Link) ----------------
+
+
+def _sync_link(pg_url: str) -> Any:
+    from throttlekit.stores import _pgconn as pgc
+
+    return pgc.connect(pg_url, pgc.conn_kwargs(pg_url, 2, 5000, 5000, 2.0))
+
+
+def test_the_sync_link_answers_its_own_query_after_unasked_input(pg_url: str) -> None:
+    """Notifications that arrived between two exchanges wake the first wait of the next one; it reads
+    on until its own results, and a reply spread over many packets (4 MB) arrives whole."""
+    channel = f"tk_{uuid.uuid4().hex[:8]}"
+    link = _sync_link(pg_url)
+    try:
+        link.exchange(f"LISTEN {channel}".encode(), 2.0)
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            for i in range(50):
+                other.execute(f"NOTIFY {channel}, 'n{i}'")
+        time.sleep(0.05)
+        assert link.exchange(b"SELECT 41 + 1", 2.0).get_value(0, 0) == b"42"
+        big = link.exchange(b"SELECT repeat('x', 4000000)", 5.0).get_value(0, 0)
+        assert big == b"x" * 4_000_000
+        sent = link.exchange(f"SELECT length('{'y' * 8_000_000}')".encode(), 10.0).get_value(0, 0)
+        assert sent == b"8000000"
+    finally:
+        link.close()
+    assert link.closed
+
+
+def test_the_sync_link_times_out_and_reports_a_backend_the_server_ended(pg_url: str) -> None:
+    """A query slower than ``op_timeout_s`` raises TimeoutError at the deadline (the store's
+    "no reply within op_timeout_s"); a backend the server ended fails the next exchange as a dropped
+    connection (the store retries that once)."""
+    from throttlekit.stores import _pgconn as pgc
+
+    link = _sync_link(pg_url)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        link.exchange(b"SELECT pg_sleep(2)", 0.2)
+    assert 0.15 < time.monotonic() - t0 < 1.0
+    assert "no reply within op_timeout_s" in str(pgc.store_error(info.value))
+    link.finish()
+    assert link.closed
+    link = _sync_link(pg_url)
+    pid = int(link.exchange(b"SELECT pg_backend_pid()", 2.0).get_value(0, 0))
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    time.sleep(0.05)
+    with pytest.raises(psycopg.OperationalError) as dropped:
+        link.exchange(b"SELECT 1", 2.0)
+    assert pgc.is_connection_error(dropped.value)
+    link.finish()
+
+
+def test_a_sync_store_survives_a_terminated_backend(pg_url: str, pg_table: str) -> None:
+    """End to end on ``Limiter``: the pool's idle connection is ended by the server; the next decision
+    runs on a fresh connection and counts on from the same state."""
+    app = f"tk_{uuid.uuid4().hex[:8]}"
+    s = PostgresStore(f"{pg_url}?application_name={app}", table=pg_table, prefix=f"s{uuid.uuid4().hex[:8]}",
+                      sweep_interval_ms=0, pool_size=1)  # fmt: skip
+    try:
+        lim = tk.Limiter(tk.FixedWindow(10, "1h"), store=s)
+        assert lim.check("k").remaining == 9
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            ended = other.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+                [app],
+            ).fetchone()
+        assert ended == (1,)
+        time.sleep(0.05)
+        assert lim.check("k").remaining == 8
+    finally:
+        s.close()

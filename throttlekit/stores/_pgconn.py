@@ -1,9 +1,11 @@
 """The Postgres store's transport: connecting (sync and asyncio), one simple-query exchange, errors.
 
-:func:`exchange` / :func:`aexchange` send one query string (several statements) on a psycopg connection's
-libpq handle, wait for all of its results, bounded by ``op_timeout_s``, and return the last one, raising
-the server's error when a statement failed (:func:`last_ok`); psycopg's cursor layer is not involved (it
-costs more client CPU than the round trip itself). What is sent and how replies are
+A connection is a link: :class:`Link` (sync) or :class:`AsyncLink` (asyncio), a psycopg connection whose
+socket it waits on itself (a ``poll`` object, or a reader the event loop keeps, made once per
+connection). :func:`exchange` / :func:`aexchange` send one query string (several statements) through
+libpq, wait for all of its results, bounded by ``op_timeout_s``, and return the last one, raising the
+server's error when a statement failed (:func:`last_ok`). Neither psycopg's cursor layer nor its wait
+is involved: they cost more client CPU than the round trip itself. What is sent and how replies are
 read lives in :mod:`throttlekit.stores._pgsql`; pooling in :mod:`throttlekit.stores._pgpool`.
 
 Errors: every failure becomes :class:`~throttlekit.StoreError` (:func:`store_error`), except in the
@@ -15,8 +17,9 @@ is a :class:`~throttlekit.ConfigError` (:func:`startup_error`). Passwords never 
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Sequence
+import select
+from collections.abc import Callable, Sequence
+from time import monotonic as _monotonic
 from typing import Any
 
 from .._errors import ConfigError, StoreError
@@ -24,6 +27,7 @@ from .._errors import ConfigError, StoreError
 __all__ = [
     "INSTALL_HINT",
     "AsyncLink",
+    "Link",
     "aconnect",
     "aexchange",
     "conn_kwargs",
@@ -140,27 +144,75 @@ def startup_error(exc: BaseException, url: str) -> Exception:
     return StoreError(f"postgres: cannot reach {redact(url)}: {text or type(exc).__name__}", exc)
 
 
-#: whether ``Connection.wait`` takes a timeout (psycopg >= 3.2); None until the first exchange asks
-_WAIT_TIMEOUT: bool | None = None
+def connect(url: str, kwargs: dict[str, Any]) -> Link:
+    """A sync :class:`Link` in autocommit (``connect_timeout`` bounds it). Raises psycopg errors."""
+    return Link(psycopg().Connection.connect(url, autocommit=True, **kwargs))
 
 
-def _wait_takes_timeout() -> bool:
-    global generators, _WAIT_TIMEOUT
-    if _WAIT_TIMEOUT is None:
-        from psycopg import generators as module
+class Link:
+    """One sync connection to Postgres: a psycopg ``Connection`` (autocommit) and a ``poll`` object on its
+    socket, made once. An exchange sends its query and waits for the results with ``poll`` under one
+    deadline (``op_timeout_s``), reading them with libpq's own calls: psycopg's ``Connection.wait`` and
+    its generator cost about 7,500 more instructions per exchange, two exchanges per decision
+    (``docs/stores.md``, "The transports: one wait per connection")."""
 
-        generators = module
-        _WAIT_TIMEOUT = "timeout" in inspect.signature(psycopg().Connection.wait).parameters
-    return _WAIT_TIMEOUT
+    __slots__ = ("_wait", "conn", "pgconn")
 
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        fd = self.pgconn.socket
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            self._wait: Callable[[float], Any] = poller.poll
+        else:  # pragma: no cover - Windows: select has no poll there
 
-#: ``psycopg.generators``, imported by the first :func:`_wait_takes_timeout` (psycopg is an extra).
-generators: Any = None
+            def wait(ms: float) -> Any:
+                readable, _, failed = select.select([fd], [], [fd], ms / 1000.0)
+                return readable or failed
 
+            self._wait = wait
 
-def connect(url: str, kwargs: dict[str, Any]) -> Any:
-    """A sync psycopg connection in autocommit (``connect_timeout`` bounds it). Raises psycopg errors."""
-    return psycopg().Connection.connect(url, autocommit=True, **kwargs)
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def finish(self) -> None:
+        """Close at once (libpq closes the socket): the pool's way to drop a connection."""
+        try:
+            self.pgconn.finish()
+        except Exception:  # pragma: no cover - already gone
+            pass
+
+    def exchange(self, query: bytes, op_timeout_s: float) -> Any:
+        """Send ``query`` (one simple-query message), wait for all of its results (bounded by
+        ``op_timeout_s``: ``TimeoutError``) and return the last one, checked as by :func:`last_ok`
+        (inline: this runs twice per decision). The connection is blocking: libpq has sent the whole
+        query when ``send_query`` returns (a stalled peer is bounded there by ``tcp_user_timeout``).
+        After a timeout or an error the caller drops the connection."""
+        pg, wait = self.pgconn, self._wait
+        pg.send_query(query)
+        deadline = _monotonic() + op_timeout_s
+        left_ms = op_timeout_s * 1000.0
+        results: list[Any] = []
+        while True:
+            if not wait(left_ms):
+                raise TimeoutError("no reply within op_timeout_s")
+            pg.consume_input()
+            while not pg.is_busy():
+                res = pg.get_result()
+                if res is None:
+                    if results and results[-1].status != _FATAL_ERROR:
+                        return results[-1]
+                    return last_ok(results)
+                results.append(res)
+            left_ms = (deadline - _monotonic()) * 1000.0  # a reply in several packets: the time left
+            if left_ms <= 0:
+                raise TimeoutError("no reply within op_timeout_s")
 
 
 async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> AsyncLink:
@@ -304,19 +356,9 @@ def last_ok(results: Sequence[Any]) -> Any:
     return res
 
 
-def exchange(conn: Any, query: bytes, op_timeout_s: float) -> Any:
-    """Send ``query`` (one simple-query message), wait for all of its results, bounded by ``op_timeout_s``
-    (psycopg >= 3.2; older versions wait on the TCP keepalives), and return the last one, checked as by
-    :func:`last_ok` (inline: this runs twice per decision)."""
-    pgconn = conn.pgconn
-    pgconn.send_query(query)
-    if _WAIT_TIMEOUT or _wait_takes_timeout():
-        results = conn.wait(generators.execute(pgconn), timeout=op_timeout_s)
-    else:  # pragma: no cover
-        results = conn.wait(generators.execute(pgconn))
-    if results and results[-1].status != _FATAL_ERROR:
-        return results[-1]
-    return last_ok(results)
+def exchange(link: Link, query: bytes, op_timeout_s: float) -> Any:
+    """One simple-query exchange on a sync :class:`Link` (:meth:`Link.exchange`)."""
+    return link.exchange(query, op_timeout_s)
 
 
 async def aexchange(link: AsyncLink, query: bytes, op_timeout_s: float) -> Any:

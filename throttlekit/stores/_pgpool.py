@@ -15,36 +15,47 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from .._errors import StoreError
 
-__all__ = ["AsyncConn", "AsyncPool", "Pool"]
+__all__ = ["AsyncConn", "AsyncPool", "Conn", "Pool"]
 
 
-def _finish(conn: Any) -> None:
-    """Close a sync psycopg connection: libpq closes the socket."""
-    try:
-        conn.pgconn.finish()
-    except Exception:  # pragma: no cover - already gone
-        pass
+class Conn(Protocol):
+    """What :class:`Pool` needs of a connection (``_pgconn.Link``): drop it at once."""
+
+    def finish(self) -> None: ...
 
 
-class Pool:
+class AsyncConn(Conn, Protocol):
+    """What :class:`AsyncPool` needs of a connection (``_pgconn.AsyncLink``)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Conn)
+C = TypeVar("C", bound=AsyncConn)
+
+
+class Pool(Generic[S]):
     """At most ``size`` connections; ``acquire`` waits up to ``timeout_s`` when all are busy."""
 
-    def __init__(self, connect: Callable[[], Any], size: int, timeout_s: float) -> None:
+    def __init__(self, connect: Callable[[], S], size: int, timeout_s: float) -> None:
         self._connect = connect
         self.size = size
         self.timeout_s = timeout_s
-        self._idle: list[Any] = []
+        self._idle: list[S] = []
         self._open = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._waiting = 0  # callers in _cond.wait: release notifies only when someone waits
         self._closed = False
 
-    def acquire(self) -> tuple[Any, bool]:
+    def acquire(self) -> tuple[S, bool]:
         """(connection, fresh). Raises ``StoreError`` when the pool stays exhausted or connecting fails."""
         if not self._closed:  # the common case first: an idle connection, no lock, clock or condition
             try:
@@ -83,7 +94,7 @@ class Pool:
                     self._cond.notify()
             raise
 
-    def release(self, conn: Any, *, broken: bool) -> None:
+    def release(self, conn: S, *, broken: bool) -> None:
         """Return ``conn`` after use; ``broken`` (any failure on it) closes it instead. A connection that
         completed its last exchange is open (psycopg raises on a lost one, and the caller says broken)."""
         if not (broken or self._closed):  # the common case: back to the idle list
@@ -96,7 +107,7 @@ class Pool:
             return
         with self._lock:
             self._open -= 1
-            _finish(conn)
+            conn.finish()
             if self._waiting:
                 self._cond.notify()
 
@@ -113,26 +124,12 @@ class Pool:
             self._open -= len(idle)
             self._cond.notify_all()
         for c in idle:
-            _finish(c)
+            c.finish()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
         self.discard_idle()
-
-
-class AsyncConn(Protocol):
-    """What :class:`AsyncPool` needs of a connection (``_pgconn.AsyncLink``)."""
-
-    @property
-    def closed(self) -> bool: ...
-
-    def finish(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-C = TypeVar("C", bound=AsyncConn)
 
 
 class AsyncPool(Generic[C]):

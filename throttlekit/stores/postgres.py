@@ -61,7 +61,12 @@ class _Txn:
     __slots__ = ("_conn", "_pool", "_sql", "_store", "records")
 
     def __init__(
-        self, store: PostgresStore, records: list[Record | None], conn: Any, sql: Statements, pool: Pool
+        self,
+        store: PostgresStore,
+        records: list[Record | None],
+        conn: pgc.Link | None,
+        sql: Statements,
+        pool: Pool[pgc.Link],
     ) -> None:
         self.records = records
         self._store, self._conn, self._sql, self._pool = store, conn, sql, pool
@@ -112,7 +117,7 @@ class _Setup:
         self.needed = auto_create
         self.lock = threading.Lock()
 
-    def run(self, conn: Any, timeout_s: float) -> None:
+    def run(self, conn: pgc.Link, timeout_s: float) -> None:
         if self.needed:
             with self.lock:
                 if self.needed:
@@ -202,7 +207,7 @@ class PostgresStore(SnapshotStore):
         self._aio: _AsyncHalf | None = None
 
     # -- connections ------------------------------------------------------------------------------
-    def _connect(self) -> Any:
+    def _connect(self) -> pgc.Link:
         """A new pooled connection (the table created first if needed); the first one starts the sweeper."""
         if self._sweeper is None:
             self._start_sweeper()
@@ -223,7 +228,7 @@ class PostgresStore(SnapshotStore):
         conn, result = self._read(query, write)
         return _Txn(self, records(keys, result), conn if write else None, self._sql, self._pool)
 
-    def _read(self, query: bytes, write: bool, retry: bool = True) -> tuple[Any, Any]:
+    def _read(self, query: bytes, write: bool, retry: bool = True) -> tuple[pgc.Link, Any]:
         """The first exchange of a decision on a pooled connection: ``(connection, last result)``. With
         ``write`` the connection stays checked out (its open transaction holds the locks) until
         :meth:`_commit`, or a ``release(conn, broken=True)``; without, it is back in the pool. A pooled
@@ -245,7 +250,7 @@ class PostgresStore(SnapshotStore):
             self._pool.release(conn, broken=False)
         return conn, result
 
-    def _commit(self, conn: Any, query: bytes, decision: bool = True) -> Any:
+    def _commit(self, conn: pgc.Link, query: bytes, decision: bool = True) -> Any:
         """The last exchange on a checked-out connection (for a decision, the one that ends the transaction
         :meth:`_read` opened: the writes and ``COMMIT``; ``decision`` False: an autocommit statement, not
         counted in ``round_trips``): its last result, and the connection back in the pool. On any failure
@@ -419,7 +424,7 @@ class PostgresStore(SnapshotStore):
         finally:
             conn.close()
 
-    def _inspect(self, conn: Any, query: bytes) -> Any:
+    def _inspect(self, conn: pgc.Link, query: bytes) -> Any:
         try:
             return pgc.exchange(conn, query, self.op_timeout_s)
         except Exception as exc:
