@@ -463,15 +463,15 @@ def run_pg_ceiling(
             on_link(link, link_keys[i])
         loop = asyncio.new_event_loop()
         alim = tk.AsyncLimiter(STRATEGY, store=store)
-        aconn = link = None
+        aconn = alink = None
         adecide, apsycopg = _pg_async_ceiling_decide(table), _pg_psycopg_async_decide(table)
         if with_async:
-            link = loop.run_until_complete(pgc.aconnect(url, {"connect_timeout": 2, "options": f"-c synchronous_commit={sync_commit}"}, 5.0))  # fmt: skip
+            alink = loop.run_until_complete(pgc.aconnect(url, {"connect_timeout": 2, "options": f"-c synchronous_commit={sync_commit}"}, 5.0))  # fmt: skip
             aconn = loop.run_until_complete(psycopg.AsyncConnection.connect(
                 url, autocommit=True, connect_timeout=2, options=f"-c synchronous_commit={sync_commit}"))  # fmt: skip
             for i in range(50):
                 loop.run_until_complete(alim.check(keys[i]))
-                loop.run_until_complete(adecide(link, raw_keys[i]))
+                loop.run_until_complete(adecide(alink, raw_keys[i]))
                 loop.run_until_complete(apsycopg(aconn, raw_keys[i]))
 
         res: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -490,7 +490,7 @@ def run_pg_ceiling(
                             n = loop.run_until_complete(_aloop(alim.check, keys, t0 + seconds))
                         else:
                             raw = (
-                                functools.partial(adecide, link)
+                                functools.partial(adecide, alink)
                                 if side == "ceiling"
                                 else functools.partial(apsycopg, aconn)
                             )
@@ -515,9 +515,9 @@ def run_pg_ceiling(
                       + (f", floor {res[(api, 'floor')][-1][0]:,.0f}/s" if (api, "floor") in res else "")
                       + (f", psycopg's AsyncConnection {res[(api, 'psycopg')][-1][0]:,.0f}/s" if (api, "psycopg") in res else ""),
                       flush=True)  # fmt: skip
-        if aconn is not None and link is not None:
+        if aconn is not None and alink is not None:
             loop.run_until_complete(aconn.close())
-            loop.run_until_complete(link.close())
+            loop.run_until_complete(alink.close())
         loop.run_until_complete(store.aclose())
         loop.close()
         store.close()

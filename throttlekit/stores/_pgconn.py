@@ -231,7 +231,7 @@ class AsyncLink:
     system calls and a loop callback each time, two waits per decision) and drives a generator per
     exchange. Here one reader is registered at connect and removed at close; an exchange parks on a
     future that the reader resolves, under one timer (``op_timeout_s``). Measured in ``docs/stores.md``,
-    "The asyncio transport".
+    "The transports: one wait per connection".
 
     Between exchanges the reader drains whatever the server sends unasked (a notice, a parameter change,
     the server closing the connection) into libpq's buffer, so a readable socket does not spin the loop;
