@@ -321,6 +321,16 @@ def instructions(kind: str, n: int, *extra: str) -> int:
     return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("summary:"))
 
 
+def per_call(contenders: dict[str, str], small: int, large: int, *extra: str) -> dict[str, float]:
+    """Instructions per call of each contender (``name -> kind``): ``large - small`` calls, each count
+    from a fresh process (:func:`instructions`), with a line of progress per contender."""
+    per: dict[str, float] = {}
+    for name, kind in contenders.items():
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        per[name] = (instructions(kind, large, *extra) - instructions(kind, small, *extra)) / (large - small)
+    return per
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
@@ -365,12 +375,7 @@ def main() -> int:
     if args.capture:
         return _capture(args.small or 2000, args.large or 12000)
     args.small, args.large = args.small or 2000, args.large or 12000
-    per: dict[str, float] = {}
-    for name, kind in CONTENDERS.items():
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        per[name] = (instructions(kind, args.large) - instructions(kind, args.small)) / (
-            args.large - args.small
-        )
+    per = per_call(CONTENDERS, args.small, args.large)
     ceiling = per["pure-Python GCRA on a dict (same Decision)"]
     print(f"\nInstructions per check (callgrind; {args.large} - {args.small} checks)\n")
     print("| contender | instructions per check | ratio (ceiling/ours) |")
@@ -381,10 +386,7 @@ def main() -> int:
 
 
 def _server(small: int, large: int) -> int:
-    per: dict[str, float] = {}
-    for name, kind in SERVER_CONTENDERS.items():
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        per[name] = (instructions(kind, large) - instructions(kind, small)) / (large - small)
+    per = per_call(SERVER_CONTENDERS, small, large)
     _echo, embedded, _decode, door, hub, full = per.values()
     print(f"\nA gRPC Check on memory, the server's own pieces (callgrind, one thread; {large} - {small})\n")
     print("| piece | instructions per Check |")
@@ -400,10 +402,7 @@ def _server(small: int, large: int) -> int:
 
 
 def _capture(small: int, large: int) -> int:
-    per: dict[str, float] = {}
-    for name, kind in CAPTURE_CONTENDERS.items():
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        per[name] = (instructions(kind, large) - instructions(kind, small)) / (large - small)
+    per = per_call(CAPTURE_CONTENDERS, small, large)
     base = per["capture off (the untapped Check)"]
     print(f"\nWhat capture adds to an inline Check on memory (callgrind; {large} - {small} Checks)\n")
     print("| path | instructions per Check | added |")
@@ -420,12 +419,8 @@ def _redis(url: str, small: int, large: int) -> int:
 
     sep = "&" if "?" in url else "?"
     url = f"{url}{sep}prefix=tk-instr-{uuid.uuid4().hex[:8]}"
-    per: dict[str, float] = {}
     try:
-        for name, kind in REDIS_CONTENDERS.items():
-            print(f"{name} ...", file=sys.stderr, flush=True)
-            counts = [instructions(kind, n, "--redis-url", url) for n in (large, small)]
-            per[name] = (counts[0] - counts[1]) / (large - small)
+        per = per_call(REDIS_CONTENDERS, small, large, "--redis-url", url)
     finally:
         store = open_sync(url)
         for kind in REDIS_CONTENDERS.values():
@@ -455,12 +450,8 @@ def _postgres(url: str, small: int, large: int) -> int:
     from throttlekit.stores.postgres import PostgresStore
 
     table = f"tk_instr_{uuid.uuid4().hex[:8]}"
-    per: dict[str, float] = {}
     try:
-        for name, kind in PG_CONTENDERS.items():
-            print(f"{name} ...", file=sys.stderr, flush=True)
-            counts = [instructions(kind, n, "--pg", url, table) for n in (large, small)]
-            per[name] = (counts[0] - counts[1]) / (large - small)
+        per = per_call(PG_CONTENDERS, small, large, "--pg", url, table)
     finally:
         store = PostgresStore(url, table=table, sweep_interval_ms=0)
         store.drop_table()

@@ -378,6 +378,16 @@ def test_the_async_one_key_decision_is_bounded_on_a_frozen_store_and_cancellable
         s.close()
 
 
+def _end_backends(pg_url: str, app: str) -> int:
+    """Have the server end every backend of ``application_name`` ``app`` (a restart, as a pool sees it);
+    how many it ended."""
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        row = other.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [app]
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 # -- the asyncio transport: one reader per connection (throttlekit.stores._pgconn.AsyncLink) ------------
 
 _LOOPS = ["asyncio", "uvloop"]
@@ -532,12 +542,7 @@ def test_a_server_on_the_asyncio_store_survives_a_terminated_backend(pg_url: str
 
     async def main() -> None:
         assert (await alim.check("k")).remaining == 9
-        with psycopg.connect(pg_url, autocommit=True) as other:
-            ended = other.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-                [app],
-            ).fetchone()
-        assert ended == (1,)
+        assert _end_backends(pg_url, app) == 1
         assert await _cpu_while_idle(0.3) < 0.15
         assert (await alim.check("k")).remaining == 8
         await s.aclose()
@@ -612,12 +617,7 @@ def test_a_sync_store_survives_a_terminated_backend(pg_url: str, pg_table: str) 
     try:
         lim = tk.Limiter(tk.FixedWindow(10, "1h"), store=s)
         assert lim.check("k").remaining == 9
-        with psycopg.connect(pg_url, autocommit=True) as other:
-            ended = other.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
-                [app],
-            ).fetchone()
-        assert ended == (1,)
+        assert _end_backends(pg_url, app) == 1
         time.sleep(0.05)
         assert lim.check("k").remaining == 8
     finally:
