@@ -622,3 +622,49 @@ def test_a_sync_store_survives_a_terminated_backend(pg_url: str, pg_table: str) 
         assert lim.check("k").remaining == 8
     finally:
         s.close()
+
+
+def _end_backend_soon(pg_url: str, pid: int, after_s: float) -> Any:
+    """A thread that ends backend ``pid`` after ``after_s`` (the server going away mid-query)."""
+    import threading
+
+    def end() -> None:
+        time.sleep(after_s)
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    thread = threading.Thread(target=end, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("api", ["sync", "asyncio", "uvloop"])
+def test_a_backend_ended_mid_exchange_fails_it_at_once_as_a_dropped_connection(pg_url: str, api: str) -> None:
+    """The server ends the backend while an exchange waits (a restart mid-query): the exchange fails
+    within a second, not at its 10 s deadline, with an error the store treats as a dropped connection."""
+    from throttlekit.stores import _pgconn as pgc
+
+    if api == "sync":
+        link = _sync_link(pg_url)
+        pid = int(link.exchange(b"SELECT pg_backend_pid()", 2.0).get_value(0, 0))
+        ender = _end_backend_soon(pg_url, pid, 0.2)
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError) as info:
+            link.exchange(b"SELECT pg_sleep(5)", 10.0)
+        link.finish()
+    else:
+
+        async def main() -> Any:
+            link = await _link(pg_url)
+            pid = int((await link.exchange(b"SELECT pg_backend_pid()", 2.0)).get_value(0, 0))
+            ender = _end_backend_soon(pg_url, pid, 0.2)
+            t0 = time.monotonic()
+            with pytest.raises(psycopg.OperationalError) as info:
+                await link.exchange(b"SELECT pg_sleep(5)", 10.0)
+            link.finish()
+            return ender, t0, info
+
+        ender, t0, info = _run("uvloop" if api == "uvloop" else "asyncio", main())
+    assert time.monotonic() - t0 < 1.5
+    assert pgc.is_connection_error(info.value)
+    ender.join(5)
