@@ -668,3 +668,31 @@ def test_a_backend_ended_mid_exchange_fails_it_at_once_as_a_dropped_connection(p
     assert time.monotonic() - t0 < 1.5
     assert pgc.is_connection_error(info.value)
     ender.join(5)
+
+
+@pytest.mark.parametrize("loop", _LOOPS)
+def test_a_link_whose_backend_ended_never_touches_the_next_connection_on_its_descriptor(
+    pg_url: str, loop: str
+) -> None:
+    """libpq closes the socket of a connection the server ended, and the next connection usually gets the
+    same descriptor number. The dead link must have stopped watching it: closing the dead link later must
+    not remove the new connection's reader (its exchanges would then wait for their timeout)."""
+
+    async def main() -> None:
+        dead = await _link(pg_url)
+        fd = dead.pgconn.socket
+        pid = int((await dead.exchange(b"SELECT pg_backend_pid()", 2.0)).get_value(0, 0))
+        with psycopg.connect(pg_url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        await asyncio.sleep(0.2)  # the reader sees the end; libpq closes the socket
+        assert dead.closed
+        fresh = await _link(pg_url)
+        try:
+            assert fresh.pgconn.socket == fd  # the descriptor number was reused
+            dead.finish()
+            res = await fresh.exchange(b"SELECT 5", 1.0)
+            assert res.get_value(0, 0) == b"5"
+        finally:
+            await fresh.close()
+
+    _run(loop, main())
