@@ -178,9 +178,10 @@ class CaptureRecorder:
         self.pending()
         return self._evicted
 
-    def __call__(self, event: Decided | EventFields) -> None:
+    def __call__(self, event: EventFields) -> None:
+        """Record one event now (a ``DecisionEvent``, or its fields as a plain tuple)."""
         with self._lock:
-            self._one(event)  # type: ignore[arg-type]
+            self._one(event)
 
     def absorb(self, events: Sequence[EventFields]) -> None:
         """A batch of the tap's decisions, in order (the recorder as a sink)."""
