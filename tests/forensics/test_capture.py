@@ -458,6 +458,10 @@ def test_the_recorder_is_a_sink_and_every_read_drains_the_tap() -> None:
     assert rec.skipped == 1  # drained by the read
     asyncio.run(service.check("api", "acme:user9"))
     assert sum(s["count"] for s in rec.drain() if s["policy"] == "api") == 10  # 9 + the last
+    asyncio.run(service.check("api", ":again-no-tenant"))
+    rec.skipped = 0  # writable as it always was: the pending decision is taken first, then reset
+    assert rec.skipped == 0 and service.tap._batch == []
+    assert "no tenant" in (type(rec).skipped.__doc__ or "")
     asyncio.run(service.aclose())
 
 

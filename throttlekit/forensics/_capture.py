@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from .._loader import load_manifest
 from ..config import PolicyConfig, RatePolicy
@@ -124,6 +124,29 @@ class _Ring:
         self.dropped = 0
 
 
+T = TypeVar("T")
+
+
+class _Drained(Generic[T]):
+    """A recorder figure read (or written, as when it was a plain attribute) after draining the tap the
+    recorder is a sink of, so it includes every decision made so far."""
+
+    def __init__(self, field: str, doc: str) -> None:
+        self.field = field
+        self.__doc__ = doc
+
+    def __get__(self, recorder: CaptureRecorder | None, owner: object = None) -> T:
+        if recorder is None:  # on the class: the descriptor itself (its docstring, for help())
+            return self  # type: ignore[return-value]
+        recorder.pending()
+        return getattr(recorder, self.field)  # type: ignore[no-any-return]
+
+    def __set__(self, recorder: CaptureRecorder, value: T) -> None:
+        recorder.pending()
+        with recorder._lock:
+            setattr(recorder, self.field, value)
+
+
 class CaptureRecorder:
     """The capture recorder, a sink of the service's decision tap (:func:`attach_capture` registers it):
     the tap hands it the decisions in batches (``absorb``), so no event object is built per decision for
@@ -154,29 +177,15 @@ class CaptureRecorder:
         else:
             self._tenant = None
 
-    @property
-    def tallies(self) -> dict[str, list[int]]:
-        """Allowed and denied consuming decisions per policy (``[allowed, denied]``), never written."""
-        self.pending()
-        return self._tallies
-
-    @property
-    def skipped(self) -> int:
-        """Events whose key names no tenant."""
-        self.pending()
-        return self._skipped
-
-    @property
-    def faults(self) -> int:
-        """Events dropped by a redaction collision or an unexpected fault."""
-        self.pending()
-        return self._faults
-
-    @property
-    def evicted_events(self) -> int:
-        """Events of scopes evicted at ``maxScopes``."""
-        self.pending()
-        return self._evicted
+    tallies: _Drained[dict[str, list[int]]] = _Drained(
+        "_tallies",
+        "Allowed and denied consuming decisions per policy (``[allowed, denied]``), never written.",
+    )
+    skipped: _Drained[int] = _Drained("_skipped", "Events whose key names no tenant.")
+    faults: _Drained[int] = _Drained(
+        "_faults", "Events dropped by a redaction collision or an unexpected fault."
+    )
+    evicted_events: _Drained[int] = _Drained("_evicted", "Events of scopes evicted at ``maxScopes``.")
 
     def __call__(self, event: EventFields) -> None:
         """Record one event now (a ``DecisionEvent``, or its fields as a plain tuple)."""
