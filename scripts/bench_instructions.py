@@ -52,6 +52,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ PG_CONTENDERS = {
     "psycopg AsyncConnection and its own wait, same statements (reference)": "pg-psycopg-async",
 }
 
+#: Each Postgres contender's ceiling: the sync rows raw psycopg (the issue's), the asyncio rows the asyncio
+#: ceiling (raw libpq on one watched socket).
+PG_CEILINGS = {
+    "pg-ours": "pg-ceiling",
+    "pg-ceiling": "pg-ceiling",
+    "pg-link": "pg-ceiling",
+    "pg-ours-async": "pg-ceiling-async",
+    "pg-ceiling-async": "pg-ceiling-async",
+    "pg-psycopg-async": "pg-ceiling-async",
+}
+
 REDIS_CONTENDERS = {
     "throttlekit Limiter(Gcra).check, RedisStore": "redis-check",
     "raw socket + hiredis, same EVALSHA bytes (ceiling)": "redis-raw",
@@ -73,6 +85,16 @@ REDIS_CONTENDERS = {
     "floor: the least Python client, per decision (the batch framed per call, the public Decisions)": (
         "redis-least-many"
     ),
+}
+
+#: Each Redis contender's ceiling: the raw socket of the same shape (one check, or the batch of 100).
+REDIS_CEILINGS = {
+    "redis-check": "redis-raw",
+    "redis-raw": "redis-raw",
+    "redis-least": "redis-raw",
+    "redis-many": "redis-raw-many",
+    "redis-raw-many": "redis-raw-many",
+    "redis-least-many": "redis-raw-many",
 }
 
 CONTENDERS = {
@@ -331,6 +353,15 @@ def per_call(contenders: dict[str, str], small: int, large: int, *extra: str) ->
     return per
 
 
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A markdown table under ``title``: the first column left-aligned, the others right-aligned."""
+    print(f"\n{title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|---|" + "--:|" * (len(columns) - 1))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--run", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
@@ -377,22 +408,22 @@ def main() -> int:
     args.small, args.large = args.small or 2000, args.large or 12000
     per = per_call(CONTENDERS, args.small, args.large)
     ceiling = per["pure-Python GCRA on a dict (same Decision)"]
-    print(f"\nInstructions per check (callgrind; {args.large} - {args.small} checks)\n")
-    print("| contender | instructions per check | ratio (ceiling/ours) |")
-    print("|---|--:|--:|")
-    for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {ceiling / value:.2f}x |")
+    print_table(
+        f"Instructions per check (callgrind; {args.large} - {args.small} checks)",
+        ("contender", "instructions per check", "ratio (ceiling/ours)"),
+        ((name, f"{value:,.0f}", f"{ceiling / value:.2f}x") for name, value in per.items()),
+    )
     return 0
 
 
 def _server(small: int, large: int) -> int:
     per = per_call(SERVER_CONTENDERS, small, large)
     _echo, embedded, _decode, door, hub, full = per.values()
-    print(f"\nA gRPC Check on memory, the server's own pieces (callgrind, one thread; {large} - {small})\n")
-    print("| piece | instructions per Check |")
-    print("|---|--:|")
-    for name, value in per.items():
-        print(f"| {name} | {value:,.0f} |")
+    print_table(
+        f"A gRPC Check on memory, the server's own pieces (callgrind, one thread; {large} - {small})",
+        ("piece", "instructions per Check"),
+        ((name, f"{value:,.0f}") for name, value in per.items()),
+    )
     print(
         f"\nBeyond the embedded-decision echo's handler: {door - embedded:+,.0f} without an observer, "
         f"{hub - embedded:+,.0f} with the hub (of which the hub {hub - door:,.0f}), "
@@ -404,11 +435,11 @@ def _server(small: int, large: int) -> int:
 def _capture(small: int, large: int) -> int:
     per = per_call(CAPTURE_CONTENDERS, small, large)
     base = per["capture off (the untapped Check)"]
-    print(f"\nWhat capture adds to an inline Check on memory (callgrind; {large} - {small} Checks)\n")
-    print("| path | instructions per Check | added |")
-    print("|---|--:|--:|")
-    for name, value in per.items():
-        print(f"| {name} | {value:,.0f} | {value - base:+,.0f} |")
+    print_table(
+        f"What capture adds to an inline Check on memory (callgrind; {large} - {small} Checks)",
+        ("path", "instructions per Check", "added"),
+        ((name, f"{value:,.0f}", f"{value - base:+,.0f}") for name, value in per.items()),
+    )
     return 0
 
 
@@ -428,19 +459,11 @@ def _redis(url: str, small: int, large: int) -> int:
             for i in range(100):
                 store.delete(f"{store.prefix}:{kind}-{i}")
         store.close()
-    print(f"\nClient instructions per Redis decision (callgrind; {large} - {small} decisions, gcra)\n")
-    print("| contender | instructions per decision | ratio (ceiling/ours) |")
-    print("|---|--:|--:|")
-    check, raw, least, many, raw_many, least_many = per
-    for name, ceiling in (
-        (check, raw),
-        (raw, raw),
-        (least, raw),
-        (many, raw_many),
-        (raw_many, raw_many),
-        (least_many, raw_many),
-    ):
-        print(f"| {name} | {per[name]:,.0f} | {per[ceiling] / per[name]:.2f}x |")
+    print_table(
+        f"Client instructions per Redis decision (callgrind; {large} - {small} decisions, gcra)",
+        ("contender", "instructions per decision", "ratio (ceiling/ours)"),
+        (_beside(per, name, kind, REDIS_CEILINGS) for name, kind in REDIS_CONTENDERS.items()),
+    )
     return 0
 
 
@@ -456,16 +479,20 @@ def _postgres(url: str, small: int, large: int) -> int:
         store = PostgresStore(url, table=table, sweep_interval_ms=0)
         store.drop_table()
         store.close()
-    ceiling = per["raw psycopg, same statements (ceiling)"]
-    print(f"\nInstructions per Postgres decision, client side (callgrind; {large} - {small} decisions, "
-          "synchronous_commit=off; each asyncio row beside the asyncio ceiling)\n")  # fmt: skip
-    print("| contender | instructions per decision | ratio (ceiling/ours) |")
-    print("|---|--:|--:|")
-    aceiling = per["raw libpq on one watched socket, same statements (asyncio ceiling)"]
-    for name, value in per.items():
-        asyncio_row = "asyncio" in name or "Async" in name
-        print(f"| {name} | {value:,.0f} | {(aceiling if asyncio_row else ceiling) / value:.2f}x |")
+    print_table(
+        f"Instructions per Postgres decision, client side (callgrind; {large} - {small} decisions, "
+        "synchronous_commit=off; each asyncio row beside the asyncio ceiling)",
+        ("contender", "instructions per decision", "ratio (ceiling/ours)"),
+        (_beside(per, name, kind, PG_CEILINGS) for name, kind in PG_CONTENDERS.items()),
+    )
     return 0
+
+
+def _beside(per: dict[str, float], name: str, kind: str, ceilings: dict[str, str]) -> tuple[str, str, str]:
+    """A row: the contender, its count and its ratio to its ceiling (``ceilings``: kind -> ceiling kind)."""
+    by_kind = {k: n for n, k in {**PG_CONTENDERS, **REDIS_CONTENDERS}.items()}
+    ceiling = per[by_kind[ceilings[kind]]]
+    return name, f"{per[name]:,.0f}", f"{ceiling / per[name]:.2f}x"
 
 
 if __name__ == "__main__":
