@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,58 @@ def test_key_flood_is_bounded_and_evicts_expired_first(runtime: str) -> None:
     assert e.key_count() == 64
     assert e.dump(100, "live0") is None
     assert e.dump(100, "flood999") is not None
+
+
+def _gc_pause(e: LuaEngine) -> int:
+    """The collector's pause now (``setpause`` answers the previous value; it is put back)."""
+    return int(
+        e.lua_runtime.execute(
+            "local p = collectgarbage('setpause', 200); collectgarbage('setpause', p); return p"
+        )
+    )
+
+
+def test_the_collector_pause_follows_the_heap_after_every_cycle(runtime: str) -> None:
+    e = engine(runtime, "return redis.call('SET', KEYS[1], ARGV[1])")
+    e.lua_runtime.execute("collectgarbage('collect')")
+    small_kb = float(e.lua_runtime.eval("collectgarbage('count')"))
+    assert small_kb < 1024
+    assert _gc_pause(e) == 400  # a small heap: garbage up to 3x its size before a cycle
+    # ~40 MB of live tables: the allowance is 20% of the heap again (the large-keyspace setting)
+    e.lua_runtime.execute(
+        "tk_test_ballast = {{}, {}} for i = 1, 600000 do local t = tk_test_ballast[i % 20 == 0 and 1 or 2]; "
+        "t[#t + 1] = {i} end"
+    )
+    e.lua_runtime.execute("collectgarbage('collect')")
+    assert float(e.lua_runtime.eval("collectgarbage('count')")) > 20_000
+    assert _gc_pause(e) == 120
+    # a heap of a few MB: the 1 MB allowance (100 + 100 * 1024 / kb)
+    e.lua_runtime.execute("tk_test_ballast[2] = nil collectgarbage('collect')")
+    kb = float(e.lua_runtime.eval("collectgarbage('count')"))
+    assert 1_500 < kb < 5_000
+    assert abs(_gc_pause(e) - (100 + 100 * 1024 / kb)) <= 2
+    # the heap shrinks back: so does the pause, to 400 again, and decisions go on meanwhile
+    e.lua_runtime.execute("tk_test_ballast = nil collectgarbage('collect')")
+    assert _gc_pause(e) == 400
+    for i in range(3000):
+        e.call("s0", 0, [f"k{i % 10}"], [str(i)])
+    assert e.key_count() == 10
+
+
+@pytest.mark.skipif("luajit" not in RUNTIMES, reason="jit.profile is LuaJIT's")
+def test_the_embedded_profile_names_the_lines_that_cost() -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_embedded.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--checks", "300000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "| outside Lua: Python, lupa's crossing" in out
+    assert "`return string.format('%.17g', v)`" in out  # the state's text, the largest compiled line
+    shares = [int(m) for m in re.findall(r"\| (\d+)% \|", out)]
+    assert 95 <= sum(shares) <= 105
 
 
 def test_max_keys_is_validated() -> None:

@@ -151,6 +151,12 @@ class LuaEngine:
         for t in transforms:
             self._transforms[t.name] = t
 
+    @property
+    def lua_runtime(self) -> Any:
+        """The lupa ``LuaRuntime`` holding the shim, for tests and profiling tools: code run there is
+        outside the transforms' sandbox and may change the keyspace."""
+        return self._rt
+
     def add(self, t: Transform) -> None:
         """Compile one transform into a fixed-arity runner now (``runner`` compiles on first use)."""
         self._transforms[t.name] = t

@@ -51,35 +51,32 @@ class Forecast:
         }
 
 
-_new = object.__new__
+class _Building(Decision):
+    """A :class:`Decision` under construction: a subclass adding no slots, whose attribute stores are
+    plain ones (``object.__setattr__``, not the frozen dataclass's) and whose construction runs no
+    ``__init__``. The fields are set by plain stores, then the object's class becomes ``Decision``: a
+    switch Python checks quickly, the layouts being one (the subclass adds nothing). The result is an
+    ordinary ``Decision`` (its type, equality, hash and repr). About a third of the time of the frozen
+    dataclass's ``__init__``, and 25% less than an unrelated class with the same slots built with
+    ``object.__new__`` (95 against 124 ns per Decision, ``python -m timeit``)."""
 
-
-class _Building:
-    """A :class:`Decision` under construction: the same slots without the frozen ``__setattr__``, so
-    the fields are set by plain attribute stores, after which the object's class becomes ``Decision``
-    (the layouts are identical, which is when Python allows the switch). About half the instructions of
-    setting the slots through their descriptors (callgrind: ~2,800 against ~5,200 per Decision); the
-    result is an ordinary ``Decision`` (its type, equality, hash and repr)."""
-
-    __slots__ = Decision.__slots__
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_at: int
-    retry_after_ms: int
+    __slots__ = ()
+    __init__ = object.__init__
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
 
 
 def make_decision(allowed: bool, limit: int, remaining: int, reset_at: int, retry_after_ms: int) -> Decision:
     """``Decision(...)`` for the hot paths, built as :class:`_Building` (the frozen dataclass
     ``__init__`` costs about three times as much)."""
-    d = _new(_Building)
+    d: Any = _Building()  # a Decision once its class is switched; Any while its fields are stored
     d.allowed = allowed
     d.limit = limit
     d.remaining = remaining
     d.reset_at = reset_at
     d.retry_after_ms = retry_after_ms
-    d.__class__ = Decision  # type: ignore[assignment]
-    return d  # type: ignore[return-value]
+    d.__class__ = Decision
+    return d  # type: ignore[no-any-return]
 
 
 def decision_of(reply: Sequence[Any]) -> Decision:
@@ -87,8 +84,8 @@ def decision_of(reply: Sequence[Any]) -> Decision:
     limit, remaining, reset_at, retry_after_ms; the loader refuses a decision transform whose reply
     differs), ``allowed`` as 1/0 or a bool: the hot paths' decoder, one unpacking instead of five
     subscripts (built as :func:`make_decision`)."""
-    d = _new(_Building)
+    d: Any = _Building()  # a Decision once its class is switched; Any while its fields are stored
     allowed, d.limit, d.remaining, d.reset_at, d.retry_after_ms = reply
     d.allowed = allowed == 1
-    d.__class__ = Decision  # type: ignore[assignment]
-    return d  # type: ignore[return-value]
+    d.__class__ = Decision
+    return d  # type: ignore[no-any-return]

@@ -26,9 +26,28 @@ evicts the first key that is expired or unused since its last pass. Expired keys
 whenever as many keys were created as are live. Deadlines are positive (clocks are epoch ms >= 0).
 ]]
 local MAX_KEYS = ...
--- a GC cycle starts when the heap reaches 1.2x its size after the last one (default 2x): every decision
--- leaves a reply table behind, and at 2x that garbage, held by the allocator, is ~30% of the RSS per key
-collectgarbage('setpause', 120)
+-- The collector's pause: a GC cycle starts when the heap reaches pause% of its size after the last one
+-- (default 200%). Every decision leaves garbage behind (its reply table, its state's old text), and
+-- a cycle marks the whole live heap, so the pause trades memory for time. On a large heap the garbage
+-- allowed is 20% of it: at 2x, that garbage, held by the allocator, was ~30% of the RSS per key. On a
+-- small one a 20% allowance means a cycle every few hundred decisions (measured: 40-60 ns of a ~1 us
+-- embedded check), so the allowance is at least min(3x the heap, GC_ALLOWANCE_KB): at most 1 MB more
+-- garbage than the 20% rule holds, on heaps under 5 MB. Re-tuned after every cycle, from the heap's size
+-- then, by a finalizer (no cost per decision).
+local GC_ALLOWANCE_KB = 1024
+local function gc_tune()
+  local kb = collectgarbage('count')
+  local allowance = kb * 3
+  if allowance > GC_ALLOWANCE_KB then allowance = GC_ALLOWANCE_KB end
+  if allowance < kb * 0.2 then allowance = kb * 0.2 end
+  collectgarbage('setpause', math.floor(100 + 100 * allowance / kb))
+end
+local function gc_watch() -- a sentinel whose finalizer runs once per cycle and sets the next one up
+  local sentinel = newproxy(true)
+  getmetatable(sentinel).__gc = function() gc_tune(); gc_watch() end
+end
+gc_tune()
+gc_watch()
 local type, tonumber, tostring, select, error, pairs, next = type, tonumber, tostring, select, error, pairs, next
 local setmetatable, getmetatable, pcall, loadstring, setfenv = setmetatable, getmetatable, pcall, loadstring, setfenv
 local floor, ceil, huge, fmt, upper, sub = math.floor, math.ceil, math.huge, string.format, string.upper, string.sub
