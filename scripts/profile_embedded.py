@@ -2,12 +2,13 @@
 """Where an embedded ``Limiter(Gcra).check`` spends its time, by LuaJIT's own sampling profiler.
 
 ``jit.profile`` samples the Lua VM every millisecond and reports its state at the sample: compiled code
-(a trace), the interpreter, the garbage collector, or C. "C" is also the state while the VM is not running
-at all, so those samples are the time outside Lua: Python, lupa's crossing (arguments, the GIL released
-and taken back, the five results) and the ``Decision``. The compiled samples are split by the Lua line
-they fell on, printed with its source, so the cost of each piece of the transform and of the shim reads
-off directly (the ``%.17g`` format and parse of the state the Redis layout stores, the reply table, the
-keyspace's GET and SET).
+(a trace), the interpreter, the garbage collector, or C. "C" is also the state while the VM is not
+running at all, so those samples are the time outside Lua: Python, lupa's crossing (arguments, the GIL
+released and taken back, the five results) and the ``Decision``. The samples in Lua (compiled or
+interpreted) are split by the Lua line they fell on, printed with its source, so the cost of each piece
+of the transform and of the shim reads off directly (the ``%.17g`` format and parse of the state the
+Redis layout stores, the reply table, the keyspace's GET and SET). A sample lands on the line running
+when the timer fired, so a cost can show on the line after it.
 
 Usage: ``python scripts/profile_embedded.py [--checks 1000000] [--top 12]`` (LuaJIT only: the profiler is
 LuaJIT's). Samples are a statistical picture; rerun for the spread.
@@ -26,8 +27,8 @@ local profile = require('jit.profile')
 local lines, states = {}, {}
 profile.start('li1', function(thread, samples, vmstate)
   states[vmstate] = (states[vmstate] or 0) + samples
-  if vmstate == 'N' then
-    local where = profile.dumpstack(thread, 'pl', 1)
+  if vmstate == 'N' or vmstate == 'I' then
+    local where = profile.dumpstack(thread, 'pl', 1) .. (vmstate == 'I' and ' (interpreted)' or '')
     lines[where] = (lines[where] or 0) + samples
   end
 end)
@@ -48,7 +49,7 @@ STATES = {
 
 def source_line(where: str) -> str:
     """The text of ``chunk:line`` (a transform's expanded source, or the shim's)."""
-    chunk, _, line = where.rpartition(":")
+    chunk, _, line = where.split(" ")[0].rpartition(":")
     transforms = load_manifest()
     if chunk in transforms:
         text = transforms[chunk].source.splitlines()
@@ -82,7 +83,7 @@ def main() -> None:
     for state, n in sorted(states.items(), key=lambda kv: -kv[1]):
         print(f"| {STATES.get(state, state)} | {n} | {n / total:.0%} | {n * per_sample:.0f} |")
     print(
-        f"\nCompiled Lua by line (top {args.top}):\n\n| line | source | samples | ns per check |\n|---|---|--:|--:|"
+        f"\nLua by line, compiled and interpreted (top {args.top}):\n\n| line | source | samples | ns per check |\n|---|---|--:|--:|"
     )
     for where, n in sorted(lines.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"| {where} | `{source_line(where)}` | {n} | {n * per_sample:.0f} |")
