@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -465,6 +466,7 @@ def test_the_asyncio_link_sends_a_query_larger_than_the_socket_buffer(pg_url: st
 
     async def main() -> None:
         link = await _link(pg_url)
+        _small_send_buffer(link.pgconn.socket)
         try:
             res = await link.exchange(f"SELECT length('{big}')".encode(), 10.0)
             assert res.get_value(0, 0) == b"8000000"
@@ -576,11 +578,37 @@ def test_the_sync_link_answers_its_own_query_after_unasked_input(pg_url: str) ->
         assert link.exchange(b"SELECT 41 + 1", 2.0).get_value(0, 0) == b"42"
         big = link.exchange(b"SELECT repeat('x', 4000000)", 5.0).get_value(0, 0)
         assert big == b"x" * 4_000_000
-        sent = link.exchange(f"SELECT length('{'y' * 8_000_000}')".encode(), 10.0).get_value(0, 0)
-        assert sent == b"8000000"
     finally:
         link.close()
     assert link.closed
+
+
+def _small_send_buffer(fd: int) -> None:
+    """Cap a connection's socket send buffer at 64 KB, so a large query cannot leave in one write
+    however fast the server reads (the kernel's own buffer grows to megabytes on loopback)."""
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    finally:
+        s.close()
+
+
+def test_the_sync_link_sends_a_query_larger_than_the_socket_buffer(pg_url: str) -> None:
+    """psycopg runs libpq non-blocking, so ``send_query`` leaves what the socket did not take in libpq's
+    buffer: the link sends the rest before it waits for the answer (it waited for an answer to a query
+    the server never received, until the timeout), and the next exchange is unaffected."""
+    link = _sync_link(pg_url)
+    _small_send_buffer(link.pgconn.socket)
+    try:
+        t0 = time.monotonic()
+        sent = link.exchange(f"SELECT length('{'y' * 8_000_000}')".encode(), 10.0).get_value(0, 0)
+        assert sent == b"8000000"
+        assert time.monotonic() - t0 < 5.0
+        assert link.exchange(b"SELECT 7", 2.0).get_value(0, 0) == b"7"
+        with pytest.raises(TimeoutError):  # the send, too, is bounded by the exchange's deadline
+            link.exchange(f"SELECT length('{'y' * 8_000_000}')".encode(), 0.000_001)
+    finally:
+        link.finish()
 
 
 def test_the_sync_link_times_out_and_reports_a_backend_the_server_ended(pg_url: str) -> None:

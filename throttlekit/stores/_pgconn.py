@@ -150,13 +150,17 @@ def connect(url: str, kwargs: dict[str, Any]) -> Link:
 
 
 class Link:
-    """One sync connection to Postgres: a psycopg ``Connection`` (autocommit) and a ``poll`` object on its
+    """One sync connection to Postgres: a psycopg ``Connection`` (autocommit) and ``poll`` objects on its
     socket, made once. An exchange sends its query and waits for the results with ``poll`` under one
     deadline (``op_timeout_s``), reading them with libpq's own calls: psycopg's ``Connection.wait`` and
     its generator cost about 7,500 more instructions per exchange, two exchanges per decision
-    (``docs/stores.md``, "The transports: one wait per connection")."""
+    (``docs/stores.md``, "The transports: one wait per connection").
 
-    __slots__ = ("_wait", "conn", "pgconn")
+    psycopg runs libpq non-blocking, so a query larger than what the socket takes at once (a big state,
+    a batch, a server slow to read) is left partly in libpq's buffer by ``send_query``: the exchange
+    sends the rest as the socket takes it, under the same deadline, before it waits for the results."""
+
+    __slots__ = ("_wait", "_wait_send", "conn", "pgconn")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
@@ -166,13 +170,21 @@ class Link:
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             self._wait: Callable[[float], Any] = poller.poll
+            sending = select.poll()
+            sending.register(fd, select.POLLIN | select.POLLOUT)
+            self._wait_send: Callable[[float], Any] = sending.poll
         else:  # pragma: no cover - Windows: select has no poll there
 
             def wait(ms: float) -> Any:
                 readable, _, failed = select.select([fd], [], [fd], ms / 1000.0)
                 return readable or failed
 
+            def wait_send(ms: float) -> Any:
+                readable, writable, failed = select.select([fd], [fd], [fd], ms / 1000.0)
+                return readable or writable or failed
+
             self._wait = wait
+            self._wait_send = wait_send
 
     @property
     def closed(self) -> bool:
@@ -191,13 +203,15 @@ class Link:
     def exchange(self, query: bytes, op_timeout_s: float) -> Any:
         """Send ``query`` (one simple-query message), wait for all of its results (bounded by
         ``op_timeout_s``: ``TimeoutError``) and return the last one, checked as by :func:`last_ok`
-        (inline: this runs twice per decision). The connection is blocking: libpq has sent the whole
-        query when ``send_query`` returns (a stalled peer is bounded there by ``tcp_user_timeout``).
-        After a timeout or an error the caller drops the connection."""
+        (inline: this runs twice per decision). After a timeout or an error the caller drops the
+        connection."""
         pg, wait = self.pgconn, self._wait
         pg.send_query(query)
         deadline = _monotonic() + op_timeout_s
         left_ms = op_timeout_s * 1000.0
+        if pg.flush():  # the socket did not take the whole query: send the rest first
+            self._send_rest(deadline)
+            left_ms = (deadline - _monotonic()) * 1000.0
         results: list[Any] = []
         while True:
             if not wait(left_ms):
@@ -213,6 +227,19 @@ class Link:
             left_ms = (deadline - _monotonic()) * 1000.0  # a reply in several packets: the time left
             if left_ms <= 0:
                 raise TimeoutError("no reply within op_timeout_s")
+
+    def _send_rest(self, deadline: float) -> None:
+        """Send what libpq still holds of the query as the socket takes it, reading what the server sends
+        meanwhile (as libpq asks of a non-blocking sender, so that neither side waits on the other), until
+        ``deadline``: ``TimeoutError``."""
+        pg, wait = self.pgconn, self._wait_send
+        while True:
+            left_ms = (deadline - _monotonic()) * 1000.0
+            if left_ms <= 0 or not wait(left_ms):
+                raise TimeoutError("no reply within op_timeout_s")
+            pg.consume_input()
+            if not pg.flush():
+                return
 
 
 async def aconnect(url: str, kwargs: dict[str, Any], op_timeout_s: float) -> AsyncLink:
