@@ -611,6 +611,29 @@ def test_the_sync_link_sends_a_query_larger_than_the_socket_buffer(pg_url: str) 
         link.finish()
 
 
+@pytest.mark.parametrize("then", ["freeze", "close"])
+def test_the_sync_link_bounds_a_send_the_peer_stops_taking(pg_url: str, then: str) -> None:
+    """A peer that stops reading in the middle of a large query (a proxy that freezes, holding the
+    connection open and silent) leaves the send waiting for writability: it ends at the exchange's
+    deadline. A peer that closes the connection mid-send fails the exchange at once, as a dropped
+    connection (what the store retries once)."""
+    marker = "q" * 64
+    p = Proxy(5432, match=marker.encode(), then=then)
+    try:
+        link = _sync_link(_outage_url(pg_url, p.port))
+        _small_send_buffer(link.pgconn.socket)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError if then == "freeze" else psycopg.OperationalError):
+                link.exchange(f"SELECT length('{marker * 125_000}')".encode(), 1.0)
+            elapsed = time.monotonic() - t0
+            assert (0.9 < elapsed < 2.5) if then == "freeze" else elapsed < 0.9
+        finally:
+            link.finish()
+    finally:
+        p.stop()
+
+
 def test_the_sync_link_times_out_and_reports_a_backend_the_server_ended(pg_url: str) -> None:
     """A query slower than ``op_timeout_s`` raises TimeoutError at the deadline (the store's
     "no reply within op_timeout_s"); a backend the server ended fails the next exchange as a dropped
