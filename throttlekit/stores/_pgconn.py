@@ -2,10 +2,10 @@
 
 A connection is a link: :class:`Link` (sync) or :class:`AsyncLink` (asyncio), a psycopg connection whose
 socket it waits on itself (a ``poll`` object, or a reader the event loop keeps, made once per
-connection). :func:`exchange` / :func:`aexchange` send one query string (several statements) through
-libpq, wait for all of its results, bounded by ``op_timeout_s``, and return the last one, raising the
-server's error when a statement failed (:func:`last_ok`). Neither psycopg's cursor layer nor its wait
-is involved: they cost more client CPU than the round trip itself. What is sent and how replies are
+connection). A link's ``exchange`` sends one query string (several statements) through libpq, waits
+for all of its results, bounded by ``op_timeout_s``, and returns the last one, raising the server's
+error when a statement failed (:func:`last_ok`). Neither psycopg's cursor layer nor its wait is
+involved: they cost more client CPU than the round trip itself. What is sent and how replies are
 read lives in :mod:`throttlekit.stores._pgsql`; pooling in :mod:`throttlekit.stores._pgpool`.
 
 Errors: every failure becomes :class:`~throttlekit.StoreError` (:func:`store_error`), except in the
@@ -29,10 +29,8 @@ __all__ = [
     "AsyncLink",
     "Link",
     "aconnect",
-    "aexchange",
     "conn_kwargs",
     "connect",
-    "exchange",
     "is_connection_error",
     "last_ok",
     "psycopg",
@@ -381,13 +379,3 @@ def last_ok(results: Sequence[Any]) -> Any:
 
         raise errors.error_from_result(res, encoding="utf-8")
     return res
-
-
-def exchange(link: Link, query: bytes, op_timeout_s: float) -> Any:
-    """One simple-query exchange on a sync :class:`Link` (:meth:`Link.exchange`)."""
-    return link.exchange(query, op_timeout_s)
-
-
-async def aexchange(link: AsyncLink, query: bytes, op_timeout_s: float) -> Any:
-    """The asyncio twin of :func:`exchange`, on an :class:`AsyncLink` (:meth:`AsyncLink.exchange`)."""
-    return await link.exchange(query, op_timeout_s)

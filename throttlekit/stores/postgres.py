@@ -121,12 +121,12 @@ class _Setup:
         if self.needed:
             with self.lock:
                 if self.needed:
-                    pgc.exchange(conn, self.sql.create, timeout_s)
+                    conn.exchange(self.sql.create, timeout_s)
                     self.needed = False
 
     async def arun(self, conn: pgc.AsyncLink, timeout_s: float) -> None:
         if self.needed:
-            await pgc.aexchange(conn, self.sql.create, timeout_s)
+            await conn.exchange(self.sql.create, timeout_s)
             self.needed = False
 
 
@@ -237,7 +237,7 @@ class PostgresStore(SnapshotStore):
         conn, fresh = self._pool.acquire()  # a closed store's pool raises "postgres store is closed"
         self.round_trips += 1
         try:
-            result = pgc.exchange(conn, query, self.op_timeout_s)
+            result = conn.exchange(query, self.op_timeout_s)
         except BaseException as exc:  # an interrupt too: the connection is in an unknown state, drop it
             self._pool.release(conn, broken=True)
             if not isinstance(exc, Exception):
@@ -259,7 +259,7 @@ class PostgresStore(SnapshotStore):
         if decision:
             self.round_trips += 1
         try:
-            res = pgc.exchange(conn, query, self.op_timeout_s)
+            res = conn.exchange(query, self.op_timeout_s)
         except BaseException as exc:
             self._pool.release(conn, broken=True)
             if not isinstance(exc, Exception):
@@ -426,7 +426,7 @@ class PostgresStore(SnapshotStore):
 
     def _inspect(self, conn: pgc.Link, query: bytes) -> Any:
         try:
-            return pgc.exchange(conn, query, self.op_timeout_s)
+            return conn.exchange(query, self.op_timeout_s)
         except Exception as exc:
             raise pgc.startup_error(exc, self.url) from None
 
@@ -516,7 +516,7 @@ class _AsyncHalf:
         conn, fresh = await self.pool.acquire()
         s.round_trips += 1
         try:
-            result = await pgc.aexchange(conn, query, c.op_timeout_s)
+            result = await conn.exchange(query, c.op_timeout_s)
         except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
             self.pool.release(conn, broken=True)
             if not isinstance(exc, Exception):
@@ -534,7 +534,7 @@ class _AsyncHalf:
         if decision:
             self.store.round_trips += 1
         try:
-            res = await pgc.aexchange(conn, query, self.conf.op_timeout_s)
+            res = await conn.exchange(query, self.conf.op_timeout_s)
         except BaseException as exc:  # incl. cancellation: the connection is in an unknown state
             self.pool.release(conn, broken=True)
             if isinstance(exc, Exception):
